@@ -1,0 +1,3 @@
+"""Spendgate: a token-FinOps gateway for the Anthropic and OpenAI APIs."""
+
+__version__ = "0.1.0"

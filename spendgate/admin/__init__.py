@@ -1,0 +1,1 @@
+"""The admin surface shared by the HTTP API and the CLI."""

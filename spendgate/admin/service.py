@@ -1,0 +1,90 @@
+"""Admin operations used by both the CLI and the HTTP admin API (one implementation)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from spendgate.auth import generate_key
+from spendgate.models import SPEND_GROUPS, ApiKey
+from spendgate.pricing import format_usd
+from spendgate.store.base import Store
+
+TOKEN_FIELDS = (
+    "input_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cache_read_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+
+
+def create_key(
+    store: Store,
+    *,
+    name: str,
+    team: str,
+    user: str | None = None,
+    use_case: str | None = None,
+    tags: dict[str, str] | None = None,
+    expires_at: str | None = None,
+) -> tuple[ApiKey, str]:
+    """Mint a virtual key; the secret is returned here once and never stored."""
+    secret, key_hash, prefix = generate_key()
+    key = store.create_key(
+        key_hash=key_hash,
+        key_prefix=prefix,
+        name=name,
+        team=team,
+        user=user,
+        default_use_case=use_case,
+        default_tags=tags or {},
+        expires_at=normalize_time(expires_at) if expires_at else None,
+    )
+    return key, secret
+
+
+def key_view(key: ApiKey) -> dict[str, Any]:
+    """A key as shown to people: never its hash."""
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.key_prefix,
+        "org_id": key.org_id,
+        "team_id": key.team_id,
+        "user_id": key.user_id,
+        "default_use_case": key.default_use_case,
+        "default_tags": key.default_tags,
+        "created_at": key.created_at,
+        "expires_at": key.expires_at,
+        "revoked_at": key.revoked_at,
+    }
+
+
+def spend_report(store: Store, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
+    """Spend grouped by one dimension; `cost_usd` is an exact decimal string."""
+    if by not in SPEND_GROUPS:
+        raise ValueError(f"--by must be one of {', '.join(SPEND_GROUPS)}")
+    rows = store.spend(by, normalize_time(since) if since else None, normalize_time(until) if until else None)
+    out = []
+    for row in rows:
+        item: dict[str, Any] = {
+            by: row["name"] if row["name"] is not None else ("untagged" if by == "use_case" else None),
+            "id": row["id"],
+            "requests": int(row["requests"]),
+        }
+        for field in TOKEN_FIELDS:
+            item[field] = int(row[field] or 0)
+        item["estimated_requests"] = int(row["estimated_requests"] or 0)
+        item["cost_usd"] = format_usd(int(row["cost_nanos"] or 0))
+        out.append(item)
+    return out
+
+
+def normalize_time(text: str) -> str:
+    """A date (2026-11-01) or datetime, as the ledger's ISO-8601 UTC form."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,122 @@
+"""The app factory: everything is built here from a typed Settings, nothing at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from spendgate import __version__
+from spendgate.auth import Keyring
+from spendgate.config import Settings
+from spendgate.gateway import Gateway
+from spendgate.ledger import Journal, LedgerWriter, recover_journals
+from spendgate.passthrough import relay, wants_anthropic
+from spendgate.pricing import Pricer
+from spendgate.providers.anthropic import AnthropicProvider
+from spendgate.providers.openai import OpenAIProvider
+from spendgate.proxy import handle_call
+from spendgate.store import open_store
+from spendgate.upstream import Upstream
+
+log = logging.getLogger(__name__)
+
+
+def build_gateway(settings: Settings) -> Gateway:
+    """Open the store (migrated), replay any journal a crash left, and wire the parts."""
+    store = open_store(settings.database_url)
+    store.migrate()
+    spool = settings.resolved_spool_dir()
+    recover_journals(spool, store.insert_ledger_rows)
+    secret = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
+    openai_secret = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    keyring = Keyring(store.active_principals, settings.key_cache_refresh_s)
+    keyring.reload()
+    return Gateway(
+        settings=settings,
+        store=store,
+        keyring=keyring,
+        pricer=Pricer(settings.price_overrides_file),
+        anthropic=AnthropicProvider(secret),
+        openai=OpenAIProvider(openai_secret),
+        upstream=Upstream(
+            settings.upstream_connect_timeout_s,
+            settings.upstream_read_timeout_s,
+            settings.upstream_max_connections,
+        ),
+        ledger=LedgerWriter(
+            store,
+            Journal(spool, settings.journal_segment_bytes),
+            settings.ledger_batch_size,
+            settings.ledger_flush_interval_s,
+        ),
+    )
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+    gw = build_gateway(settings)
+    anthropic_root = settings.anthropic_base_url.rstrip("/")
+    openai_root = settings.openai_base_url.rstrip("/")
+
+    async def messages(request: Request) -> Response:
+        return await handle_call(gw, gw.anthropic, request, _url(anthropic_root, "/v1/messages", request))
+
+    async def chat_completions(request: Request) -> Response:
+        return await handle_call(gw, gw.openai, request, _url(openai_root, "/chat/completions", request))
+
+    async def count_tokens(request: Request) -> Response:
+        url = _url(anthropic_root, "/v1/messages/count_tokens", request)
+        return await relay(gw, gw.anthropic, request, url)
+
+    async def models(request: Request) -> Response:
+        if wants_anthropic(request):
+            return await relay(gw, gw.anthropic, request, _url(anthropic_root, "/v1/models", request))
+        return await relay(gw, gw.openai, request, _url(openai_root, "/models", request))
+
+    async def hello(request: Request) -> Response:
+        return Response(status_code=200)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse(
+            {"status": "ok", "version": __version__, "ledger_queue_depth": gw.ledger.queue_depth}
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gw.upstream.start()
+        gw.ledger.start()
+        refresher = asyncio.create_task(gw.keyring.refresh_forever())
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            await gw.upstream.close()
+            await asyncio.to_thread(gw.ledger.stop)
+            gw.store.close()
+
+    from spendgate.admin.api import create_admin_app
+
+    routes = [
+        Route("/v1/messages", messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/api/hello", hello, methods=["GET", "HEAD"]),
+        Route("/healthz", health, methods=["GET"]),
+        Mount("/admin", app=create_admin_app(gw)),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.gateway = gw
+    return app
+
+
+def _url(root: str, path: str, request: Request) -> str:
+    query = request.url.query
+    return f"{root}{path}?{query}" if query else f"{root}{path}"

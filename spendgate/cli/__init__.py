@@ -1,0 +1,27 @@
+"""The `spendgate` command line, split by command group (one module each).
+
+Each module exposes ``register(app)``; nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from spendgate.cli import admin_cmds, demo_cmd, fake_cmd, serve_cmd, spend_cmd
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="spendgate",
+        help="Token-FinOps gateway: meter, attribute and govern every LLM call.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    for module in (serve_cmd, admin_cmds, spend_cmd, demo_cmd, fake_cmd):
+        module.register(app)
+    return app
+
+
+def main() -> None:
+    build_app()()

@@ -1,0 +1,9 @@
+"""`spendgate demo` (placeholder until the demo lands)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass

@@ -1,0 +1,54 @@
+"""`spendgate serve`: run the gateway."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from spendgate.config import Settings
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+        port: int = typer.Option(8787, "--port", help="Port to listen on."),
+        workers: int = typer.Option(1, "--workers", help="Worker processes (each its own ledger journal)."),
+    ) -> None:
+        """Run the gateway: point ANTHROPIC_BASE_URL / the OpenAI base URL at it."""
+        run_server(Settings(), host, port, workers)
+
+    @app.command("config")
+    def show_config() -> None:
+        """Show every setting in force, secrets redacted."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from spendgate.config import describe_settings
+
+        settings = Settings()
+        values = settings.redacted()
+        table = Table("variable", "value", "help")
+        for env, _, help_text in describe_settings():
+            name = env.removeprefix("SPENDGATE_").lower()
+            table.add_row(env, str(values.get(name)), help_text)
+        Console().print(table)
+
+
+def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    import uvicorn
+
+    from spendgate.app import create_app
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if workers > 1:
+        uvicorn.run(
+            "spendgate.app:create_app", factory=True, host=host, port=port, workers=workers,
+            loop="uvloop", http="httptools", access_log=False, log_level=settings.log_level, lifespan="on",
+        )
+        return
+    uvicorn.run(
+        create_app(settings), host=host, port=port, loop="uvloop", http="httptools",
+        access_log=False, log_level=settings.log_level, lifespan="on",
+    )

@@ -1,0 +1,17 @@
+"""Timestamps in one format everywhere: ISO-8601 UTC with microseconds and a Z."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utc_now_iso() -> str:
+    return iso(datetime.now(UTC))
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_epoch(seconds: float) -> str:
+    return iso(datetime.fromtimestamp(seconds, UTC))

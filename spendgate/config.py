@@ -1,0 +1,102 @@
+"""Settings, declared once: typed, with defaults and help, read from SPENDGATE_* variables.
+
+Secrets are `SecretStr`, so they never print by accident; `redacted()` is what
+`spendgate config` shows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DB_FILE = "spendgate.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPENDGATE_", extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        f"sqlite:///{DEFAULT_DB_FILE}",
+        description="Ledger and configuration database: sqlite:///path (default) or postgresql://...",
+    )
+    spool_dir: Path | None = Field(
+        None,
+        description="Folder for the ledger journal (crash safety); default: '<database file>.spool'.",
+    )
+    anthropic_base_url: str = Field(
+        "https://api.anthropic.com", description="Upstream Anthropic API root, without /v1."
+    )
+    anthropic_api_key: SecretStr | None = Field(None, description="Provider key sent to Anthropic.")
+    openai_base_url: str = Field(
+        "https://api.openai.com/v1", description="Upstream OpenAI API root, with /v1."
+    )
+    openai_api_key: SecretStr | None = Field(None, description="Provider key sent to OpenAI.")
+    master_key: SecretStr | None = Field(
+        None, description="Bearer token for the /admin/ API; the admin API is disabled when unset."
+    )
+    max_body_bytes: int = Field(32 * 1024 * 1024, description="Largest request body accepted (bytes).")
+    upstream_connect_timeout_s: float = Field(10.0, description="Seconds to connect to a provider.")
+    upstream_read_timeout_s: float = Field(
+        600.0, description="Seconds a provider may stay silent (streams send pings well inside this)."
+    )
+    upstream_max_connections: int = Field(1000, description="Pooled connections per provider host.")
+    ledger_batch_size: int = Field(500, description="Most ledger rows written in one transaction.")
+    ledger_flush_interval_s: float = Field(0.2, description="Longest a ledger row waits before its batch.")
+    journal_segment_bytes: int = Field(
+        16 * 1024 * 1024, description="Journal segment size before it rotates (bytes)."
+    )
+    key_cache_refresh_s: float = Field(
+        5.0,
+        description="How often keys are reloaded from the database, so keys created or revoked by "
+        "another process take effect.",
+    )
+    price_overrides_file: Path | None = Field(
+        None, description="TOML file of per-model price overrides (USD per million tokens)."
+    )
+    log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+
+    def sqlite_path(self) -> Path | None:
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url.removeprefix("sqlite:///"))
+        return None
+
+    def resolved_spool_dir(self) -> Path:
+        if self.spool_dir is not None:
+            return self.spool_dir
+        db = self.sqlite_path()
+        return Path(f"{db}.spool") if db is not None else Path("spendgate-spool")
+
+    def redacted(self) -> dict[str, Any]:
+        """Every setting with its value, secrets shown as '***' (or unset)."""
+        shown: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "***"
+            elif name == "database_url":
+                value = _redact_url_password(str(value))
+            shown[name] = None if value is None else str(value)
+        return shown
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(environment variable, default, help) for each setting: used by docs and `spendgate config`."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        rows.append((f"SPENDGATE_{name.upper()}", "" if default is None else str(default), field.description or ""))
+    return rows
+
+
+def _redact_url_password(url: str) -> str:
+    # postgresql://user:secret@host/db -> postgresql://user:***@host/db
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    if ":" in creds:
+        creds = creds.split(":", 1)[0] + ":***"
+    return f"{scheme}://{creds}@{host}"

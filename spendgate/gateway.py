@@ -1,0 +1,26 @@
+"""The gateway's parts, built once from Settings by the app factory (no globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spendgate.auth import Keyring
+from spendgate.config import Settings
+from spendgate.ledger import LedgerWriter
+from spendgate.pricing import Pricer
+from spendgate.providers.anthropic import AnthropicProvider
+from spendgate.providers.openai import OpenAIProvider
+from spendgate.store.base import Store
+from spendgate.upstream import Upstream
+
+
+@dataclass(slots=True)
+class Gateway:
+    settings: Settings
+    store: Store
+    keyring: Keyring
+    pricer: Pricer
+    anthropic: AnthropicProvider
+    openai: OpenAIProvider
+    upstream: Upstream
+    ledger: LedgerWriter

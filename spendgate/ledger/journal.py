@@ -1,0 +1,128 @@
+"""Append-only journal segments: what makes a SIGKILL lose nothing.
+
+Before a call's last byte goes to the client, its ledger row is appended to the
+current segment with one `os.write` (a copy into the page cache: no fsync, no wait
+on the database). The kernel keeps those bytes if the process is killed. Each
+segment is `flock`ed by its live owner; on start-up, segments nobody holds belong
+to a dead process and are replayed. Replays insert with the request id as primary
+key, so a row already written is never counted twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from spendgate.models import LedgerRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, eq=False)  # identity, so segments can key a Counter
+class Segment:
+    path: Path
+    fd: int
+    written: int = 0  # rows appended (changed only on the event-loop thread)
+    committed: int = 0  # rows in the database (changed only on the writer thread)
+    size: int = 0
+    closed: bool = False
+
+
+class Journal:
+    def __init__(self, directory: Path, segment_bytes: int) -> None:
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+        self._stem = f"journal-{os.getpid()}-{time.time_ns()}"
+        self._seq = 0
+        directory.mkdir(parents=True, exist_ok=True)
+        self.current = self._open_segment()
+        self.segments: list[Segment] = [self.current]
+
+    def _open_segment(self) -> Segment:
+        self._seq += 1
+        path = self.directory / f"{self._stem}-{self._seq:06d}.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return Segment(path=path, fd=fd)
+
+    def append(self, row: LedgerRow) -> Segment:
+        """Persist one row past a crash of this process; returns its segment."""
+        line = orjson.dumps(row.as_dict()) + b"\n"
+        segment = self.current
+        os.write(segment.fd, line)
+        segment.written += 1
+        segment.size += len(line)
+        if segment.size >= self.segment_bytes:
+            segment.closed = True
+            self.current = self._open_segment()
+            self.segments.append(self.current)
+        return segment
+
+    def mark_committed(self, segment: Segment, count: int) -> None:
+        """Called by the writer thread once rows are in the database."""
+        segment.committed += count
+        if segment.closed and segment.committed >= segment.written:
+            self._drop(segment)
+
+    def close(self) -> None:
+        """On clean shutdown (after the writer drained): fully committed segments go."""
+        for segment in list(self.segments):
+            segment.closed = True
+            if segment.committed >= segment.written:
+                self._drop(segment)
+            else:
+                os.close(segment.fd)  # kept on disk; the next start replays it
+
+    def _drop(self, segment: Segment) -> None:
+        try:
+            segment.path.unlink(missing_ok=True)
+        finally:
+            os.close(segment.fd)
+            if segment in self.segments:
+                self.segments.remove(segment)
+
+
+def recover_journals(directory: Path, insert: Callable[[Sequence[LedgerRow]], int]) -> tuple[int, int]:
+    """Replay segments left by dead processes; returns (rows read, rows newly inserted)."""
+    if not directory.exists():
+        return 0, 0
+    read = inserted = 0
+    for path in sorted(directory.glob("journal-*.jsonl")):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live process owns it
+            rows = _read_rows(path)
+            for start in range(0, len(rows), 1000):
+                inserted += insert(rows[start : start + 1000])
+            read += len(rows)
+            path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    if read:
+        log.info("replayed %d journal rows, %d were not yet in the ledger", read, inserted)
+    return read, inserted
+
+
+def _read_rows(path: Path) -> list[LedgerRow]:
+    rows = []
+    for line in path.read_bytes().splitlines():
+        if not line.strip():
+            continue
+        try:
+            rows.append(LedgerRow(**orjson.loads(line)))
+        except (orjson.JSONDecodeError, TypeError):
+            log.warning("skipping a torn line in %s", path.name)
+    return rows

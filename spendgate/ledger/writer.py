@@ -1,0 +1,103 @@
+"""One writer thread batches ledger rows into the store; the request path only enqueues."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+
+from spendgate.ledger.journal import Journal, Segment
+from spendgate.models import LedgerRow
+from spendgate.store.base import Store
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class LedgerWriter:
+    def __init__(self, store: Store, journal: Journal, batch_size: int, flush_interval_s: float) -> None:
+        self._store = store
+        self._journal = journal
+        self._batch_size = batch_size
+        self._interval = flush_interval_s
+        self._queue: queue.SimpleQueue[tuple[LedgerRow, Segment] | object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="spendgate-ledger-writer", daemon=True)
+        self._idle = threading.Event()
+        self._idle.set()
+        self.rows_written = 0
+        self.last_write_lag_s = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def record(self, row: LedgerRow) -> None:
+        """Journal the row (crash-safe at once), then hand it to the writer thread."""
+        segment = self._journal.append(row)
+        self._idle.clear()
+        self._queue.put((row, segment))
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until everything recorded so far is in the database (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queue.empty() and self._idle.wait(0.05) and self._queue.empty():
+                return True
+        return False
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        self._journal.close()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[tuple[LedgerRow, Segment]] = []
+            item = self._queue.get()
+            deadline = time.monotonic() + self._interval
+            while True:
+                if item is _STOP:
+                    stopping = True
+                    break
+                assert isinstance(item, tuple)
+                batch.append(item)
+                if len(batch) >= self._batch_size:
+                    break
+                remaining = deadline - time.monotonic()
+                try:
+                    item = self._queue.get(timeout=max(remaining, 0)) if remaining > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._write(batch)
+            if self._queue.empty():
+                self._idle.set()
+
+    def _write(self, batch: list[tuple[LedgerRow, Segment]]) -> None:
+        rows = [row for row, _ in batch]
+        delay = 0.1
+        while True:
+            try:
+                self._store.insert_ledger_rows(rows)
+                break
+            except Exception:  # the rows are safe in the journal: keep trying, never drop them
+                log.exception("ledger write failed; retrying in %.1fs", delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.rows_written += len(rows)
+        self.last_write_lag_s = time.time() - _epoch(rows[0].ended_at)
+        for segment, count in Counter(segment for _, segment in batch).items():
+            self._journal.mark_committed(segment, count)
+
+
+def _epoch(iso_utc: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso_utc.replace("Z", "+00:00")).timestamp()

@@ -1,0 +1,129 @@
+"""Plain data shared by the pipeline steps, the stores and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Org:
+    id: str
+    name: str
+    created_at: str
+    revoked_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    id: str
+    org_id: str
+    name: str
+    cost_center: str
+    created_at: str
+    revoked_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    team_id: str
+    name: str
+    email: str | None
+    created_at: str
+    revoked_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A virtual key as stored: the secret itself is never kept, only its hash."""
+
+    id: str
+    key_hash: str
+    key_prefix: str
+    name: str
+    org_id: str
+    team_id: str
+    user_id: str | None
+    default_use_case: str | None
+    default_tags: dict[str, str]
+    created_at: str
+    expires_at: str | None = None
+    revoked_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a valid key joined with its team, for attribution on the hot path."""
+
+    key_id: str
+    key_name: str
+    org_id: str
+    team_id: str
+    user_id: str | None
+    cost_center: str
+    default_use_case: str | None
+    default_tags: dict[str, str]
+    expires_at: str | None
+
+
+@dataclass(slots=True)
+class LedgerRow:
+    """One call. Field names match the ledger table's columns."""
+
+    request_id: str
+    provider: str
+    endpoint: str
+    started_at: str
+    ended_at: str
+    status_code: int
+    status: str
+    use_case: str
+    first_byte_at: str | None = None
+    org_id: str | None = None
+    team_id: str | None = None
+    user_id: str | None = None
+    key_id: str | None = None
+    cost_center: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    session_id: str | None = None
+    agent_id: str | None = None
+    parent_agent_id: str | None = None
+    client_request_id: str | None = None
+    requested_model: str | None = None
+    upstream_model: str | None = None
+    response_model: str | None = None
+    input_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    cache_read_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    web_search_requests: int = 0
+    cost_nanos: int = 0
+    price_ref: str | None = None
+    pricing_tier: str | None = None
+    estimated: bool = False
+    streamed: bool = False
+    error_type: str | None = None
+    upstream_request_id: str | None = None
+    user_agent: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in LEDGER_COLUMNS}
+
+
+LEDGER_COLUMNS: tuple[str, ...] = tuple(LedgerRow.__dataclass_fields__)
+
+SPEND_GROUPS: dict[str, str] = {
+    # --by value -> ledger expression grouped on
+    "team": "team_id",
+    "user": "user_id",
+    "key": "key_id",
+    "use_case": "use_case",
+    "model": "upstream_model",
+    "cost_center": "cost_center",
+    "session": "session_id",
+    "org": "org_id",
+    "provider": "provider",
+}

@@ -1,0 +1,215 @@
+"""Anthropic Messages API adapter: `/v1/messages`, its SSE stream and its error format."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from spendgate.pricing import Usage
+from spendgate.providers.base import (
+    ClientError,
+    Metered,
+    RequestInfo,
+    SSEBuffer,
+    as_int,
+    forwardable_request_headers,
+    rough_tokens,
+    sse_fields,
+)
+
+STATUS_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+class AnthropicProvider:
+    name = "anthropic"
+    endpoint_path = "/v1/messages"
+
+    def __init__(self, api_key: str | None) -> None:
+        self._api_key = api_key
+
+    def parse(self, body: bytes, path: str) -> RequestInfo:
+        data = _json_object(body)
+        model = data.get("model")
+        if not isinstance(model, str) or not model:
+            raise ClientError(400, "invalid_request_error", "model: Field required (a model name string)")
+        max_tokens = data.get("max_tokens")
+        if path.endswith("/messages") and (not isinstance(max_tokens, int) or max_tokens < 1):
+            raise ClientError(400, "invalid_request_error", "max_tokens: Field required (a positive integer)")
+        metadata = data.get("metadata")
+        return RequestInfo(
+            model=model,
+            stream=data.get("stream") is True,
+            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+            metadata=metadata if isinstance(metadata, dict) else {},
+            body=data,
+        )
+
+    def upstream_body(self, body: bytes, info: RequestInfo) -> bytes:
+        return body  # forwarded byte for byte: no field dropped, `system` never reordered
+
+    def upstream_headers(self, incoming: Mapping[str, str]) -> dict[str, str]:
+        headers = forwardable_request_headers(incoming)
+        headers["accept-encoding"] = "identity"
+        if self._api_key:
+            headers["x-api-key"] = self._api_key
+        return headers
+
+    def error_body(self, status: int, error_type: str, message: str, request_id: str) -> bytes:
+        return orjson.dumps(
+            {"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id}
+        )
+
+    def error_type_of(self, body: bytes) -> str | None:
+        try:
+            error = orjson.loads(body).get("error")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        return error.get("type") if isinstance(error, dict) else None
+
+    def meter_json(self, body: bytes) -> Metered:
+        data = orjson.loads(body)
+        return Metered(usage=usage_from(data.get("usage") or {}), response_model=data.get("model"), complete=True)
+
+    def stream_meter(self, info: RequestInfo) -> AnthropicStreamMeter:
+        return AnthropicStreamMeter()
+
+    def estimate_input_tokens(self, info: RequestInfo) -> int:
+        return estimate_input_tokens(info.body)
+
+
+def usage_from(raw: dict[str, Any], base: Usage | None = None) -> Usage:
+    """Anthropic usage -> Usage. Fields absent from `raw` keep their value from `base`
+    (the stream rule: message_start, then overwritten by message_delta)."""
+    base = base or Usage()
+    creation = raw.get("cache_creation")
+    if isinstance(creation, dict):
+        write_5m = as_int(creation.get("ephemeral_5m_input_tokens"))
+        write_1h = as_int(creation.get("ephemeral_1h_input_tokens"))
+    elif "cache_creation_input_tokens" in raw:
+        # Older responses carry only the total; it is all 5-minute writes.
+        write_5m, write_1h = as_int(raw.get("cache_creation_input_tokens")), 0
+    else:
+        write_5m, write_1h = base.cache_write_5m_tokens, base.cache_write_1h_tokens
+    tools = raw.get("server_tool_use")
+    searches = as_int(tools.get("web_search_requests")) if isinstance(tools, dict) else base.web_search_requests
+    return Usage(
+        input_tokens=as_int(raw["input_tokens"]) if "input_tokens" in raw else base.input_tokens,
+        cache_write_5m_tokens=write_5m,
+        cache_write_1h_tokens=write_1h,
+        cache_read_tokens=(
+            as_int(raw["cache_read_input_tokens"]) if "cache_read_input_tokens" in raw else base.cache_read_tokens
+        ),
+        output_tokens=as_int(raw["output_tokens"]) if "output_tokens" in raw else base.output_tokens,
+        web_search_requests=searches,
+        batch=raw.get("service_tier") == "batch" if "service_tier" in raw else base.batch,
+    )
+
+
+class AnthropicStreamMeter:
+    """Reads a copy of the SSE stream; the client gets the upstream bytes unchanged."""
+
+    __slots__ = ("_buffer", "_delta_chars", "_done", "_error", "_model", "_saw_delta", "_usage")
+
+    def __init__(self) -> None:
+        self._buffer = SSEBuffer()
+        self._usage = Usage()
+        self._model: str | None = None
+        self._delta_chars = 0
+        self._saw_delta = False
+        self._done = False
+        self._error: str | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        for event in self._buffer.push(chunk):
+            self._read(event)
+        return chunk
+
+    def flush(self) -> bytes:
+        rest = self._buffer.rest()
+        if rest.strip():
+            self._read(rest)
+        return b""
+
+    def _read(self, event: bytes) -> None:
+        name, data = sse_fields(event)
+        if name == b"content_block_delta":
+            # Only needed if the stream is cut before message_delta: count, don't parse.
+            self._delta_chars += max(0, len(data) - 80)
+            return
+        if name in (b"ping", b"content_block_start", b"content_block_stop") or not data:
+            return
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        if kind == "message_start":
+            message = payload.get("message") or {}
+            self._model = message.get("model")
+            self._usage = usage_from(message.get("usage") or {})
+        elif kind == "message_delta":
+            self._usage = usage_from(payload.get("usage") or {}, self._usage)
+            self._saw_delta = True
+        elif kind == "message_stop":
+            self._done = True
+        elif kind == "error":
+            error = payload.get("error") or {}
+            self._error = error.get("type", "api_error") if isinstance(error, dict) else "api_error"
+
+    @property
+    def finished(self) -> bool:
+        return self._done
+
+    def result(self) -> Metered:
+        usage = self._usage
+        estimated = not self._saw_delta
+        if estimated:
+            # Output unknown: estimate from the deltas seen, never record zero.
+            seen = max(usage.output_tokens, rough_tokens(self._delta_chars) if self._delta_chars else 0)
+            usage = Usage(
+                input_tokens=usage.input_tokens,
+                cache_write_5m_tokens=usage.cache_write_5m_tokens,
+                cache_write_1h_tokens=usage.cache_write_1h_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                output_tokens=seen,
+                web_search_requests=usage.web_search_requests,
+                batch=usage.batch,
+            )
+        return Metered(
+            usage=usage,
+            response_model=self._model,
+            estimated=estimated,
+            complete=self._done and self._error is None,
+            error_type=self._error,
+        )
+
+
+def estimate_input_tokens(body: dict[str, Any]) -> int:
+    """Upper-bound-ish input estimate from the prompt's size, for calls whose usage never arrived."""
+    parts = [body.get("system"), body.get("messages"), body.get("tools")]
+    return rough_tokens(sum(len(orjson.dumps(p)) for p in parts if p is not None))
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ClientError(400, "invalid_request_error", f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ClientError(400, "invalid_request_error", "The request body must be a JSON object")
+    return data

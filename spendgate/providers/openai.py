@@ -1,0 +1,218 @@
+"""OpenAI Chat Completions adapter: `/v1/chat/completions`, its stream and its error format.
+
+Streams always ask upstream for the usage chunk (`stream_options.include_usage`); a
+client that did not ask for it gets the exact chunks it would have had without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from spendgate.pricing import Usage
+from spendgate.providers.base import (
+    ClientError,
+    Metered,
+    RequestInfo,
+    SSEBuffer,
+    as_int,
+    forwardable_request_headers,
+    rough_tokens,
+    sse_fields,
+)
+
+STATUS_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_exceeded",
+    500: "server_error",
+    502: "server_error",
+    504: "server_error",
+}
+ERROR_CODES = {401: "invalid_api_key", 404: "model_not_found", 413: "request_too_large", 429: "rate_limit_exceeded"}
+
+
+class OpenAIProvider:
+    name = "openai"
+    endpoint_path = "/chat/completions"
+
+    def __init__(self, api_key: str | None) -> None:
+        self._api_key = api_key
+
+    def parse(self, body: bytes, path: str) -> RequestInfo:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ClientError(400, "invalid_request_error", f"The request body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ClientError(400, "invalid_request_error", "The request body must be a JSON object")
+        model = data.get("model")
+        if not isinstance(model, str) or not model:
+            raise ClientError(400, "invalid_request_error", "you must provide a model parameter")
+        if not isinstance(data.get("messages"), list):
+            raise ClientError(400, "invalid_request_error", "'messages' is a required property (a list)")
+        stream = data.get("stream") is True
+        options = data.get("stream_options")
+        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        limit = data.get("max_completion_tokens", data.get("max_tokens"))
+        metadata = data.get("metadata")
+        return RequestInfo(
+            model=model,
+            stream=stream,
+            max_tokens=limit if isinstance(limit, int) else None,
+            metadata=metadata if isinstance(metadata, dict) else {},
+            wants_usage_chunk=wants_usage or not stream,
+            body=data,
+        )
+
+    def upstream_body(self, body: bytes, info: RequestInfo) -> bytes:
+        if info.wants_usage_chunk:
+            return body
+        # The one rewrite we make: ask for usage so a stream can be metered exactly.
+        data = dict(info.body)
+        options = data.get("stream_options")
+        data["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        return orjson.dumps(data)
+
+    def upstream_headers(self, incoming: Mapping[str, str]) -> dict[str, str]:
+        headers = forwardable_request_headers(incoming)
+        headers["accept-encoding"] = "identity"
+        if self._api_key:
+            headers["authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    def error_body(self, status: int, error_type: str, message: str, request_id: str) -> bytes:
+        return orjson.dumps(
+            {"error": {"message": message, "type": error_type, "param": None, "code": ERROR_CODES.get(status)}}
+        )
+
+    def error_type_of(self, body: bytes) -> str | None:
+        try:
+            error = orjson.loads(body).get("error")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        if not isinstance(error, dict):
+            return None
+        return error.get("code") or error.get("type")
+
+    def meter_json(self, body: bytes) -> Metered:
+        data = orjson.loads(body)
+        return Metered(usage=usage_from(data.get("usage") or {}), response_model=data.get("model"), complete=True)
+
+    def stream_meter(self, info: RequestInfo) -> OpenAIStreamMeter:
+        return OpenAIStreamMeter(hide_usage=not info.wants_usage_chunk)
+
+    def estimate_input_tokens(self, info: RequestInfo) -> int:
+        return rough_tokens(len(orjson.dumps(info.body.get("messages"))) + len(orjson.dumps(info.body.get("tools"))))
+
+
+def usage_from(raw: dict[str, Any]) -> Usage:
+    """OpenAI usage -> Usage. prompt_tokens INCLUDES cached (and cache-write) tokens: split them out."""
+    prompt = raw.get("prompt_tokens_details") or {}
+    completion = raw.get("completion_tokens_details") or {}
+    cached = as_int(prompt.get("cached_tokens"))
+    written = as_int(prompt.get("cache_write_tokens"))
+    return Usage(
+        input_tokens=max(0, as_int(raw.get("prompt_tokens")) - cached - written),
+        cache_write_5m_tokens=written,
+        cache_read_tokens=cached,
+        output_tokens=as_int(raw.get("completion_tokens")),
+        reasoning_tokens=as_int(completion.get("reasoning_tokens")),
+    )
+
+
+class OpenAIStreamMeter:
+    """Meters `data:` frames; hides the injected usage chunk from a client that did not ask."""
+
+    __slots__ = ("_buffer", "_content_chars", "_done", "_error", "_hide", "_model", "_usage")
+
+    def __init__(self, hide_usage: bool) -> None:
+        self._hide = hide_usage
+        self._buffer = SSEBuffer()
+        self._usage: Usage | None = None
+        self._model: str | None = None
+        self._content_chars = 0
+        self._done = False
+        self._error: str | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        if not self._hide:
+            for event in self._buffer.push(chunk):
+                self._read(event)
+            return chunk
+        # Rewriting needs whole events: hold back only an incomplete tail.
+        out = [self._rewrite(event) for event in self._buffer.push(chunk)]
+        return b"".join(e for e in out if e)
+
+    def flush(self) -> bytes:
+        rest = self._buffer.rest()
+        if not rest.strip():
+            return b""
+        if not self._hide:
+            self._read(rest)
+            return b""
+        return self._rewrite(rest)
+
+    def _rewrite(self, event: bytes) -> bytes:
+        if self._read(event):
+            return b""  # the usage-only chunk the client never asked for
+        if b'"usage":null' in event:
+            event = event.replace(b',"usage":null', b"").replace(b'"usage":null,', b"")
+        return event + b"\n\n"
+
+    def _read(self, event: bytes) -> bool:
+        """Meter one event; True when it is a usage-only chunk."""
+        _, data = sse_fields(event)
+        if not data:
+            return False
+        if data == b"[DONE]":
+            self._done = True
+            return False
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(payload, dict):
+            return False
+        if "error" in payload and isinstance(payload["error"], dict):
+            self._error = payload["error"].get("code") or payload["error"].get("type") or "server_error"
+            return False
+        self._model = payload.get("model") or self._model
+        choices = payload.get("choices") or []
+        for choice in choices:
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if isinstance(content, str):
+                self._content_chars += len(content)
+        usage = payload.get("usage")
+        if isinstance(usage, dict):
+            self._usage = usage_from(usage)
+            return not choices
+        return False
+
+    @property
+    def finished(self) -> bool:
+        return self._done
+
+    def result(self) -> Metered:
+        if self._usage is not None:
+            return Metered(
+                usage=self._usage,
+                response_model=self._model,
+                complete=self._done and self._error is None,
+                error_type=self._error,
+            )
+        # Cut before the usage chunk: the pipeline adds the input estimate.
+        output = rough_tokens(self._content_chars) if self._content_chars else 0
+        return Metered(
+            usage=Usage(output_tokens=output),
+            response_model=self._model,
+            estimated=True,
+            complete=False,
+            error_type=self._error,
+        )

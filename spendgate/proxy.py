@@ -1,0 +1,279 @@
+"""The hot path, top to bottom: auth -> attribute -> route -> reserve -> forward -> meter -> settle -> record.
+
+Nothing here waits on the database: keys and prices are in memory, and the ledger row
+is appended to a journal and queued for the writer thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+
+from spendgate.attribution import Attribution, attribute
+from spendgate.clock import from_epoch
+from spendgate.gateway import Gateway
+from spendgate.models import LedgerRow, Principal
+from spendgate.pricing import ModelPrice, Usage, cost_of
+from spendgate.providers.base import (
+    ClientError,
+    Metered,
+    Provider,
+    RequestInfo,
+    forwardable_response_headers,
+)
+from spendgate.upstream import UpstreamUnavailable
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "x-spendgate-request-id"
+
+
+def new_request_id() -> str:
+    # Time-ordered prefix keeps ledger inserts append-mostly on the primary key index.
+    return f"sg-{time.time_ns():x}-{secrets.token_hex(6)}"
+
+
+async def handle_call(gw: Gateway, provider: Provider, request: Request, upstream_url: str) -> Response:
+    call = Call(gw, provider, request)
+    try:
+        # 1. auth
+        principal = await gw.keyring.authenticate(request.headers)
+        body = await read_body(request, gw.settings.max_body_bytes)
+        info = provider.parse(body, request.url.path)
+        # 2. attribute
+        who = attribute(principal, request.headers, info.metadata)
+        # 3. route: the model goes upstream as requested (routing policy: issue #4)
+        model = info.model
+        price = gw.pricer.price(provider.name, model)
+        if price is None:
+            raise ClientError(
+                404, "not_found_error" if provider.name == "anthropic" else "invalid_request_error",
+                f"model: {model!r} has no price in Spendgate's price data, so it cannot be metered. "
+                "Check the model name, or add it to SPENDGATE_PRICE_OVERRIDES_FILE.",
+            )
+        # 4. reserve budget: budgets arrive with issue #3
+        # 5. forward
+        headers = provider.upstream_headers(request.headers)
+        upstream = await gw.upstream.send("POST", upstream_url, headers, provider.upstream_body(body, info))
+    except ClientError as exc:
+        return call.error(exc.status, exc.error_type, exc.message)
+    except UpstreamUnavailable as exc:
+        call.record_failure(principal, who, info, model, price, exc)
+        kind = "timeout_error" if exc.status == 504 else "api_error"
+        if provider.name == "openai":
+            kind = "server_error"
+        return call.error(exc.status, kind, f"Spendgate: {exc.message}")
+    call.principal, call.who, call.info, call.model, call.price = principal, who, info, model, price
+    call.upstream_request_id = upstream.headers.get("request-id") or upstream.headers.get("x-request-id")
+    response_headers = forwardable_response_headers(upstream.headers)
+    response_headers[REQUEST_ID_HEADER] = call.request_id
+    is_stream = info.stream and upstream.status == 200 and "text/event-stream" in upstream.content_type
+    if is_stream:
+        return StreamingResponse(
+            call.relay(upstream), status_code=upstream.status, headers=response_headers,
+            media_type=None,
+        )
+    # 6-8. meter, settle, record (non-streaming)
+    try:
+        payload = await upstream.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        call.record_failure(principal, who, info, model, price, UpstreamUnavailable(502, "cut", str(exc)))
+        return call.error(502, "api_error", "Spendgate: the provider closed the connection mid-response")
+    finally:
+        upstream.release()
+    call.first_byte = time.time()
+    call.settle_json(upstream.status, payload)
+    return Response(payload, status_code=upstream.status, headers=response_headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ClientError(413, "request_too_large", f"Request body exceeds Spendgate's limit of {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ClientError(413, "request_too_large", f"Request body exceeds Spendgate's limit of {limit} bytes.")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientError(400, "invalid_request_error", "The client disconnected while sending the body.") from None
+    return b"".join(chunks)
+
+
+class Call:
+    """One call's state between the steps; ends in exactly one ledger row (or none, if refused)."""
+
+    def __init__(self, gw: Gateway, provider: Provider, request: Request) -> None:
+        self.gw = gw
+        self.provider = provider
+        self.request_id = new_request_id()
+        self.started = time.time()
+        self.first_byte: float | None = None
+        self.endpoint = request.url.path
+        self.principal: Principal | None = None
+        self.who: Attribution | None = None
+        self.info: RequestInfo | None = None
+        self.model = ""
+        self.price: ModelPrice | None = None
+        self.upstream_request_id: str | None = None
+        self.recorded = False
+
+    def error(self, status: int, error_type: str, message: str) -> Response:
+        body = self.provider.error_body(status, error_type, message, self.request_id)
+        return Response(
+            body, status_code=status, media_type="application/json", headers={REQUEST_ID_HEADER: self.request_id}
+        )
+
+    async def relay(self, upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """Forward each upstream chunk as it arrives, metering a copy."""
+        assert self.info is not None
+        meter = self.provider.stream_meter(self.info)
+        status, error_type = "ok", None
+        try:
+            async for chunk in upstream.content.iter_any():
+                if self.first_byte is None:
+                    self.first_byte = time.time()
+                out = meter.feed(chunk)
+                if meter.finished and not self.recorded:
+                    # Journal before the final bytes reach the client: a crash after this loses nothing.
+                    self.settle(200, meter.result(), streamed=True)
+                if out:
+                    yield out
+            tail = meter.flush()
+            if not self.recorded:
+                result = meter.result()
+                self.settle(200, result, streamed=True, status="ok" if result.complete else "stream_incomplete")
+            if tail:
+                yield tail
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            status, error_type = "upstream_cut", type(exc).__name__
+            log.warning("upstream stream cut for %s: %s", self.request_id, error_type)
+        except BaseException:
+            status, error_type = "client_disconnected", "client_disconnected"
+            raise
+        finally:
+            if not self.recorded:
+                result = meter.result()
+                result.estimated = True
+                result.error_type = result.error_type or error_type
+                self.settle(200, result, streamed=True, status=status)
+            if status == "ok":
+                upstream.release()
+            else:
+                upstream.close()  # stop the provider generating tokens nobody will read
+
+    def settle_json(self, status_code: int, payload: bytes) -> None:
+        if status_code >= 400:
+            result = Metered(usage=Usage(), error_type=self.provider.error_type_of(payload))
+            self.settle(status_code, result, streamed=False, status="upstream_error")
+            return
+        try:
+            result = self.provider.meter_json(payload)
+        except (ValueError, AttributeError, TypeError):
+            result = Metered(usage=Usage(), estimated=True, error_type="unparseable_response")
+        self.settle(status_code, result, streamed=False)
+
+    def settle(
+        self, status_code: int, result: Metered, *, streamed: bool, status: str | None = None
+    ) -> None:
+        """Cost the usage and record the row (steps 7 and 8)."""
+        assert self.info is not None and self.price is not None
+        usage = result.usage
+        if result.estimated and usage.total_input == 0:
+            # Usage never arrived: bill the prompt we sent rather than record $0.
+            usage = Usage(
+                input_tokens=self.provider.estimate_input_tokens(self.info),
+                output_tokens=usage.output_tokens,
+            )
+        cost = cost_of(self.price, usage) if status_code < 400 else None
+        if status is None:
+            status = "ok" if result.error_type is None else "stream_error"
+        self.record(
+            status_code=status_code,
+            status=status,
+            usage=usage,
+            result=result,
+            streamed=streamed,
+            cost_nanos=cost.nanos if cost else 0,
+            tier=cost.tier if cost else None,
+        )
+
+    def record_failure(
+        self,
+        principal: Principal,
+        who: Attribution,
+        info: RequestInfo,
+        model: str,
+        price: ModelPrice | None,
+        exc: UpstreamUnavailable,
+    ) -> None:
+        self.principal, self.who, self.info, self.model, self.price = principal, who, info, model, price
+        self.record(
+            status_code=exc.status, status=f"upstream_{exc.error_type}", usage=Usage(),
+            result=Metered(usage=Usage(), error_type=exc.error_type), streamed=info.stream, cost_nanos=0, tier=None,
+        )
+
+    def record(
+        self,
+        *,
+        status_code: int,
+        status: str,
+        usage: Usage,
+        result: Metered,
+        streamed: bool,
+        cost_nanos: int,
+        tier: str | None,
+    ) -> None:
+        assert self.principal is not None and self.who is not None and self.info is not None
+        self.recorded = True
+        p, w = self.principal, self.who
+        self.gw.ledger.record(
+            LedgerRow(
+                request_id=self.request_id,
+                provider=self.provider.name,
+                endpoint=self.endpoint,
+                started_at=from_epoch(self.started),
+                first_byte_at=from_epoch(self.first_byte) if self.first_byte else None,
+                ended_at=from_epoch(time.time()),
+                status_code=status_code,
+                status=status,
+                use_case=w.use_case,
+                org_id=p.org_id,
+                team_id=p.team_id,
+                user_id=p.user_id,
+                key_id=p.key_id,
+                cost_center=p.cost_center,
+                tags=w.tags,
+                session_id=w.session_id,
+                agent_id=w.agent_id,
+                parent_agent_id=w.parent_agent_id,
+                client_request_id=w.client_request_id,
+                requested_model=self.info.model,
+                upstream_model=self.model,
+                response_model=result.response_model,
+                input_tokens=usage.input_tokens,
+                cache_write_5m_tokens=usage.cache_write_5m_tokens,
+                cache_write_1h_tokens=usage.cache_write_1h_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                output_tokens=usage.output_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                web_search_requests=usage.web_search_requests,
+                cost_nanos=cost_nanos,
+                price_ref=self.price.ref if self.price else None,
+                pricing_tier=tier,
+                estimated=result.estimated,
+                streamed=streamed,
+                error_type=result.error_type,
+                upstream_request_id=self.upstream_request_id,
+                user_agent=w.user_agent,
+            )
+        )

@@ -1,0 +1,67 @@
+"""The storage interface. One package per backend implements it (SQLite is the default)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from spendgate.models import ApiKey, LedgerRow, Org, Principal, Team, User
+
+
+class NotFound(LookupError):
+    """A named org, team, user or key does not exist."""
+
+
+class Conflict(ValueError):
+    """A unique name is already taken."""
+
+
+class Store(Protocol):
+    """Everything Spendgate keeps. Methods are blocking: call them off the event loop."""
+
+    def migrate(self) -> list[str]:
+        """Apply pending named migrations; return the ids applied."""
+        ...
+
+    def close(self) -> None: ...
+
+    # --- ledger ---
+    def insert_ledger_rows(self, rows: Sequence[LedgerRow]) -> int:
+        """Insert rows, ignoring request ids already present (replays are idempotent)."""
+        ...
+
+    def ledger_rows(self, since: str | None = None, until: str | None = None) -> list[dict[str, Any]]: ...
+
+    def spend(self, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]: ...
+
+    # --- principals ---
+    def create_org(self, name: str) -> Org: ...
+    def list_orgs(self, include_revoked: bool = False) -> list[Org]: ...
+    def revoke_org(self, ref: str) -> Org: ...
+
+    def create_team(self, org: str, name: str, cost_center: str) -> Team: ...
+    def list_teams(self, include_revoked: bool = False) -> list[Team]: ...
+    def revoke_team(self, ref: str) -> Team: ...
+
+    def create_user(self, team: str, name: str, email: str | None) -> User: ...
+    def list_users(self, include_revoked: bool = False) -> list[User]: ...
+    def revoke_user(self, ref: str) -> User: ...
+
+    def create_key(
+        self,
+        *,
+        key_hash: str,
+        key_prefix: str,
+        name: str,
+        team: str,
+        user: str | None,
+        default_use_case: str | None,
+        default_tags: dict[str, str],
+        expires_at: str | None,
+    ) -> ApiKey: ...
+    def list_keys(self, include_revoked: bool = False) -> list[ApiKey]: ...
+    def revoke_key(self, ref: str) -> ApiKey: ...
+
+    def active_principals(self) -> dict[str, Principal]:
+        """Every usable key (not revoked, team/org/user not revoked), by key hash."""
+        ...
