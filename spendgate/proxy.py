@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "x-spendgate-request-id"
 
 
+class StreamCut(Exception):
+    """Raised into the server so the client sees the cut too (the response is aborted)."""
+
+
 def new_request_id() -> str:
     # Time-ordered prefix keeps ledger inserts append-mostly on the primary key index.
     return f"sg-{time.time_ns():x}-{secrets.token_hex(6)}"
@@ -151,12 +155,17 @@ class Call:
             tail = meter.flush()
             if not self.recorded:
                 result = meter.result()
-                self.settle(200, result, streamed=True, status="ok" if result.complete else "stream_incomplete")
+                if result.error_type is not None:
+                    status = "stream_error"
+                elif not result.complete:
+                    status = "stream_incomplete"
+                self.settle(200, result, streamed=True, status=status)
             if tail:
                 yield tail
         except (aiohttp.ClientError, TimeoutError) as exc:
             status, error_type = "upstream_cut", type(exc).__name__
             log.warning("upstream stream cut for %s: %s", self.request_id, error_type)
+            raise StreamCut(f"the provider cut the stream ({error_type})") from None
         except BaseException:
             status, error_type = "client_disconnected", "client_disconnected"
             raise

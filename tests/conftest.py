@@ -1,0 +1,84 @@
+"""Shared fixtures: a fake provider and a real Spendgate gateway, both on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spendgate.admin.service import create_key
+from spendgate.app import create_app
+from spendgate.config import Settings
+from spendgate.fake_upstream import FakeSettings, FakeUpstream
+from spendgate.gateway import Gateway
+from spendgate.servethread import ServerThread
+
+PROVIDER_ANTHROPIC_KEY = "sk-ant-provider-secret-0001"
+PROVIDER_OPENAI_KEY = "sk-openai-provider-secret-0001"
+MASTER_KEY = "master-test-key"
+
+
+@pytest.fixture(scope="session")
+def fake() -> Iterator[FakeUpstream]:
+    settings = FakeSettings(anthropic_api_key=PROVIDER_ANTHROPIC_KEY, openai_api_key=PROVIDER_OPENAI_KEY)
+    with FakeUpstream(settings) as upstream:
+        yield upstream
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    gw: Gateway
+    key: str  # a virtual key for team "platform", user "ada"
+    key_id: str
+    team_id: str
+    user_id: str
+    server: ServerThread
+
+    @property
+    def openai_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def rows(self, **where: Any) -> list[dict[str, Any]]:
+        """Ledger rows once the writer has caught up, optionally filtered by column values."""
+        assert self.gw.ledger.wait_idle(10), "ledger writer did not drain"
+        rows = self.gw.store.ledger_rows()
+        return [r for r in rows if all(r.get(k) == v for k, v in where.items())]
+
+    def mint_key(self, **kwargs: Any) -> str:
+        key, secret = create_key(self.gw.store, **kwargs)
+        self.gw.keyring.reload()
+        return secret
+
+
+def gateway_settings(tmp_path: Path, fake: FakeUpstream, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": f"sqlite:///{tmp_path}/spendgate.db",
+        "anthropic_base_url": fake.url,
+        "anthropic_api_key": PROVIDER_ANTHROPIC_KEY,
+        "openai_base_url": fake.openai_url,
+        "openai_api_key": PROVIDER_OPENAI_KEY,
+        "master_key": MASTER_KEY,
+        "ledger_flush_interval_s": 0.02,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, fake: FakeUpstream) -> Iterator[RunningGateway]:
+    fake.clear()
+    app = create_app(gateway_settings(tmp_path, fake))
+    gw: Gateway = app.state.gateway
+    org = gw.store.create_org("acme")
+    team = gw.store.create_team(org.name, "platform", "CC-100")
+    user = gw.store.create_user(team.name, "ada", "ada@example.com")
+    key, secret = create_key(gw.store, name="ada-laptop", team=team.name, user=user.name)
+    gw.keyring.reload()
+    with ServerThread(app) as server:
+        yield RunningGateway(
+            url=server.url, gw=gw, key=secret, key_id=key.id, team_id=team.id, user_id=user.id, server=server
+        )
