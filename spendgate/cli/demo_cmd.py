@@ -1,9 +1,118 @@
-"""`spendgate demo` (placeholder until the demo lands)."""
+"""`spendgate demo`: the gateway on SQLite against the bundled fake provider, with a workload."""
 
 from __future__ import annotations
 
+import random
+from decimal import Decimal
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
 import typer
+from pydantic import SecretStr
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+DEMO_PROVIDER_KEY = "sk-ant-demo-provider-key"
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command()
+    def demo(
+        port: int = typer.Option(8787, "--port", help="Port for the gateway."),
+        calls: int = typer.Option(150, "--calls", help="How many calls the workload makes."),
+        wait: bool = typer.Option(True, "--wait/--no-wait", help="Keep the gateway running afterwards."),
+    ) -> None:
+        """Run the gateway against a fake provider, drive a mixed workload, show who spent what."""
+        run_demo(port, calls, wait)
+
+
+def run_demo(port: int, calls: int, wait: bool) -> None:
+    from spendgate.admin.service import spend_report
+    from spendgate.app import create_app
+    from spendgate.config import Settings
+    from spendgate.demo import plan, run_call, seed
+    from spendgate.fake_upstream import FakeSettings, FakeUpstream
+    from spendgate.servethread import ServerThread
+
+    console = Console()
+    fake = FakeUpstream(
+        FakeSettings(anthropic_api_key=DEMO_PROVIDER_KEY, openai_api_key=DEMO_PROVIDER_KEY, latency_ms=30,
+                     chunk_delay_ms=2)
+    ).start()
+    settings = Settings().model_copy(
+        update={
+            "anthropic_base_url": fake.url,
+            "openai_base_url": fake.openai_url,
+            "anthropic_api_key": SecretStr(DEMO_PROVIDER_KEY),
+            "openai_api_key": SecretStr(DEMO_PROVIDER_KEY),
+        }
+    )
+    app = create_app(settings)
+    gw = app.state.gateway
+    keys = seed(gw.store)
+    gw.keyring.reload()
+    try:
+        server = ServerThread(app, port=port).start()
+    except OSError as exc:
+        console.print(f"[red]Port {port} is busy ({exc.strerror}); try: spendgate demo --port 8788[/red]")
+        fake.stop()
+        raise typer.Exit(1) from None
+    console.print(f"Gateway on [bold]{server.url}[/bold], ledger in [bold]{settings.database_url}[/bold], "
+                  f"provider: bundled fake at {fake.url}")
+    work = plan(keys, calls)
+    failures = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("Workload through the gateway", total=len(work))
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            futures = [
+                pool.submit(run_call, server.url, key, use_case, random.Random(i), session)
+                for i, (key, use_case, session) in enumerate(work)
+            ]
+            for future in as_completed(futures):
+                if future.exception() is not None:
+                    failures += 1
+                progress.advance(task)
+    gw.ledger.wait_idle(30)
+    for by in ("team", "use_case", "model"):
+        _print_spend(console, by, spend_report(gw.store, by, None, None))
+    if failures:
+        console.print(f"[yellow]{failures} calls failed; see the ledger's status column.[/yellow]")
+    demo_key = keys[0].secret
+    console.print(f"\n[bold]Try it yourself[/bold] (key for {keys[0].user} on team {keys[0].team}):")
+    from spendgate.demo import curl_example
+
+    console.print(curl_example(server.url, demo_key), soft_wrap=True)
+    console.print(f"Claude Code: ANTHROPIC_BASE_URL={server.url} ANTHROPIC_AUTH_TOKEN={demo_key} claude",
+                  soft_wrap=True)
+    console.print("Spend so far: spendgate spend --by team   (in another terminal, same folder)")
+    if not wait:
+        server.stop()
+        fake.stop()
+        return
+    console.print("[dim]Gateway running; Ctrl-C to stop.[/dim]")
+    stop = threading.Event()
+    try:
+        while not stop.wait(3600):
+            pass
+    except KeyboardInterrupt:
+        console.print("stopping…")
+    finally:
+        server.stop()
+        fake.stop()
+
+
+def _print_spend(console: Console, by: str, rows: list[dict[str, object]]) -> None:
+    table = Table(title=f"Spend by {by.replace('_', ' ')}", title_justify="left")
+    for column in (by, "requests", "input", "cache write", "cache read", "output", "cost (USD)"):
+        table.add_column(column, justify="left" if column == by else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(
+            str(row[by]), str(row["requests"]), f"{row['input_tokens']:,}",
+            f"{int(row['cache_write_5m_tokens']) + int(row['cache_write_1h_tokens']):,}",  # type: ignore[call-overload]
+            f"{row['cache_read_tokens']:,}", f"{row['output_tokens']:,}", f"${Decimal(str(row['cost_usd'])):.4f}",
+        )
+    console.print(table)
+
+
