@@ -60,7 +60,8 @@ def parse_tags(text: str) -> dict[str, str]:
         key, value = key.strip(), value.strip()
         if not sep or not key or not value:
             raise ClientError(
-                400, "invalid_request_error",
+                400,
+                "invalid_request_error",
                 f"{TAGS_HEADER} must be comma-separated key=value pairs, e.g. use_case=code-review,repo=api; "
                 f"got {part.strip()[:60]!r}",
             )

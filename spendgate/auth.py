@@ -65,7 +65,8 @@ class Keyring:
         secret = presented_key(headers)
         if not secret:
             raise ClientError(
-                401, "authentication_error",
+                401,
+                "authentication_error",
                 "No Spendgate key: send your virtual key as x-api-key or 'Authorization: Bearer <key>'.",
             )
         digest = hash_key(secret)
@@ -78,7 +79,9 @@ class Keyring:
         if principal is None:
             raise ClientError(401, "authentication_error", "Invalid Spendgate key: unknown or revoked.")
         if principal.expires_at is not None and principal.expires_at <= utc_now_iso():
-            raise ClientError(401, "authentication_error", f"This Spendgate key expired at {principal.expires_at}.")
+            raise ClientError(
+                401, "authentication_error", f"This Spendgate key expired at {principal.expires_at}."
+            )
         return principal
 
     async def refresh_forever(self) -> None:

@@ -87,7 +87,9 @@ def describe_settings() -> list[tuple[str, str, str]]:
     rows = []
     for name, field in Settings.model_fields.items():
         default = field.default
-        rows.append((f"SPENDGATE_{name.upper()}", "" if default is None else str(default), field.description or ""))
+        rows.append(
+            (f"SPENDGATE_{name.upper()}", "" if default is None else str(default), field.description or "")
+        )
     return rows
 
 

@@ -6,6 +6,7 @@ provider is the bundled fake.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from collections.abc import Callable
@@ -56,7 +57,9 @@ def seed(store: Store) -> list[DemoKey]:
         for user in users:
             if (team_id, user) not in existing_users:
                 store.create_user(team, user, f"{user}@demo-corp.example")
-            _, secret = create_key(store, name=f"{user}-laptop-{random.randrange(16**6):06x}", team=team, user=user)
+            _, secret = create_key(
+                store, name=f"{user}-laptop-{random.randrange(16**6):06x}", team=team, user=user
+            )
             keys.append(DemoKey(team, user, secret))
     return keys
 
@@ -65,28 +68,42 @@ def run_call(gateway_url: str, key: DemoKey, use_case: str, rng: random.Random, 
     model, _, streamed = USE_CASES[use_case]
     headers = {"x-spendgate-tags": f"use_case={use_case},repo={rng.choice(['api', 'web', 'infra'])}"}
     if model.startswith("gpt"):
-        oa = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key=key.secret, max_retries=0, default_headers=headers)
+        oa = openai.OpenAI(
+            base_url=f"{gateway_url}/v1", api_key=key.secret, max_retries=0, default_headers=headers
+        )
         oa.chat.completions.create(
             model=model, messages=[{"role": "user", "content": f"Classify ticket #{rng.randrange(10_000)}"}]
         )
         oa.close()
         return
     headers["x-claude-code-session-id"] = session
-    client = anthropic.Anthropic(base_url=gateway_url, api_key=key.secret, max_retries=0, default_headers=headers)
+    client = anthropic.Anthropic(
+        base_url=gateway_url, api_key=key.secret, max_retries=0, default_headers=headers
+    )
     # A long, cached system prompt: the first call writes the cache, later ones read it.
     system = [{"type": "text", "text": _SYSTEM + use_case, "cache_control": {"type": "ephemeral"}}]
-    messages = [{"role": "user", "content": f"{use_case}: change {rng.randrange(100_000)} " + "diff line\n" * 30}]
+    messages = [
+        {"role": "user", "content": f"{use_case}: change {rng.randrange(100_000)} " + "diff line\n" * 30}
+    ]
     output = str(rng.choice([64, 128, 256, 512]))
     extra = {"x-fake-output-tokens": output}
     if streamed:
         with client.messages.stream(
-            model=model, max_tokens=1024, system=system, messages=messages, extra_headers=extra  # type: ignore[arg-type]
+            model=model,
+            max_tokens=1024,
+            system=system,
+            messages=messages,
+            extra_headers=extra,  # type: ignore[arg-type]
         ) as stream:
             for _ in stream.text_stream:
                 pass
     else:
         client.messages.create(
-            model=model, max_tokens=1024, system=system, messages=messages, extra_headers=extra  # type: ignore[arg-type]
+            model=model,
+            max_tokens=1024,
+            system=system,
+            messages=messages,
+            extra_headers=extra,  # type: ignore[arg-type]
         )
     client.close()
 
@@ -106,10 +123,8 @@ def plan(keys: list[DemoKey], calls: int, seed_value: int = 7) -> list[tuple[Dem
 
 
 def _ignore_conflict(action: Callable[[], object]) -> None:
-    try:
+    with contextlib.suppress(Conflict):
         action()
-    except Conflict:
-        pass
 
 
 def curl_example(url: str, key: str) -> str:

@@ -19,17 +19,25 @@ async def relay(gw: Gateway, provider: Provider, request: Request, url: str) -> 
         body = await read_body(request, gw.settings.max_body_bytes) if request.method == "POST" else None
         if body is not None:
             provider.parse(body, request.url.path)  # clear 400s for malformed JSON before it leaves
-        upstream = await gw.upstream.send(request.method, url, provider.upstream_headers(request.headers), body)
+        upstream = await gw.upstream.send(
+            request.method, url, provider.upstream_headers(request.headers), body
+        )
     except ClientError as exc:
         error = provider.error_body(exc.status, exc.error_type, exc.message, request_id)
-        return Response(error, exc.status, media_type="application/json", headers={REQUEST_ID_HEADER: request_id})
+        return Response(
+            error, exc.status, media_type="application/json", headers={REQUEST_ID_HEADER: request_id}
+        )
     except UpstreamUnavailable as exc:
         error = provider.error_body(exc.status, "api_error", f"Spendgate: {exc.message}", request_id)
-        return Response(error, exc.status, media_type="application/json", headers={REQUEST_ID_HEADER: request_id})
+        return Response(
+            error, exc.status, media_type="application/json", headers={REQUEST_ID_HEADER: request_id}
+        )
     try:
         payload = await upstream.read()
     except aiohttp.ClientError:
-        error = provider.error_body(502, "api_error", "Spendgate: the provider closed the connection", request_id)
+        error = provider.error_body(
+            502, "api_error", "Spendgate: the provider closed the connection", request_id
+        )
         return Response(error, 502, media_type="application/json")
     finally:
         upstream.release()

@@ -62,7 +62,12 @@ class Usage:
 
     @property
     def total_input(self) -> int:
-        return self.input_tokens + self.cache_write_5m_tokens + self.cache_write_1h_tokens + self.cache_read_tokens
+        return (
+            self.input_tokens
+            + self.cache_write_5m_tokens
+            + self.cache_write_1h_tokens
+            + self.cache_read_tokens
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +186,11 @@ def load_overrides(path: Path) -> dict[str, ModelPrice]:
             rates[name] = Rate(base, tiers)
         out[model] = ModelPrice(
             ref=f"override: {model} ({path.name})",
+            input=rates["input"],
+            cache_write_5m=rates["cache_write_5m"],
+            cache_write_1h=rates["cache_write_1h"],
+            cache_read=rates["cache_read"],
+            output=rates["output"],
             web_search_per_k=Decimal(str(table.get("web_search_per_k", 10))),
-            **rates,
         )
     return out

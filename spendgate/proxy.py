@@ -57,7 +57,8 @@ async def handle_call(gw: Gateway, provider: Provider, request: Request, upstrea
         price = gw.pricer.price(provider.name, model)
         if price is None:
             raise ClientError(
-                404, "not_found_error" if provider.name == "anthropic" else "invalid_request_error",
+                404,
+                "not_found_error" if provider.name == "anthropic" else "invalid_request_error",
                 f"model: {model!r} has no price in Spendgate's price data, so it cannot be metered. "
                 "Check the model name, or add it to SPENDGATE_PRICE_OVERRIDES_FILE.",
             )
@@ -80,7 +81,9 @@ async def handle_call(gw: Gateway, provider: Provider, request: Request, upstrea
     is_stream = info.stream and upstream.status == 200 and "text/event-stream" in upstream.content_type
     if is_stream:
         return StreamingResponse(
-            call.relay(upstream), status_code=upstream.status, headers=response_headers,
+            call.relay(upstream),
+            status_code=upstream.status,
+            headers=response_headers,
             media_type=None,
         )
     # 6-8. meter, settle, record (non-streaming)
@@ -99,17 +102,23 @@ async def handle_call(gw: Gateway, provider: Provider, request: Request, upstrea
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ClientError(413, "request_too_large", f"Request body exceeds Spendgate's limit of {limit} bytes.")
+        raise ClientError(
+            413, "request_too_large", f"Request body exceeds Spendgate's limit of {limit} bytes."
+        )
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise ClientError(413, "request_too_large", f"Request body exceeds Spendgate's limit of {limit} bytes.")
+                raise ClientError(
+                    413, "request_too_large", f"Request body exceeds Spendgate's limit of {limit} bytes."
+                )
             chunks.append(chunk)
     except ClientDisconnect:
-        raise ClientError(400, "invalid_request_error", "The client disconnected while sending the body.") from None
+        raise ClientError(
+            400, "invalid_request_error", "The client disconnected while sending the body."
+        ) from None
     return b"".join(chunks)
 
 
@@ -134,7 +143,10 @@ class Call:
     def error(self, status: int, error_type: str, message: str) -> Response:
         body = self.provider.error_body(status, error_type, message, self.request_id)
         return Response(
-            body, status_code=status, media_type="application/json", headers={REQUEST_ID_HEADER: self.request_id}
+            body,
+            status_code=status,
+            media_type="application/json",
+            headers={REQUEST_ID_HEADER: self.request_id},
         )
 
     async def relay(self, upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
@@ -191,9 +203,7 @@ class Call:
             result = Metered(usage=Usage(), estimated=True, error_type="unparseable_response")
         self.settle(status_code, result, streamed=False)
 
-    def settle(
-        self, status_code: int, result: Metered, *, streamed: bool, status: str | None = None
-    ) -> None:
+    def settle(self, status_code: int, result: Metered, *, streamed: bool, status: str | None = None) -> None:
         """Cost the usage and record the row (steps 7 and 8)."""
         assert self.info is not None and self.price is not None
         usage = result.usage
@@ -227,8 +237,13 @@ class Call:
     ) -> None:
         self.principal, self.who, self.info, self.model, self.price = principal, who, info, model, price
         self.record(
-            status_code=exc.status, status=f"upstream_{exc.error_type}", usage=Usage(),
-            result=Metered(usage=Usage(), error_type=exc.error_type), streamed=info.stream, cost_nanos=0, tier=None,
+            status_code=exc.status,
+            status=f"upstream_{exc.error_type}",
+            usage=Usage(),
+            result=Metered(usage=Usage(), error_type=exc.error_type),
+            streamed=info.stream,
+            cost_nanos=0,
+            tier=None,
         )
 
     def record(

@@ -21,7 +21,12 @@ class ServerThread:
         self._sock.bind((host, port))
         self.host, self.port = self._sock.getsockname()[:2]
         config = uvicorn.Config(
-            app, loop="asyncio", http="httptools", lifespan="on", log_level="warning", access_log=False,
+            app,
+            loop="asyncio",
+            http="httptools",
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
             timeout_graceful_shutdown=5,
         )
         self._server = uvicorn.Server(config)

@@ -24,7 +24,10 @@ class Upstream:
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0, keepalive_timeout=60)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, auto_decompress=True, skip_auto_headers=("User-Agent",)
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
         )
 
     async def close(self) -> None:
@@ -38,7 +41,9 @@ class Upstream:
         try:
             return await self._session.request(method, url, headers=headers, data=body, allow_redirects=False)
         except TimeoutError:
-            raise UpstreamUnavailable(504, "timeout", f"the provider did not answer in time ({_host(url)})") from None
+            raise UpstreamUnavailable(
+                504, "timeout", f"the provider did not answer in time ({_host(url)})"
+            ) from None
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(
                 502, "unreachable", f"the provider could not be reached ({_host(url)}): {type(exc).__name__}"

@@ -49,7 +49,7 @@ class RunningGateway:
         return [r for r in rows if all(r.get(k) == v for k, v in where.items())]
 
     def mint_key(self, **kwargs: Any) -> str:
-        key, secret = create_key(self.gw.store, **kwargs)
+        _, secret = create_key(self.gw.store, **kwargs)
         self.gw.keyring.reload()
         return secret
 

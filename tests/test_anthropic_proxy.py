@@ -31,9 +31,14 @@ def client(gateway: RunningGateway, key: str | None = None, **headers: str) -> a
     )
 
 
-def ask(c: anthropic.Anthropic, model: str = "claude-sonnet-4-6", **kwargs: object) -> anthropic.types.Message:
+def ask(
+    c: anthropic.Anthropic, model: str = "claude-sonnet-4-6", **kwargs: object
+) -> anthropic.types.Message:
     return c.messages.create(
-        model=model, max_tokens=1024, messages=[{"role": "user", "content": "Review this diff"}], **kwargs  # type: ignore[arg-type]
+        model=model,
+        max_tokens=1024,
+        messages=[{"role": "user", "content": "Review this diff"}],
+        **kwargs,  # type: ignore[arg-type]
     )
 
 
@@ -44,11 +49,19 @@ def test_json_call_is_metered_exactly_and_attributed(gateway: RunningGateway) ->
     assert message.usage.cache_read_input_tokens == 4000
 
     [row] = gateway.rows()
-    assert (row["input_tokens"], row["cache_write_5m_tokens"], row["cache_write_1h_tokens"]) == (1000, 2000, 3000)
+    assert (row["input_tokens"], row["cache_write_5m_tokens"], row["cache_write_1h_tokens"]) == (
+        1000,
+        2000,
+        3000,
+    )
     assert (row["cache_read_tokens"], row["output_tokens"]) == (4000, 500)
     assert row["cost_nanos"] == SONNET_EXACT_NANOS == 37_200_000
     assert "claude-sonnet-4-6" in row["price_ref"]
-    assert (row["team_id"], row["user_id"], row["key_id"]) == (gateway.team_id, gateway.user_id, gateway.key_id)
+    assert (row["team_id"], row["user_id"], row["key_id"]) == (
+        gateway.team_id,
+        gateway.user_id,
+        gateway.key_id,
+    )
     assert row["cost_center"] == "CC-100"
     assert row["use_case"] == "untagged"
     assert row["status"] == "ok" and row["status_code"] == 200
@@ -76,7 +89,9 @@ def test_thinking_tokens_are_billed_as_output(gateway: RunningGateway) -> None:
     usage = {"input_tokens": 100, "output_tokens": 3000}
     c = client(gateway, **{"x-fake-usage": json.dumps(usage)})
     message = c.messages.create(
-        model="claude-opus-4-6", max_tokens=8000, thinking={"type": "adaptive"},
+        model="claude-opus-4-6",
+        max_tokens=8000,
+        thinking={"type": "adaptive"},
         messages=[{"role": "user", "content": "design the system"}],
     )
     assert message.content[0].type == "thinking"
@@ -97,8 +112,16 @@ def test_long_context_tier_bills_the_whole_call_at_the_higher_rate(gateway: Runn
     # Raw HTTP: the SDK warns on Sonnet 4.5, which is the model that still has the 200K tier.
     response = httpx.post(
         f"{gateway.url}/v1/messages",
-        json={"model": "claude-sonnet-4-5", "max_tokens": 1024, "messages": [{"role": "user", "content": "x"}]},
-        headers={"x-api-key": gateway.key, "anthropic-version": "2023-06-01", "x-fake-usage": json.dumps(usage)},
+        json={
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 1024,
+            "messages": [{"role": "user", "content": "x"}],
+        },
+        headers={
+            "x-api-key": gateway.key,
+            "anthropic-version": "2023-06-01",
+            "x-fake-usage": json.dumps(usage),
+        },
     )
     assert response.status_code == 200
     [row] = gateway.rows()
@@ -109,9 +132,14 @@ def test_long_context_tier_bills_the_whole_call_at_the_higher_rate(gateway: Runn
 
 def test_headers_and_body_fields_pass_through_untouched(gateway: RunningGateway, fake: object) -> None:
     c = client(gateway)
-    system = [{"type": "text", "text": "first"}, {"type": "text", "text": "second", "cache_control": {"type": "ephemeral"}}]
+    system = [
+        {"type": "text", "text": "first"},
+        {"type": "text", "text": "second", "cache_control": {"type": "ephemeral"}},
+    ]
     c.messages.create(
-        model="claude-sonnet-4-6", max_tokens=64, system=system,  # type: ignore[arg-type]
+        model="claude-sonnet-4-6",
+        max_tokens=64,
+        system=system,  # type: ignore[arg-type]
         messages=[{"role": "user", "content": "hi"}],
         extra_headers={
             "anthropic-beta": "future-feature-2099-01-01",
@@ -135,7 +163,12 @@ def test_headers_and_body_fields_pass_through_untouched(gateway: RunningGateway,
 
 
 def test_unknown_sse_events_and_pings_reach_the_client(gateway: RunningGateway) -> None:
-    body = {"model": "claude-haiku-4-5", "max_tokens": 32, "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 32,
+        "stream": True,
+        "messages": [{"role": "user", "content": "x"}],
+    }
     headers = {"x-api-key": gateway.key, "anthropic-version": "2023-06-01", "x-fake-mode": "unknown-event"}
     with httpx.stream("POST", f"{gateway.url}/v1/messages", json=body, headers=headers) as response:
         raw = response.read().decode()
@@ -161,11 +194,13 @@ def test_upstream_errors_come_back_unchanged(
         ask(client(gateway, **{"x-fake-mode": mode}))
     body = {"model": "claude-haiku-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}
     via_gateway = httpx.post(
-        f"{gateway.url}/v1/messages", json=body,
+        f"{gateway.url}/v1/messages",
+        json=body,
         headers={"x-api-key": gateway.key, "anthropic-version": "2023-06-01", "x-fake-mode": mode},
     )
     direct = httpx.post(
-        f"{fake.url}/v1/messages", json=body,  # type: ignore[attr-defined]
+        f"{fake.url}/v1/messages",
+        json=body,  # type: ignore[attr-defined]
         headers={"x-api-key": PROVIDER_ANTHROPIC_KEY, "anthropic-version": "2023-06-01", "x-fake-mode": mode},
     )
     assert via_gateway.status_code == direct.status_code == status
@@ -182,10 +217,11 @@ def test_upstream_errors_come_back_unchanged(
 
 def test_error_event_after_200_is_recorded(gateway: RunningGateway) -> None:
     c = client(gateway, **{"x-fake-mode": "stream-error"})
-    with pytest.raises(anthropic.APIStatusError):
-        with c.messages.stream(model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "x"}]) as s:
-            for _ in s.text_stream:
-                pass
+    with pytest.raises(anthropic.APIStatusError), c.messages.stream(
+        model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "x"}]
+    ) as s:
+        for _ in s.text_stream:
+            pass
     [row] = gateway.rows()
     assert row["status"] == "stream_error" and row["error_type"] == "overloaded_error"
     assert row["input_tokens"] > 0  # message_start's input was seen and billed
@@ -194,10 +230,11 @@ def test_error_event_after_200_is_recorded(gateway: RunningGateway) -> None:
 def test_cut_stream_is_estimated_never_zero(gateway: RunningGateway) -> None:
     usage = {"input_tokens": 5000, "output_tokens": 400}
     c = client(gateway, **{"x-fake-mode": "stream-cut", "x-fake-usage": json.dumps(usage)})
-    with pytest.raises(Exception) as cut:
-        with c.messages.stream(model="claude-haiku-4-5", max_tokens=512, messages=[{"role": "user", "content": "x"}]) as s:
-            for _ in s.text_stream:
-                pass
+    with pytest.raises(Exception) as cut, c.messages.stream(
+        model="claude-haiku-4-5", max_tokens=512, messages=[{"role": "user", "content": "x"}]
+    ) as s:
+        for _ in s.text_stream:
+            pass
     assert_cut(cut.value)
     [row] = gateway.rows()
     assert row["estimated"] == 1
@@ -208,7 +245,9 @@ def test_cut_stream_is_estimated_never_zero(gateway: RunningGateway) -> None:
 
 
 def test_tags_header_beats_metadata_beats_key_defaults(gateway: RunningGateway) -> None:
-    key = gateway.mint_key(name="ci-bot", team="platform", use_case="batch", tags={"repo": "infra", "env": "ci"})
+    key = gateway.mint_key(
+        name="ci-bot", team="platform", use_case="batch", tags={"repo": "infra", "env": "ci"}
+    )
     ask(client(gateway, key))
     ask(client(gateway, key, **{"x-spendgate-tags": "use_case=code-review,repo=api"}))
     first, second = gateway.rows()
@@ -218,7 +257,9 @@ def test_tags_header_beats_metadata_beats_key_defaults(gateway: RunningGateway) 
 
 def test_count_tokens_models_and_hello(gateway: RunningGateway) -> None:
     c = client(gateway)
-    counted = c.messages.count_tokens(model="claude-sonnet-4-6", messages=[{"role": "user", "content": "x" * 400}])
+    counted = c.messages.count_tokens(
+        model="claude-sonnet-4-6", messages=[{"role": "user", "content": "x" * 400}]
+    )
     assert counted.input_tokens >= 100
     ids = [m.id for m in c.models.list()]
     assert "claude-sonnet-4-6" in ids

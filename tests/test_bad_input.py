@@ -38,7 +38,9 @@ def assert_openai_error(response: httpx.Response, status: int, words: str) -> No
 
 def test_missing_unknown_revoked_and_expired_keys(gateway: RunningGateway) -> None:
     with pytest.raises(anthropic.AuthenticationError):
-        anthropic.Anthropic(base_url=gateway.url, api_key="sk-sg-not-a-real-key", max_retries=0).messages.create(
+        anthropic.Anthropic(
+            base_url=gateway.url, api_key="sk-sg-not-a-real-key", max_retries=0
+        ).messages.create(
             **MESSAGE  # type: ignore[arg-type]
         )
     r = httpx.post(f"{gateway.url}/v1/messages", json=MESSAGE, headers=ANTHROPIC_HEADERS)
@@ -47,7 +49,9 @@ def test_missing_unknown_revoked_and_expired_keys(gateway: RunningGateway) -> No
     revoked = gateway.mint_key(name="old", team="platform")
     gateway.gw.store.revoke_key("old")
     gateway.gw.keyring.reload()
-    r = httpx.post(f"{gateway.url}/v1/messages", json=MESSAGE, headers={**ANTHROPIC_HEADERS, "x-api-key": revoked})
+    r = httpx.post(
+        f"{gateway.url}/v1/messages", json=MESSAGE, headers={**ANTHROPIC_HEADERS, "x-api-key": revoked}
+    )
     assert_anthropic_error(r, 401, "authentication_error", "unknown or revoked")
 
     expired = gateway.mint_key(name="temp", team="platform", expires_at="2020-01-01")
@@ -69,7 +73,9 @@ def test_malformed_json_and_missing_fields(gateway: RunningGateway) -> None:
     r = httpx.post(f"{gateway.url}/v1/messages", json={"messages": []}, headers=auth)
     assert_anthropic_error(r, 400, "invalid_request_error", "model")
     r = httpx.post(
-        f"{gateway.url}/v1/chat/completions", content=b"[1,2", headers={"authorization": f"Bearer {gateway.key}"}
+        f"{gateway.url}/v1/chat/completions",
+        content=b"[1,2",
+        headers={"authorization": f"Bearer {gateway.key}"},
     )
     assert_openai_error(r, 400, "not valid JSON")
     r = httpx.post(
@@ -86,7 +92,9 @@ def test_unknown_model_is_refused_before_it_leaves(gateway: RunningGateway, fake
             **{**MESSAGE, "model": "claude-imaginary-9"}  # type: ignore[arg-type]
         )
     with pytest.raises(openai.NotFoundError):
-        openai.OpenAI(base_url=gateway.openai_url, api_key=gateway.key, max_retries=0).chat.completions.create(
+        openai.OpenAI(
+            base_url=gateway.openai_url, api_key=gateway.key, max_retries=0
+        ).chat.completions.create(
             **{**CHAT, "model": "gpt-imaginary"}  # type: ignore[arg-type]
         )
     assert len(fake.requests) == before
@@ -111,7 +119,8 @@ def test_oversized_body_gets_413(small_gateway: tuple[str, str]) -> None:
     r = httpx.post(f"{url}/v1/messages", json=big, headers={**ANTHROPIC_HEADERS, "x-api-key": key})
     assert_anthropic_error(r, 413, "request_too_large", "limit")
     r = httpx.post(
-        f"{url}/v1/chat/completions", json={**CHAT, "messages": [{"role": "user", "content": "y" * 5000}]},
+        f"{url}/v1/chat/completions",
+        json={**CHAT, "messages": [{"role": "user", "content": "y" * 5000}]},
         headers={"authorization": f"Bearer {key}"},
     )
     assert_openai_error(r, 413, "limit")
@@ -133,7 +142,9 @@ def orphan_gateway(tmp_path: Path, fake: FakeUpstream) -> Iterator[tuple[str, st
         yield server.url, secret, gw
 
 
-def test_unreachable_upstream_is_a_clear_502_and_one_ledger_row(orphan_gateway: tuple[str, str, object]) -> None:
+def test_unreachable_upstream_is_a_clear_502_and_one_ledger_row(
+    orphan_gateway: tuple[str, str, object],
+) -> None:
     url, key, gw = orphan_gateway
     r = httpx.post(f"{url}/v1/messages", json=MESSAGE, headers={**ANTHROPIC_HEADERS, "x-api-key": key})
     assert_anthropic_error(r, 502, "api_error", "could not be reached")

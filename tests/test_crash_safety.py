@@ -28,7 +28,9 @@ def free_port() -> int:
 def start_gateway(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "spendgate", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -70,8 +72,12 @@ def test_sigkill_under_load_loses_nothing_and_doubles_nothing(tmp_path: Path, fa
 
     def worker(n: int) -> None:
         stream = n % 2 == 0
-        body = {"model": "claude-haiku-4-5", "max_tokens": 16, "stream": stream,
-                "messages": [{"role": "user", "content": f"load {n}"}]}
+        body = {
+            "model": "claude-haiku-4-5",
+            "max_tokens": 16,
+            "stream": stream,
+            "messages": [{"role": "user", "content": f"load {n}"}],
+        }
         headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
         with httpx.Client(timeout=10) as client:
             for _ in range(2000):  # bounded; the kill ends it much sooner

@@ -23,7 +23,9 @@ MINI_NANOS = (6000 * 0.15 + 4000 * 0.075 + 2000 * 0.60) * 1000
 
 
 def client(gateway: RunningGateway, **headers: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.openai_url, api_key=gateway.key, max_retries=0, default_headers=headers or None)
+    return openai.OpenAI(
+        base_url=gateway.openai_url, api_key=gateway.key, max_retries=0, default_headers=headers or None
+    )
 
 
 def test_json_call_splits_cached_tokens_out_of_prompt_tokens(gateway: RunningGateway) -> None:
@@ -39,7 +41,11 @@ def test_json_call_splits_cached_tokens_out_of_prompt_tokens(gateway: RunningGat
 
 
 def test_reasoning_tokens_are_recorded_and_billed_as_output(gateway: RunningGateway) -> None:
-    usage = {"prompt_tokens": 100, "completion_tokens": 900, "completion_tokens_details": {"reasoning_tokens": 700}}
+    usage = {
+        "prompt_tokens": 100,
+        "completion_tokens": 900,
+        "completion_tokens_details": {"reasoning_tokens": 700},
+    }
     client(gateway, **{"x-fake-usage": json.dumps(usage)}).chat.completions.create(
         model="o3", messages=[{"role": "user", "content": "think"}]
     )
@@ -50,7 +56,9 @@ def test_reasoning_tokens_are_recorded_and_billed_as_output(gateway: RunningGate
 
 def test_stream_with_usage_requested(gateway: RunningGateway) -> None:
     stream = client(gateway, **{"x-fake-usage": json.dumps(USAGE)}).chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], stream=True,
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "x"}],
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -118,10 +126,16 @@ def test_upstream_errors_come_back_unchanged(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
         )
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}
-    via = httpx.post(f"{gateway.openai_url}/chat/completions", json=body,
-                     headers={"authorization": f"Bearer {gateway.key}", "x-fake-mode": mode})
-    direct = httpx.post(f"{fake.openai_url}/chat/completions", json=body,
-                        headers={"authorization": f"Bearer {PROVIDER_OPENAI_KEY}", "x-fake-mode": mode})
+    via = httpx.post(
+        f"{gateway.openai_url}/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {gateway.key}", "x-fake-mode": mode},
+    )
+    direct = httpx.post(
+        f"{fake.openai_url}/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {PROVIDER_OPENAI_KEY}", "x-fake-mode": mode},
+    )
     assert via.status_code == direct.status_code == status
     assert via.json() == direct.json()
     rows = gateway.rows()
@@ -142,8 +156,10 @@ def test_cut_stream_is_estimated_from_the_prompt_never_zero(gateway: RunningGate
 
 def test_metadata_tags_attribute_the_call(gateway: RunningGateway) -> None:
     client(gateway).chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}],
-        metadata={"use_case": "autocomplete", "tags": "repo=web"}, store=True,
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "x"}],
+        metadata={"use_case": "autocomplete", "tags": "repo=web"},
+        store=True,
     )
     [row] = gateway.rows()
     assert row["use_case"] == "autocomplete" and row["tags"] == {"repo": "web"}

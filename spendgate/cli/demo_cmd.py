@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import random
-from decimal import Decimal
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from decimal import Decimal
 
 import typer
 from pydantic import SecretStr
@@ -37,8 +37,12 @@ def run_demo(port: int, calls: int, wait: bool) -> None:
 
     console = Console()
     fake = FakeUpstream(
-        FakeSettings(anthropic_api_key=DEMO_PROVIDER_KEY, openai_api_key=DEMO_PROVIDER_KEY, latency_ms=30,
-                     chunk_delay_ms=2)
+        FakeSettings(
+            anthropic_api_key=DEMO_PROVIDER_KEY,
+            openai_api_key=DEMO_PROVIDER_KEY,
+            latency_ms=30,
+            chunk_delay_ms=2,
+        )
     ).start()
     settings = Settings().model_copy(
         update={
@@ -58,12 +62,19 @@ def run_demo(port: int, calls: int, wait: bool) -> None:
         console.print(f"[red]Port {port} is busy ({exc.strerror}); try: spendgate demo --port 8788[/red]")
         fake.stop()
         raise typer.Exit(1) from None
-    console.print(f"Gateway on [bold]{server.url}[/bold], ledger in [bold]{settings.database_url}[/bold], "
-                  f"provider: bundled fake at {fake.url}")
+    console.print(
+        f"Gateway on [bold]{server.url}[/bold], ledger in [bold]{settings.database_url}[/bold], "
+        f"provider: bundled fake at {fake.url}"
+    )
     work = plan(keys, calls)
     failures = 0
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task("Workload through the gateway", total=len(work))
         with ThreadPoolExecutor(max_workers=6) as pool:
             futures = [
@@ -84,8 +95,9 @@ def run_demo(port: int, calls: int, wait: bool) -> None:
     from spendgate.demo import curl_example
 
     console.print(curl_example(server.url, demo_key), soft_wrap=True)
-    console.print(f"Claude Code: ANTHROPIC_BASE_URL={server.url} ANTHROPIC_AUTH_TOKEN={demo_key} claude",
-                  soft_wrap=True)
+    console.print(
+        f"Claude Code: ANTHROPIC_BASE_URL={server.url} ANTHROPIC_AUTH_TOKEN={demo_key} claude", soft_wrap=True
+    )
     console.print("Spend so far: spendgate spend --by team   (in another terminal, same folder)")
     if not wait:
         server.stop()
@@ -109,10 +121,12 @@ def _print_spend(console: Console, by: str, rows: list[dict[str, object]]) -> No
         table.add_column(column, justify="left" if column == by else "right", no_wrap=True)
     for row in rows:
         table.add_row(
-            str(row[by]), str(row["requests"]), f"{row['input_tokens']:,}",
+            str(row[by]),
+            str(row["requests"]),
+            f"{row['input_tokens']:,}",
             f"{int(row['cache_write_5m_tokens']) + int(row['cache_write_1h_tokens']):,}",  # type: ignore[call-overload]
-            f"{row['cache_read_tokens']:,}", f"{row['output_tokens']:,}", f"${Decimal(str(row['cost_usd'])):.4f}",
+            f"{row['cache_read_tokens']:,}",
+            f"{row['output_tokens']:,}",
+            f"${Decimal(str(row['cost_usd'])):.4f}",
         )
     console.print(table)
-
-

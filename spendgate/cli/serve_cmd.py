@@ -41,14 +41,30 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
 
     from spendgate.app import create_app
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     if workers > 1:
         uvicorn.run(
-            "spendgate.app:create_app", factory=True, host=host, port=port, workers=workers,
-            loop="uvloop", http="httptools", access_log=False, log_level=settings.log_level, lifespan="on",
+            "spendgate.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_level=settings.log_level,
+            lifespan="on",
         )
         return
     uvicorn.run(
-        create_app(settings), host=host, port=port, loop="uvloop", http="httptools",
-        access_log=False, log_level=settings.log_level, lifespan="on",
+        create_app(settings),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level,
+        lifespan="on",
     )

@@ -83,7 +83,9 @@ class AnthropicProvider:
 
     def meter_json(self, body: bytes) -> Metered:
         data = orjson.loads(body)
-        return Metered(usage=usage_from(data.get("usage") or {}), response_model=data.get("model"), complete=True)
+        return Metered(
+            usage=usage_from(data.get("usage") or {}), response_model=data.get("model"), complete=True
+        )
 
     def stream_meter(self, info: RequestInfo) -> AnthropicStreamMeter:
         return AnthropicStreamMeter()
@@ -106,13 +108,17 @@ def usage_from(raw: dict[str, Any], base: Usage | None = None) -> Usage:
     else:
         write_5m, write_1h = base.cache_write_5m_tokens, base.cache_write_1h_tokens
     tools = raw.get("server_tool_use")
-    searches = as_int(tools.get("web_search_requests")) if isinstance(tools, dict) else base.web_search_requests
+    searches = (
+        as_int(tools.get("web_search_requests")) if isinstance(tools, dict) else base.web_search_requests
+    )
     return Usage(
         input_tokens=as_int(raw["input_tokens"]) if "input_tokens" in raw else base.input_tokens,
         cache_write_5m_tokens=write_5m,
         cache_write_1h_tokens=write_1h,
         cache_read_tokens=(
-            as_int(raw["cache_read_input_tokens"]) if "cache_read_input_tokens" in raw else base.cache_read_tokens
+            as_int(raw["cache_read_input_tokens"])
+            if "cache_read_input_tokens" in raw
+            else base.cache_read_tokens
         ),
         output_tokens=as_int(raw["output_tokens"]) if "output_tokens" in raw else base.output_tokens,
         web_search_requests=searches,
@@ -209,7 +215,9 @@ def _json_object(body: bytes) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ClientError(400, "invalid_request_error", f"The request body is not valid JSON: {exc}") from None
+        raise ClientError(
+            400, "invalid_request_error", f"The request body is not valid JSON: {exc}"
+        ) from None
     if not isinstance(data, dict):
         raise ClientError(400, "invalid_request_error", "The request body must be a JSON object")
     return data

@@ -15,9 +15,21 @@ from spendgate.pricing import Usage
 # Never forwarded upstream: hop-by-hop, the client's credential, our own control headers.
 _DROP_REQUEST = frozenset(
     {
-        "host", "content-length", "connection", "keep-alive", "transfer-encoding", "te", "trailer",
-        "upgrade", "proxy-authorization", "proxy-connection", "authorization", "x-api-key",
-        "accept-encoding", "x-spendgate-tags", "x-spendgate-key",
+        "host",
+        "content-length",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-connection",
+        "authorization",
+        "x-api-key",
+        "accept-encoding",
+        "x-spendgate-tags",
+        "x-spendgate-key",
     }
 )
 # Never copied back to the client: recomputed by our server or not valid after metering.

@@ -34,7 +34,12 @@ STATUS_ERROR_TYPES = {
     502: "server_error",
     504: "server_error",
 }
-ERROR_CODES = {401: "invalid_api_key", 404: "model_not_found", 413: "request_too_large", 429: "rate_limit_exceeded"}
+ERROR_CODES = {
+    401: "invalid_api_key",
+    404: "model_not_found",
+    413: "request_too_large",
+    429: "rate_limit_exceeded",
+}
 
 
 class OpenAIProvider:
@@ -48,7 +53,9 @@ class OpenAIProvider:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise ClientError(400, "invalid_request_error", f"The request body is not valid JSON: {exc}") from None
+            raise ClientError(
+                400, "invalid_request_error", f"The request body is not valid JSON: {exc}"
+            ) from None
         if not isinstance(data, dict):
             raise ClientError(400, "invalid_request_error", "The request body must be a JSON object")
         model = data.get("model")
@@ -88,7 +95,14 @@ class OpenAIProvider:
 
     def error_body(self, status: int, error_type: str, message: str, request_id: str) -> bytes:
         return orjson.dumps(
-            {"error": {"message": message, "type": error_type, "param": None, "code": ERROR_CODES.get(status)}}
+            {
+                "error": {
+                    "message": message,
+                    "type": error_type,
+                    "param": None,
+                    "code": ERROR_CODES.get(status),
+                }
+            }
         )
 
     def error_type_of(self, body: bytes) -> str | None:
@@ -102,13 +116,17 @@ class OpenAIProvider:
 
     def meter_json(self, body: bytes) -> Metered:
         data = orjson.loads(body)
-        return Metered(usage=usage_from(data.get("usage") or {}), response_model=data.get("model"), complete=True)
+        return Metered(
+            usage=usage_from(data.get("usage") or {}), response_model=data.get("model"), complete=True
+        )
 
     def stream_meter(self, info: RequestInfo) -> OpenAIStreamMeter:
         return OpenAIStreamMeter(hide_usage=not info.wants_usage_chunk)
 
     def estimate_input_tokens(self, info: RequestInfo) -> int:
-        return rough_tokens(len(orjson.dumps(info.body.get("messages"))) + len(orjson.dumps(info.body.get("tools"))))
+        return rough_tokens(
+            len(orjson.dumps(info.body.get("messages"))) + len(orjson.dumps(info.body.get("tools")))
+        )
 
 
 def usage_from(raw: dict[str, Any]) -> Usage:

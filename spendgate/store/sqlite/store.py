@@ -130,7 +130,9 @@ class SQLiteStore:
     # --- orgs ---
     def create_org(self, name: str) -> Org:
         org = Org(id=new_id("org"), name=name, created_at=utc_now_iso())
-        self._write("INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)", (org.id, name, org.created_at))
+        self._write(
+            "INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)", (org.id, name, org.created_at)
+        )
         return org
 
     def list_orgs(self, include_revoked: bool = False) -> list[Org]:
@@ -144,7 +146,11 @@ class SQLiteStore:
     def create_team(self, org: str, name: str, cost_center: str) -> Team:
         org_row = self._resolve("orgs", org, "org")
         team = Team(
-            id=new_id("team"), org_id=org_row["id"], name=name, cost_center=cost_center, created_at=utc_now_iso()
+            id=new_id("team"),
+            org_id=org_row["id"],
+            name=name,
+            cost_center=cost_center,
+            created_at=utc_now_iso(),
         )
         self._write(
             "INSERT INTO teams (id, org_id, name, cost_center, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -162,7 +168,9 @@ class SQLiteStore:
     # --- users ---
     def create_user(self, team: str, name: str, email: str | None) -> User:
         team_row = self._resolve("teams", team, "team")
-        user = User(id=new_id("user"), team_id=team_row["id"], name=name, email=email, created_at=utc_now_iso())
+        user = User(
+            id=new_id("user"), team_id=team_row["id"], name=name, email=email, created_at=utc_now_iso()
+        )
         self._write(
             "INSERT INTO users (id, team_id, name, email, created_at) VALUES (?, ?, ?, ?, ?)",
             (user.id, user.team_id, name, email, user.created_at),
@@ -210,11 +218,21 @@ class SQLiteStore:
             expires_at=expires_at,
         )
         self._write(
-            "INSERT INTO api_keys (id, key_hash, key_prefix, name, org_id, team_id, user_id, default_use_case,"
-            " default_tags, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_keys (id, key_hash, key_prefix, name, org_id, team_id, user_id,"
+            " default_use_case, default_tags, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                key.id, key_hash, key_prefix, name, key.org_id, key.team_id, user_id, default_use_case,
-                orjson.dumps(default_tags).decode(), key.created_at, expires_at,
+                key.id,
+                key_hash,
+                key_prefix,
+                name,
+                key.org_id,
+                key.team_id,
+                user_id,
+                default_use_case,
+                orjson.dumps(default_tags).decode(),
+                key.created_at,
+                expires_at,
             ),
         )
         return key
