@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import anthropic
 import openai
+from anthropic.types import MessageParam, TextBlockParam
 
 from spendgate.admin.service import create_key
 from spendgate.store.base import Conflict, Store
@@ -81,8 +82,10 @@ def run_call(gateway_url: str, key: DemoKey, use_case: str, rng: random.Random, 
         base_url=gateway_url, api_key=key.secret, max_retries=0, default_headers=headers
     )
     # A long, cached system prompt: the first call writes the cache, later ones read it.
-    system = [{"type": "text", "text": _SYSTEM + use_case, "cache_control": {"type": "ephemeral"}}]
-    messages = [
+    system: list[TextBlockParam] = [
+        {"type": "text", "text": _SYSTEM + use_case, "cache_control": {"type": "ephemeral"}}
+    ]
+    messages: list[MessageParam] = [
         {"role": "user", "content": f"{use_case}: change {rng.randrange(100_000)} " + "diff line\n" * 30}
     ]
     output = str(rng.choice([64, 128, 256, 512]))

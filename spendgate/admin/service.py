@@ -82,9 +82,35 @@ def spend_report(store: Store, by: str, since: str | None, until: str | None) ->
     return out
 
 
+def ledger_tail(
+    store: Store, limit: int = 20, since: str | None = None, until: str | None = None
+) -> list[dict[str, Any]]:
+    """The latest `limit` ledger rows, oldest first, each with its team's name and exact `cost_usd`."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    rows = store.ledger_rows(_maybe_time(since), _maybe_time(until))
+    teams = {team.id: team.name for team in store.list_teams(include_revoked=True)}
+    out = []
+    for row in rows[-limit:]:
+        item = dict(row)
+        item["team"] = teams.get(item["team_id"], item["team_id"])
+        item["estimated"] = bool(item["estimated"])
+        item["streamed"] = bool(item["streamed"])
+        item["cost_usd"] = format_usd(int(item["cost_nanos"] or 0))
+        out.append(item)
+    return out
+
+
 def normalize_time(text: str) -> str:
     """A date (2026-11-01) or datetime, as the ledger's ISO-8601 UTC form."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not an ISO date or datetime: {text!r} (e.g. 2026-11-01)") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _maybe_time(text: str | None) -> str | None:
+    return normalize_time(text) if text else None

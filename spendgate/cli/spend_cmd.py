@@ -1,7 +1,118 @@
+"""`spendgate spend` (spend grouped by a dimension) and `spendgate ledger tail` (latest calls)."""
+
 from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
 
 import typer
 
+from spendgate.admin import service
+from spendgate.cli.admin_cmds import Format, cli_store, console, print_json, print_table
+from spendgate.models import SPEND_GROUPS
+from spendgate.pricing import NANOS_PER_USD, format_usd
+
+
+class SpendFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def spend_columns(by: str) -> list[str]:
+    return [by, "id", "requests", *service.TOKEN_FIELDS, "estimated_requests", "cost_usd"]
+
+
+def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def total_usd(rows: Sequence[dict[str, Any]]) -> str:
+    # Each cost_usd came from integer nanos, so this round trip is exact.
+    nanos = sum(int(Decimal(row["cost_usd"]) * NANOS_PER_USD) for row in rows)
+    return format_usd(nanos)
+
+
+def _spend_table(rows: Sequence[dict[str, Any]], by: str, title: str) -> None:
+    from rich.table import Table
+
+    numbers = ["requests", "input_tokens", "cache_write", "cache_read_tokens", "output_tokens", "cost_usd"]
+    table = Table(title=title)
+    table.add_column(by)
+    for name in numbers:
+        table.add_column(name.removesuffix("_tokens"), justify="right")
+
+    def cells(row: dict[str, Any]) -> list[str]:
+        cache_write = row["cache_write_5m_tokens"] + row["cache_write_1h_tokens"]
+        return [
+            str(row["requests"]), str(row["input_tokens"]), str(cache_write), str(row["cache_read_tokens"]),
+            str(row["output_tokens"]), row["cost_usd"],
+        ]
+
+    for row in rows:
+        table.add_row("(none)" if row[by] is None else str(row[by]), *cells(row))
+    totals: dict[str, Any] = {
+        name: sum(row[name] for row in rows)
+        for name in ("requests", "input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens",
+                     "cache_read_tokens", "output_tokens")
+    }
+    totals["cost_usd"] = total_usd(rows)
+    table.add_section()
+    table.add_row("total", *cells(totals), style="bold")
+    console().print(table)
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command()
+    def spend(
+        by: str = typer.Option("team", "--by", help="Group by: " + "|".join(SPEND_GROUPS) + "."),
+        since: str | None = typer.Option(None, "--since", help="From this ISO date/datetime (inclusive)."),
+        until: str | None = typer.Option(None, "--until", help="Up to this ISO date/datetime (exclusive)."),
+        fmt: SpendFormat = typer.Option(SpendFormat.table, "--format", help="Output format."),
+    ) -> None:
+        """Spend grouped by one dimension, in exact USD."""
+        with cli_store() as store:
+            rows = service.spend_report(store, by, since, until)
+        if fmt is SpendFormat.json:
+            print_json(rows)
+        elif fmt is SpendFormat.csv:
+            typer.echo(to_csv(rows, spend_columns(by)), nl=False)
+        else:
+            period = f"{since or 'start'} .. {until or 'now'}"
+            _spend_table(rows, by, f"Spend by {by} ({period})")
+
+    ledger = typer.Typer(help="The ledger: one row per call.", no_args_is_help=True)
+
+    @ledger.command("tail")
+    def tail(
+        limit: int = typer.Option(20, "--limit", "-n", help="How many of the latest rows."),
+        since: str | None = typer.Option(None, "--since", help="From this ISO date/datetime (inclusive)."),
+        until: str | None = typer.Option(None, "--until", help="Up to this ISO date/datetime (exclusive)."),
+        fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+    ) -> None:
+        """The latest ledger rows, oldest first."""
+        with cli_store() as store:
+            rows = service.ledger_tail(store, limit, since, until)
+        if fmt is Format.json:
+            print_json(rows)
+            return
+        columns = ["request_id", "started_at", "team", "use_case", "model", "input", "cache_read", "output",
+                   "cost_usd", "status", "estimated"]
+        print_table(columns, [
+            [
+                r["request_id"], r["started_at"], r["team"], r["use_case"],
+                r["upstream_model"] or r["requested_model"], r["input_tokens"], r["cache_read_tokens"],
+                r["output_tokens"], r["cost_usd"], r["status"], "yes" if r["estimated"] else "",
+            ]
+            for r in rows
+        ])
+
+    app.add_typer(ledger, name="ledger")

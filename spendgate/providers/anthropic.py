@@ -179,7 +179,8 @@ class AnthropicStreamMeter:
 
     @property
     def finished(self) -> bool:
-        return self._done
+        # An error event is the provider's last word too.
+        return self._done or self._error is not None
 
     def result(self) -> Metered:
         usage = self._usage

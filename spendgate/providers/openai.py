@@ -215,7 +215,8 @@ class OpenAIStreamMeter:
 
     @property
     def finished(self) -> bool:
-        return self._done
+        # An error event is the provider's last word too.
+        return self._done or self._error is not None
 
     def result(self) -> Metered:
         if self._usage is not None:

@@ -1,0 +1,141 @@
+"""Process plumbing for bench/run.py: free loopback ports, start/ready/stop, peak RSS."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+class StartError(RuntimeError):
+    """A target did not come up; the message says why (and where its log is)."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Proc:
+    """A child process in its own session (so stopping it also stops anything it forked)."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = log_path.open("wb")
+        self.popen = subprocess.Popen(
+            list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=self._log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+    def wait_ready(self, url: str, timeout_s: float) -> float:
+        """Poll `url` until it answers 2xx; return the seconds it took."""
+        started = time.monotonic()
+        while True:
+            if self.popen.poll() is not None:
+                raise StartError(
+                    f"{self.name} exited with code {self.popen.returncode} before it was ready "
+                    f"(log: {self.log_path}):\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if 200 <= resp.status < 300:
+                        return time.monotonic() - started
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            if time.monotonic() - started > timeout_s:
+                self.stop()
+                raise StartError(
+                    f"{self.name} was not ready at {url} after {timeout_s:.0f}s "
+                    f"(log: {self.log_path}):\n{self.log_tail()}"
+                )
+            time.sleep(0.1)
+
+    def peak_rss_mb(self) -> float | None:
+        """VmHWM (peak resident set) of the process plus its descendants, in MB."""
+        total_kb = 0
+        found = False
+        for pid in [self.pid, *descendants(self.pid)]:
+            kb = vm_hwm_kb(pid)
+            if kb is not None:
+                total_kb += kb
+                found = True
+        return round(total_kb / 1024, 1) if found else None
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        # Anything it forked that outlived it is still in its process group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self._log.close()
+
+
+def vm_hwm_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid` (via /proc/PID/task/*/children)."""
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                if child not in found:
+                    found.append(child)
+                    stack.append(child)
+    return found
+
+
+def run_json(argv: Sequence[str], timeout_s: float, env: Mapping[str, str] | None = None) -> str:
+    """Run a short command and return its stdout; raise with its stderr if it fails."""
+    proc = subprocess.run(
+        list(argv), capture_output=True, text=True, timeout=timeout_s, env=dict(env) if env else None,
+        stdin=subprocess.DEVNULL, check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])} ... failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
+    return proc.stdout

@@ -1,0 +1,181 @@
+"""The things under test, each started as its own process on a free loopback port."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import HOST, Proc, StartError, free_port, run_json
+
+BENCH = Path(__file__).resolve().parent
+LITELLM_VENV = BENCH / ".litellm-venv"
+LITELLM_CONFIG = BENCH / "litellm_config.yaml"
+LITELLM_MASTER_KEY = "sk-bench-3f0c1e9a7b5d4c2e8f6a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e"
+FAKE_ANTHROPIC_KEY = "fake-anthropic-key"
+FAKE_OPENAI_KEY = "fake-openai-key"
+READY_TIMEOUT_S = 30.0
+LITELLM_READY_TIMEOUT_S = 180.0
+LITELLM_SETUP_TIMEOUT_S = 1200.0
+
+
+@dataclass
+class Target:
+    name: str  # direct, bare, spendgate, litellm
+    url: str  # base URL, without /v1
+    key: str  # sent as x-api-key
+    proc: Proc | None = None  # None: nothing of ours runs for it (direct)
+    startup_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+
+def base_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Only loopback: nothing may leave the machine, even through a configured proxy.
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        env.pop(var, None)
+    return env
+
+
+def start_fake(logs: Path, latency_ms: float) -> Target:
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "spendgate", "fake-upstream", "--host", HOST, "--port", str(port),
+        "--latency-ms", str(latency_ms), "--chunk-delay-ms", "0",
+        "--anthropic-key", FAKE_ANTHROPIC_KEY, "--openai-key", FAKE_OPENAI_KEY,
+    ]
+    proc = Proc("fake upstream", argv, base_env(), logs / "fake_upstream.log")
+    url = f"http://{HOST}:{port}"
+    startup = proc.wait_ready(f"{url}/api/hello", READY_TIMEOUT_S)
+    return Target("fake", url, FAKE_ANTHROPIC_KEY, proc, startup)
+
+
+def direct(fake: Target) -> Target:
+    return Target("direct", fake.url, FAKE_ANTHROPIC_KEY, None, 0.0, ["load straight at the fake upstream"])
+
+
+def start_bare(logs: Path, fake: Target) -> Target:
+    port = free_port()
+    argv = [
+        sys.executable, str(BENCH / "bare_proxy.py"), "--host", HOST, "--port", str(port),
+        "--anthropic-base-url", fake.url, "--openai-base-url", f"{fake.url}/v1",
+        "--anthropic-key", FAKE_ANTHROPIC_KEY, "--openai-key", FAKE_OPENAI_KEY,
+    ]
+    proc = Proc("bare proxy", argv, base_env(), logs / "bare_proxy.log")
+    url = f"http://{HOST}:{port}"
+    startup = proc.wait_ready(f"{url}/healthz", READY_TIMEOUT_S)
+    return Target("bare", url, "unused-by-bare-proxy", proc, startup)
+
+
+def spendgate_env(workdir: Path, fake: Target) -> dict[str, str]:
+    env = base_env()
+    env.update(
+        SPENDGATE_DATABASE_URL=f"sqlite:///{workdir / 'spendgate.db'}",
+        SPENDGATE_SPOOL_DIR=str(workdir / "spool"),
+        SPENDGATE_ANTHROPIC_BASE_URL=fake.url,
+        SPENDGATE_ANTHROPIC_API_KEY=FAKE_ANTHROPIC_KEY,
+        SPENDGATE_OPENAI_BASE_URL=f"{fake.url}/v1",
+        SPENDGATE_OPENAI_API_KEY=FAKE_OPENAI_KEY,
+        SPENDGATE_LOG_LEVEL="warning",
+    )
+    return env
+
+
+def mint_key(env: dict[str, str]) -> str:
+    """A virtual key via the CLI; falls back to the Python API if the CLI is not there yet."""
+    cli = [sys.executable, "-m", "spendgate"]
+    try:
+        run_json([*cli, "orgs", "create", "bench"], 60, env)
+        run_json([*cli, "teams", "create", "bench", "--org", "bench", "--cost-center", "BENCH"], 60, env)
+        out = run_json([*cli, "keys", "create", "--name", "bench", "--team", "bench", "--format", "json"], 60, env)
+        key: str = json.loads(out)["key"]
+        return key
+    except (RuntimeError, ValueError, KeyError, subprocess.TimeoutExpired):
+        pass
+    script = (
+        "import os\n"
+        "from spendgate.store import open_store\n"
+        "from spendgate.admin.service import create_key\n"
+        "s = open_store(os.environ['SPENDGATE_DATABASE_URL']); s.migrate()\n"
+        "names = [o.name for o in s.list_orgs()]\n"
+        "if 'bench' not in names: s.create_org('bench')\n"
+        "if 'bench' not in [t.name for t in s.list_teams()]: s.create_team('bench', 'bench', 'BENCH')\n"
+        "_, secret = create_key(s, name='bench-py', team='bench'); s.close(); print(secret)\n"
+    )
+    return run_json([sys.executable, "-c", script], 60, env).strip()
+
+
+def start_spendgate(logs: Path, fake: Target) -> Target:
+    workdir = Path(tempfile.mkdtemp(prefix="spendgate-bench-"))
+    env = spendgate_env(workdir, fake)
+    key = mint_key(env)
+    port = free_port()
+    argv = [sys.executable, "-m", "spendgate", "serve", "--host", HOST, "--port", str(port)]
+    proc = Proc("spendgate", argv, env, logs / "spendgate.log")
+    url = f"http://{HOST}:{port}"
+    startup = proc.wait_ready(f"{url}/healthz", READY_TIMEOUT_S)
+    return Target("spendgate", url, key, proc, startup, [f"database and spool in {workdir}"])
+
+
+def ensure_litellm(logs: Path) -> Path:
+    """The litellm CLI in bench/.litellm-venv, running bench/setup_litellm.sh first if needed."""
+    exe = LITELLM_VENV / "bin" / "litellm"
+    if exe.exists():
+        return exe
+    print("LiteLLM is not installed yet: running bench/setup_litellm.sh (a few minutes) ...", flush=True)
+    log = logs / "setup_litellm.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        try:
+            rc = subprocess.run(
+                ["bash", str(BENCH / "setup_litellm.sh")], stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, timeout=LITELLM_SETUP_TIMEOUT_S, check=False,
+            ).returncode
+        except subprocess.TimeoutExpired:
+            rc = -1
+    if rc != 0 or not exe.exists():
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-10:])
+        raise StartError(f"bench/setup_litellm.sh failed (exit {rc}; log: {log}):\n{tail}")
+    return exe
+
+
+def litellm_version() -> str | None:
+    python = LITELLM_VENV / "bin" / "python"
+    if not python.exists():
+        return None
+    try:
+        out = run_json([str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"], 60)
+    except (RuntimeError, subprocess.TimeoutExpired):
+        return None
+    return out.strip()
+
+
+def start_litellm(logs: Path, fake: Target) -> Target:
+    exe = ensure_litellm(logs)
+    port = free_port()
+    env = base_env()
+    env.update(
+        LITELLM_LOCAL_MODEL_COST_MAP="True",  # never download the price map
+        LITELLM_LOG="ERROR",  # also silences uvicorn's access log
+        LITELLM_BENCH_API_BASE=fake.url,
+        LITELLM_BENCH_API_KEY=FAKE_ANTHROPIC_KEY,
+        LITELLM_MASTER_KEY=LITELLM_MASTER_KEY,
+    )
+    for var in ("DATABASE_URL", "REDIS_HOST", "REDIS_URL"):
+        env.pop(var, None)
+    argv = [
+        str(exe), "--config", str(LITELLM_CONFIG), "--host", HOST, "--port", str(port), "--num_workers", "1",
+    ]
+    proc = Proc("litellm", argv, env, logs / "litellm.log")
+    url = f"http://{HOST}:{port}"
+    startup = proc.wait_ready(f"{url}/health/liveliness", LITELLM_READY_TIMEOUT_S)
+    return Target("litellm", url, LITELLM_MASTER_KEY, proc, startup, [f"litellm {litellm_version()}"])

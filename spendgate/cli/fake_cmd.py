@@ -1,0 +1,48 @@
+"""``spendgate fake-upstream``: run the fake Anthropic + OpenAI API in the foreground."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("fake-upstream")
+    def fake_upstream(
+        host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 9999,
+        latency_ms: Annotated[float, typer.Option(help="Delay before response headers.")] = 0,
+        chunk_delay_ms: Annotated[float, typer.Option(help="Delay between stream events.")] = 0,
+        output_tokens: Annotated[int, typer.Option(help="Default output length in tokens.")] = 24,
+        anthropic_key: Annotated[
+            str | None, typer.Option(help="Require this Anthropic API key (default: accept any).")
+        ] = None,
+        openai_key: Annotated[
+            str | None, typer.Option(help="Require this OpenAI API key (default: accept any).")
+        ] = None,
+    ) -> None:
+        """Serve a fake of the Anthropic and OpenAI APIs (for tests, demos and benchmarks)."""
+        # Imported here so that building the CLI stays cheap.
+        from spendgate.fake_upstream.server import base_url, bind_socket, serve_forever
+        from spendgate.fake_upstream.settings import FakeSettings
+
+        settings = FakeSettings(
+            anthropic_api_key=anthropic_key,
+            openai_api_key=openai_key,
+            latency_ms=latency_ms,
+            chunk_delay_ms=chunk_delay_ms,
+            output_tokens=output_tokens,
+        )
+        try:
+            sock = bind_socket(host, port)
+        except OSError as exc:
+            typer.echo(f"cannot listen on {host}:{port}: {exc}", err=True)
+            raise typer.Exit(1) from None
+        url = base_url(sock)
+        typer.echo(f"Anthropic base URL: {url}")
+        typer.echo(f"OpenAI base URL:    {url}/v1")
+        typer.echo(
+            "Steer requests with x-fake-mode / x-fake-usage / x-fake-output-tokens headers. Ctrl+C stops."
+        )
+        serve_forever(settings, sock)

@@ -1,0 +1,293 @@
+"""The OpenAI Chat Completions fake: ``/v1/chat/completions``, the models list and errors."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from spendgate.fake_upstream.common import (
+    BoundedMap,
+    ControlError,
+    FakeState,
+    bearer_token,
+    fake_state,
+    json_response,
+    parse_controls,
+    parse_json_object,
+    pause,
+    tokens_for,
+)
+from spendgate.fake_upstream.streaming import EventStreamResponse
+
+MODELS = (  # id, created, owned_by
+    ("gpt-5", 1754425777, "system"),
+    ("gpt-4.1", 1744316542, "system"),
+    ("gpt-4.1-mini", 1744318173, "system"),
+    ("gpt-4o", 1715367049, "system"),
+    ("gpt-4o-mini", 1721172741, "system"),
+    ("o3", 1744225308, "system"),
+    ("o4-mini", 1744225351, "system"),
+)
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+MODE_ERRORS = {  # x-fake-mode -> (status, message, type, code)
+    "error-400": (
+        400,
+        "Invalid request (simulated by x-fake-mode: error-400).",
+        "invalid_request_error",
+        "invalid_request",
+    ),
+    "error-401": (401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
+    "error-429": (429, "Rate limit reached for requests (simulated).", "requests", "rate_limit_exceeded"),
+    "error-500": (
+        500,
+        "The server had an error while processing your request. Sorry about that!",
+        "server_error",
+        "server_error",
+    ),
+    "error-529": (
+        503,
+        "The engine is currently overloaded, please try again later.",
+        "server_error",
+        "service_unavailable",
+    ),
+}
+STREAM_ERROR = {
+    "error": {
+        "message": "The server is overloaded (simulated).",
+        "type": "server_error",
+        "param": None,
+        "code": "service_unavailable",
+    }
+}
+CACHE_MIN_TOKENS = 1024  # shorter prompts are never cached
+CACHE_KEY_CHARS = CACHE_MIN_TOKENS * 4  # the cache is keyed on the first 1024 tokens
+CACHE_GRANULE = 128  # cached counts come in multiples of 128
+IMAGE_CHARS = 1600 * 4
+
+
+def models_body() -> bytes:
+    data = [
+        {"id": mid, "object": "model", "created": created, "owned_by": owner}
+        for mid, created, owner in MODELS
+    ]
+    return orjson.dumps({"object": "list", "data": data})
+
+
+def error_response(
+    status: int, message: str, kind: str, code: str | None, request_id: str, param: str | None = None
+) -> Response:
+    headers = {"x-request-id": request_id, **({"retry-after": "1"} if status == 429 else {})}
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return json_response(body, status, headers)
+
+
+def check_auth(headers: dict[str, str], state: FakeState, request_id: str) -> Response | None:
+    expected = state.settings.openai_api_key
+    if expected is None or bearer_token(headers) == expected:
+        return None
+    message = "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys."
+    return error_response(401, message, "invalid_request_error", "invalid_api_key", request_id)
+
+
+# ---- token accounting ----------------------------------------------------------------------------
+
+
+def _prompt_pieces(payload: dict[str, Any]) -> Iterator[str]:
+    """The prompt's text in cache-prefix order: tools first, then every message."""
+    tools = payload.get("tools")
+    if tools:
+        yield orjson.dumps(tools).decode()
+    messages = payload.get("messages")
+    for message in messages if isinstance(messages, list) else ():
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            yield content
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and part.get("type") == "text":
+                    yield str(part.get("text", ""))
+                elif isinstance(part, dict) and part.get("type") == "image_url":
+                    yield " " * IMAGE_CHARS
+                else:
+                    yield orjson.dumps(part).decode()
+        for call in message.get("tool_calls") or ():
+            function = call.get("function", {}) if isinstance(call, dict) else {}
+            yield str(function.get("name", "")) + str(function.get("arguments", ""))
+
+
+def prompt_tokens(payload: dict[str, Any], model: str, cache: BoundedMap) -> tuple[int, int]:
+    """(prompt tokens, cached tokens). Long prompts whose first 1024 tokens were seen before hit the cache."""
+    pieces = list(_prompt_pieces(payload))
+    total = max(1, tokens_for(sum(map(len, pieces))))
+    if total < CACHE_MIN_TOKENS:
+        return total, 0
+    head = "".join(pieces)[:CACHE_KEY_CHARS]
+    key = (model, hashlib.blake2b(head.encode(), digest_size=16).digest())
+    previous = cache.get(key)
+    cache.put(key, total)
+    cached = min(previous, total) // CACHE_GRANULE * CACHE_GRANULE if previous else 0
+    return total, cached
+
+
+def build_usage(
+    prompt: int, cached: int, completion: int, reasoning: int, override: dict[str, Any] | None
+) -> dict[str, Any]:
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": reasoning,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+    if not override:
+        return usage
+    for key, value in override.items():
+        current = usage.get(key)
+        usage[key] = {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
+    if "total_tokens" not in override:
+        parts = (usage.get("prompt_tokens"), usage.get("completion_tokens"))
+        usage["total_tokens"] = sum(p for p in parts if isinstance(p, int))
+    return usage
+
+
+# ---- handlers ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    completion_id: str
+    created: int
+    model: str
+    text_tokens: int
+    finish_reason: str
+    usage: dict[str, Any]
+
+
+async def chat_completions(request: Request) -> Response:
+    state = fake_state(request)
+    body, headers = await state.ingest(request)
+    request_id = "req_fake" + state.next_id()
+    try:
+        controls = parse_controls(headers, state.settings)
+    except ControlError as exc:
+        return error_response(400, str(exc), "invalid_request_error", "invalid_header", request_id)
+    await pause(controls.latency_s)
+    denied = check_auth(headers, state, request_id)
+    if denied is not None:
+        return denied
+    if controls.mode in MODE_ERRORS:
+        return error_response(*MODE_ERRORS[controls.mode], request_id)
+    payload = parse_json_object(body)
+    if isinstance(payload, str):
+        return error_response(400, payload, "invalid_request_error", "invalid_json", request_id)
+    model = payload.get("model")
+    if not isinstance(model, str):
+        return error_response(
+            400,
+            "you must provide a model parameter",
+            "invalid_request_error",
+            "missing_required_parameter",
+            request_id,
+            "model",
+        )
+    if not isinstance(payload.get("messages"), list):
+        return error_response(
+            400,
+            "Missing required parameter: 'messages'.",
+            "invalid_request_error",
+            "missing_required_parameter",
+            request_id,
+            "messages",
+        )
+    cap = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    wanted = controls.output_tokens
+    completion = min(cap, wanted) if isinstance(cap, int) and cap > 0 else wanted
+    reasoning = completion // 2 if model.startswith(REASONING_PREFIXES) else 0
+    prompt, cached = prompt_tokens(payload, model, state.prompt_cache)
+    reply = _Reply(
+        completion_id="chatcmpl-fake" + request_id[8:],
+        created=int(time.time()),
+        model=model,
+        text_tokens=completion - reasoning,
+        finish_reason="length" if completion < wanted else "stop",
+        usage=build_usage(prompt, cached, completion, reasoning, controls.usage),
+    )
+    headers = {"x-request-id": request_id}
+    if payload.get("stream") is True:
+        options = payload.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        events = _stream_events(reply, state, include_usage, controls.mode)
+        cut = controls.mode == "stream-cut"
+        return EventStreamResponse(events, headers=headers, delay_s=controls.chunk_delay_s, cut=cut)
+    return json_response(_completion_json(reply, state), headers=headers)
+
+
+def _completion_json(reply: _Reply, state: FakeState) -> dict[str, Any]:
+    message = {"role": "assistant", "content": state.answer.text(reply.text_tokens), "refusal": None}
+    return {
+        "id": reply.completion_id,
+        "object": "chat.completion",
+        "created": reply.created,
+        "model": reply.model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}],
+        "usage": reply.usage,
+        "system_fingerprint": "fp_fake",
+    }
+
+
+def _frame(data: object) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+def _stream_events(reply: _Reply, state: FakeState, include_usage: bool, mode: str) -> list[bytes]:
+    base: dict[str, Any] = {
+        "id": reply.completion_id,
+        "object": "chat.completion.chunk",
+        "created": reply.created,
+        "model": reply.model,
+        "system_fingerprint": "fp_fake",
+    }
+    tail = {"usage": None} if include_usage else {}
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return _frame({**base, "choices": [choice], **tail})
+
+    events = [chunk({"role": "assistant", "content": "", "refusal": None})]
+    corpus, tokens = state.answer, reply.text_tokens
+    events.extend(chunk({"content": corpus.delta(tokens, i)}) for i in range(corpus.delta_count(tokens)))
+    if mode in ("stream-error", "stream-cut"):
+        del events[3:]  # the role chunk and two content chunks, then trouble
+        if mode == "stream-error":
+            events.append(_frame(STREAM_ERROR))
+        return events
+    events.append(chunk({}, reply.finish_reason))
+    if include_usage:
+        events.append(_frame({**base, "choices": [], "usage": reply.usage}))
+    events.append(b"data: [DONE]\n\n")
+    return events
+
+
+async def models(request: Request) -> Response:
+    state = fake_state(request)
+    _, headers = await state.ingest(request)
+    request_id = "req_fake" + state.next_id()
+    denied = check_auth(headers, state, request_id)
+    if denied is not None:
+        return denied
+    body: bytes = request.app.state.openai_models
+    return Response(body, media_type="application/json", headers={"x-request-id": request_id})

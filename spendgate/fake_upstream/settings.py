@@ -1,0 +1,37 @@
+"""Configuration and record types of the fake upstream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FakeSettings:
+    """How the fake behaves; per-request headers (``x-fake-*``) can override some of it."""
+
+    anthropic_api_key: str | None = None  # when set, other keys get a 401
+    openai_api_key: str | None = None
+    latency_ms: float = 0  # delay before response headers
+    chunk_delay_ms: float = 0  # delay between stream events
+    output_tokens: int = 24  # default output length
+    record_requests: int = 200  # keep the last N requests; 0 disables recording
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request as the fake received it."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]  # lower-cased names; repeated headers joined with ", "
+    body: bytes
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "headers": self.headers,
+            "body": self.body.decode("utf-8", errors="replace"),
+        }
