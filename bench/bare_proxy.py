@@ -67,7 +67,9 @@ class Relay:
         headers["accept-encoding"] = "identity"
         headers.update(auth)
         try:
-            upstream = await self.session.request("POST", url, headers=headers, data=body, allow_redirects=False)
+            upstream = await self.session.request(
+                "POST", url, headers=headers, data=body, allow_redirects=False
+            )
         except (aiohttp.ClientError, TimeoutError) as exc:
             return Response(f"bare proxy: upstream unreachable: {type(exc).__name__}", 502)
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in DROP_RESPONSE}

@@ -137,5 +137,6 @@ def run_json(argv: Sequence[str], timeout_s: float, env: Mapping[str, str] | Non
         stdin=subprocess.DEVNULL, check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:4])} ... failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
+        command = " ".join(argv[:4])
+        raise RuntimeError(f"{command} ... failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
     return proc.stdout

@@ -170,11 +170,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         import uvloop
-
-        uvloop.install()
     except ImportError:
-        pass
-    result = asyncio.run(main_async(args))
+        result = asyncio.run(main_async(args))
+    else:
+        result = uvloop.run(main_async(args))
     sys.stdout.write(json.dumps(result) + "\n")
 
 

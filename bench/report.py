@@ -78,7 +78,9 @@ def evaluate(cells: list[Cell], modes: list[str], concurrencies: list[int]) -> l
         lambda v: v >= LITELLM_MULTIPLE_MIN, "x",
     )
     peak = max((c.get("peak_rss_mb") or 0.0 for c in cells if c["target"] == "spendgate"), default=None)
-    verdict(f"peak RSS <= {RSS_LIMIT_MB:g} MB", [("spendgate", peak or None)], lambda v: v <= RSS_LIMIT_MB, " MB")
+    verdict(
+        f"peak RSS <= {RSS_LIMIT_MB:g} MB", [("spendgate", peak or None)], lambda v: v <= RSS_LIMIT_MB, " MB"
+    )
     return results
 
 
@@ -115,6 +117,8 @@ def print_tables(console: Console, cells: list[Cell], targets: list[dict[str, An
     goals.add_column("met")
     for goal in targets:
         met = goal["met"]
-        mark = "[green]yes[/green]" if met else ("[yellow]not measured[/yellow]" if met is None else "[red]NO[/red]")
+        mark = "[green]yes[/green]" if met else "[red]NO[/red]"
+        if met is None:
+            mark = "[yellow]not measured[/yellow]"
         goals.add_row(goal["target"], goal["shown"], mark)
     console.print(goals)

@@ -96,7 +96,8 @@ def mint_key(env: dict[str, str]) -> str:
     try:
         run_json([*cli, "orgs", "create", "bench"], 60, env)
         run_json([*cli, "teams", "create", "bench", "--org", "bench", "--cost-center", "BENCH"], 60, env)
-        out = run_json([*cli, "keys", "create", "--name", "bench", "--team", "bench", "--format", "json"], 60, env)
+        argv = [*cli, "keys", "create", "--name", "bench", "--team", "bench", "--format", "json"]
+        out = run_json(argv, 60, env)
         key: str = json.loads(out)["key"]
         return key
     except (RuntimeError, ValueError, KeyError, subprocess.TimeoutExpired):

@@ -88,10 +88,10 @@ def ledger_tail(
     """The latest `limit` ledger rows, oldest first, each with its team's name and exact `cost_usd`."""
     if limit < 1:
         raise ValueError("limit must be at least 1")
-    rows = store.ledger_rows(_maybe_time(since), _maybe_time(until))
+    rows = store.ledger_rows(_maybe_time(since), _maybe_time(until), latest=limit)
     teams = {team.id: team.name for team in store.list_teams(include_revoked=True)}
     out = []
-    for row in rows[-limit:]:
+    for row in rows:
         item = dict(row)
         item["team"] = teams.get(item["team_id"], item["team_id"])
         item["estimated"] = bool(item["estimated"])

@@ -19,6 +19,8 @@ def apply_migrations(yoyo_url: str) -> list[str]:
     backend = get_backend(yoyo_url)
     try:
         migrations = read_migrations(migrations_dir())
+        if not backend.to_apply(migrations):
+            return []  # the common case, answered without taking the lock
         with backend.lock():
             pending = backend.to_apply(migrations)
             backend.apply_migrations(pending)

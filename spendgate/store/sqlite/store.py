@@ -71,11 +71,13 @@ class SQLiteStore:
         with self._lock:
             return list(self._conn.execute(sql, params))
 
-    def _write(self, sql: str, params: Sequence[Any] = ()) -> None:
+    def _write(self, sql: str, params: Sequence[Any] = (), what: str = "") -> None:
         with self._lock:
             try:
                 self._conn.execute(sql, params)
             except sqlite3.IntegrityError as exc:
+                if "UNIQUE" in str(exc) and what:
+                    raise Conflict(f"{what} already exists") from None
                 raise Conflict(str(exc)) from exc
 
     def _resolve(self, table: str, ref: str, what: str) -> sqlite3.Row:
@@ -100,9 +102,18 @@ class SQLiteStore:
                 raise
             return self._conn.total_changes - before
 
-    def ledger_rows(self, since: str | None = None, until: str | None = None) -> list[dict[str, Any]]:
+    def ledger_rows(
+        self, since: str | None = None, until: str | None = None, latest: int | None = None
+    ) -> list[dict[str, Any]]:
         where, params = _period(since, until)
-        rows = self._query(f"SELECT * FROM ledger {where} ORDER BY started_at", params)
+        if latest is None:
+            rows = self._query(f"SELECT * FROM ledger {where} ORDER BY started_at", params)
+        else:
+            rows = self._query(
+                f"SELECT * FROM (SELECT * FROM ledger {where} ORDER BY started_at DESC LIMIT ?) "
+                "ORDER BY started_at",
+                [*params, latest],
+            )
         out = []
         for row in rows:
             item = dict(row)
@@ -155,6 +166,7 @@ class SQLiteStore:
         self._write(
             "INSERT INTO teams (id, org_id, name, cost_center, created_at) VALUES (?, ?, ?, ?, ?)",
             (team.id, team.org_id, name, cost_center, team.created_at),
+            what=f"a team named {name!r} in org {org!r}",
         )
         return team
 
@@ -174,6 +186,7 @@ class SQLiteStore:
         self._write(
             "INSERT INTO users (id, team_id, name, email, created_at) VALUES (?, ?, ?, ?, ?)",
             (user.id, user.team_id, name, email, user.created_at),
+            what=f"a user named {name!r} in team {team!r}",
         )
         return user
 
