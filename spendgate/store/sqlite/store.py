@@ -20,9 +20,10 @@ from spendgate.models import LEDGER_COLUMNS, SPEND_GROUPS, ApiKey, LedgerRow, Or
 from spendgate.store.base import Conflict, NotFound
 from spendgate.store.migrate import apply_migrations
 
+# Only a repeated request id is ignored (a journal replay); any other violation is an error.
 _INSERT_LEDGER = (
-    f"INSERT OR IGNORE INTO ledger ({', '.join(LEDGER_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})"
+    f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)}) ON CONFLICT (request_id) DO NOTHING"
 )
 _TOKEN_SUMS = (
     "input_tokens",
