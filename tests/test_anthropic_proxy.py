@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import time
 
 import anthropic
 import httpx
@@ -217,9 +220,12 @@ def test_upstream_errors_come_back_unchanged(
 
 def test_error_event_after_200_is_recorded(gateway: RunningGateway) -> None:
     c = client(gateway, **{"x-fake-mode": "stream-error"})
-    with pytest.raises(anthropic.APIStatusError), c.messages.stream(
-        model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "x"}]
-    ) as s:
+    with (
+        pytest.raises(anthropic.APIStatusError),
+        c.messages.stream(
+            model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "x"}]
+        ) as s,
+    ):
         for _ in s.text_stream:
             pass
     [row] = gateway.rows()
@@ -230,9 +236,12 @@ def test_error_event_after_200_is_recorded(gateway: RunningGateway) -> None:
 def test_cut_stream_is_estimated_never_zero(gateway: RunningGateway) -> None:
     usage = {"input_tokens": 5000, "output_tokens": 400}
     c = client(gateway, **{"x-fake-mode": "stream-cut", "x-fake-usage": json.dumps(usage)})
-    with pytest.raises(Exception) as cut, c.messages.stream(
-        model="claude-haiku-4-5", max_tokens=512, messages=[{"role": "user", "content": "x"}]
-    ) as s:
+    with (
+        pytest.raises(Exception) as cut,
+        c.messages.stream(
+            model="claude-haiku-4-5", max_tokens=512, messages=[{"role": "user", "content": "x"}]
+        ) as s,
+    ):
         for _ in s.text_stream:
             pass
     assert_cut(cut.value)
@@ -277,3 +286,48 @@ def test_secrets_never_reach_the_client(gateway: RunningGateway) -> None:
     everything = response.text + json.dumps(dict(response.headers))
     assert PROVIDER_ANTHROPIC_KEY not in everything and gateway.key not in everything
     assert response.headers["x-spendgate-request-id"] == gateway.rows()[0]["request_id"]
+
+
+def test_chunks_are_forwarded_as_they_arrive(gateway: RunningGateway) -> None:
+    """With 150 ms between upstream events, the first event must reach the client long before the end."""
+    body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 64,
+        "stream": True,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    headers = {
+        "x-api-key": gateway.key,
+        "anthropic-version": "2023-06-01",
+        "x-fake-chunk-delay-ms": "150",
+        "x-fake-output-tokens": "8",
+    }
+    started = time.monotonic()
+    arrivals: list[float] = []
+    with httpx.stream(
+        "POST", f"{gateway.url}/v1/messages", json=body, headers=headers, timeout=30
+    ) as response:
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                arrivals.append(time.monotonic() - started)
+    assert len(arrivals) >= 6
+    # Events trickle in: the spread between first and last is most of the stream's duration.
+    assert arrivals[-1] - arrivals[0] >= 0.15 * (len(arrivals) - 2)
+
+
+def test_no_secret_reaches_the_logs(gateway: RunningGateway, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    for mode in ("ok", "error-429", "stream-cut", "stream-error"):
+        headers = {"x-api-key": gateway.key, "anthropic-version": "2023-06-01", "x-fake-mode": mode}
+        body = {
+            "model": "claude-haiku-4-5",
+            "max_tokens": 16,
+            "stream": mode.startswith("stream"),
+            "messages": [{"role": "user", "content": "x"}],
+        }
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(f"{gateway.url}/v1/messages", json=body, headers=headers)
+    httpx.post(f"{gateway.url}/v1/messages", json={}, headers={"x-api-key": gateway.key + "x"})
+    assert len(gateway.rows()) == 4
+    assert caplog.text  # something was logged (the cut stream at least)
+    assert gateway.key not in caplog.text and PROVIDER_ANTHROPIC_KEY not in caplog.text
