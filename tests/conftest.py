@@ -82,3 +82,40 @@ def gateway(tmp_path: Path, fake: FakeUpstream) -> Iterator[RunningGateway]:
         yield RunningGateway(
             url=server.url, gw=gw, key=secret, key_id=key.id, team_id=team.id, user_id=user.id, server=server
         )
+
+
+# --- production-mode services -------------------------------------------------------------
+# CI exports these (see .ci/run); on a laptop without the services, tests that need them skip
+# with this reason. When a variable is set, an unreachable service fails the test instead.
+POSTGRES_ENV = "SPENDGATE_TEST_POSTGRES_URL"
+REDIS_ENV = "SPENDGATE_TEST_REDIS_URL"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    import os
+    import secrets as _secrets
+
+    import psycopg
+
+    admin_url = os.environ.get(POSTGRES_ENV)
+    if not admin_url:
+        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV}=postgresql://user@host:port/db (CI sets it)")
+    name = f"spendgate_test_{os.getpid()}_{_secrets.token_hex(4)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = admin_url.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each storage backend in turn."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    return str(request.getfixturevalue("postgres_url"))

@@ -12,9 +12,9 @@ def open_store(database_url: str) -> Store:
 
         return SQLiteStore(database_url.removeprefix("sqlite:///"))
     if database_url.startswith(("postgresql://", "postgres://")):
-        raise NotImplementedError(
-            "The PostgreSQL backend arrives with production mode (issue #3); use sqlite:///path for now."
-        )
+        from spendgate.store.postgres import PostgresStore
+
+        return PostgresStore(database_url)
     raise ValueError(f"unsupported SPENDGATE_DATABASE_URL scheme: {database_url.split(':', 1)[0]}")
 
 

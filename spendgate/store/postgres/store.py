@@ -1,0 +1,48 @@
+"""PostgreSQL backend (psycopg 3). Same schema and queries as SQLite; reconnects after an outage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from spendgate.store.migrate import apply_migrations
+from spendgate.store.sql import SQLStore
+
+
+class PostgresStore(SQLStore):
+    placeholder = "%s"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__()
+
+    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
+        return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=5)
+
+    def migrate(self) -> list[str]:
+        scheme, rest = self.url.split("://", 1)
+        return apply_migrations(f"postgresql+psycopg://{rest}" if scheme.startswith("postgres") else self.url)
+
+    def _ensure(self) -> psycopg.Connection[dict[str, Any]]:
+        # After an outage the old connection is dead: open a new one (raises while still down).
+        conn: psycopg.Connection[dict[str, Any]] = self._conn
+        if conn.closed or conn.broken:
+            self._conn = conn = self._connect()
+        return conn
+
+    def _run(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        with self._ensure().cursor() as cur:
+            cur.execute(sql, params)  # type: ignore[arg-type]
+            return list(cur.fetchall()) if cur.description else []
+
+    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        conn = self._ensure()
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(sql, rows)  # type: ignore[arg-type]
+            return max(cur.rowcount, 0)
+
+    def _is_unique_violation(self, exc: Exception) -> bool:
+        return isinstance(exc, psycopg.errors.UniqueViolation)
