@@ -14,6 +14,8 @@ from starlette.routing import Mount, Route
 
 from spendgate import __version__
 from spendgate.auth import Keyring
+from spendgate.budgets.counters import Counters, LocalCounters
+from spendgate.budgets.enforcer import BudgetEnforcer
 from spendgate.config import Settings
 from spendgate.gateway import Gateway
 from spendgate.ledger import Journal, LedgerWriter, recover_journals
@@ -38,6 +40,20 @@ def build_gateway(settings: Settings) -> Gateway:
     openai_secret = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     keyring = Keyring(store.active_principals, settings.key_cache_refresh_s)
     keyring.reload()
+    ledger = LedgerWriter(
+        store,
+        Journal(spool, settings.journal_segment_bytes),
+        settings.ledger_batch_size,
+        settings.ledger_flush_interval_s,
+    )
+    budgets = BudgetEnforcer(
+        store,
+        build_counters(settings),
+        observe_all=settings.budget_mode == "observe",
+        reservation_ttl_s=settings.budget_reservation_ttl_s,
+        on_event=ledger.record_event,
+    )
+    budgets.reload()
     return Gateway(
         settings=settings,
         store=store,
@@ -50,12 +66,20 @@ def build_gateway(settings: Settings) -> Gateway:
             settings.upstream_read_timeout_s,
             settings.upstream_max_connections,
         ),
-        ledger=LedgerWriter(
-            store,
-            Journal(spool, settings.journal_segment_bytes),
-            settings.ledger_batch_size,
-            settings.ledger_flush_interval_s,
-        ),
+        ledger=ledger,
+        budgets=budgets,
+    )
+
+
+def build_counters(settings: Settings) -> Counters:
+    """Local counters for one process; Redis (with its outage policy) for several replicas."""
+    if not settings.redis_url:
+        return LocalCounters()
+    from spendgate.budgets.failover import FailoverCounters
+    from spendgate.budgets.redis_counters import RedisCounters
+
+    return FailoverCounters(
+        RedisCounters(settings.redis_url, settings.redis_prefix), settings.redis_failure_mode
     )
 
 
@@ -92,11 +116,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gw.upstream.start()
         gw.ledger.start()
-        refresher = asyncio.create_task(gw.keyring.refresh_forever())
+        background = [
+            asyncio.create_task(gw.keyring.refresh_forever()),
+            asyncio.create_task(gw.budgets.maintain_forever(settings.budget_refresh_s)),
+        ]
         try:
             yield
         finally:
-            refresher.cancel()
+            for task in background:
+                task.cancel()
+            await gw.budgets.drain()
+            await gw.budgets.counters.close()
             await gw.upstream.close()
             await asyncio.to_thread(gw.ledger.stop)
             gw.store.close()

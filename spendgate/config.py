@@ -7,7 +7,7 @@ Secrets are `SecretStr`, so they never print by accident; `redacted()` is what
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +57,26 @@ class Settings(BaseSettings):
         None, description="TOML file of per-model price overrides (USD per million tokens)."
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    redis_url: str | None = Field(
+        None,
+        description="Redis for budget counters and rate limits shared by replicas (redis://host:port/db).",
+    )
+    redis_prefix: str = Field("spendgate:", description="Prefix of every Redis key Spendgate writes.")
+    redis_failure_mode: Literal["closed", "open"] = Field(
+        "closed",
+        description="Redis unreachable: 'closed' refuses calls that have budgets (503); 'open' enforces "
+        "on this replica's local counters until Redis is back.",
+    )
+    budget_mode: Literal["enforce", "observe"] = Field(
+        "enforce", description="'observe' blocks nothing and records what budgets would have blocked."
+    )
+    budget_refresh_s: float = Field(5.0, description="How often budgets and exemptions are reloaded.")
+    budget_reservation_ttl_s: int = Field(
+        900, description="A reservation a crashed replica never settled is released after this long."
+    )
+    budget_default_max_tokens: int = Field(
+        16384, description="Output tokens reserved for a call that does not set max_tokens."
+    )
 
     def sqlite_path(self) -> Path | None:
         if self.database_url.startswith("sqlite:///"):

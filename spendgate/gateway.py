@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spendgate.auth import Keyring
+from spendgate.budgets.enforcer import BudgetEnforcer
 from spendgate.config import Settings
 from spendgate.ledger import LedgerWriter
 from spendgate.pricing import Pricer
@@ -24,3 +25,4 @@ class Gateway:
     openai: OpenAIProvider
     upstream: Upstream
     ledger: LedgerWriter
+    budgets: BudgetEnforcer

@@ -50,6 +50,9 @@ class ApiKey:
     created_at: str
     expires_at: str | None = None
     revoked_at: str | None = None
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    concurrency_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,9 @@ class Principal:
     default_use_case: str | None
     default_tags: dict[str, str]
     expires_at: str | None
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    concurrency_limit: int | None = None
 
 
 @dataclass(slots=True)
@@ -108,6 +114,7 @@ class LedgerRow:
     error_type: str | None = None
     upstream_request_id: str | None = None
     user_agent: str | None = None
+    budget_note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in LEDGER_COLUMNS}

@@ -16,6 +16,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from spendgate.attribution import Attribution, attribute
+from spendgate.budgets.enforcer import CallScope, Decision, rejection_message
+from spendgate.budgets.estimate import input_bound, worst_case_nanos
+from spendgate.budgets.failover import CountersUnavailable
 from spendgate.clock import from_epoch
 from spendgate.gateway import Gateway
 from spendgate.models import LedgerRow, Principal
@@ -47,36 +50,50 @@ async def handle_call(gw: Gateway, provider: Provider, request: Request, upstrea
     call = Call(gw, provider, request)
     try:
         # 1. auth
-        principal = await gw.keyring.authenticate(request.headers)
+        call.principal = principal = await gw.keyring.authenticate(request.headers)
         body = await read_body(request, gw.settings.max_body_bytes)
-        info = provider.parse(body, request.url.path)
+        call.info = info = provider.parse(body, request.url.path)
         # 2. attribute
-        who = attribute(principal, request.headers, info.metadata)
+        call.who = who = attribute(principal, request.headers, info.metadata)
         # 3. route: the model goes upstream as requested (routing policy: issue #4)
-        model = info.model
-        price = gw.pricer.price(provider.name, model)
+        call.model = info.model
+        call.price = price = gw.pricer.price(provider.name, call.model)
         if price is None:
             raise ClientError(
                 404,
                 "not_found_error" if provider.name == "anthropic" else "invalid_request_error",
-                f"model: {model!r} has no price in Spendgate's price data, so it cannot be metered. "
+                f"model: {call.model!r} has no price in Spendgate's price data, so it cannot be metered. "
                 "Check the model name, or add it to SPENDGATE_PRICE_OVERRIDES_FILE.",
             )
-        # 4. reserve budget: budgets arrive with issue #3
+        # 4. reserve: rate limits, then every applicable budget's room for the worst case
+        await call.acquire_rate_limit()
+        worst = worst_case_nanos(
+            price, input_bound(len(body)), info.max_tokens or gw.settings.budget_default_max_tokens
+        )
+        scope = CallScope(principal, who.use_case, who.tags, who.session_id)
+        call.decision = decision = await gw.budgets.reserve(scope, worst)
+        if decision.blocked is not None:
+            return call.budget_rejection(decision)
         # 5. forward
         headers = provider.upstream_headers(request.headers)
         upstream = await gw.upstream.send("POST", upstream_url, headers, provider.upstream_body(body, info))
     except ClientError as exc:
-        return call.error(exc.status, exc.error_type, exc.message)
+        call.release()
+        return call.error(exc.status, exc.error_type, exc.message, exc.headers)
+    except CountersUnavailable as exc:
+        call.release()
+        return call.error(
+            503, "overloaded_error" if provider.name == "anthropic" else "server_error", str(exc)
+        )
     except UpstreamUnavailable as exc:
-        call.record_failure(principal, who, info, model, price, exc)
+        call.record_failure(exc)
         kind = "timeout_error" if exc.status == 504 else "api_error"
         if provider.name == "openai":
             kind = "server_error"
         return call.error(exc.status, kind, f"Spendgate: {exc.message}")
-    call.principal, call.who, call.info, call.model, call.price = principal, who, info, model, price
     call.upstream_request_id = upstream.headers.get("request-id") or upstream.headers.get("x-request-id")
     response_headers = forwardable_response_headers(upstream.headers)
+    response_headers.update(decision.headers)
     response_headers[REQUEST_ID_HEADER] = call.request_id
     is_stream = info.stream and upstream.status == 200 and "text/event-stream" in upstream.content_type
     if is_stream:
@@ -90,7 +107,7 @@ async def handle_call(gw: Gateway, provider: Provider, request: Request, upstrea
     try:
         payload = await upstream.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
-        call.record_failure(principal, who, info, model, price, UpstreamUnavailable(502, "cut", str(exc)))
+        call.record_failure(UpstreamUnavailable(502, "cut", str(exc)))
         return call.error(502, "api_error", "Spendgate: the provider closed the connection mid-response")
     finally:
         upstream.release()
@@ -138,15 +155,69 @@ class Call:
         self.model = ""
         self.price: ModelPrice | None = None
         self.upstream_request_id: str | None = None
+        self.decision: Decision | None = None
+        self.rate_held = False
         self.recorded = False
 
-    def error(self, status: int, error_type: str, message: str) -> Response:
+    def error(
+        self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None
+    ) -> Response:
         body = self.provider.error_body(status, error_type, message, self.request_id)
         return Response(
             body,
             status_code=status,
             media_type="application/json",
-            headers={REQUEST_ID_HEADER: self.request_id},
+            headers={**(headers or {}), REQUEST_ID_HEADER: self.request_id},
+        )
+
+    async def acquire_rate_limit(self) -> None:
+        assert self.principal is not None
+        verdict = await self.gw.budgets.rate_acquire(self.principal)
+        if not verdict.ok:
+            raise ClientError(
+                429,
+                "rate_limit_error" if self.provider.name == "anthropic" else "rate_limit_exceeded",
+                f"Spendgate rate limit for key {self.principal.key_name!r}: {verdict.reason}. "
+                f"Retry in {verdict.retry_after_s}s.",
+                headers={"retry-after": str(verdict.retry_after_s)},
+            )
+        self.rate_held = True
+
+    def release(self) -> None:
+        """A call refused after its rate-limit slot or reservation was taken gives them back."""
+        if self.decision is not None:
+            self.gw.budgets.finish(self.decision, 0, self.request_id)
+            self.decision = None
+        if self.rate_held and self.principal is not None:
+            self.gw.budgets.rate_release(self.principal, 0)
+            self.rate_held = False
+
+    def budget_rejection(self, decision: Decision) -> Response:
+        """429 naming the budget; recorded in the ledger as budget_blocked."""
+        blocked = decision.blocked
+        assert blocked is not None
+        self.record(
+            status_code=429,
+            status="budget_blocked",
+            usage=Usage(),
+            result=Metered(usage=Usage(), error_type="budget_exceeded"),
+            streamed=self.info.stream if self.info else False,
+            cost_nanos=0,
+            tier=None,
+            note=f"blocked:{blocked.budget.name}",
+        )
+        return self.error(
+            429,
+            "rate_limit_error" if self.provider.name == "anthropic" else "insufficient_quota",
+            rejection_message(decision),
+            {
+                # A budget does not come back in a few seconds: tell the SDKs not to retry.
+                "x-should-retry": "false",
+                "x-spendgate-budget": blocked.budget.name,
+                "x-spendgate-budget-scope": blocked.budget.scope_label(),
+                "x-spendgate-budget-remaining-usd": "0",
+                "x-spendgate-budget-reset": blocked.window.end_iso,
+            },
         )
 
     async def relay(self, upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
@@ -226,22 +297,14 @@ class Call:
             tier=cost.tier if cost else None,
         )
 
-    def record_failure(
-        self,
-        principal: Principal,
-        who: Attribution,
-        info: RequestInfo,
-        model: str,
-        price: ModelPrice | None,
-        exc: UpstreamUnavailable,
-    ) -> None:
-        self.principal, self.who, self.info, self.model, self.price = principal, who, info, model, price
+    def record_failure(self, exc: UpstreamUnavailable) -> None:
+        assert self.info is not None
         self.record(
             status_code=exc.status,
             status=f"upstream_{exc.error_type}",
             usage=Usage(),
             result=Metered(usage=Usage(), error_type=exc.error_type),
-            streamed=info.stream,
+            streamed=self.info.stream,
             cost_nanos=0,
             tier=None,
         )
@@ -256,10 +319,19 @@ class Call:
         streamed: bool,
         cost_nanos: int,
         tier: str | None,
+        note: str | None = None,
     ) -> None:
         assert self.principal is not None and self.who is not None and self.info is not None
         self.recorded = True
         p, w = self.principal, self.who
+        decision = self.decision
+        if decision is not None:
+            note = note or decision.note
+            self.gw.budgets.finish(decision, cost_nanos, self.request_id)
+            self.decision = None
+        if self.rate_held:
+            self.gw.budgets.rate_release(p, usage.total_input + usage.output_tokens)
+            self.rate_held = False
         self.gw.ledger.record(
             LedgerRow(
                 request_id=self.request_id,
@@ -299,5 +371,6 @@ class Call:
                 error_type=result.error_type,
                 upstream_request_id=self.upstream_request_id,
                 user_agent=w.user_agent,
+                budget_note=note,
             )
         )

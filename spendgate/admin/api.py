@@ -237,14 +237,16 @@ def _master_guard(gw: Gateway) -> Callable[..., Awaitable[None]]:
         master = gw.settings.master_key
         if master is None:
             raise AdminError(
-                403, "permission_error",
+                403,
+                "permission_error",
                 "The admin API is disabled: set SPENDGATE_MASTER_KEY to a secret and send it as "
                 "'Authorization: Bearer <master key>' or 'x-api-key'.",
             )
         presented = x_api_key or (bearer.credentials if bearer else None)
         if not presented:
             raise AdminError(
-                401, "authentication_error",
+                401,
+                "authentication_error",
                 "Send the master key as 'Authorization: Bearer <master key>' or 'x-api-key'.",
             )
         # Compare as bytes: compare_digest rejects non-ASCII str.
@@ -265,15 +267,23 @@ def _org(org: Org) -> OrgOut:
 
 def _team(team: Team) -> TeamOut:
     return TeamOut(
-        id=team.id, org_id=team.org_id, name=team.name, cost_center=team.cost_center,
-        created_at=team.created_at, revoked_at=team.revoked_at,
+        id=team.id,
+        org_id=team.org_id,
+        name=team.name,
+        cost_center=team.cost_center,
+        created_at=team.created_at,
+        revoked_at=team.revoked_at,
     )
 
 
 def _user(user: User) -> UserOut:
     return UserOut(
-        id=user.id, team_id=user.team_id, name=user.name, email=user.email,
-        created_at=user.created_at, revoked_at=user.revoked_at,
+        id=user.id,
+        team_id=user.team_id,
+        name=user.name,
+        email=user.email,
+        created_at=user.created_at,
+        revoked_at=user.revoked_at,
     )
 
 
@@ -335,8 +345,13 @@ def _principal_routes(gw: Gateway) -> APIRouter:
     @router.post("/keys", tags=["keys"], status_code=201)
     def create_key(body: KeyIn) -> KeyCreated:
         key, secret = service.create_key(
-            store, name=body.name, team=body.team, user=body.user, use_case=body.use_case,
-            tags=body.tags, expires_at=body.expires_at,
+            store,
+            name=body.name,
+            team=body.team,
+            user=body.user,
+            use_case=body.use_case,
+            tags=body.tags,
+            expires_at=body.expires_at,
         )
         gw.keyring.reload()  # usable at once in this process
         return KeyCreated(key=secret, **service.key_view(key))
@@ -347,11 +362,19 @@ def _principal_routes(gw: Gateway) -> APIRouter:
         return _key(key)
 
     router.add_api_route(
-        "/keys/{ref}/revoke", revoke, methods=["POST"], tags=["keys"], name="revoke_key",
+        "/keys/{ref}/revoke",
+        revoke,
+        methods=["POST"],
+        tags=["keys"],
+        name="revoke_key",
         summary="Revoke a key (by id, name or prefix)",
     )
     router.add_api_route(
-        "/keys/{ref}", revoke, methods=["DELETE"], tags=["keys"], name="delete_key",
+        "/keys/{ref}",
+        revoke,
+        methods=["DELETE"],
+        tags=["keys"],
+        name="delete_key",
         summary="Revoke a key (same as POST /keys/{ref}/revoke)",
     )
     return router
@@ -386,8 +409,11 @@ def create_admin_app(gw: Gateway) -> FastAPI:
     error_responses: dict[int | str, dict[str, Any]] = {
         code: {"model": ErrorBody, "description": text}
         for code, text in (
-            (400, "Invalid value"), (401, "Missing or wrong master key"),
-            (403, "Admin API disabled (no SPENDGATE_MASTER_KEY)"), (404, "Not found"), (409, "Conflict"),
+            (400, "Invalid value"),
+            (401, "Missing or wrong master key"),
+            (403, "Admin API disabled (no SPENDGATE_MASTER_KEY)"),
+            (404, "Not found"),
+            (409, "Conflict"),
         )
     }
     app = FastAPI(

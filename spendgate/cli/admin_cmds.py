@@ -116,15 +116,23 @@ def _org(org: Org) -> dict[str, Any]:
 
 def _team(team: Team) -> dict[str, Any]:
     return {
-        "id": team.id, "org_id": team.org_id, "name": team.name, "cost_center": team.cost_center,
-        "created_at": team.created_at, "revoked_at": team.revoked_at,
+        "id": team.id,
+        "org_id": team.org_id,
+        "name": team.name,
+        "cost_center": team.cost_center,
+        "created_at": team.created_at,
+        "revoked_at": team.revoked_at,
     }
 
 
 def _user(user: User) -> dict[str, Any]:
     return {
-        "id": user.id, "team_id": user.team_id, "name": user.name, "email": user.email,
-        "created_at": user.created_at, "revoked_at": user.revoked_at,
+        "id": user.id,
+        "team_id": user.team_id,
+        "name": user.name,
+        "email": user.email,
+        "created_at": user.created_at,
+        "revoked_at": user.revoked_at,
     }
 
 
@@ -230,7 +238,12 @@ def _keys() -> typer.Typer:
         """Mint a virtual key. The secret is printed once and never stored."""
         with cli_store() as store:
             key, secret = service.create_key(
-                store, name=name, team=team, user=user, use_case=use_case, tags=parse_tags(tag),
+                store,
+                name=name,
+                team=team,
+                user=user,
+                use_case=use_case,
+                tags=parse_tags(tag),
                 expires_at=expires,
             )
         view = service.key_view(key)

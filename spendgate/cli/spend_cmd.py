@@ -53,16 +53,26 @@ def _spend_table(rows: Sequence[dict[str, Any]], by: str, title: str) -> None:
     def cells(row: dict[str, Any]) -> list[str]:
         cache_write = row["cache_write_5m_tokens"] + row["cache_write_1h_tokens"]
         return [
-            str(row["requests"]), str(row["input_tokens"]), str(cache_write), str(row["cache_read_tokens"]),
-            str(row["output_tokens"]), row["cost_usd"],
+            str(row["requests"]),
+            str(row["input_tokens"]),
+            str(cache_write),
+            str(row["cache_read_tokens"]),
+            str(row["output_tokens"]),
+            row["cost_usd"],
         ]
 
     for row in rows:
         table.add_row("(none)" if row[by] is None else str(row[by]), *cells(row))
     totals: dict[str, Any] = {
         name: sum(row[name] for row in rows)
-        for name in ("requests", "input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens",
-                     "cache_read_tokens", "output_tokens")
+        for name in (
+            "requests",
+            "input_tokens",
+            "cache_write_5m_tokens",
+            "cache_write_1h_tokens",
+            "cache_read_tokens",
+            "output_tokens",
+        )
     }
     totals["cost_usd"] = total_usd(rows)
     table.add_section()
@@ -104,15 +114,37 @@ def register(app: typer.Typer) -> None:
         if fmt is Format.json:
             print_json(rows)
             return
-        columns = ["request_id", "started_at", "team", "use_case", "model", "input", "cache_read", "output",
-                   "cost_usd", "status", "estimated"]
-        print_table(columns, [
+        columns = [
+            "request_id",
+            "started_at",
+            "team",
+            "use_case",
+            "model",
+            "input",
+            "cache_read",
+            "output",
+            "cost_usd",
+            "status",
+            "estimated",
+        ]
+        print_table(
+            columns,
             [
-                r["request_id"], r["started_at"], r["team"], r["use_case"],
-                r["upstream_model"] or r["requested_model"], r["input_tokens"], r["cache_read_tokens"],
-                r["output_tokens"], r["cost_usd"], r["status"], "yes" if r["estimated"] else "",
-            ]
-            for r in rows
-        ])
+                [
+                    r["request_id"],
+                    r["started_at"],
+                    r["team"],
+                    r["use_case"],
+                    r["upstream_model"] or r["requested_model"],
+                    r["input_tokens"],
+                    r["cache_read_tokens"],
+                    r["output_tokens"],
+                    r["cost_usd"],
+                    r["status"],
+                    "yes" if r["estimated"] else "",
+                ]
+                for r in rows
+            ],
+        )
 
     app.add_typer(ledger, name="ledger")

@@ -8,6 +8,7 @@ import threading
 import time
 from collections import Counter
 
+from spendgate.budgets.model import BudgetEvent
 from spendgate.ledger.journal import Journal, Segment
 from spendgate.models import LedgerRow
 from spendgate.store.base import Store
@@ -23,7 +24,7 @@ class LedgerWriter:
         self._journal = journal
         self._batch_size = batch_size
         self._interval = flush_interval_s
-        self._queue: queue.SimpleQueue[tuple[LedgerRow, Segment] | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[LedgerRow, Segment] | BudgetEvent | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="spendgate-ledger-writer", daemon=True)
         self._idle = threading.Event()
         self._idle.set()
@@ -38,6 +39,11 @@ class LedgerWriter:
         segment = self._journal.append(row)
         self._idle.clear()
         self._queue.put((row, segment))
+
+    def record_event(self, event: BudgetEvent) -> None:
+        """A budget tier crossed: written by the same thread, off the request path."""
+        self._idle.clear()
+        self._queue.put(event)
 
     @property
     def queue_depth(self) -> int:
@@ -60,14 +66,18 @@ class LedgerWriter:
         stopping = False
         while not stopping:
             batch: list[tuple[LedgerRow, Segment]] = []
+            events: list[BudgetEvent] = []
             item = self._queue.get()
             deadline = time.monotonic() + self._interval
             while True:
                 if item is _STOP:
                     stopping = True
                     break
-                assert isinstance(item, tuple)
-                batch.append(item)
+                if isinstance(item, BudgetEvent):
+                    events.append(item)
+                else:
+                    assert isinstance(item, tuple)
+                    batch.append(item)
                 if len(batch) >= self._batch_size:
                     break
                 remaining = deadline - time.monotonic()
@@ -81,8 +91,16 @@ class LedgerWriter:
                     break
             if batch:
                 self._write(batch)
+            if events:
+                self._write_events(events)
             if self._queue.empty():
                 self._idle.set()
+
+    def _write_events(self, events: list[BudgetEvent]) -> None:
+        try:
+            self._store.insert_budget_events(events)
+        except Exception:  # an event lost to an outage is logged; budgets keep being enforced
+            log.exception("could not record %d budget tier events", len(events))
 
     def _write(self, batch: list[tuple[LedgerRow, Segment]]) -> None:
         rows = [row for row, _ in batch]

@@ -41,11 +41,14 @@ _DROP_RESPONSE = frozenset(
 class ClientError(Exception):
     """Bad input, answered in the provider's error format before anything leaves."""
 
-    def __init__(self, status: int, error_type: str, message: str) -> None:
+    def __init__(
+        self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error_type = error_type
         self.message = message
+        self.headers = headers or {}
 
 
 @dataclass(slots=True)

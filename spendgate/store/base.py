@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from spendgate.budgets.model import Budget, BudgetEvent, Exemption, Tier
 from spendgate.models import ApiKey, LedgerRow, Org, Principal, Team, User
 
 
@@ -69,3 +70,45 @@ class Store(Protocol):
     def active_principals(self) -> dict[str, Principal]:
         """Every usable key (not revoked, team/org/user not revoked), by key hash."""
         ...
+
+    # --- budgets (see store/sql_budgets.py) ---
+    def create_budget(
+        self,
+        *,
+        name: str,
+        scope_type: str,
+        scope_value: str,
+        amount_nanos: int,
+        period: str = "month",
+        timezone: str = "UTC",
+        tiers: Sequence[Tier] | None = None,
+        mode: str = "enforce",
+        window_start: str | None = None,
+        window_end: str | None = None,
+    ) -> Budget: ...
+    def list_budgets(self, include_revoked: bool = False) -> list[Budget]: ...
+    def get_budget(self, ref: str) -> Budget: ...
+    def revoke_budget(self, ref: str) -> Budget: ...
+    def budget_spend(
+        self, scope_type: str, scope_value: str, since: str, until: str, session_id: str | None = None
+    ) -> int: ...
+    def insert_budget_events(self, events: Sequence[BudgetEvent]) -> None: ...
+    def list_budget_events(self, since: str | None = None) -> list[dict[str, Any]]: ...
+    def would_block(self, since: str | None = None, until: str | None = None) -> list[dict[str, Any]]: ...
+    def create_exemption(
+        self,
+        *,
+        budget: str,
+        starts_at: str,
+        ends_at: str,
+        reason: str,
+        requested_by: str,
+        amount_nanos: int | None = None,
+        percent: int | None = None,
+        use_case: str | None = None,
+    ) -> Exemption: ...
+    def decide_exemption(
+        self, ref: str, *, approve: bool, decided_by: str, note: str | None = None
+    ) -> Exemption: ...
+    def list_exemptions(self, status: str | None = None) -> list[Exemption]: ...
+    def set_key_limits(self, ref: str, rpm: int | None, tpm: int | None, concurrency: int | None) -> None: ...

@@ -18,6 +18,7 @@ import orjson
 from spendgate.clock import utc_now_iso
 from spendgate.models import LEDGER_COLUMNS, SPEND_GROUPS, ApiKey, LedgerRow, Org, Principal, Team, User
 from spendgate.store.base import Conflict, NotFound
+from spendgate.store.sql_budgets import BudgetQueries
 
 # Only a repeated request id is ignored (a journal replay); any other violation is an error.
 _INSERT_LEDGER = (
@@ -39,7 +40,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
 
-class SQLStore:
+class SQLStore(BudgetQueries):
     """Subclasses set `placeholder` and implement `_connect`, `_rows`, `_is_unique_violation`
     and `migrate`."""
 
@@ -279,6 +280,9 @@ class SQLStore:
                 default_use_case=r["default_use_case"],
                 default_tags=orjson.loads(r["default_tags"]),
                 expires_at=r["expires_at"],
+                rpm_limit=r["rpm_limit"],
+                tpm_limit=r["tpm_limit"],
+                concurrency_limit=r["concurrency_limit"],
             )
             for r in rows
         }

@@ -1,0 +1,1 @@
+"""Budgets: scopes, periods, tiers, reservations, exemptions, rate limits."""

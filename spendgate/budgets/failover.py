@@ -1,0 +1,136 @@
+"""Redis counters with a documented answer to a Redis outage.
+
+`closed` (default): calls that have budgets or rate limits are refused with a 503 while
+Redis is unreachable: no spend escapes the shared counters. `open`: this replica enforces
+on its own local counters (seeded from the ledger) until Redis answers again; N replicas
+may then spend up to N times a budget's remaining room for the outage's duration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Literal, TypeVar
+
+from spendgate.budgets.counters import Charge, Counters, LocalCounters, RateResult, ReserveResult
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_RETRY_S = 2.0
+
+
+class CountersUnavailable(Exception):
+    """Fail-closed: the shared counters cannot be reached."""
+
+
+class FailoverCounters:
+    def __init__(self, primary: Counters, mode: Literal["closed", "open"]) -> None:
+        self.primary = primary
+        self.local = LocalCounters()
+        self.mode = mode
+        self._down_since: float | None = None
+        self._local_reservations: set[str] = set()
+
+    @property
+    def degraded(self) -> bool:
+        return self._down_since is not None
+
+    async def _call(self, primary: Callable[[], Awaitable[T]], local: Callable[[], Awaitable[T]]) -> T:
+        if self._down_since is not None and time.monotonic() - self._down_since < _RETRY_S:
+            return await self._fallback(local)
+        try:
+            result = await primary()
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            if self._down_since is None:
+                log.error("Redis unreachable (%s); failing %s", type(exc).__name__, self.mode)
+            self._down_since = time.monotonic()
+            return await self._fallback(local)
+        except Exception as exc:
+            # redis-py's own connection errors do not all derive from ConnectionError.
+            if type(exc).__module__.startswith("redis"):
+                if self._down_since is None:
+                    log.error("Redis error (%s); failing %s", type(exc).__name__, self.mode)
+                self._down_since = time.monotonic()
+                return await self._fallback(local)
+            raise
+        if self._down_since is not None:
+            log.warning("Redis is back; shared counters resume")
+            self._down_since = None
+        return result
+
+    async def _fallback(self, local: Callable[[], Awaitable[T]]) -> T:
+        if self.mode == "closed":
+            raise CountersUnavailable(
+                "Spendgate cannot reach its shared budget counters (Redis), and is configured to fail "
+                "closed (SPENDGATE_REDIS_FAILURE_MODE=closed): calls with budgets are refused until "
+                "it is back."
+            )
+        return await local()
+
+    async def reserve(
+        self, reservation_id: str, charges: list[Charge], amount: int, ttl_s: int
+    ) -> ReserveResult:
+        result = await self._call(
+            lambda: self.primary.reserve(reservation_id, charges, amount, ttl_s),
+            lambda: self.local.reserve(reservation_id, charges, amount, ttl_s),
+        )
+        if self.degraded and result.ok:
+            self._local_reservations.add(reservation_id)
+        return result
+
+    async def seed(self, counter: str, spent: int, ttl_s: int) -> None:
+        await self._call(
+            lambda: self.primary.seed(counter, spent, ttl_s), lambda: self.local.seed(counter, spent, ttl_s)
+        )
+
+    async def settle(self, reservation_id: str, actual: int) -> list[int]:
+        if reservation_id in self._local_reservations:
+            self._local_reservations.discard(reservation_id)
+            return await self.local.settle(reservation_id, actual)
+        return await self._call(lambda: self.primary.settle(reservation_id, actual), _empty)
+
+    async def release(self, reservation_id: str) -> None:
+        if reservation_id in self._local_reservations:
+            self._local_reservations.discard(reservation_id)
+            await self.local.release(reservation_id)
+            return
+        await self._call(lambda: self.primary.release(reservation_id), _none)
+
+    async def expire(self) -> int:
+        local = await self.local.expire()
+        try:
+            return local + await self._call(self.primary.expire, _zero)
+        except CountersUnavailable:
+            return local
+
+    async def rate_acquire(
+        self, key_id: str, rpm: int | None, tpm: int | None, concurrency: int | None
+    ) -> RateResult:
+        return await self._call(
+            lambda: self.primary.rate_acquire(key_id, rpm, tpm, concurrency),
+            lambda: self.local.rate_acquire(key_id, rpm, tpm, concurrency),
+        )
+
+    async def rate_release(self, key_id: str, tokens: int, concurrency: bool) -> None:
+        with contextlib.suppress(CountersUnavailable):
+            await self._call(
+                lambda: self.primary.rate_release(key_id, tokens, concurrency),
+                lambda: self.local.rate_release(key_id, tokens, concurrency),
+            )
+
+    async def close(self) -> None:
+        await self.primary.close()
+
+
+async def _empty() -> list[int]:
+    return []
+
+
+async def _none() -> None:
+    return None
+
+
+async def _zero() -> int:
+    return 0
