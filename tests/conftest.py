@@ -119,3 +119,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/store.db"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def redis_url() -> Iterator[tuple[str, str]]:
+    """(Redis URL, a key prefix of this test's own); its keys are deleted afterwards."""
+    import os
+    import secrets as _secrets
+
+    import redis
+
+    url = os.environ.get(REDIS_ENV)
+    if not url:
+        pytest.skip(f"Redis tests need {REDIS_ENV}=redis://host:port/db (CI sets it)")
+    prefix = f"spendgate-test-{os.getpid()}-{_secrets.token_hex(4)}:"
+    client = redis.Redis.from_url(url)
+    client.ping()
+    try:
+        yield url, prefix
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()

@@ -102,13 +102,12 @@ def test_every_response_names_the_tightest_budget(gateway: RunningGateway) -> No
 
 def test_reservations_are_released_when_calls_end(gateway: RunningGateway) -> None:
     """A large max_tokens holds room only while its call runs."""
-    worst_big = (1067 * 2 + 60_000 * 5) * 1000
     add_budget(
         gateway,
         name="tight",
         scope_type="team",
         scope_value="platform",
-        amount_nanos=worst_big * 100 // 150 + 1,
+        amount_nanos=(worst_nanos(60_000) + 5 * CALL_NANOS) * 100 // 150 + 100,
     )
     for _ in range(5):  # each call reserves ~$0.30 but settles at $0.006
         r = httpx.post(
