@@ -67,13 +67,14 @@ async def handle_call(gw: Gateway, provider: Provider, request: Request, upstrea
             )
         # 4. reserve: rate limits, then every applicable budget's room for the worst case
         await call.acquire_rate_limit()
-        worst = worst_case_nanos(
-            price, input_bound(len(body)), info.max_tokens or gw.settings.budget_default_max_tokens
-        )
-        scope = CallScope(principal, who.use_case, who.tags, who.session_id)
-        call.decision = decision = await gw.budgets.reserve(scope, worst)
-        if decision.blocked is not None:
-            return call.budget_rejection(decision)
+        if gw.budgets.active:
+            worst = worst_case_nanos(
+                price, input_bound(len(body)), info.max_tokens or gw.settings.budget_default_max_tokens
+            )
+            scope = CallScope(principal, who.use_case, who.tags, who.session_id)
+            call.decision = await gw.budgets.reserve(scope, worst)
+            if call.decision.blocked is not None:
+                return call.budget_rejection(call.decision)
         # 5. forward
         headers = provider.upstream_headers(request.headers)
         upstream = await gw.upstream.send("POST", upstream_url, headers, provider.upstream_body(body, info))
@@ -93,7 +94,8 @@ async def handle_call(gw: Gateway, provider: Provider, request: Request, upstrea
         return call.error(exc.status, kind, f"Spendgate: {exc.message}")
     call.upstream_request_id = upstream.headers.get("request-id") or upstream.headers.get("x-request-id")
     response_headers = forwardable_response_headers(upstream.headers)
-    response_headers.update(decision.headers)
+    if call.decision is not None:
+        response_headers.update(call.decision.headers)
     response_headers[REQUEST_ID_HEADER] = call.request_id
     is_stream = info.stream and upstream.status == 200 and "text/event-stream" in upstream.content_type
     if is_stream:

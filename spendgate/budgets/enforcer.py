@@ -78,6 +78,7 @@ class BudgetEnforcer:
         self._budgets: list[Budget] = []
         self._exemptions: dict[str, list[Exemption]] = {}
         self._seen_events: set[tuple[str, str, str]] = set()
+        self._windows: dict[str, Window] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # --- configuration ---
@@ -122,17 +123,19 @@ class BudgetEnforcer:
     # --- the call path ---
     async def reserve(self, scope: CallScope, worst_nanos: int) -> Decision:
         now = time.time()
-        now_iso = iso(datetime.fromtimestamp(now, UTC))
         decision = Decision(amount=worst_nanos)
         for budget, session in self.applicable(scope):
-            window = window_for(budget, datetime.fromtimestamp(now, UTC))
+            window = self._window(budget, now)
             if window is None:
                 continue
-            extra = sum(
-                e.headroom_nanos(budget)
-                for e in self._exemptions.get(budget.id, ())
-                if e.active(now_iso, scope.use_case)
-            )
+            extra = 0
+            if budget.id in self._exemptions:
+                now_iso = iso(datetime.fromtimestamp(now, UTC))
+                extra = sum(
+                    e.headroom_nanos(budget)
+                    for e in self._exemptions[budget.id]
+                    if e.active(now_iso, scope.use_case)
+                )
             counter = f"b:{budget.id}:{window.key}" + (f":{session}" if session else "")
             charge = Charge(
                 counter=counter,
@@ -175,6 +178,16 @@ class BudgetEnforcer:
             self._check_tiers(applied, spent - actual, spent, request_id)
 
     # --- helpers ---
+    def _window(self, budget: Budget, now: float) -> Window | None:
+        """The budget's current period, computed once per period rather than per call."""
+        cached = self._windows.get(budget.id)
+        if cached is not None and cached.start.timestamp() <= now < cached.end.timestamp():
+            return cached
+        window = window_for(budget, datetime.fromtimestamp(now, UTC))
+        if window is not None:
+            self._windows[budget.id] = window
+        return window
+
     def _describe(self, decision: Decision, spent: list[int], reserved: list[int], amount: int) -> None:
         """Response headers for the tightest budget; observation notes; amber actions."""
         tightest: tuple[int, Applied] | None = None
