@@ -164,9 +164,11 @@ class LocalCounters:
         while tokens and tokens[0][0] <= now - 60:
             tokens.popleft()
         if rpm is not None and len(requests) >= rpm:
-            return RateResult(False, f"{rpm} requests per minute", int(requests[0] + 60 - now) + 1)
+            oldest = requests[0] if requests else now
+            return RateResult(False, f"{rpm} requests per minute", int(oldest + 60 - now) + 1)
         if tpm is not None and sum(n for _, n in tokens) >= tpm:
-            return RateResult(False, f"{tpm} tokens per minute", int(tokens[0][0] + 60 - now) + 1)
+            oldest = tokens[0][0] if tokens else now
+            return RateResult(False, f"{tpm} tokens per minute", int(oldest + 60 - now) + 1)
         if concurrency is not None and self._in_flight.get(key_id, 0) >= concurrency:
             return RateResult(False, f"{concurrency} concurrent requests", 1)
         requests.append(now)

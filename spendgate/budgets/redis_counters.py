@@ -32,7 +32,10 @@ from spendgate.budgets.counters import Charge, RateResult, ReserveResult
 
 DEFAULT_PREFIX = "spendgate:"
 SWEEP_BATCH = 500  # reservations released per expire script run, so one run never stalls Redis
-SLOT_TTL_S = 900  # a concurrency slot count outlives the longest request by this much at most
+MAX_CONNECTIONS = 64  # per replica; scripts take tens of microseconds, so few connections suffice
+POOL_WAIT_S = 5.0  # longest wait for a free connection before the call fails
+SOCKET_TIMEOUT_S = 5.0  # a hung Redis fails the call rather than stalling the request forever
+SLOT_TTL_S = 900  # the in-flight count lapses this long after a key's last request: crashed slots return
 
 # Helpers shared by the scripts (each script is self-contained Lua).
 _PRELUDE = """
@@ -100,41 +103,45 @@ end
 # KEYS: counter keys..., reservation key, expiry zset.
 # ARGV: amount, reservation ttl_s, reservation id, then limit, enforce (0/1), ttl_s per counter.
 # Returns {status, indexes, spent, reserved}: 0 ok, 1 missing (indexes), 2 blocked (indexes).
-_RESERVE = _PRELUDE + """
+_RESERVE = (
+    _PRELUDE
+    + """
 local n = #KEYS - 2
 local amount, ttl = ARGV[1], tonumber(ARGV[2])
-local missing = {}
-for i = 1, n do
-  if redis.call('EXISTS', KEYS[i]) == 0 then missing[#missing + 1] = i - 1 end
-end
-if #missing > 0 then return {1, missing, {}, {}} end
-local blocked, spent, reserved = {}, {}, {}
+local missing, blocked, spent, reserved = {}, {}, {}, {}
 for i = 1, n do
   local v = redis.call('HMGET', KEYS[i], 's', 'r')
-  spent[i], reserved[i] = v[1], v[2]
-  local base = 3 + (i - 1) * 3
-  if ARGV[base + 2] == '1' and over(v[1], v[2], amount, ARGV[base + 1]) then
-    blocked[#blocked + 1] = i - 1
+  if not v[1] then
+    missing[#missing + 1] = i - 1
+  else
+    spent[i], reserved[i] = v[1], v[2]
+    local base = 3 + (i - 1) * 3
+    if ARGV[base + 2] == '1' and over(v[1], v[2], amount, ARGV[base + 1]) then
+      blocked[#blocked + 1] = i - 1
+    end
   end
 end
+if #missing > 0 then return {1, missing, {}, {}} end
 if #blocked > 0 then return {2, blocked, spent, reserved} end
 local rkey = KEYS[n + 1]
-redis.call('DEL', rkey)
-redis.call('HSET', rkey, 'a', amount, 'n', n)
+local fields = {'a', amount, 'n', n}
 for i = 1, n do
   redis.call('HINCRBY', KEYS[i], 'r', amount)
-  redis.call('HSET', rkey, tostring(i), KEYS[i])
+  fields[#fields + 1] = tostring(i)
+  fields[#fields + 1] = KEYS[i]
   -- a counter with money in flight must outlive the reservation, and its period
   local want = math.max(tonumber(ARGV[3 + (i - 1) * 3 + 3]), ttl)
   if redis.call('TTL', KEYS[i]) < want then redis.call('EXPIRE', KEYS[i], want) end
 end
 for i = 1, n do  -- read after all increments: a counter named twice shows both
-  local v = redis.call('HMGET', KEYS[i], 's', 'r')
-  spent[i], reserved[i] = v[1], v[2]
+  reserved[i] = redis.call('HGET', KEYS[i], 'r')
 end
+redis.call('DEL', rkey)
+redis.call('HSET', rkey, unpack(fields))
 redis.call('ZADD', KEYS[n + 2], now_ms() + ttl * 1000, ARGV[3])
 return {0, {}, spent, reserved}
 """
+)
 
 # KEYS: counter. ARGV: spent, ttl_s. First writer wins.
 _SEED = """
@@ -145,7 +152,9 @@ return 1
 """
 
 # KEYS: reservation key, expiry zset. ARGV: reservation id, actual ('' to release).
-_FINISH = _PRELUDE + """
+_FINISH = (
+    _PRELUDE
+    + """
 local r = load_reservation(KEYS[1])
 if not r then return {} end
 local actual = ARGV[2]
@@ -155,9 +164,12 @@ redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return out
 """
+)
 
 # KEYS: expiry zset. ARGV: prefix, batch. Atomic, so concurrent sweeps release each id once.
-_EXPIRE = _PRELUDE + """
+_EXPIRE = (
+    _PRELUDE
+    + """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, tonumber(ARGV[2]))
 local released = 0
 for _, id in ipairs(ids) do
@@ -172,8 +184,11 @@ for _, id in ipairs(ids) do
 end
 return {released, #ids}
 """
+)
 
-_RATE_PRELUDE = _PRELUDE + """
+_RATE_PRELUDE = (
+    _PRELUDE
+    + """
 -- drop token entries older than the window and keep the running sum in step
 local function trim_tokens(tkey, skey, cutoff)
   local old = redis.call('ZRANGEBYSCORE', tkey, '-inf', cutoff)
@@ -192,10 +207,13 @@ local function retry_after(zkey, now)
   return math.floor((tonumber(first[2]) + 60000 - now) / 1000) + 1
 end
 """
+)
 
 # KEYS: requests zset, tokens zset, token sum, in flight. ARGV: rpm, tpm, concurrency ('' = none),
 # nonce, slot ttl_s. Returns {0 ok | 1 rpm | 2 tpm | 3 concurrency, retry_after_s}.
-_RATE_ACQUIRE = _RATE_PRELUDE + """
+_RATE_ACQUIRE = (
+    _RATE_PRELUDE
+    + """
 local now = now_ms()
 local cutoff = now - 60000
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
@@ -214,9 +232,12 @@ if cc then
 end
 return {0, 0}
 """
+)
 
 # KEYS: tokens zset, token sum, in flight. ARGV: tokens, release a slot (0/1), nonce.
-_RATE_RELEASE = _RATE_PRELUDE + """
+_RATE_RELEASE = (
+    _RATE_PRELUDE
+    + """
 local tokens = tonumber(ARGV[1])
 if tokens ~= 0 then
   local now = now_ms()
@@ -230,6 +251,7 @@ if ARGV[2] == '1' and tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then
 end
 return 0
 """
+)
 
 
 def _opt(value: int | None) -> str:
@@ -239,10 +261,27 @@ def _opt(value: int | None) -> str:
 class RedisCounters:
     """Counters in Redis, shared by every replica that uses the same URL and prefix."""
 
-    def __init__(self, url: str, prefix: str = DEFAULT_PREFIX, *, slot_ttl_s: int = SLOT_TTL_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str = DEFAULT_PREFIX,
+        *,
+        slot_ttl_s: int = SLOT_TTL_S,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         self._prefix = prefix
         self._slot_ttl_s = slot_ttl_s
-        self._client: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
+        # a blocking pool: past max_connections calls wait for a connection instead of failing
+        # (the default pool raises "Too many connections" at 100 in flight)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=POOL_WAIT_S,
+            socket_connect_timeout=SOCKET_TIMEOUT_S,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            decode_responses=True,
+        )
+        self._client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # owns the pool: aclose closes it
         # register_script only hashes the text; EVALSHA loads it on first use (NOSCRIPT fallback)
         self._reserve = self._client.register_script(_RESERVE)
         self._seed = self._client.register_script(_SEED)
@@ -265,6 +304,10 @@ class RedisCounters:
             await counters.close()
             raise
         return counters
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
 
     async def ping(self) -> None:
         await self._client.ping()
