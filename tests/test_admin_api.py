@@ -210,6 +210,9 @@ def test_openapi_and_docs_reachable_through_the_mount(admin: Admin) -> None:
     assert set(spec["paths"]) == {
         "/orgs", "/orgs/{ref}/revoke", "/teams", "/teams/{ref}/revoke", "/users", "/users/{ref}/revoke",
         "/keys", "/keys/{ref}/revoke", "/keys/{ref}", "/spend", "/ledger",
+        "/budgets", "/budgets/{ref}/revoke", "/budgets/events", "/budgets/would-block", "/budgets/recommend",
+        "/budgets/recommend/apply", "/exemptions", "/exemptions/{ref}/approve", "/exemptions/{ref}/deny",
+        "/keys/{ref}/limits",
     }
     assert set(spec["paths"]["/keys"]) == {"get", "post"}
     assert "delete" in spec["paths"]["/keys/{ref}"]

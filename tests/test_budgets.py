@@ -200,9 +200,12 @@ def test_exemption_lifecycle(gateway: RunningGateway) -> None:
     add_budget(
         gateway, name="small", scope_type="team", scope_value="platform", amount_nanos=CALL_NANOS * 100 // 150
     )
-    post = lambda: httpx.post(
-        f"{gateway.url}/v1/messages", json=body(max_tokens=10), headers=headers(gateway.key)
-    )  # noqa: E731
+
+    def post() -> httpx.Response:
+        return httpx.post(
+            f"{gateway.url}/v1/messages", json=body(max_tokens=10), headers=headers(gateway.key)
+        )
+
     assert post().status_code == 200
     assert post().status_code == 429
     now = datetime.now(UTC)

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from spendgate import __version__
 from spendgate.admin import service
+from spendgate.admin.budgets_api import budget_routes
 from spendgate.gateway import Gateway
 from spendgate.models import SPEND_GROUPS, ApiKey, Org, Team, User
 from spendgate.store.base import Conflict, NotFound
@@ -419,11 +420,13 @@ def create_admin_app(gw: Gateway) -> FastAPI:
     app = FastAPI(
         title="Spendgate admin API",
         version=__version__,
-        description="Manage orgs, teams, users and virtual keys; read spend and the ledger.",
+        description="Manage orgs, teams, users, virtual keys, budgets and exemptions; read spend and the "
+        "ledger.",
         dependencies=[Depends(_master_guard(gw))],
         responses=error_responses,
     )
     _install_error_handlers(app)
     app.include_router(_principal_routes(gw))
     app.include_router(_report_routes(gw))
+    app.include_router(budget_routes(gw))
     return app

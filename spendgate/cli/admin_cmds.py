@@ -270,6 +270,18 @@ def _keys() -> typer.Typer:
         with cli_store() as store:
             _show_one(service.key_view(store.revoke_key(ref)), fmt)
 
+    @group.command("limit")
+    def limit(
+        ref: str = typer.Argument(..., help="Key id, name or prefix."),
+        rpm: int | None = typer.Option(None, "--rpm", help="Requests per minute (0: no limit)."),
+        tpm: int | None = typer.Option(None, "--tpm", help="Tokens per minute (0: no limit)."),
+        concurrency: int | None = typer.Option(None, "--concurrency", help="Calls in flight (0: no limit)."),
+        fmt: Format = FORMAT_OPTION,
+    ) -> None:
+        """Set a key's rate limits; limits not given stay as they are."""
+        with cli_store() as store:
+            _show_one(service.set_key_limits(store, ref, rpm=rpm, tpm=tpm, concurrency=concurrency), fmt)
+
     return group
 
 

@@ -1,0 +1,230 @@
+"""`spendgate budgets ...` and `spendgate exemptions ...`: spend limits and their audited exceptions.
+
+Like the other admin commands these open the database directly; a running gateway picks the
+changes up within SPENDGATE_BUDGET_REFRESH_S. The operations live in `spendgate.admin.service`
+(shared with the HTTP admin API).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import typer
+
+from spendgate.admin import service
+from spendgate.budgets.model import PERIODS, SCOPE_TYPES
+from spendgate.budgets.recommend import RECOMMENDED_TIERS, tiers_text
+from spendgate.budgets.recommend import apply as apply_recommendations
+from spendgate.cli.admin_cmds import FORMAT_OPTION, REVOKED_OPTION, Format, cli_store, print_json, print_table
+
+SINCE_OPTION = typer.Option(None, "--since", help="From this ISO date/datetime (inclusive).")
+UNTIL_OPTION = typer.Option(None, "--until", help="Up to this ISO date/datetime (exclusive).")
+NOTE_OPTION = typer.Option(None, "--note", help="Why: kept in the audit trail.")
+BY_OPTION = typer.Option(..., "--by", help="Who decides (must not be the requester).")
+
+STATUS_COLUMNS = ["id", "name", "scope", "mode", "period_key", "spent_usd", "amount_usd", "used"]
+STATUS_COLUMNS += ["hard_limit_usd", "tier_reached", "reset_at", "note"]
+EXEMPTION_COLUMNS = ["id", "budget", "extra_usd", "use_case", "starts_at", "ends_at", "state", "reason"]
+EXEMPTION_COLUMNS += ["requested_by", "requested_at", "status", "decided_by", "decided_at", "decision_note"]
+RECOMMEND_COLUMNS = ["group", "name", "days_with_data", "days_observed", "total_usd", "avg_day_usd"]
+RECOMMEND_COLUMNS += ["p95_day_usd", "max_day_usd", "baseline_usd", "soft_usd", "hard_usd", "budget_name"]
+
+
+def _emit(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: Format, title: str | None = None
+) -> None:
+    if fmt is Format.json:
+        print_json(list(rows))
+    else:
+        print_table(columns, [[row.get(c) for c in columns] for row in rows], title)
+
+
+def _emit_one(row: dict[str, Any], fmt: Format) -> None:
+    if fmt is Format.json:
+        print_json(row)
+        return
+    flat = dict(row)
+    if isinstance(flat.get("tiers"), list):  # one readable cell, in the syntax --tiers takes
+        flat["tiers"] = ",".join(
+            f"{t['name']}={t['percent']}" + (f":{t['action']}" if t["action"] else "") for t in flat["tiers"]
+        )
+    print_table(["field", "value"], list(flat.items()))
+
+
+def _budgets() -> typer.Typer:
+    group = typer.Typer(help="Budgets: spend limits per scope and period, with tiers.", no_args_is_help=True)
+
+    @group.command("create")
+    def create(
+        name: str = typer.Option(..., "--name", help="A unique name, shown in rejections and headers."),
+        scope: str = typer.Option(..., "--scope", help="What it limits: " + "|".join(SCOPE_TYPES) + "."),
+        value: str = typer.Option(
+            ..., "--value", help="Name or id (org/team/user/key), k=v (tag), session id or '*' (session)."
+        ),
+        amount: str = typer.Option(..., "--amount", help="The budget in USD, e.g. 500 or 12.50."),
+        period: str = typer.Option("month", "--period", help="|".join(PERIODS) + "."),
+        start: str | None = typer.Option(None, "--start", help="Fixed period start (ISO)."),
+        end: str | None = typer.Option(None, "--end", help="Fixed period end (ISO, exclusive)."),
+        timezone: str = typer.Option("UTC", "--timezone", help="Where periods start, e.g. Europe/Berlin."),
+        tiers: str | None = typer.Option(None, "--tiers", help=service.TIERS_HELP + "."),
+        observe: bool = typer.Option(False, "--observe", help="Record what it would block; block nothing."),
+        fmt: Format = FORMAT_OPTION,
+    ) -> None:
+        """Create a budget (default tiers alert=80,amber=110,hard=150: calls block at 150%)."""
+        with cli_store() as store:
+            budget = service.create_budget(
+                store,
+                name=name,
+                scope=scope,
+                value=value,
+                amount_usd=amount,
+                period=period,
+                timezone=timezone,
+                start=start,
+                end=end,
+                tiers=tiers,
+                observe=observe,
+            )
+            _emit_one(service.budget_view(budget, service.scope_names(store)), fmt)
+
+    @group.command("list")
+    def list_(include_revoked: bool = REVOKED_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+        """Budgets with this period's spend from the ledger, percent used and when they reset."""
+        with cli_store() as store:
+            rows = service.budget_status(store, include_revoked)
+        if fmt is Format.table:
+            for row in rows:
+                row["used"] = f"{row['percent_used']}%"
+                row["reset_at"] = row["reset_at"] or row["status"]  # ended, not started, revoked
+        _emit(rows, STATUS_COLUMNS, fmt)
+
+    @group.command("revoke")
+    def revoke(
+        ref: str = typer.Argument(..., help="Budget name or id."), fmt: Format = FORMAT_OPTION
+    ) -> None:
+        """Revoke a budget: it stops applying (its history stays)."""
+        with cli_store() as store:
+            _emit_one(service.budget_view(store.revoke_budget(ref), service.scope_names(store)), fmt)
+
+    @group.command("events")
+    def events(since: str | None = SINCE_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+        """Tier crossings: the first time spend passed each tier in a period."""
+        with cli_store() as store:
+            rows = service.budget_events(store, since)
+        columns = ["crossed_at", "budget", "scope", "period_key", "tier", "percent", "threshold_usd"]
+        _emit(rows, [*columns, "spend_usd", "observed", "request_id"], fmt)
+
+    @group.command("would-block")
+    def would_block(
+        since: str | None = SINCE_OPTION, until: str | None = UNTIL_OPTION, fmt: Format = FORMAT_OPTION
+    ) -> None:
+        """Observation mode report: calls let through that a budget would have blocked."""
+        with cli_store() as store:
+            rows = service.would_block_report(store, since, until)
+        columns = ["would_block", "scope", "mode", "requests", "cost_usd", "first_at", "last_at"]
+        _emit(rows, columns, fmt, "Calls budgets would have blocked")
+
+    @group.command("recommend")
+    def recommend(
+        days: int = typer.Option(60, "--days", help="History to learn from: the last N whole UTC days."),
+        by: list[str] = typer.Option(["team"], "--by", help="team and/or use_case (repeatable)."),
+        min_usd: str = typer.Option("1", "--min-usd", help="Skip groups with a smaller monthly baseline."),
+        do_apply: bool = typer.Option(False, "--apply", help="Create the budgets (named rec-<name>)."),
+        enforce: bool = typer.Option(False, "--enforce", help="With --apply: enforce, not observe."),
+        fmt: Format = FORMAT_OPTION,
+    ) -> None:
+        """Propose monthly budgets from the ledger: baseline = average day x 30.4, soft 140%, hard 200%."""
+        with cli_store() as store:
+            recs = service.recommend_budgets(store, days=days, by=by, min_usd=min_usd)
+            rows = (
+                apply_recommendations(store, recs, enforce=enforce) if do_apply else [r.view() for r in recs]
+            )
+        columns = [*RECOMMEND_COLUMNS, "action"] if do_apply else RECOMMEND_COLUMNS
+        _emit(rows, columns, fmt, f"Recommended monthly budgets from the last {days} days")
+        if fmt is Format.table:
+            typer.echo(
+                "baseline = total / days observed (first day with spend .. yesterday) x 30.4, to the cent; "
+                f"tiers {tiers_text(RECOMMENDED_TIERS)} (soft = amber, hard blocks); p95 = nearest rank."
+            )
+            if rows and not do_apply:
+                typer.echo("Add --apply to create these budgets in observe mode (--enforce to enforce).")
+
+    return group
+
+
+def _exemptions() -> typer.Typer:
+    group = typer.Typer(
+        help="Exemptions: extra budget headroom for a while, approved by someone else.", no_args_is_help=True
+    )
+
+    @group.command("request")
+    def request(
+        budget: str = typer.Option(..., "--budget", help="Budget name or id."),
+        amount: str | None = typer.Option(None, "--amount", help="Extra headroom in USD."),
+        percent: int | None = typer.Option(None, "--percent", help="...or as a percentage of the budget."),
+        hours: float | None = typer.Option(None, "--hours", help="For this many hours from now."),
+        start: str | None = typer.Option(None, "--start", help="...or from (ISO; budget's time zone)."),
+        end: str | None = typer.Option(None, "--end", help="...until (ISO, exclusive)."),
+        use_case: str | None = typer.Option(None, "--use-case", help="Only calls with this use case."),
+        reason: str = typer.Option(..., "--reason", help="Why it is needed (kept in the audit trail)."),
+        requested_by: str = typer.Option(..., "--requested-by", help="Who is asking."),
+        fmt: Format = FORMAT_OPTION,
+    ) -> None:
+        """Ask for an exemption; it applies once someone other than the requester approves it."""
+        with cli_store() as store:
+            exemption = service.request_exemption(
+                store,
+                budget=budget,
+                amount_usd=amount,
+                percent=percent,
+                hours=hours,
+                start=start,
+                end=end,
+                use_case=use_case,
+                reason=reason,
+                requested_by=requested_by,
+            )
+            _emit_one(service.exemption_view(exemption, store.get_budget(exemption.budget_id)), fmt)
+
+    def decide(ref: str, approve: bool, by: str, note: str | None, fmt: Format) -> None:
+        with cli_store() as store:
+            exemption = service.decide_exemption(store, ref, approve=approve, by=by, note=note)
+            _emit_one(service.exemption_view(exemption, store.get_budget(exemption.budget_id)), fmt)
+
+    @group.command("approve")
+    def approve(
+        ref: str = typer.Argument(..., help="Exemption id."),
+        by: str = BY_OPTION,
+        note: str | None = NOTE_OPTION,
+        fmt: Format = FORMAT_OPTION,
+    ) -> None:
+        """Approve a pending exemption (not your own)."""
+        decide(ref, True, by, note, fmt)
+
+    @group.command("deny")
+    def deny(
+        ref: str = typer.Argument(..., help="Exemption id."),
+        by: str = BY_OPTION,
+        note: str | None = NOTE_OPTION,
+        fmt: Format = FORMAT_OPTION,
+    ) -> None:
+        """Deny a pending exemption (not your own)."""
+        decide(ref, False, by, note, fmt)
+
+    @group.command("list")
+    def list_(
+        status: str | None = typer.Option(None, "--status", help="pending|approved|denied."),
+        fmt: Format = FORMAT_OPTION,
+    ) -> None:
+        """The audit trail: who asked for what, when and why; who decided; active now or expired."""
+        with cli_store() as store:
+            rows = service.list_exemptions(store, status)
+        _emit(rows, EXEMPTION_COLUMNS, fmt)
+
+    return group
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(_budgets(), name="budgets")
+    app.add_typer(_exemptions(), name="exemptions")
