@@ -24,6 +24,8 @@ from spendgate.pricing import Pricer
 from spendgate.providers.anthropic import AnthropicProvider
 from spendgate.providers.openai import OpenAIProvider
 from spendgate.proxy import handle_call
+from spendgate.routing.policy import load_policy
+from spendgate.routing.router import Router
 from spendgate.store import open_store
 from spendgate.upstream import Upstream
 
@@ -59,8 +61,8 @@ def build_gateway(settings: Settings) -> Gateway:
         store=store,
         keyring=keyring,
         pricer=Pricer(settings.price_overrides_file),
-        anthropic=AnthropicProvider(secret),
-        openai=OpenAIProvider(openai_secret),
+        anthropic=AnthropicProvider(secret, settings.anthropic_base_url),
+        openai=OpenAIProvider(openai_secret, settings.openai_base_url),
         upstream=Upstream(
             settings.upstream_connect_timeout_s,
             settings.upstream_read_timeout_s,
@@ -68,6 +70,7 @@ def build_gateway(settings: Settings) -> Gateway:
         ),
         ledger=ledger,
         budgets=budgets,
+        router=Router(load_policy(settings.routing_policy_file)),
     )
 
 
@@ -90,10 +93,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     openai_root = settings.openai_base_url.rstrip("/")
 
     async def messages(request: Request) -> Response:
-        return await handle_call(gw, gw.anthropic, request, _url(anthropic_root, "/v1/messages", request))
+        return await handle_call(gw, gw.anthropic, request, "/v1/messages")
 
     async def chat_completions(request: Request) -> Response:
-        return await handle_call(gw, gw.openai, request, _url(openai_root, "/chat/completions", request))
+        return await handle_call(gw, gw.openai, request, "/chat/completions")
 
     async def count_tokens(request: Request) -> Response:
         url = _url(anthropic_root, "/v1/messages/count_tokens", request)

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         description="How often keys are reloaded from the database, so keys created or revoked by "
         "another process take effect.",
     )
+    routing_policy_file: Path | None = Field(
+        None,
+        description="TOML routing policy (rules, tiers, allowlists, fallbacks); default: the built-in one.",
+    )
     price_overrides_file: Path | None = Field(
         None, description="TOML file of per-model price overrides (USD per million tokens)."
     )

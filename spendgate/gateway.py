@@ -11,6 +11,7 @@ from spendgate.ledger import LedgerWriter
 from spendgate.pricing import Pricer
 from spendgate.providers.anthropic import AnthropicProvider
 from spendgate.providers.openai import OpenAIProvider
+from spendgate.routing.router import Router
 from spendgate.store.base import Store
 from spendgate.upstream import Upstream
 
@@ -26,3 +27,4 @@ class Gateway:
     upstream: Upstream
     ledger: LedgerWriter
     budgets: BudgetEnforcer
+    router: Router

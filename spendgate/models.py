@@ -71,6 +71,7 @@ class Principal:
     rpm_limit: int | None = None
     tpm_limit: int | None = None
     concurrency_limit: int | None = None
+    team_name: str = ""
 
 
 @dataclass(slots=True)
@@ -115,6 +116,10 @@ class LedgerRow:
     upstream_request_id: str | None = None
     user_agent: str | None = None
     budget_note: str | None = None
+    route_rule: str | None = None
+    counterfactual_cost_nanos: int | None = None
+    attempts: int = 1
+    fallback_from: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in LEDGER_COLUMNS}

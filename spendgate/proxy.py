@@ -6,47 +6,27 @@ is appended to a journal and queued for the writer thread.
 
 from __future__ import annotations
 
-import logging
-import secrets
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
-from spendgate.attribution import Attribution, attribute
-from spendgate.budgets.enforcer import CallScope, Decision, rejection_message
+from spendgate.attribution import attribute
+from spendgate.budgets.enforcer import CallScope
 from spendgate.budgets.estimate import input_bound, worst_case_nanos
 from spendgate.budgets.failover import CountersUnavailable
-from spendgate.clock import from_epoch
+from spendgate.call import REQUEST_ID_HEADER, Call, StreamCut, new_request_id
+from spendgate.forward import forward
 from spendgate.gateway import Gateway
-from spendgate.models import LedgerRow, Principal
-from spendgate.pricing import ModelPrice, Usage, cost_of
-from spendgate.providers.base import (
-    ClientError,
-    Metered,
-    Provider,
-    RequestInfo,
-    forwardable_response_headers,
-)
+from spendgate.providers.base import ClientError, Provider, forwardable_response_headers
+from spendgate.routing.router import RouteRequest
 from spendgate.upstream import UpstreamUnavailable
 
-log = logging.getLogger(__name__)
-
-REQUEST_ID_HEADER = "x-spendgate-request-id"
+__all__ = ["REQUEST_ID_HEADER", "StreamCut", "handle_call", "new_request_id", "read_body"]
 
 
-class StreamCut(Exception):
-    """Raised into the server so the client sees the cut too (the response is aborted)."""
-
-
-def new_request_id() -> str:
-    # Time-ordered prefix keeps ledger inserts append-mostly on the primary key index.
-    return f"sg-{time.time_ns():x}-{secrets.token_hex(6)}"
-
-
-async def handle_call(gw: Gateway, provider: Provider, request: Request, upstream_url: str) -> Response:
+async def handle_call(gw: Gateway, provider: Provider, request: Request, path: str) -> Response:
     call = Call(gw, provider, request)
     try:
         # 1. auth
@@ -55,29 +35,42 @@ async def handle_call(gw: Gateway, provider: Provider, request: Request, upstrea
         call.info = info = provider.parse(body, request.url.path)
         # 2. attribute
         call.who = who = attribute(principal, request.headers, info.metadata)
-        # 3. route: the model goes upstream as requested (routing policy: issue #4)
-        call.model = info.model
-        call.price = price = gw.pricer.price(provider.name, call.model)
-        if price is None:
-            raise ClientError(
-                404,
-                "not_found_error" if provider.name == "anthropic" else "invalid_request_error",
-                f"model: {call.model!r} has no price in Spendgate's price data, so it cannot be metered. "
-                "Check the model name, or add it to SPENDGATE_PRICE_OVERRIDES_FILE.",
-            )
+        # 3. route: the policy picks the model; its price must be known to meter it
+        tools, thinking, messages = provider.route_features(info)
+        wanted = RouteRequest(
+            provider=provider.name,
+            model=info.model,
+            use_case=who.use_case,
+            tags=who.tags,
+            team=principal.team_name,
+            key=principal.key_name,
+            input_tokens=len(body) // 4,
+            tools=tools,
+            thinking=thinking,
+            stream=info.stream,
+            messages=messages,
+            session=who.session_id,
+            agent=who.agent_id,
+        )
+        route = gw.router.route(wanted)
+        call.use_model(route.model, route.rule)
         # 4. reserve: rate limits, then every applicable budget's room for the worst case
         await call.acquire_rate_limit()
         if gw.budgets.active:
+            assert call.price is not None
             worst = worst_case_nanos(
-                price, input_bound(len(body)), info.max_tokens or gw.settings.budget_default_max_tokens
+                call.price, input_bound(len(body)), info.max_tokens or gw.settings.budget_default_max_tokens
             )
             scope = CallScope(principal, who.use_case, who.tags, who.session_id)
             call.decision = await gw.budgets.reserve(scope, worst)
             if call.decision.blocked is not None:
                 return call.budget_rejection(call.decision)
-        # 5. forward
-        headers = provider.upstream_headers(request.headers)
-        upstream = await gw.upstream.send("POST", upstream_url, headers, provider.upstream_body(body, info))
+            for action in call.decision.amber_actions:
+                if action.startswith("downgrade:"):  # cheaper tier; the reservation still covers it
+                    cheaper = gw.router.downgrade(wanted, route, action.removeprefix("downgrade:"))
+                    call.use_model(cheaper.model, cheaper.rule)
+        # 5. forward (with retries and fallbacks before any byte reaches the client)
+        upstream = await forward(call, body, path, request.url.query)
     except ClientError as exc:
         call.release()
         return call.error(exc.status, exc.error_type, exc.message, exc.headers)
@@ -96,6 +89,8 @@ async def handle_call(gw: Gateway, provider: Provider, request: Request, upstrea
     response_headers = forwardable_response_headers(upstream.headers)
     if call.decision is not None:
         response_headers.update(call.decision.headers)
+    if call.model != info.model:
+        response_headers["x-spendgate-model"] = call.model
     response_headers[REQUEST_ID_HEADER] = call.request_id
     is_stream = info.stream and upstream.status == 200 and "text/event-stream" in upstream.content_type
     if is_stream:
@@ -139,240 +134,3 @@ async def read_body(request: Request, limit: int) -> bytes:
             400, "invalid_request_error", "The client disconnected while sending the body."
         ) from None
     return b"".join(chunks)
-
-
-class Call:
-    """One call's state between the steps; ends in exactly one ledger row (or none, if refused)."""
-
-    def __init__(self, gw: Gateway, provider: Provider, request: Request) -> None:
-        self.gw = gw
-        self.provider = provider
-        self.request_id = new_request_id()
-        self.started = time.time()
-        self.first_byte: float | None = None
-        self.endpoint = request.url.path
-        self.principal: Principal | None = None
-        self.who: Attribution | None = None
-        self.info: RequestInfo | None = None
-        self.model = ""
-        self.price: ModelPrice | None = None
-        self.upstream_request_id: str | None = None
-        self.decision: Decision | None = None
-        self.rate_held = False
-        self.recorded = False
-
-    def error(
-        self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None
-    ) -> Response:
-        body = self.provider.error_body(status, error_type, message, self.request_id)
-        return Response(
-            body,
-            status_code=status,
-            media_type="application/json",
-            headers={**(headers or {}), REQUEST_ID_HEADER: self.request_id},
-        )
-
-    async def acquire_rate_limit(self) -> None:
-        assert self.principal is not None
-        verdict = await self.gw.budgets.rate_acquire(self.principal)
-        if not verdict.ok:
-            raise ClientError(
-                429,
-                "rate_limit_error" if self.provider.name == "anthropic" else "rate_limit_exceeded",
-                f"Spendgate rate limit for key {self.principal.key_name!r}: {verdict.reason}. "
-                f"Retry in {verdict.retry_after_s}s.",
-                headers={"retry-after": str(verdict.retry_after_s)},
-            )
-        self.rate_held = True
-
-    def release(self) -> None:
-        """A call refused after its rate-limit slot or reservation was taken gives them back."""
-        if self.decision is not None:
-            self.gw.budgets.finish(self.decision, 0, self.request_id)
-            self.decision = None
-        if self.rate_held and self.principal is not None:
-            self.gw.budgets.rate_release(self.principal, 0)
-            self.rate_held = False
-
-    def budget_rejection(self, decision: Decision) -> Response:
-        """429 naming the budget; recorded in the ledger as budget_blocked."""
-        blocked = decision.blocked
-        assert blocked is not None
-        self.record(
-            status_code=429,
-            status="budget_blocked",
-            usage=Usage(),
-            result=Metered(usage=Usage(), error_type="budget_exceeded"),
-            streamed=self.info.stream if self.info else False,
-            cost_nanos=0,
-            tier=None,
-            note=f"blocked:{blocked.budget.name}",
-        )
-        return self.error(
-            429,
-            "rate_limit_error" if self.provider.name == "anthropic" else "insufficient_quota",
-            rejection_message(decision),
-            {
-                # A budget does not come back in a few seconds: tell the SDKs not to retry.
-                "x-should-retry": "false",
-                "x-spendgate-budget": blocked.budget.name,
-                "x-spendgate-budget-scope": blocked.budget.scope_label(),
-                "x-spendgate-budget-remaining-usd": "0",
-                "x-spendgate-budget-reset": blocked.window.end_iso,
-            },
-        )
-
-    async def relay(self, upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        """Forward each upstream chunk as it arrives, metering a copy."""
-        assert self.info is not None
-        meter = self.provider.stream_meter(self.info)
-        status, error_type = "ok", None
-        try:
-            async for chunk in upstream.content.iter_any():
-                if self.first_byte is None:
-                    self.first_byte = time.time()
-                out = meter.feed(chunk)
-                if meter.finished and not self.recorded:
-                    # Journal before the final bytes reach the client: a crash after this loses nothing.
-                    self.settle(200, meter.result(), streamed=True)
-                if out:
-                    yield out
-            tail = meter.flush()
-            if not self.recorded:
-                result = meter.result()
-                if result.error_type is not None:
-                    status = "stream_error"
-                elif not result.complete:
-                    status = "stream_incomplete"
-                self.settle(200, result, streamed=True, status=status)
-            if tail:
-                yield tail
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            status, error_type = "upstream_cut", type(exc).__name__
-            log.warning("upstream stream cut for %s: %s", self.request_id, error_type)
-            raise StreamCut(f"the provider cut the stream ({error_type})") from None
-        except BaseException:
-            status, error_type = "client_disconnected", "client_disconnected"
-            raise
-        finally:
-            if not self.recorded:
-                result = meter.result()
-                result.estimated = True
-                result.error_type = result.error_type or error_type
-                self.settle(200, result, streamed=True, status=status)
-            if status == "ok":
-                upstream.release()
-            else:
-                upstream.close()  # stop the provider generating tokens nobody will read
-
-    def settle_json(self, status_code: int, payload: bytes) -> None:
-        if status_code >= 400:
-            result = Metered(usage=Usage(), error_type=self.provider.error_type_of(payload))
-            self.settle(status_code, result, streamed=False, status="upstream_error")
-            return
-        try:
-            result = self.provider.meter_json(payload)
-        except (ValueError, AttributeError, TypeError):
-            result = Metered(usage=Usage(), estimated=True, error_type="unparseable_response")
-        self.settle(status_code, result, streamed=False)
-
-    def settle(self, status_code: int, result: Metered, *, streamed: bool, status: str | None = None) -> None:
-        """Cost the usage and record the row (steps 7 and 8)."""
-        assert self.info is not None and self.price is not None
-        usage = result.usage
-        if result.estimated and usage.total_input == 0:
-            # Usage never arrived: bill the prompt we sent rather than record $0.
-            usage = Usage(
-                input_tokens=self.provider.estimate_input_tokens(self.info),
-                output_tokens=usage.output_tokens,
-            )
-        cost = cost_of(self.price, usage) if status_code < 400 else None
-        if status is None:
-            status = "ok" if result.error_type is None else "stream_error"
-        self.record(
-            status_code=status_code,
-            status=status,
-            usage=usage,
-            result=result,
-            streamed=streamed,
-            cost_nanos=cost.nanos if cost else 0,
-            tier=cost.tier if cost else None,
-        )
-
-    def record_failure(self, exc: UpstreamUnavailable) -> None:
-        assert self.info is not None
-        self.record(
-            status_code=exc.status,
-            status=f"upstream_{exc.error_type}",
-            usage=Usage(),
-            result=Metered(usage=Usage(), error_type=exc.error_type),
-            streamed=self.info.stream,
-            cost_nanos=0,
-            tier=None,
-        )
-
-    def record(
-        self,
-        *,
-        status_code: int,
-        status: str,
-        usage: Usage,
-        result: Metered,
-        streamed: bool,
-        cost_nanos: int,
-        tier: str | None,
-        note: str | None = None,
-    ) -> None:
-        assert self.principal is not None and self.who is not None and self.info is not None
-        self.recorded = True
-        p, w = self.principal, self.who
-        decision = self.decision
-        if decision is not None:
-            note = note or decision.note
-            self.gw.budgets.finish(decision, cost_nanos, self.request_id)
-            self.decision = None
-        if self.rate_held:
-            self.gw.budgets.rate_release(p, usage.total_input + usage.output_tokens)
-            self.rate_held = False
-        self.gw.ledger.record(
-            LedgerRow(
-                request_id=self.request_id,
-                provider=self.provider.name,
-                endpoint=self.endpoint,
-                started_at=from_epoch(self.started),
-                first_byte_at=from_epoch(self.first_byte) if self.first_byte else None,
-                ended_at=from_epoch(time.time()),
-                status_code=status_code,
-                status=status,
-                use_case=w.use_case,
-                org_id=p.org_id,
-                team_id=p.team_id,
-                user_id=p.user_id,
-                key_id=p.key_id,
-                cost_center=p.cost_center,
-                tags=w.tags,
-                session_id=w.session_id,
-                agent_id=w.agent_id,
-                parent_agent_id=w.parent_agent_id,
-                client_request_id=w.client_request_id,
-                requested_model=self.info.model,
-                upstream_model=self.model,
-                response_model=result.response_model,
-                input_tokens=usage.input_tokens,
-                cache_write_5m_tokens=usage.cache_write_5m_tokens,
-                cache_write_1h_tokens=usage.cache_write_1h_tokens,
-                cache_read_tokens=usage.cache_read_tokens,
-                output_tokens=usage.output_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
-                web_search_requests=usage.web_search_requests,
-                cost_nanos=cost_nanos,
-                price_ref=self.price.ref if self.price else None,
-                pricing_tier=tier,
-                estimated=result.estimated,
-                streamed=streamed,
-                error_type=result.error_type,
-                upstream_request_id=self.upstream_request_id,
-                user_agent=w.user_agent,
-                budget_note=note,
-            )
-        )

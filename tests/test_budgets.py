@@ -165,11 +165,11 @@ def test_use_case_and_tag_budgets_cut_across_teams(gateway: RunningGateway) -> N
         gateway,
         name="agents",
         scope_type="tag",
-        scope_value="use_case=autonomous-agent",
+        scope_value="use_case=research-agent",
         amount_nanos=CALL_NANOS * 100 // 150,
     )
-    agent = headers(gateway.key, **{"x-spendgate-tags": "use_case=autonomous-agent"})
-    review = headers(gateway.key, **{"x-spendgate-tags": "use_case=code-review"})
+    agent = headers(gateway.key, **{"x-spendgate-tags": "use_case=research-agent"})
+    review = headers(gateway.key, **{"x-spendgate-tags": "use_case=chat"})
     assert (
         httpx.post(f"{gateway.url}/v1/messages", json=body(max_tokens=10), headers=agent).status_code == 200
     )

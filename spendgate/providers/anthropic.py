@@ -39,8 +39,9 @@ class AnthropicProvider:
     name = "anthropic"
     endpoint_path = "/v1/messages"
 
-    def __init__(self, api_key: str | None) -> None:
+    def __init__(self, api_key: str | None, base_url: str = "https://api.anthropic.com") -> None:
         self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
 
     def parse(self, body: bytes, path: str) -> RequestInfo:
         data = _json_object(body)
@@ -59,8 +60,11 @@ class AnthropicProvider:
             body=data,
         )
 
-    def upstream_body(self, body: bytes, info: RequestInfo) -> bytes:
-        return body  # forwarded byte for byte: no field dropped, `system` never reordered
+    def upstream_body(self, body: bytes, info: RequestInfo, model: str) -> bytes:
+        if model == info.model:
+            return body  # forwarded byte for byte: no field dropped, `system` never reordered
+        # Routed: only `model` changes; every other field keeps its value and order.
+        return orjson.dumps({**info.body, "model": model})
 
     def upstream_headers(self, incoming: Mapping[str, str]) -> dict[str, str]:
         headers = forwardable_request_headers(incoming)
@@ -89,6 +93,15 @@ class AnthropicProvider:
 
     def stream_meter(self, info: RequestInfo) -> AnthropicStreamMeter:
         return AnthropicStreamMeter()
+
+    def route_features(self, info: RequestInfo) -> tuple[bool, bool, int]:
+        body = info.body
+        messages = body.get("messages")
+        thinking = isinstance(body.get("thinking"), dict) and body["thinking"].get("type") in (
+            "enabled",
+            "adaptive",
+        )
+        return bool(body.get("tools")), bool(thinking), len(messages) if isinstance(messages, list) else 0
 
     def estimate_input_tokens(self, info: RequestInfo) -> int:
         return estimate_input_tokens(info.body)

@@ -46,8 +46,9 @@ class OpenAIProvider:
     name = "openai"
     endpoint_path = "/chat/completions"
 
-    def __init__(self, api_key: str | None) -> None:
+    def __init__(self, api_key: str | None, base_url: str = "https://api.openai.com/v1") -> None:
         self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
 
     def parse(self, body: bytes, path: str) -> RequestInfo:
         try:
@@ -77,13 +78,14 @@ class OpenAIProvider:
             body=data,
         )
 
-    def upstream_body(self, body: bytes, info: RequestInfo) -> bytes:
-        if info.wants_usage_chunk:
+    def upstream_body(self, body: bytes, info: RequestInfo, model: str) -> bytes:
+        if info.wants_usage_chunk and model == info.model:
             return body
-        # The one rewrite we make: ask for usage so a stream can be metered exactly.
-        data = dict(info.body)
-        options = data.get("stream_options")
-        data["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        data = {**info.body, "model": model}
+        if not info.wants_usage_chunk:
+            # Ask for usage so a stream can be metered exactly (hidden again from the client).
+            options = data.get("stream_options")
+            data["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         return orjson.dumps(data)
 
     def upstream_headers(self, incoming: Mapping[str, str]) -> dict[str, str]:
@@ -122,6 +124,12 @@ class OpenAIProvider:
 
     def stream_meter(self, info: RequestInfo) -> OpenAIStreamMeter:
         return OpenAIStreamMeter(hide_usage=not info.wants_usage_chunk)
+
+    def route_features(self, info: RequestInfo) -> tuple[bool, bool, int]:
+        body = info.body
+        messages = body.get("messages")
+        thinking = body.get("reasoning_effort") is not None
+        return bool(body.get("tools")), bool(thinking), len(messages) if isinstance(messages, list) else 0
 
     def estimate_input_tokens(self, info: RequestInfo) -> int:
         return rough_tokens(

@@ -264,7 +264,7 @@ class SQLStore(BudgetQueries):
 
     def active_principals(self) -> dict[str, Principal]:
         rows = self._query(
-            "SELECT k.*, t.cost_center FROM api_keys k JOIN teams t ON t.id = k.team_id "
+            "SELECT k.*, t.cost_center, t.name AS team_name FROM api_keys k JOIN teams t ON t.id = k.team_id "
             "JOIN orgs o ON o.id = k.org_id LEFT JOIN users u ON u.id = k.user_id "
             "WHERE k.revoked_at IS NULL AND t.revoked_at IS NULL AND o.revoked_at IS NULL "
             "AND u.revoked_at IS NULL"
@@ -275,6 +275,7 @@ class SQLStore(BudgetQueries):
                 key_name=r["name"],
                 org_id=r["org_id"],
                 team_id=r["team_id"],
+                team_name=r["team_name"],
                 user_id=r["user_id"],
                 cost_center=r["cost_center"],
                 default_use_case=r["default_use_case"],

@@ -1,0 +1,172 @@
+"""Step 3, route: pick the model a call goes upstream with, from the policy.
+
+Order: a sticky decision for the session (prompt caches are per model, so flipping
+models mid-session throws the cache away), else the first matching rule, else the
+requested model; then the team's and key's allowlists. Evaluation is a handful of set
+lookups and one regex match per rule that names models.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from spendgate.providers.base import ClientError
+from spendgate.routing.policy import Allowlist, Match, Policy, Rule
+
+_STICKY_MAX = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    provider: str
+    model: str
+    use_case: str
+    tags: dict[str, str]
+    team: str
+    key: str
+    input_tokens: int
+    tools: bool
+    thinking: bool
+    stream: bool
+    messages: int = 1
+    session: str | None = None
+    agent: str | None = None
+
+    @property
+    def complexity(self) -> int:
+        return complexity(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    model: str
+    rule: str | None  # the rule that fired (None: the requested model, untouched)
+    reason: str
+    sticky: bool = False
+    trace: tuple[str, ...] = field(default_factory=tuple)  # one line per rule, for `route explain`
+
+
+def complexity(req: RouteRequest) -> int:
+    """A 0-100 score from what the request carries (documented in docs/routing.md)."""
+    score = min(40, req.input_tokens // 2500)  # +1 per 2.5K input tokens, up to 40
+    score += 20 if req.tools else 0
+    score += 25 if req.thinking else 0
+    score += min(15, req.messages // 4)  # long conversations
+    return min(100, score)
+
+
+class Router:
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self._sticky: OrderedDict[tuple[str, str, str, str], tuple[str, str]] = OrderedDict()
+
+    def route(self, req: RouteRequest, explain: bool = False) -> Route:
+        trace: list[str] = []
+        chosen: Route | None = None
+        rule = self._first_match(req, trace if explain else None)
+        if req.session:
+            sticky_key = (req.provider, req.session, req.agent or "", req.model)
+            held = self._sticky.get(sticky_key)
+            if held is not None and (rule is None or rule.sticky):
+                self._sticky.move_to_end(sticky_key)
+                chosen = Route(held[0], held[1], f"sticky for session {req.session}", sticky=True)
+        if chosen is None and rule is not None:
+            chosen = self._apply(rule, req)
+            if req.session and rule.sticky and rule.refuse is None:
+                self._remember((req.provider, req.session, req.agent or "", req.model), chosen)
+        if chosen is None:
+            chosen = Route(req.model, None, "no rule matched: the requested model")
+        chosen = self._allowed(chosen, req)
+        return Route(chosen.model, chosen.rule, chosen.reason, chosen.sticky, tuple(trace))
+
+    def downgrade(self, req: RouteRequest, route: Route, tier: str) -> Route:
+        """A budget at amber with a downgrade action sends the call to a cheaper tier."""
+        model = self.policy.tier_model(req.provider, tier)
+        if model is None or model == route.model:
+            return route
+        return Route(model, f"budget-amber:{tier}", f"budget at amber: downgraded to the {tier} tier")
+
+    def _first_match(self, req: RouteRequest, trace: list[str] | None) -> Rule | None:
+        for rule in self.policy.rules:
+            failed = mismatch(rule.match, req)
+            if trace is not None:
+                trace.append(f"{rule.name}: " + ("MATCH" if failed is None else f"no ({failed})"))
+            if failed is None:
+                return rule
+        return None
+
+    def _apply(self, rule: Rule, req: RouteRequest) -> Route:
+        if rule.refuse is not None:
+            raise ClientError(
+                403,
+                "permission_error" if req.provider == "anthropic" else "permission_denied",
+                f"Spendgate routing rule {rule.name!r} refuses model {req.model!r}: {rule.refuse}",
+            )
+        model = rule.model or self.policy.tier_model(req.provider, rule.tier or "")
+        if model is None:
+            # A tier with no model for this API: routing stays within the caller's API format.
+            return Route(req.model, None, f"rule {rule.name}: tier {rule.tier!r} has no {req.provider} model")
+        return Route(model, rule.name, f"rule {rule.name}" + (f": {rule.why}" if rule.why else ""))
+
+    def _allowed(self, route: Route, req: RouteRequest) -> Route:
+        for scope, allow in (
+            ("team", self.policy.allow_teams.get(req.team)),
+            ("key", self.policy.allow_keys.get(req.key)),
+        ):
+            if allow is None or allow.models.fullmatch(route.model):
+                continue
+            route = self._violation(route, req, scope, allow)
+        return route
+
+    def _violation(self, route: Route, req: RouteRequest, scope: str, allow: Allowlist) -> Route:
+        action = allow.on_violation
+        name = req.team if scope == "team" else req.key
+        if action.startswith("tier:"):
+            model = self.policy.tier_model(req.provider, action[5:])
+        elif action.startswith("model:"):
+            model = action[6:]
+        else:
+            model = None
+        if model is None or not allow.models.fullmatch(model):
+            raise ClientError(
+                403,
+                "permission_error" if req.provider == "anthropic" else "permission_denied",
+                f"Model {route.model!r} is not allowed for {scope} {name!r} by Spendgate's routing policy.",
+            )
+        return Route(model, f"allowlist:{scope}:{name}", f"{route.model} is not allowed for {scope} {name}")
+
+    def _remember(self, key: tuple[str, str, str, str], route: Route) -> None:
+        self._sticky[key] = (route.model, route.rule or "")
+        if len(self._sticky) > _STICKY_MAX:
+            self._sticky.popitem(last=False)
+
+
+def mismatch(m: Match, req: RouteRequest) -> str | None:
+    """None when the request matches; else the first condition that failed."""
+    if m.use_case is not None and req.use_case not in m.use_case:
+        return f"use_case {req.use_case!r}"
+    for key, value in m.tags.items():
+        if req.tags.get(key) != value:
+            return f"tag {key}={req.tags.get(key)!r}"
+    if m.team is not None and req.team not in m.team:
+        return f"team {req.team!r}"
+    if m.key is not None and req.key not in m.key:
+        return f"key {req.key!r}"
+    if m.provider is not None and req.provider not in m.provider:
+        return f"provider {req.provider!r}"
+    if m.model is not None and not m.model.fullmatch(req.model):
+        return f"model {req.model!r}"
+    if m.min_input_tokens is not None and req.input_tokens < m.min_input_tokens:
+        return f"input ~{req.input_tokens} < {m.min_input_tokens} tokens"
+    if m.max_input_tokens is not None and req.input_tokens > m.max_input_tokens:
+        return f"input ~{req.input_tokens} > {m.max_input_tokens} tokens"
+    for flag in ("tools", "thinking", "stream"):
+        want = getattr(m, flag)
+        if want is not None and getattr(req, flag) != want:
+            return f"{flag} is {getattr(req, flag)}"
+    if m.min_complexity is not None and req.complexity < m.min_complexity:
+        return f"complexity {req.complexity} < {m.min_complexity}"
+    if m.max_complexity is not None and req.complexity > m.max_complexity:
+        return f"complexity {req.complexity} > {m.max_complexity}"
+    return None
