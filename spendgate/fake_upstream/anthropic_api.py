@@ -144,7 +144,7 @@ async def _prepare(request: Request) -> tuple[FakeState, str, Controls, dict[str
     body, headers = await state.ingest(request)
     request_id = "req_fake" + state.next_id()
     try:
-        controls = parse_controls(headers, state.settings)
+        controls = parse_controls(headers, state.settings, body)
     except ControlError as exc:
         return error_response(400, "invalid_request_error", str(exc), request_id)
     await pause(controls.latency_s)

@@ -108,10 +108,19 @@ def _number(headers: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def parse_controls(headers: Mapping[str, str], settings: FakeSettings) -> Controls:
+def parse_controls(headers: Mapping[str, str], settings: FakeSettings, body: bytes = b"") -> Controls:
     mode = headers.get("x-fake-mode", "ok").strip().lower()
     if mode not in MODES:
         raise ControlError(f"unknown x-fake-mode {mode!r}; expected one of {sorted(MODES)}")
+    only = headers.get("x-fake-mode-models")
+    if only is not None and mode != "ok":
+        # The mode hits only these models: lets a test fail one model and watch the fallback.
+        try:
+            model = orjson.loads(body).get("model")
+        except (orjson.JSONDecodeError, AttributeError):
+            model = None
+        if model not in {m.strip() for m in only.split(",")}:
+            mode = "ok"
     usage: dict[str, Any] | None = None
     raw_usage = headers.get("x-fake-usage")
     if raw_usage is not None:

@@ -182,7 +182,7 @@ async def chat_completions(request: Request) -> Response:
     body, headers = await state.ingest(request)
     request_id = "req_fake" + state.next_id()
     try:
-        controls = parse_controls(headers, state.settings)
+        controls = parse_controls(headers, state.settings, body)
     except ControlError as exc:
         return error_response(400, str(exc), "invalid_request_error", "invalid_header", request_id)
     await pause(controls.latency_s)
