@@ -122,6 +122,13 @@ class Pricer:
             self._cache[key] = self._overrides.get(model) or self._from_genai_prices(provider, model, moment)
         return self._cache[key]
 
+    def cheaper(self, provider: str, candidate: str, current: str) -> bool:
+        """Is `candidate` cheaper than `current` (by output rate, then input rate)?"""
+        a, b = self.price(provider, candidate), self.price(provider, current)
+        if a is None or b is None:
+            return False
+        return (a.output.base, a.input.base) < (b.output.base, b.input.base)
+
     def _from_genai_prices(self, provider: str, model: str, moment: datetime) -> ModelPrice | None:
         from genai_prices import data_snapshot
 

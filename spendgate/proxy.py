@@ -20,7 +20,7 @@ from spendgate.call import REQUEST_ID_HEADER, Call, StreamCut, new_request_id
 from spendgate.forward import forward
 from spendgate.gateway import Gateway
 from spendgate.providers.base import ClientError, Provider, forwardable_response_headers
-from spendgate.routing.router import RouteRequest
+from spendgate.routing.explain import route_request_for
 from spendgate.upstream import UpstreamUnavailable
 
 __all__ = ["REQUEST_ID_HEADER", "StreamCut", "handle_call", "new_request_id", "read_body"]
@@ -36,22 +36,7 @@ async def handle_call(gw: Gateway, provider: Provider, request: Request, path: s
         # 2. attribute
         call.who = who = attribute(principal, request.headers, info.metadata)
         # 3. route: the policy picks the model; its price must be known to meter it
-        tools, thinking, messages = provider.route_features(info)
-        wanted = RouteRequest(
-            provider=provider.name,
-            model=info.model,
-            use_case=who.use_case,
-            tags=who.tags,
-            team=principal.team_name,
-            key=principal.key_name,
-            input_tokens=len(body) // 4,
-            tools=tools,
-            thinking=thinking,
-            stream=info.stream,
-            messages=messages,
-            session=who.session_id,
-            agent=who.agent_id,
-        )
+        wanted = route_request_for(provider, info, body, principal, who)
         route = gw.router.route(wanted)
         call.use_model(route.model, route.rule)
         # 4. reserve: rate limits, then every applicable budget's room for the worst case
@@ -66,9 +51,10 @@ async def handle_call(gw: Gateway, provider: Provider, request: Request, path: s
             if call.decision.blocked is not None:
                 return call.budget_rejection(call.decision)
             for action in call.decision.amber_actions:
-                if action.startswith("downgrade:"):  # cheaper tier; the reservation still covers it
+                if action.startswith("downgrade:"):  # a cheaper tier: the reservation still covers it
                     cheaper = gw.router.downgrade(wanted, route, action.removeprefix("downgrade:"))
-                    call.use_model(cheaper.model, cheaper.rule)
+                    if gw.pricer.cheaper(provider.name, cheaper.model, call.model):
+                        call.use_model(cheaper.model, cheaper.rule)
         # 5. forward (with retries and fallbacks before any byte reaches the client)
         upstream = await forward(call, body, path, request.url.query)
     except ClientError as exc:

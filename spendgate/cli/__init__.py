@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import typer
 
-from spendgate.cli import admin_cmds, budget_cmds, demo_cmd, fake_cmd, serve_cmd, spend_cmd
+from spendgate.cli import (
+    admin_cmds,
+    budget_cmds,
+    demo_cmd,
+    fake_cmd,
+    routing_cmds,
+    serve_cmd,
+    spend_cmd,
+)
 
 
 def build_app() -> typer.Typer:
@@ -18,7 +26,8 @@ def build_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
-    for module in (serve_cmd, admin_cmds, budget_cmds, spend_cmd, demo_cmd, fake_cmd):
+    modules = (serve_cmd, admin_cmds, budget_cmds, spend_cmd, routing_cmds, demo_cmd, fake_cmd)
+    for module in modules:
         module.register(app)
     return app
 

@@ -92,10 +92,16 @@ class Policy:
 
 
 def load_policy(path: Path | None) -> Policy:
+    """The policy at `path` (None: the built-in one); PolicyError when it is missing or invalid."""
     if path is None:
         text = (files("spendgate.routing") / "default_policy.toml").read_text()
         return parse_policy(text, "default policy")
-    return parse_policy(path.read_text(), str(path))
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise PolicyError(f"{path}: cannot read the policy file: {reason}") from None
+    return parse_policy(text, str(path))
 
 
 def parse_policy(text: str, source: str) -> Policy:
@@ -103,6 +109,32 @@ def parse_policy(text: str, source: str) -> Policy:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{source}: {exc}") from None
+    try:
+        policy = _build(data, source)
+    except PolicyError:
+        raise
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:  # e.g. a number where a list belongs
+        raise PolicyError(f"{source}: malformed policy ({type(exc).__name__}: {exc})") from None
+    _check_types(policy)
+    return policy
+
+
+def _check_types(policy: Policy) -> None:
+    # Values are taken as written; a string where a number belongs would only fail mid-request.
+    for rule in policy.rules:
+        for name in ("min_input_tokens", "max_input_tokens", "min_complexity", "max_complexity"):
+            value = getattr(rule.match, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise PolicyError(f"{policy.source}: rule {rule.name}: match.{name} must be an integer")
+        for name in ("tools", "thinking", "stream"):
+            if not isinstance(getattr(rule.match, name), bool | None):
+                raise PolicyError(f"{policy.source}: rule {rule.name}: match.{name} must be true or false")
+        for name in ("model", "tier", "refuse"):
+            if not isinstance(getattr(rule, name), str | None):
+                raise PolicyError(f"{policy.source}: rule {rule.name}: {name} must be a string")
+
+
+def _build(data: dict[str, Any], source: str) -> Policy:
     tiers = {str(p): {str(t): str(m) for t, m in table.items()} for p, table in data.get("tiers", {}).items()}
     rules = tuple(_rule(raw, i, source, tiers) for i, raw in enumerate(data.get("rules", [])))
     allow = data.get("allow", {})

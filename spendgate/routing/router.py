@@ -47,13 +47,19 @@ class Route:
     trace: tuple[str, ...] = field(default_factory=tuple)  # one line per rule, for `route explain`
 
 
+def complexity_parts(req: RouteRequest) -> dict[str, int]:
+    """The points behind the complexity score, term by term (documented in docs/routing.md)."""
+    return {
+        "input_tokens": min(40, req.input_tokens // 2500),  # +1 per 2.5K input tokens, up to 40
+        "tools": 20 if req.tools else 0,
+        "thinking": 25 if req.thinking else 0,
+        "messages": min(15, req.messages // 4),  # long conversations
+    }
+
+
 def complexity(req: RouteRequest) -> int:
-    """A 0-100 score from what the request carries (documented in docs/routing.md)."""
-    score = min(40, req.input_tokens // 2500)  # +1 per 2.5K input tokens, up to 40
-    score += 20 if req.tools else 0
-    score += 25 if req.thinking else 0
-    score += min(15, req.messages // 4)  # long conversations
-    return min(100, score)
+    """A 0-100 score from what the request carries."""
+    return min(100, sum(complexity_parts(req).values()))
 
 
 class Router:
@@ -81,11 +87,16 @@ class Router:
         return Route(chosen.model, chosen.rule, chosen.reason, chosen.sticky, tuple(trace))
 
     def downgrade(self, req: RouteRequest, route: Route, tier: str) -> Route:
-        """A budget at amber with a downgrade action sends the call to a cheaper tier."""
+        """A budget at amber with a downgrade action sends the call to another tier, if allowed."""
         model = self.policy.tier_model(req.provider, tier)
         if model is None or model == route.model:
             return route
-        return Route(model, f"budget-amber:{tier}", f"budget at amber: downgraded to the {tier} tier")
+        try:
+            return self._allowed(
+                Route(model, f"budget-amber:{tier}", f"budget at amber: downgraded to the {tier} tier"), req
+            )
+        except ClientError:
+            return route  # the allowlist forbids the tier model: keep the routed one
 
     def _first_match(self, req: RouteRequest, trace: list[str] | None) -> Rule | None:
         for rule in self.policy.rules:

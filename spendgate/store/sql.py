@@ -34,6 +34,13 @@ _TOKEN_SUMS = (
     "reasoning_tokens",
 )
 _NAME_TABLES = {"team": "teams", "user": "users", "key": "api_keys", "org": "orgs"}
+# savings --by value -> ledger column; a model's savings are grouped by the model asked for
+_SAVINGS_GROUPS = {
+    "team": "team_id",
+    "use_case": "use_case",
+    "rule": "route_rule",
+    "model": "requested_model",
+}
 
 
 def new_id(prefix: str) -> str:
@@ -136,6 +143,27 @@ class SQLStore(BudgetQueries):
             params,
         )
         return rows
+
+    def savings(self, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
+        if by not in _SAVINGS_GROUPS:
+            raise ValueError(f"--by must be one of {', '.join(_SAVINGS_GROUPS)}")
+        column = _SAVINGS_GROUPS[by]
+        where, params = _period(since, until)
+        name_join, name_expr = "", f"l.{column}"
+        if by in _NAME_TABLES:
+            name_join = f"LEFT JOIN {_NAME_TABLES[by]} n ON n.id = l.{column}"
+            name_expr = f"COALESCE(n.name, l.{column})"
+        # Routed: a rule picked a model other than the one asked for. A row without a
+        # counterfactual (failed, or from before routing) would have cost what it did.
+        return self._query(
+            f"SELECT l.{column} AS id, {name_expr} AS name, COUNT(*) AS requests, "
+            "SUM(CASE WHEN l.route_rule IS NOT NULL AND l.upstream_model <> l.requested_model "
+            "THEN 1 ELSE 0 END) AS routed_requests, SUM(l.cost_nanos) AS cost_nanos, "
+            "SUM(COALESCE(l.counterfactual_cost_nanos, l.cost_nanos)) AS counterfactual_nanos "
+            f"FROM ledger l {name_join} {where.replace('started_at', 'l.started_at')} "
+            f"GROUP BY l.{column}, {name_expr}",
+            params,
+        )
 
     # --- orgs ---
     def create_org(self, name: str) -> Org:

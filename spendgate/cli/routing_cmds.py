@@ -1,0 +1,227 @@
+"""`spendgate route explain|policy` and `spendgate savings`: see routing decisions and what they saved.
+
+`route explain` routes a request body exactly as the gateway would, without calling a provider;
+`savings` reads the ledger. The operations live in `spendgate.admin.routing_service`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from spendgate.admin import routing_service
+from spendgate.cli.admin_cmds import Format, cli_store, console, fail, print_json
+from spendgate.cli.spend_cmd import SpendFormat, to_csv
+from spendgate.config import Settings
+from spendgate.pricing import Pricer
+from spendgate.routing.policy import PolicyError
+
+POLICY_OPTION = typer.Option(
+    None, "--policy", help="A policy TOML file; default: SPENDGATE_ROUTING_POLICY_FILE, else the built-in."
+)
+
+
+class ProviderName(StrEnum):
+    anthropic = "anthropic"
+    openai = "openai"
+
+
+def _load(path: Path | None) -> routing_service.LoadedPolicy:
+    try:
+        return routing_service.load(path or Settings().routing_policy_file)
+    except PolicyError as exc:
+        fail(str(exc))
+
+
+def _read_body(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {source}: {exc.strerror}")
+
+
+def _line(label: str, value: Any) -> None:
+    typer.echo(f"{label:<12} {value}")
+
+
+def _price(view: dict[str, str] | None) -> str:
+    if view is None:
+        return "no price known"
+    return f"${view['input_usd_per_mtok']} in / ${view['output_usd_per_mtok']} out per MTok"
+
+
+def _outcome(result: dict[str, Any]) -> str:
+    if result["outcome"] == "refused":
+        return f"REFUSED ({result['status']}): {result['reason']}"
+    return f"{result['outcome']}: {result['reason']}"
+
+
+def print_explanation(result: dict[str, Any]) -> None:
+    key = result["key"]
+    tags = ",".join(f"{k}={v}" for k, v in sorted(result["tags"].items())) or "-"
+    _line("policy", result["policy"])
+    _line("key", f"{key['name']} (team {key['team'] or '-'}), provider {result['provider']}")
+    _line("use case", f"{result['use_case']}  tags: {tags}  session: {result['session_id'] or '-'}")
+    _line("requested", f"{result['requested_model']}  {_price(result['prices']['requested'])}")
+    if result["routed_model"] is not None:
+        _line("routed", f"{result['routed_model']}  {_price(result['prices']['routed'])}")
+    _line("outcome", _outcome(result))
+    if result["sticky"]:
+        _line("sticky", f"yes: later calls of session {result['session_id']} keep this model")
+    typer.echo("rules")
+    for line in result["trace"] or ["(the policy has no rules)"]:
+        typer.echo(f"  {line}")
+    score, points = result["complexity"], result["complexity"]["points"]
+    _line(
+        "complexity",
+        f"{score['score']} = input ~{score['input_tokens']} tokens +{points['input_tokens']}, "
+        f"tools {'yes' if score['tools'] else 'no'} +{points['tools']}, "
+        f"thinking {'yes' if score['thinking'] else 'no'} +{points['thinking']}, "
+        f"messages {score['messages']} +{points['messages']}",
+    )
+    allow = [
+        f"{a['scope']} {a['name']} ({', '.join(a['models'])}): {a['outcome']}" for a in result["allowlists"]
+    ]
+    _line("allowlists", "; ".join(allow) or "none apply")
+    chain = result["fallbacks"]
+    if chain is None:
+        return
+    where = f", then deployments {', '.join(chain['deployments'])}" if chain["deployments"] else ""
+    _line(
+        "fallbacks",
+        f"{' -> '.join(chain['models'])}{where}; retries {chain['retries']}, "
+        f"backoff {chain['backoff_ms']} ms, on {', '.join(str(s) for s in chain['on_status'])}",
+    )
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={v}" for k, v in value.items()) + "}"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def print_policy(view: dict[str, Any]) -> None:
+    typer.echo(f"policy: {view['source']}")
+    typer.echo("tiers")
+    for provider, tiers in view["tiers"].items():
+        typer.echo(f"  {provider}: " + ", ".join(f"{t}={m}" for t, m in tiers.items()))
+    typer.echo("rules (first match wins; no match: the requested model)")
+    for n, rule in enumerate(view["rules"], 1):
+        models = ", ".join(f"{p}: {m}" for p, m in rule["models"].items())
+        typer.echo(f"  {n}. {rule['name']}: {rule['action']}" + (f" ({models})" if models else ""))
+        match = ", ".join(f"{k}={_plain(v)}" for k, v in rule["match"].items()) or "every request"
+        typer.echo(f"     match {match}" + ("" if rule["sticky"] else "; not sticky"))
+        if rule["why"]:
+            typer.echo(f"     why: {rule['why']}")
+    typer.echo("allowlists")
+    listed = [(s, n, a) for s, lists in view["allow"].items() for n, a in lists.items()]
+    for scope, name, allow in listed:
+        typer.echo(f"  {scope[:-1]} {name}: {', '.join(allow['models'])} (else {allow['on_violation']})")
+    if not listed:
+        typer.echo("  (none)")
+    fallbacks = view["fallbacks"]
+    typer.echo(
+        f"fallbacks: retries {fallbacks['retries']}, backoff {fallbacks['backoff_ms']} ms, "
+        f"on {', '.join(str(s) for s in fallbacks['on_status'])}"
+    )
+    for model, chain in fallbacks["models"].items():
+        typer.echo(f"  {model} -> {' -> '.join(chain)}")
+    for provider, urls in fallbacks["deployments"].items():
+        typer.echo(f"  {provider} deployments: {', '.join(urls)}")
+
+
+def savings_columns(by: str) -> list[str]:
+    return [by, *routing_service.SAVINGS_COLUMNS, "savings_pct"]
+
+
+def _savings_table(rows: Sequence[dict[str, Any]], by: str, title: str) -> None:
+    from rich.table import Table
+
+    numbers = ["requests", "routed_requests", "cost_usd", "counterfactual_usd", "savings_usd", "savings_pct"]
+    table = Table(title=title)
+    table.add_column(by)
+    for name in numbers:
+        table.add_column(name, justify="right")
+
+    def cells(row: dict[str, Any]) -> list[str]:
+        return [str(row[n]) if row[n] is not None else "-" for n in numbers]
+
+    for row in rows:
+        table.add_row("(none)" if row[by] is None else str(row[by]), *cells(row))
+    table.add_section()
+    table.add_row("total", *cells(routing_service.savings_total(rows)), style="bold")
+    console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    route = typer.Typer(help="Model routing: explain a decision, show the policy.", no_args_is_help=True)
+
+    @route.command("explain")
+    def explain(
+        source: str = typer.Argument("-", help="The request body (JSON file), or - for stdin."),
+        key: str = typer.Option(..., "--key", help="The caller's key: its secret, id, name or prefix."),
+        provider: ProviderName = typer.Option(ProviderName.anthropic, "--provider", help="Which API."),
+        header: list[str] = typer.Option([], "--header", help="A request header, 'Name: value'; repeatable."),
+        policy: Path | None = POLICY_OPTION,
+        fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+    ) -> None:
+        """Route a request body as the gateway would (no provider is called) and show why."""
+        loaded = _load(policy)
+        body = _read_body(source)
+        with cli_store() as store:
+            principal = routing_service.resolve_principal(store, key)
+            result = routing_service.explain(
+                loaded,
+                principal,
+                routing_service.provider_for(provider.value),
+                routing_service.parse_headers(header),
+                body,
+                Pricer(Settings().price_overrides_file),
+            )
+        if fmt is Format.json:
+            print_json(result)
+        else:
+            print_explanation(result)
+
+    @route.command("policy")
+    def show_policy(
+        policy: Path | None = POLICY_OPTION,
+        fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+    ) -> None:
+        """Print the policy in force (tiers, rules in order, allowlists, fallbacks); validates a file."""
+        view = routing_service.policy_view(_load(policy))
+        if fmt is Format.json:
+            print_json(view)
+        else:
+            print_policy(view)
+
+    app.add_typer(route, name="route")
+
+    @app.command()
+    def savings(
+        by: str = typer.Option(
+            "team", "--by", help="Group by: " + "|".join(routing_service.SAVINGS_BY) + "."
+        ),
+        since: str | None = typer.Option(None, "--since", help="From this ISO date/datetime (inclusive)."),
+        until: str | None = typer.Option(None, "--until", help="Up to this ISO date/datetime (exclusive)."),
+        fmt: SpendFormat = typer.Option(SpendFormat.table, "--format", help="Output format."),
+    ) -> None:
+        """What routing saved: actual cost against the cost on the models asked for, exact USD."""
+        with cli_store() as store:
+            rows = routing_service.savings_report(store, by, since, until)
+        if fmt is SpendFormat.json:
+            print_json(rows)
+        elif fmt is SpendFormat.csv:
+            typer.echo(to_csv(rows, savings_columns(by)), nl=False)
+        else:
+            period = f"{since or 'start'} .. {until or 'now'}"
+            _savings_table(rows, by, f"Savings by {by} ({period})")

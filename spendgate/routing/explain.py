@@ -1,0 +1,54 @@
+"""What routing sees of a call, shared by the proxy and `spendgate route explain`.
+
+Building the `RouteRequest` in one place keeps `route explain` honest: it routes exactly
+the request the gateway would.
+"""
+
+from __future__ import annotations
+
+from spendgate.attribution import Attribution
+from spendgate.models import Principal
+from spendgate.providers.base import Provider, RequestInfo
+from spendgate.routing.policy import Policy, Rule
+from spendgate.routing.router import RouteRequest, complexity_parts, mismatch
+
+__all__ = ["complexity_parts", "fallback_models", "first_match", "route_request_for"]
+
+
+def route_request_for(
+    provider: Provider, info: RequestInfo, body: bytes, principal: Principal, who: Attribution
+) -> RouteRequest:
+    """The routing view of one parsed, attributed request."""
+    tools, thinking, messages = provider.route_features(info)
+    return RouteRequest(
+        provider=provider.name,
+        model=info.model,
+        use_case=who.use_case,
+        tags=who.tags,
+        team=principal.team_name,
+        key=principal.key_name,
+        input_tokens=len(body) // 4,  # ~4 bytes a token: cheap, and good enough to route on
+        tools=tools,
+        thinking=thinking,
+        stream=info.stream,
+        messages=messages,
+        session=who.session_id,
+        agent=who.agent_id,
+    )
+
+
+def first_match(policy: Policy, req: RouteRequest) -> tuple[Rule | None, tuple[str, ...]]:
+    """The rule that fires and one line per rule evaluated, as `Router.route(explain=True)` traces
+    them; usable when routing refuses the call (the router raises, so its trace is lost)."""
+    trace: list[str] = []
+    for rule in policy.rules:
+        failed = mismatch(rule.match, req)
+        trace.append(f"{rule.name}: " + ("MATCH" if failed is None else f"no ({failed})"))
+        if failed is None:
+            return rule, tuple(trace)
+    return None, tuple(trace)
+
+
+def fallback_models(policy: Policy, model: str) -> tuple[str, ...]:
+    """The models a call to `model` may be tried with, in order (one level, as forward.py plans)."""
+    return (model, *policy.fallbacks.models.get(model, ()))
