@@ -52,7 +52,14 @@ class Proc:
         return "\n".join(text[-lines:])
 
     def wait_ready(self, url: str, timeout_s: float) -> float:
-        """Poll `url` until it answers 2xx; return the seconds it took."""
+        """Poll `url` until it answers 2xx; return the seconds it took. Stops the process on failure."""
+        try:
+            return self._wait_ready(url, timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, url: str, timeout_s: float) -> float:
         started = time.monotonic()
         while True:
             if self.popen.poll() is not None:
@@ -67,7 +74,6 @@ class Proc:
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass
             if time.monotonic() - started > timeout_s:
-                self.stop()
                 raise StartError(
                     f"{self.name} was not ready at {url} after {timeout_s:.0f}s "
                     f"(log: {self.log_path}):\n{self.log_tail()}"
@@ -86,6 +92,8 @@ class Proc:
         return round(total_kb / 1024, 1) if found else None
 
     def stop(self, grace_s: float = 10.0) -> None:
+        if self._log.closed:
+            return
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGTERM)
@@ -99,6 +107,32 @@ class Proc:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)
         self._log.close()
+
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system, all threads) used so far by the process and its descendants."""
+        return sum(cpu_seconds(pid) for pid in [self.pid, *descendants(self.pid)])
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # fields[11], fields[12]: utime, stime (the 14th and 15th fields of the whole line)
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return (sum(values[:8]) - idle) / CLOCK_TICKS
 
 
 def vm_hwm_kb(pid: int) -> int | None:

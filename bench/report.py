@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from rich.console import Console
@@ -14,6 +15,29 @@ SHARE_OF_BARE_MIN = 70.0
 LITELLM_MULTIPLE_MIN = 20.0
 RSS_LIMIT_MB = 150.0
 TARGET_ORDER = ("direct", "bare", "spendgate", "litellm")
+
+
+MEDIAN_FIELDS = ("rps", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "cpu_ms_per_call", "other_cpu_pct")
+
+
+def aggregate(samples: list[Cell]) -> list[Cell]:
+    """One cell per target x mode x concurrency: the median of each figure over the rounds."""
+    groups: dict[tuple[str, str, int], list[Cell]] = {}
+    for sample in samples:
+        groups.setdefault((sample["target"], sample["mode"], sample["concurrency"]), []).append(sample)
+    cells = []
+    for (target, mode, concurrency), runs in groups.items():
+        cell: Cell = {"target": target, "mode": mode, "concurrency": concurrency, "rounds": len(runs)}
+        for name in MEDIAN_FIELDS:
+            values = [r[name] for r in runs if r.get(name) is not None]
+            cell[name] = round(statistics.median(values), 3) if values else None
+        cell["errors"] = sum(int(r.get("errors", 0)) for r in runs)
+        cell["unsent"] = sum(int(r.get("unsent", 0)) for r in runs)
+        cell["ok"] = sum(int(r.get("ok", 0)) for r in runs)
+        cell["peak_rss_mb"] = max((r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb")), default=None)
+        cell["first_error"] = next((r["first_error"] for r in runs if r.get("first_error")), None)
+        cells.append(cell)
+    return cells
 
 
 def find(cells: list[Cell], target: str, mode: str, concurrency: int) -> Cell | None:
@@ -33,9 +57,8 @@ def derive(cells: list[Cell]) -> None:
             if direct and cell.get("p50_ms") is not None and direct.get("p50_ms") is not None
             else None
         )
-        cell["pct_of_bare"] = (
-            round(100 * cell["rps"] / bare["rps"], 1) if bare and bare.get("rps") and "rps" in cell else None
-        )
+        has_rps = bare is not None and bare.get("rps") and cell.get("rps")
+        cell["pct_of_bare"] = round(100 * cell["rps"] / bare["rps"], 1) if bare and has_rps else None
 
 
 def evaluate(cells: list[Cell], modes: list[str], concurrencies: list[int]) -> list[dict[str, Any]]:
@@ -93,7 +116,7 @@ def fmt(value: Any, spec: str = ".1f", signed: bool = False) -> str:
 def print_tables(console: Console, cells: list[Cell], targets: list[dict[str, Any]], title: str) -> None:
     table = Table(title=title, title_justify="left")
     for name in ("target", "mode", "conc", "req/s", "p50 ms", "p99 ms", "+p50 vs direct ms", "% of bare",
-                 "peak RSS MB", "errors"):
+                 "CPU ms/call", "peak RSS MB", "errors", "other CPU %"):
         table.add_column(name, justify="left" if name in ("target", "mode") else "right")
     order = {name: i for i, name in enumerate(TARGET_ORDER)}
     rows = sorted(cells, key=lambda c: (c["mode"], c["concurrency"], order.get(c["target"], 99)))
@@ -103,12 +126,16 @@ def print_tables(console: Console, cells: list[Cell], targets: list[dict[str, An
         if previous is not None and group != previous:
             table.add_section()
         previous = group
-        errors = cell.get("errors", 0)
+        errors, unsent = cell.get("errors", 0), cell.get("unsent", 0)
+        shown_errors = f"[red]{errors}[/red]" if errors else "0"
+        if unsent:
+            shown_errors += f" [yellow](+{unsent} unsent: time cap)[/yellow]"
         table.add_row(
             cell["target"], cell["mode"], str(cell["concurrency"]), fmt(cell.get("rps"), ".0f"),
             fmt(cell.get("p50_ms"), ".2f"), fmt(cell.get("p99_ms"), ".2f"),
             fmt(cell.get("added_p50_ms"), ".2f", signed=True), fmt(cell.get("pct_of_bare"), ".0f"),
-            fmt(cell.get("peak_rss_mb"), ".0f"), f"[red]{errors}[/red]" if errors else "0",
+            fmt(cell.get("cpu_ms_per_call"), ".2f"), fmt(cell.get("peak_rss_mb"), ".0f"),
+            shown_errors, fmt(cell.get("other_cpu_pct"), ".0f"),
         )
     console.print(table)
     goals = Table(title="Targets from the issue (Spendgate)", title_justify="left")

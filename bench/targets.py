@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
+import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +20,7 @@ from harness import HOST, Proc, StartError, free_port, run_json
 BENCH = Path(__file__).resolve().parent
 LITELLM_VENV = BENCH / ".litellm-venv"
 LITELLM_CONFIG = BENCH / "litellm_config.yaml"
-LITELLM_MASTER_KEY = "sk-bench-3f0c1e9a7b5d4c2e8f6a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e"
+LITELLM_MASTER_KEY = "sk-bench-" + secrets.token_hex(32)  # fresh each run; LiteLLM refuses weak keys
 FAKE_ANTHROPIC_KEY = "fake-anthropic-key"
 FAKE_OPENAI_KEY = "fake-openai-key"
 READY_TIMEOUT_S = 30.0
@@ -31,10 +36,13 @@ class Target:
     proc: Proc | None = None  # None: nothing of ours runs for it (direct)
     startup_s: float | None = None
     notes: list[str] = field(default_factory=list)
+    workdir: Path | None = None  # removed on stop
 
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.stop()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def base_env() -> dict[str, str]:
@@ -117,14 +125,37 @@ def mint_key(env: dict[str, str]) -> str:
 
 def start_spendgate(logs: Path, fake: Target) -> Target:
     workdir = Path(tempfile.mkdtemp(prefix="spendgate-bench-"))
-    env = spendgate_env(workdir, fake)
-    key = mint_key(env)
-    port = free_port()
-    argv = [sys.executable, "-m", "spendgate", "serve", "--host", HOST, "--port", str(port)]
-    proc = Proc("spendgate", argv, env, logs / "spendgate.log")
-    url = f"http://{HOST}:{port}"
-    startup = proc.wait_ready(f"{url}/healthz", READY_TIMEOUT_S)
-    return Target("spendgate", url, key, proc, startup, [f"database and spool in {workdir}"])
+    try:
+        env = spendgate_env(workdir, fake)
+        key = mint_key(env)
+        port = free_port()
+        argv = [sys.executable, "-m", "spendgate", "serve", "--host", HOST, "--port", str(port)]
+        proc = Proc("spendgate", argv, env, logs / "spendgate.log")
+        url = f"http://{HOST}:{port}"
+        startup = proc.wait_ready(f"{url}/healthz", READY_TIMEOUT_S)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    notes = ["fresh SQLite database and spool in a temporary folder"]
+    return Target("spendgate", url, key, proc, startup, notes, workdir)
+
+
+def ledger_rows(target: Target, expected: int, wait_s: float = 5.0) -> int | None:
+    """Rows in a Spendgate target's ledger, once the writer has caught up (at most `wait_s`)."""
+    if target.workdir is None:
+        return None
+    db = target.workdir / "spendgate.db"
+    deadline = time.monotonic() + wait_s
+    count = None
+    while True:
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
+                count = int(conn.execute("SELECT count(*) FROM ledger").fetchone()[0])
+        except sqlite3.Error:
+            count = None
+        if (count is not None and count >= expected) or time.monotonic() > deadline:
+            return count
+        time.sleep(0.2)
 
 
 def ensure_litellm(logs: Path) -> Path:
@@ -145,7 +176,8 @@ def ensure_litellm(logs: Path) -> Path:
             rc = -1
     if rc != 0 or not exe.exists():
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-10:])
-        raise StartError(f"bench/setup_litellm.sh failed (exit {rc}; log: {log}):\n{tail}")
+        what = f"exited with {rc}" if rc != 0 else f"did not leave {exe}"
+        raise StartError(f"bench/setup_litellm.sh {what} (log: {log}):\n{tail}")
     return exe
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 
@@ -13,12 +14,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from spendgate import __version__
+from spendgate.alerts.config import load_alerts_config
+from spendgate.alerts.scheduler import run_alerts_forever
 from spendgate.auth import Keyring
 from spendgate.budgets.counters import Counters, LocalCounters
 from spendgate.budgets.enforcer import BudgetEnforcer
 from spendgate.config import Settings
 from spendgate.gateway import Gateway
 from spendgate.ledger import Journal, LedgerWriter, recover_journals
+from spendgate.metrics import CONTENT_TYPE, Metrics
 from spendgate.passthrough import relay, wants_anthropic
 from spendgate.pricing import Pricer
 from spendgate.providers.anthropic import AnthropicProvider
@@ -71,6 +75,7 @@ def build_gateway(settings: Settings) -> Gateway:
         ledger=ledger,
         budgets=budgets,
         router=Router(load_policy(settings.routing_policy_file)),
+        metrics=Metrics(ledger, budgets, store),
     )
 
 
@@ -89,6 +94,8 @@ def build_counters(settings: Settings) -> Counters:
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     gw = build_gateway(settings)
+    # A broken alerts file stops start-up here, not silently in a background task.
+    alerts_config = load_alerts_config(settings.alerts_file) if settings.alerts_file else None
     anthropic_root = settings.anthropic_base_url.rstrip("/")
     openai_root = settings.openai_base_url.rstrip("/")
 
@@ -115,6 +122,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
             {"status": "ok", "version": __version__, "ledger_queue_depth": gw.ledger.queue_depth}
         )
 
+    metrics_token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+
+    async def metrics(request: Request) -> Response:
+        # Unauthenticated unless SPENDGATE_METRICS_TOKEN is set: expose it to the monitoring network only.
+        if metrics_token is not None:
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").encode()
+            if not hmac.compare_digest(given, metrics_token.encode()):
+                return Response("metrics need Authorization: Bearer <SPENDGATE_METRICS_TOKEN>\n", 401)
+        return Response(await gw.metrics.render(), headers={"content-type": CONTENT_TYPE})
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gw.upstream.start()
@@ -122,12 +139,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
         background = [
             asyncio.create_task(gw.keyring.refresh_forever()),
             asyncio.create_task(gw.budgets.maintain_forever(settings.budget_refresh_s)),
+            asyncio.create_task(
+                run_alerts_forever(
+                    gw.store, settings, config=alerts_config, on_result=gw.metrics.alert_delivered
+                )
+            ),
         ]
         try:
             yield
         finally:
             for task in background:
                 task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await gw.budgets.drain()
             await gw.budgets.counters.close()
             await gw.upstream.close()
@@ -143,6 +166,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/v1/models", models, methods=["GET"]),
         Route("/api/hello", hello, methods=["GET", "HEAD"]),
         Route("/healthz", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         Mount("/admin", app=create_admin_app(gw)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

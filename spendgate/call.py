@@ -47,6 +47,7 @@ class Call:
         self.request_id = new_request_id()
         self.started = time.time()
         self.first_byte: float | None = None
+        self.forwarded: float | None = None  # when the first attempt left for the provider
         self.endpoint = request.url.path
         self.request = request
         self.principal: Principal | None = None
@@ -261,49 +262,54 @@ class Call:
         if self.rate_held:
             self.gw.budgets.rate_release(p, usage.total_input + usage.output_tokens)
             self.rate_held = False
-        self.gw.ledger.record(
-            LedgerRow(
-                request_id=self.request_id,
-                provider=self.provider.name,
-                endpoint=self.endpoint,
-                started_at=from_epoch(self.started),
-                first_byte_at=from_epoch(self.first_byte) if self.first_byte else None,
-                ended_at=from_epoch(time.time()),
-                status_code=status_code,
-                status=status,
-                use_case=w.use_case,
-                org_id=p.org_id,
-                team_id=p.team_id,
-                user_id=p.user_id,
-                key_id=p.key_id,
-                cost_center=p.cost_center,
-                tags=w.tags,
-                session_id=w.session_id,
-                agent_id=w.agent_id,
-                parent_agent_id=w.parent_agent_id,
-                client_request_id=w.client_request_id,
-                requested_model=self.info.model,
-                upstream_model=self.model,
-                response_model=result.response_model,
-                input_tokens=usage.input_tokens,
-                cache_write_5m_tokens=usage.cache_write_5m_tokens,
-                cache_write_1h_tokens=usage.cache_write_1h_tokens,
-                cache_read_tokens=usage.cache_read_tokens,
-                output_tokens=usage.output_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
-                web_search_requests=usage.web_search_requests,
-                cost_nanos=cost_nanos,
-                price_ref=self.price.ref if self.price else None,
-                pricing_tier=tier,
-                estimated=result.estimated,
-                streamed=streamed,
-                error_type=result.error_type,
-                upstream_request_id=self.upstream_request_id,
-                user_agent=w.user_agent,
-                budget_note=note,
-                route_rule=self.route_rule,
-                counterfactual_cost_nanos=self.counterfactual_nanos,
-                attempts=max(self.attempts, 1),
-                fallback_from=self.fallback_from,
-            )
+        ended = time.time()
+        row = LedgerRow(
+            request_id=self.request_id,
+            provider=self.provider.name,
+            endpoint=self.endpoint,
+            started_at=from_epoch(self.started),
+            first_byte_at=from_epoch(self.first_byte) if self.first_byte else None,
+            ended_at=from_epoch(ended),
+            status_code=status_code,
+            status=status,
+            use_case=w.use_case,
+            org_id=p.org_id,
+            team_id=p.team_id,
+            user_id=p.user_id,
+            key_id=p.key_id,
+            cost_center=p.cost_center,
+            tags=w.tags,
+            session_id=w.session_id,
+            agent_id=w.agent_id,
+            parent_agent_id=w.parent_agent_id,
+            client_request_id=w.client_request_id,
+            requested_model=self.info.model,
+            upstream_model=self.model,
+            response_model=result.response_model,
+            input_tokens=usage.input_tokens,
+            cache_write_5m_tokens=usage.cache_write_5m_tokens,
+            cache_write_1h_tokens=usage.cache_write_1h_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            output_tokens=usage.output_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            web_search_requests=usage.web_search_requests,
+            cost_nanos=cost_nanos,
+            price_ref=self.price.ref if self.price else None,
+            pricing_tier=tier,
+            estimated=result.estimated,
+            streamed=streamed,
+            error_type=result.error_type,
+            upstream_request_id=self.upstream_request_id,
+            user_agent=w.user_agent,
+            budget_note=note,
+            route_rule=self.route_rule,
+            counterfactual_cost_nanos=self.counterfactual_nanos,
+            attempts=max(self.attempts, 1),
+            fallback_from=self.fallback_from,
         )
+        self.gw.ledger.record(row)
+        # upstream time: first attempt to the last byte read (JSON: first_byte is set after the body)
+        upstream_s = None
+        if self.forwarded is not None:
+            upstream_s = (ended if streamed or self.first_byte is None else self.first_byte) - self.forwarded
+        self.gw.metrics.observe_call(row, p.team_name, ended - self.started, upstream_s)

@@ -81,6 +81,23 @@ class Settings(BaseSettings):
     budget_default_max_tokens: int = Field(
         16384, description="Output tokens reserved for a call that does not set max_tokens."
     )
+    alerts_file: Path | None = Field(
+        None,
+        description="TOML file for anomaly detection and alert channels (Slack, PagerDuty, webhook, "
+        "email) routed per team; alerts are off when unset.",
+    )
+    alerts_interval_s: float = Field(
+        300.0, description="How often the alert loop runs its checks (intraday burn rate, daily check)."
+    )
+    alerts_retry_attempts: int = Field(5, description="Attempts to deliver one alert to one channel.")
+    alerts_retry_base_s: float = Field(
+        2.0, description="First retry delay of an alert delivery; it doubles on each further attempt."
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token Prometheus must send to GET /metrics; unset: /metrics is open "
+        "(expose it to the monitoring network only).",
+    )
 
     def sqlite_path(self) -> Path | None:
         if self.database_url.startswith("sqlite:///"):

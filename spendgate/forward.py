@@ -9,6 +9,7 @@ that provider, then each fallback model the policy names for it.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 
@@ -38,6 +39,8 @@ async def forward(call: Call, body: bytes, path: str, query: str) -> aiohttp.Cli
             call.use_model(model, call.route_rule)
             call.fallback_from = first_model
         call.attempts += 1
+        if call.forwarded is None:
+            call.forwarded = time.time()  # the call leaves the gateway: upstream time starts
         if retry:
             await asyncio.sleep(policy.backoff_ms / 1000 * 2 ** (retry - 1))
         try:

@@ -8,6 +8,7 @@ from spendgate.auth import Keyring
 from spendgate.budgets.enforcer import BudgetEnforcer
 from spendgate.config import Settings
 from spendgate.ledger import LedgerWriter
+from spendgate.metrics import Metrics
 from spendgate.pricing import Pricer
 from spendgate.providers.anthropic import AnthropicProvider
 from spendgate.providers.openai import OpenAIProvider
@@ -28,3 +29,4 @@ class Gateway:
     ledger: LedgerWriter
     budgets: BudgetEnforcer
     router: Router
+    metrics: Metrics

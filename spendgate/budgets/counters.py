@@ -66,6 +66,14 @@ class Counters(Protocol):
 
     async def rate_release(self, key_id: str, tokens: int, concurrency: bool) -> None: ...
 
+    async def snapshot(self, counters: list[str]) -> list[tuple[int, int] | None]:
+        """Read-only: (spent, reserved) per counter, None for one that does not exist (for /metrics)."""
+        ...
+
+    async def reservations_in_flight(self) -> int:
+        """Read-only: reservations not yet settled or released (for /metrics)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -181,6 +189,17 @@ class LocalCounters:
             self._tokens.setdefault(key_id, deque()).append((time.monotonic(), tokens))
         if concurrency and self._in_flight.get(key_id, 0) > 0:
             self._in_flight[key_id] -= 1
+
+    async def snapshot(self, counters: list[str]) -> list[tuple[int, int] | None]:
+        now = time.time()
+        found = [self._counters.get(name) for name in counters]
+        return [
+            None if c is None or (c.expires <= now and c.reserved <= 0) else (c.spent, c.reserved)
+            for c in found
+        ]
+
+    async def reservations_in_flight(self) -> int:
+        return len(self._reservations)
 
     async def close(self) -> None:
         return None

@@ -120,6 +120,16 @@ class BudgetEnforcer:
                 out.append((budget, None))
         return out
 
+    def current_windows(self, now: float) -> list[tuple[Budget, Window, str]]:
+        """Read-only, for /metrics: each budget's current period and its counter (session budgets,
+        one counter per session, are left out)."""
+        out = []
+        for budget in self._budgets:
+            window = self._window(budget, now) if budget.scope_type != "session" else None
+            if window is not None:
+                out.append((budget, window, f"b:{budget.id}:{window.key}"))
+        return out
+
     # --- the call path ---
     async def reserve(self, scope: CallScope, worst_nanos: int) -> Decision:
         now = time.time()

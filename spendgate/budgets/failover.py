@@ -120,6 +120,18 @@ class FailoverCounters:
                 lambda: self.local.rate_release(key_id, tokens, concurrency),
             )
 
+    async def snapshot(self, counters: list[str]) -> list[tuple[int, int] | None]:
+        return await self._call(
+            lambda: self.primary.snapshot(counters), lambda: self.local.snapshot(counters)
+        )
+
+    async def reservations_in_flight(self) -> int:
+        local = await self.local.reservations_in_flight()
+        try:
+            return local + await self._call(self.primary.reservations_in_flight, _zero)
+        except CountersUnavailable:
+            return local
+
     async def close(self) -> None:
         await self.primary.close()
 

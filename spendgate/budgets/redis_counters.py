@@ -366,6 +366,18 @@ class RedisCounters:
         keys = [self._rate_key(kind, key_id) for kind in ("rt", "rs", "rc")]
         await self._rate_release(keys=keys, args=[str(tokens), 1 if concurrency else 0, secrets.token_hex(6)])
 
+    async def snapshot(self, counters: list[str]) -> list[tuple[int, int] | None]:
+        if not counters:
+            return []
+        async with self._client.pipeline(transaction=False) as pipe:
+            for name in counters:
+                pipe.hmget(self._counter_key(name), "s", "r")
+            replies = await pipe.execute()
+        return [None if s is None else (int(s), int(r or 0)) for s, r in replies]
+
+    async def reservations_in_flight(self) -> int:
+        return int(await self._client.zcard(self._expiry_key()))
+
     async def close(self) -> None:
         await self._client.aclose()
 

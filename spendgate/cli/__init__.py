@@ -9,6 +9,7 @@ import typer
 
 from spendgate.cli import (
     admin_cmds,
+    alert_cmds,
     budget_cmds,
     demo_cmd,
     fake_cmd,
@@ -26,7 +27,7 @@ def build_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
-    modules = (serve_cmd, admin_cmds, budget_cmds, spend_cmd, routing_cmds, demo_cmd, fake_cmd)
+    modules = (serve_cmd, admin_cmds, budget_cmds, spend_cmd, routing_cmds, alert_cmds, demo_cmd, fake_cmd)
     for module in modules:
         module.register(app)
     return app

@@ -68,7 +68,10 @@ class LedgerWriter:
             batch: list[tuple[LedgerRow, Segment]] = []
             events: list[BudgetEvent] = []
             item = self._queue.get()
-            deadline = time.monotonic() + self._interval
+            if item is not _STOP:
+                # Let rows gather for one interval, then take them all: the thread wakes once per
+                # batch rather than once per call (each wake-up costs the event loop the GIL).
+                time.sleep(self._interval)
             while True:
                 if item is _STOP:
                     stopping = True
@@ -80,13 +83,8 @@ class LedgerWriter:
                     batch.append(item)
                 if len(batch) >= self._batch_size:
                     break
-                remaining = deadline - time.monotonic()
                 try:
-                    item = (
-                        self._queue.get(timeout=max(remaining, 0))
-                        if remaining > 0
-                        else self._queue.get_nowait()
-                    )
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
             if batch:

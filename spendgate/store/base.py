@@ -117,3 +117,46 @@ class Store(Protocol):
     def list_exemptions(self, status: str | None = None) -> list[Exemption]: ...
     def set_key_limits(self, ref: str, rpm: int | None, tpm: int | None, concurrency: int | None) -> None: ...
 
+    # --- alerts (see store/sql_alerts.py) ---
+    def spend_hourly(
+        self, by: str, since: str, until: str, where: tuple[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Spend per group value and UTC hour ('2026-11-28T16'): rows of value, hour, cost_nanos."""
+        ...
+
+    def spend_totals(
+        self, by: str, since: str, until: str, where: tuple[str, str] | None = None
+    ) -> dict[str | None, int]: ...
+    def open_alert(
+        self,
+        *,
+        alert_key: str,
+        kind: str,
+        group_by: str,
+        group_value: str,
+        day: str,
+        summary: str,
+        details: dict[str, Any],
+        opened_at: str,
+    ) -> str | None:
+        """The new alert's id, or None when an alert with this key already exists."""
+        ...
+
+    def resolve_alert(self, alert_id: str, resolved_at: str, note: str) -> bool: ...
+    def list_alerts(
+        self, status: str | None = None, kind: str | None = None, since: str | None = None
+    ) -> list[dict[str, Any]]: ...
+    def alert_keys(self, keys: Sequence[str]) -> set[str]: ...
+    def record_alert_delivery(
+        self,
+        *,
+        alert_id: str,
+        channel: str,
+        action: str,
+        attempt: int,
+        status: str,
+        at: str,
+        http_status: int | None = None,
+        error: str | None = None,
+    ) -> None: ...
+    def list_alert_deliveries(self, alert_id: str | None = None) -> list[dict[str, Any]]: ...

@@ -18,6 +18,7 @@ import orjson
 from spendgate.clock import utc_now_iso
 from spendgate.models import LEDGER_COLUMNS, SPEND_GROUPS, ApiKey, LedgerRow, Org, Principal, Team, User
 from spendgate.store.base import Conflict, NotFound
+from spendgate.store.sql_alerts import AlertQueries
 from spendgate.store.sql_budgets import BudgetQueries
 
 # Only a repeated request id is ignored (a journal replay); any other violation is an error.
@@ -47,7 +48,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
 
-class SQLStore(BudgetQueries):
+class SQLStore(BudgetQueries, AlertQueries):
     """Subclasses set `placeholder` and implement `_connect`, `_rows`, `_is_unique_violation`
     and `migrate`."""
 

@@ -1,0 +1,1 @@
+"""Anomaly detection and alert delivery: detector (pure), channels, delivery with retries, the loop."""

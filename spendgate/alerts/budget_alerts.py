@@ -1,0 +1,169 @@
+"""Budget tier crossings and the month-end forecast, carried by the same channels as anomalies.
+
+Each tier event is delivered once (its alert key is unique); the forecast fires once per budget and
+month, when month-to-date spend plus the recent daily run-rate over the days left passes the budget.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from spendgate.alerts.anomalies import Names, Outgoing, usd
+from spendgate.alerts.channels import AlertMessage
+from spendgate.alerts.config import AlertsConfig, Channel
+from spendgate.budgets.model import Budget, window_for
+from spendgate.clock import iso
+from spendgate.store.base import Store
+
+_SEVERITY = {"alert": "warning", "amber": "error", "hard": "critical"}
+# Events older than this when first seen are history, not news (e.g. alerts just switched on).
+EVENT_HORIZON = timedelta(days=1)
+
+
+def _route(config: AlertsConfig, scope_type: str, scope_value: str, names: Names) -> list[Channel]:
+    if scope_type in ("team", "user", "key"):
+        return config.channels_for(scope_value, names.of(scope_type, scope_value))
+    return config.channels_for(scope_value)
+
+
+def _scope(scope_type: str, scope_value: str, names: Names) -> str:
+    return f"{scope_type} {names.of(scope_type, scope_value)}"
+
+
+def plan_budget_events(store: Store, config: AlertsConfig, now: datetime, names: Names) -> list[Outgoing]:
+    events = store.list_budget_events(since=iso(now - EVENT_HORIZON))
+    keys = {f"budget:{e['budget_id']}:{e['period_key']}:{e['tier']}": e for e in events}
+    seen = store.alert_keys(list(keys))
+    out: list[Outgoing] = []
+    for key, e in keys.items():
+        if key in seen:
+            continue
+        scope = _scope(e["scope_type"], e["scope_value"], names)
+        observed = " (observe mode: nothing was blocked)" if e["observed"] else ""
+        title = f"Budget {e['budget']} crossed its {e['tier']} tier ({e['percent']}%)"
+        summary = (
+            f"Budget {e['budget']} ({scope}, {e['period_key']}): spend {usd(int(e['spend_nanos']))} passed "
+            f"the {e['tier']} tier at {e['percent']}% ({usd(int(e['limit_nanos']))}){observed}."
+        )
+        details: dict[str, Any] = {
+            "budget": e["budget"],
+            "budget_id": e["budget_id"],
+            "scope": scope,
+            "period": e["period_key"],
+            "tier": e["tier"],
+            "percent": e["percent"],
+            "spend_usd": round(int(e["spend_nanos"]) / 1e9, 2),
+            "threshold_usd": round(int(e["limit_nanos"]) / 1e9, 2),
+            "observed": bool(e["observed"]),
+            "crossed_at": e["crossed_at"],
+        }
+        alert_id = store.open_alert(
+            alert_key=key,
+            kind="budget",
+            group_by="budget",
+            group_value=e["budget_id"],
+            day=e["period_key"],
+            summary=summary,
+            details={**details, "title": title},
+            opened_at=iso(now),
+        )
+        if alert_id is None:
+            continue
+        msg = AlertMessage(
+            alert_id=alert_id,
+            kind="budget",
+            action="trigger",
+            title=title,
+            summary=summary,
+            dedup_key=f"spendgate:budget:{e['budget_id']}:{e['period_key']}:{e['tier']}",
+            severity=_SEVERITY.get(e["tier"], "warning"),
+            group=f"budget:{e['budget']}",
+            command="spendgate budgets list",
+            details=details,
+            at=iso(now),
+        )
+        out.append((msg, _route(config, e["scope_type"], e["scope_value"], names)))
+    return out
+
+
+def forecast(store: Store, budget: Budget, now: datetime, run_rate_days: int) -> dict[str, Any] | None:
+    """Month-end projection for a monthly budget: month-to-date + daily run-rate x days left (from now)."""
+    window = window_for(budget, now)
+    if budget.period != "month" or budget.scope_type == "session" or window is None:
+        return None
+    mtd = store.budget_spend(budget.scope_type, budget.scope_value, window.start_iso, iso(now))
+    # The run-rate: the last N whole days in the budget's time zone (today is partial).
+    midnight = now.astimezone(ZoneInfo(budget.timezone)).replace(hour=0, minute=0, second=0, microsecond=0)
+    recent_start = midnight - timedelta(days=run_rate_days)
+    recent = store.budget_spend(budget.scope_type, budget.scope_value, iso(recent_start), iso(midnight))
+    rate = recent / run_rate_days
+    days_left = max((window.end - now).total_seconds() / 86400, 0.0)
+    projected = mtd + rate * days_left
+    return {
+        "period": window.key,
+        "mtd_nanos": mtd,
+        "rate_nanos": rate,
+        "days_left": days_left,
+        "projected_nanos": projected,
+    }
+
+
+def plan_forecasts(store: Store, config: AlertsConfig, now: datetime, names: Names) -> list[Outgoing]:
+    out: list[Outgoing] = []
+    for budget in store.list_budgets():
+        found = forecast(store, budget, now, config.detect.forecast_days)
+        if found is None or found["projected_nanos"] <= budget.amount_nanos:
+            continue
+        if found["projected_nanos"] < config.detect.min_spend_nanos:
+            continue
+        key = f"forecast:{budget.id}:{found['period']}"
+        if store.alert_keys([key]):
+            continue
+        scope = _scope(budget.scope_type, budget.scope_value, names)
+        title = f"Budget {budget.name} is on track to overrun: {usd(found['projected_nanos'])} projected"
+        summary = (
+            f"Budget {budget.name} ({scope}, {found['period']}): {usd(found['mtd_nanos'])} so far, "
+            f"{usd(found['rate_nanos'])}/day over the last {config.detect.forecast_days} days, "
+            f"{found['days_left']:.1f} days left: {usd(found['projected_nanos'])} projected vs a budget of "
+            f"{usd(budget.amount_nanos)} ({found['projected_nanos'] / budget.amount_nanos:.0%})."
+        )
+        details = {
+            "budget": budget.name,
+            "budget_id": budget.id,
+            "scope": scope,
+            "period": found["period"],
+            "month_to_date_usd": round(found["mtd_nanos"] / 1e9, 2),
+            "run_rate_usd_per_day": round(found["rate_nanos"] / 1e9, 2),
+            "days_left": round(found["days_left"], 2),
+            "projected_usd": round(found["projected_nanos"] / 1e9, 2),
+            "budget_usd": round(budget.amount_nanos / 1e9, 2),
+        }
+        alert_id = store.open_alert(
+            alert_key=key,
+            kind="forecast",
+            group_by="budget",
+            group_value=budget.id,
+            day=found["period"],
+            summary=summary,
+            details={**details, "title": title},
+            opened_at=iso(now),
+        )
+        if alert_id is None:
+            continue
+        msg = AlertMessage(
+            alert_id=alert_id,
+            kind="forecast",
+            action="trigger",
+            title=title,
+            summary=summary,
+            dedup_key=f"spendgate:forecast:{budget.id}:{found['period']}",
+            severity="warning",
+            group=f"budget:{budget.name}",
+            command="spendgate budgets list",
+            details=details,
+            at=iso(now),
+        )
+        out.append((msg, _route(config, budget.scope_type, budget.scope_value, names)))
+    return out

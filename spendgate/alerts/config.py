@@ -1,0 +1,150 @@
+"""The alerts file (SPENDGATE_ALERTS_FILE): detection settings, channels and per-team routes.
+
+Any string value written as ``env:NAME`` is read from the environment variable NAME, so secrets
+(webhook URLs, routing keys, SMTP passwords) need not sit in the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from datetime import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from spendgate.pricing import NANOS_PER_USD
+from spendgate.store.sql_alerts import ALERT_COLUMNS
+
+CHANNEL_TYPES = ("slack", "pagerduty", "webhook", "email")
+PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
+
+
+def usd_nanos(value: float | int | str) -> int:
+    from decimal import Decimal
+
+    return int(Decimal(str(value)) * NANOS_PER_USD)
+
+
+@dataclass(frozen=True, slots=True)
+class DetectParams:
+    """How the detector decides; every field has the default docs/alerts.md explains."""
+
+    by: str = "team"
+    threshold: float = 3.0
+    check_time: time = time(16, 0)
+    timezone: str = "UTC"
+    baseline_days: int = 7
+    same_weekday_weeks: int = 0  # > 0: baseline = the same weekday over the last N weeks
+    min_baseline_nanos: int = usd_nanos(5)  # a smaller baseline counts as this much
+    min_spend_nanos: int = usd_nanos(20)  # never alert below this spend
+    min_history_days: int = 3  # fewer days with spend in the baseline window: "no history"
+    new_floor_nanos: int = usd_nanos(100)  # a group with no history alerts only above this
+    burn_window_hours: float = 2.0
+    burn_day_fraction: float = 1.0  # burn alert: the window spent this many baseline days
+    forecast: bool = True
+    forecast_days: int = 7  # run-rate window of the month-end forecast
+    budget_events: bool = True
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    name: str
+    type: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return self.options.get(name, default)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    detect: DetectParams = field(default_factory=DetectParams)
+    channels: dict[str, Channel] = field(default_factory=dict)
+    routes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # team name/id (or value) -> channels
+
+    def channels_for(self, *refs: str | None) -> list[Channel]:
+        """The channels routed to the first ref that has a route (a team id, then its name), else default."""
+        for ref in refs:
+            if ref is not None and ref in self.routes:
+                return [self.channels[name] for name in self.routes[ref]]
+        return [self.channels[name] for name in self.routes.get("default", ())]
+
+
+def load_alerts_config(path: Path | None) -> AlertsConfig:
+    if path is None:
+        return AlertsConfig()
+    with path.open("rb") as handle:
+        return parse_alerts_config(tomllib.load(handle))
+
+
+def parse_alerts_config(data: dict[str, Any]) -> AlertsConfig:
+    data = _resolve_env(data)
+    unknown = set(data) - {"detect", "channels", "routes"}
+    if unknown:
+        raise ValueError(f"unknown sections in the alerts file: {', '.join(sorted(unknown))}")
+    detect = _detect(data.get("detect", {}))
+    channels: dict[str, Channel] = {}
+    for name, options in data.get("channels", {}).items():
+        kind = options.get("type")
+        if kind not in CHANNEL_TYPES:
+            raise ValueError(f"channel {name!r}: type must be one of {', '.join(CHANNEL_TYPES)}")
+        required = {"slack": ("url",), "pagerduty": ("routing_key",), "webhook": ("url", "secret")}
+        required["email"] = ("host", "from", "to")
+        missing = [key for key in required[kind] if not options.get(key)]
+        if missing:
+            raise ValueError(f"channel {name!r} ({kind}) needs {', '.join(missing)}")
+        channels[name] = Channel(name, kind, {k: v for k, v in options.items() if k != "type"})
+    routes: dict[str, tuple[str, ...]] = {}
+    for ref, names in data.get("routes", {}).items():
+        names = [names] if isinstance(names, str) else list(names)
+        for name in names:
+            if name not in channels:
+                raise ValueError(f"route {ref!r} names an unknown channel {name!r}")
+        routes[ref] = tuple(names)
+    return AlertsConfig(detect=detect, channels=channels, routes=routes)
+
+
+def _detect(raw: dict[str, Any]) -> DetectParams:
+    defaults = DetectParams()
+    values: dict[str, Any] = {}
+    money = {"min_baseline_usd", "min_spend_usd", "new_floor_usd"}
+    for key, value in raw.items():
+        if key in money:
+            values[key.removesuffix("_usd") + "_nanos"] = usd_nanos(value)
+        elif key == "check_time":
+            values[key] = time.fromisoformat(str(value))
+        elif key in DetectParams.__dataclass_fields__ and not key.endswith("_nanos"):
+            values[key] = type(getattr(defaults, key))(value)
+        else:
+            raise ValueError(f"unknown [detect] setting {key!r}")
+    params = DetectParams(**values)
+    if params.by not in ALERT_COLUMNS:
+        raise ValueError(f"[detect] by must be one of {', '.join(ALERT_COLUMNS)}")
+    if params.threshold <= 1:
+        raise ValueError("[detect] threshold must be above 1")
+    if params.baseline_days < 1 or params.same_weekday_weeks < 0:
+        raise ValueError("[detect] baseline_days must be >= 1 and same_weekday_weeks >= 0")
+    try:
+        ZoneInfo(params.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"[detect] unknown time zone {params.timezone!r}") from None
+    return params
+
+
+def _resolve_env(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _resolve_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v) for v in value]
+    if isinstance(value, str) and value.startswith("env:"):
+        name = value.removeprefix("env:")
+        if name not in os.environ:
+            raise ValueError(f"the alerts file refers to {name}, which is not set")
+        return os.environ[name]
+    return value

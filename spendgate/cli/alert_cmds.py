@@ -1,0 +1,238 @@
+"""`spendgate alerts ...` (check, list, deliveries, detail) and `spendgate anomalies backtest`.
+
+`alerts check` runs one pass of the loop the gateway runs (useful from cron and in tests) and waits
+for its deliveries; the other commands read the alerts tables and the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import typer
+
+from spendgate.alerts.anomalies import Names, contributor_line, explain, usd
+from spendgate.alerts.backtest import backtest
+from spendgate.alerts.config import AlertsConfig, load_alerts_config
+from spendgate.alerts.scheduler import PassResult, check_once, deliverer_for
+from spendgate.cli.admin_cmds import FORMAT_OPTION, Format, cli_store, fail, print_json, print_table
+from spendgate.config import Settings
+from spendgate.store.base import Store
+from spendgate.store.sql_alerts import ALERT_COLUMNS
+
+NOW_OPTION = typer.Option(None, "--now", help="Pretend it is this ISO time (UTC unless it has an offset).")
+
+
+def _moment(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _config(settings: Settings) -> AlertsConfig:
+    try:
+        return load_alerts_config(settings.alerts_file)
+    except (OSError, ValueError) as exc:
+        fail(f"alerts file: {exc}")
+
+
+def _resolve_value(store: Store, by: str, ref: str) -> str:
+    """A team/key/user name or id -> the id the ledger holds (other groups are used as given)."""
+    names = Names.load(store).names.get(by, {})
+    if ref in names:
+        return ref
+    matches = [id_ for id_, name in names.items() if name == ref]
+    if len(matches) > 1:
+        fail(f"{len(matches)} {by}s are named {ref!r}; use the id")
+    return matches[0] if matches else ref
+
+
+async def _check(store: Store, settings: Settings, config: AlertsConfig, now: datetime) -> PassResult:
+    async with deliverer_for(store, settings) as deliverer:
+        result = await check_once(store, config, deliverer, now)
+        await deliverer.drain()
+    return result
+
+
+def _alerts() -> typer.Typer:
+    group = typer.Typer(help="Spend anomaly, budget and forecast alerts.", no_args_is_help=True)
+
+    @group.command("check")
+    def check(now: str | None = NOW_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+        """Run one alert pass now (as the gateway does every SPENDGATE_ALERTS_INTERVAL_S) and deliver."""
+        settings = Settings()
+        config = _config(settings)
+        with cli_store() as store:
+            result = asyncio.run(_check(store, settings, config, _moment(now)))
+            ids = set(result.triggered) | set(result.resolved)
+            rows = [r for r in store.list_alerts() if r["id"] in ids]
+            delivered = store.list_alert_deliveries()
+        view = [
+            {
+                "id": r["id"],
+                "action": "resolved" if r["id"] in result.resolved else "opened",
+                "kind": r["kind"],
+                "group": f"{r['group_by']}:{r['details'].get('name', r['group_value'])}",
+                "day": r["day"],
+                "summary": r["summary"] if r["id"] in result.triggered else r["resolve_note"],
+                "delivered": sum(
+                    1 for d in delivered if d["alert_id"] == r["id"] and d["status"] == "delivered"
+                ),
+            }
+            for r in rows
+        ]
+        if fmt is Format.json:
+            print_json(view)
+            return
+        print_table(
+            ["id", "action", "kind", "group", "day", "delivered", "summary"], [list(v.values()) for v in view]
+        )
+        if not config.channels:
+            typer.echo("no channels configured (SPENDGATE_ALERTS_FILE): alerts recorded, none sent")
+
+    @group.command("list")
+    def list_(
+        status: str | None = typer.Option(None, "--status", help="open|resolved."),
+        kind: str | None = typer.Option(None, "--kind", help="anomaly|budget|forecast."),
+        since: str | None = typer.Option(None, "--since", help="Opened at or after this ISO date/time."),
+        fmt: Format = FORMAT_OPTION,
+    ) -> None:
+        """Alerts, oldest first, with their state."""
+        with cli_store() as store:
+            rows = store.list_alerts(status=status, kind=kind, since=since)
+        if fmt is Format.json:
+            print_json(rows)
+            return
+        columns = [
+            "id",
+            "kind",
+            "group_by",
+            "group_value",
+            "day",
+            "status",
+            "opened_at",
+            "resolved_at",
+            "summary",
+        ]
+        print_table(columns, [[r.get(c) for c in columns] for r in rows])
+
+    @group.command("deliveries")
+    def deliveries(
+        alert: str | None = typer.Option(None, "--alert", help="Only this alert id."),
+        fmt: Format = FORMAT_OPTION,
+    ) -> None:
+        """Every delivery attempt: channel, action, attempt, delivered or failed (and why)."""
+        with cli_store() as store:
+            rows = store.list_alert_deliveries(alert)
+        if fmt is Format.json:
+            print_json(rows)
+            return
+        columns = ["at", "alert_id", "channel", "action", "attempt", "status", "http_status", "error"]
+        print_table(columns, [[r.get(c) for c in columns] for r in rows])
+
+    @group.command("detail")
+    def detail(
+        value: str = typer.Option(..., "--value", help="The group: a team (name or id), use case, key, ..."),
+        by: str = typer.Option("team", "--by", help="|".join(ALERT_COLUMNS) + "."),
+        day: str | None = typer.Option(
+            None, "--day", help="Local date (default: today); shows the whole day."
+        ),
+        now: str | None = NOW_OPTION,
+        fmt: Format = FORMAT_OPTION,
+    ) -> None:
+        """Why a group alerted: today vs its baseline, and the top contributors (key, user, use case,
+        model, session), each against its own baseline."""
+        from dataclasses import replace
+
+        settings = Settings()
+        params = replace(_config(settings).detect, by=by)
+        if by not in ALERT_COLUMNS:
+            fail(f"--by must be one of {', '.join(ALERT_COLUMNS)}")
+        moment = _moment(now)
+        today = moment.astimezone(params.zone).date()
+        if day is not None:
+            today = date.fromisoformat(day)
+            end_of_day = datetime.combine(today + timedelta(days=1), datetime.min.time(), tzinfo=params.zone)
+            moment = min(moment, end_of_day)
+        with cli_store() as store:
+            group_id = _resolve_value(store, by, value)
+            found, causes = explain(store, params, group_id, today, moment, Names.load(store))
+        view: dict[str, Any] = {
+            "group": f"{by}:{value}",
+            "day": today.isoformat(),
+            "spend_usd": round(found.today_nanos / 1e9, 2),
+            "baseline_usd_per_day": round(found.baseline.effective(params) / 1e9, 2),
+            "ratio": None if found.ratio is None else round(found.ratio, 2),
+            "threshold": params.threshold,
+            "would_fire": found.fire,
+            "note": found.note,
+            "contributors": {
+                dim: [contributor_line(c) for c in found_list] for dim, found_list in causes.items()
+            },
+        }
+        if fmt is Format.json:
+            print_json(view)
+            return
+        ratio = "n/a (no history)" if found.ratio is None else f"{found.ratio:.2f}x"
+        typer.echo(
+            f"{by} {value} on {today}: {usd(found.today_nanos)} vs baseline "
+            f"{usd(found.baseline.effective(params))}/day = {ratio} (threshold {params.threshold:g}x)"
+        )
+        if found.note:
+            typer.echo(found.note)
+        rows = [
+            [dim, line]
+            for dim, found_list in causes.items()
+            for line in (contributor_line(c) for c in found_list)
+        ]
+        print_table(["dimension", "increase over its own baseline"], rows, "Top contributors")
+
+    return group
+
+
+def _anomalies() -> typer.Typer:
+    group = typer.Typer(help="Anomaly detector tools.", no_args_is_help=True)
+
+    @group.command("backtest")
+    def backtest_(
+        thresholds: str = typer.Option("2,3", "--thresholds", help="Comma-separated ratios, e.g. 2,3,4."),
+        since: str = typer.Option(..., "--since", help="First local date replayed."),
+        until: str | None = typer.Option(None, "--until", help="Replay up to this date (default: today)."),
+        by: str = typer.Option("team", "--by", help="|".join(ALERT_COLUMNS) + "."),
+        fmt: Format = FORMAT_OPTION,
+    ) -> None:
+        """Replay the daily check over history: alerts each threshold would have fired, per group and
+        month."""
+        from dataclasses import replace
+
+        settings = Settings()
+        if by not in ALERT_COLUMNS:
+            fail(f"--by must be one of {', '.join(ALERT_COLUMNS)}")
+        params = replace(_config(settings).detect, by=by)
+        try:
+            levels = [float(t) for t in thresholds.split(",") if t.strip()]
+        except ValueError:
+            fail("--thresholds takes numbers, e.g. 2,3")
+        start = date.fromisoformat(since)
+        end = date.fromisoformat(until) if until else datetime.now(params.zone).date()
+        with cli_store() as store:
+            names = Names.load(store).names.get(by, {})
+            rows = backtest(store, params, levels, start, end, names)
+        if fmt is Format.json:
+            print_json(rows)
+            return
+        columns = [f"alerts_at_{t:g}x" for t in levels]
+        print_table(
+            [by, "month", *columns],
+            [[r["name"], r["month"], *(r[c] for c in columns)] for r in rows],
+            f"Daily check at {params.check_time:%H:%M} {params.timezone}, {start} to {end} (exclusive)",
+        )
+
+    return group
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(_alerts(), name="alerts")
+    app.add_typer(_anomalies(), name="anomalies")

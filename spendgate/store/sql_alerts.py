@@ -1,0 +1,165 @@
+"""Alert queries, part of the shared SQL store: hourly spend series and the alerts tables.
+
+Claims are single statements whose row count says who won (`INSERT ... ON CONFLICT DO NOTHING`,
+`UPDATE ... WHERE status = 'open'`), so replicas running the same check never double-send.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from spendgate.models import SPEND_GROUPS
+
+# Columns an alert may group or filter by (a subset of the spend groups).
+ALERT_COLUMNS = {name: SPEND_GROUPS[name] for name in ("team", "use_case", "key", "user", "cost_center")}
+CONTRIBUTOR_COLUMNS = {name: SPEND_GROUPS[name] for name in ("key", "user", "use_case", "model", "session")}
+
+
+def _column(name: str) -> str:
+    column = {**ALERT_COLUMNS, **CONTRIBUTOR_COLUMNS}.get(name)
+    if column is None:
+        raise ValueError(f"cannot group alerts by {name!r}")
+    return column
+
+
+class AlertQueries:
+    # Provided by SQLStore.
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _write(self, sql: str, params: Sequence[Any] = (), what: str = "") -> None:
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        raise NotImplementedError
+
+    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        raise NotImplementedError
+
+    _lock: Any
+
+    def _changed(self, sql: str, params: Sequence[Any]) -> int:
+        with self._lock:
+            return self._run_many(self._sql(sql), [params])
+
+    # --- spend series ---
+    def spend_hourly(
+        self, by: str, since: str, until: str, where: tuple[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Spend per group value and UTC hour ('2026-11-28T16'): rows of value, hour, cost_nanos."""
+        column = _column(by)
+        clauses, params = ["started_at >= ?", "started_at < ?"], [since, until]
+        if where is not None:
+            clauses.append(f"{_column(where[0])} = ?")
+            params.append(where[1])
+        return self._query(
+            f"SELECT {column} AS value, SUBSTR(started_at, 1, 13) AS hour, SUM(cost_nanos) AS cost_nanos "
+            f"FROM ledger WHERE {' AND '.join(clauses)} GROUP BY {column}, SUBSTR(started_at, 1, 13)",
+            params,
+        )
+
+    def spend_totals(
+        self, by: str, since: str, until: str, where: tuple[str, str] | None = None
+    ) -> dict[str | None, int]:
+        """Spend per group value in [since, until), optionally only where a column has a value."""
+        column = _column(by)
+        clauses, params = ["started_at >= ?", "started_at < ?"], [since, until]
+        if where is not None:
+            clauses.append(f"{_column(where[0])} = ?")
+            params.append(where[1])
+        rows = self._query(
+            f"SELECT {column} AS value, SUM(cost_nanos) AS cost_nanos FROM ledger "
+            f"WHERE {' AND '.join(clauses)} GROUP BY {column}",
+            params,
+        )
+        return {r["value"]: int(r["cost_nanos"] or 0) for r in rows}
+
+    # --- alerts ---
+    def open_alert(
+        self,
+        *,
+        alert_key: str,
+        kind: str,
+        group_by: str,
+        group_value: str,
+        day: str,
+        summary: str,
+        details: dict[str, Any],
+        opened_at: str,
+    ) -> str | None:
+        """Record a new alert; its id, or None when an alert with this key exists (someone else won)."""
+        alert_id = f"alr_{secrets.token_hex(8)}"
+        changed = self._changed(
+            "INSERT INTO alerts (id, alert_key, kind, group_by, group_value, day, status, summary, details,"
+            " opened_at) VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?) ON CONFLICT (alert_key) DO NOTHING",
+            (alert_id, alert_key, kind, group_by, group_value, day, summary, _json(details), opened_at),
+        )
+        return alert_id if changed else None
+
+    def resolve_alert(self, alert_id: str, resolved_at: str, note: str) -> bool:
+        """Mark an open alert resolved; False when it was not open (another replica resolved it)."""
+        changed = self._changed(
+            "UPDATE alerts SET status = 'resolved', resolved_at = ?, resolve_note = ?"
+            " WHERE id = ? AND status = 'open'",
+            (resolved_at, note, alert_id),
+        )
+        return changed > 0
+
+    def list_alerts(
+        self, status: str | None = None, kind: str | None = None, since: str | None = None
+    ) -> list[dict[str, Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("status", status), ("kind", kind)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            clauses.append("opened_at >= ?")
+            params.append(since)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._query(f"SELECT * FROM alerts {where} ORDER BY opened_at, id", params)
+        for row in rows:
+            row["details"] = orjson.loads(row["details"])
+        return rows
+
+    def alert_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of these alert keys already exist."""
+        if not keys:
+            return set()
+        marks = ", ".join("?" for _ in keys)
+        rows = self._query(f"SELECT alert_key FROM alerts WHERE alert_key IN ({marks})", list(keys))
+        return {r["alert_key"] for r in rows}
+
+    def record_alert_delivery(
+        self,
+        *,
+        alert_id: str,
+        channel: str,
+        action: str,
+        attempt: int,
+        status: str,
+        at: str,
+        http_status: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        self._write(
+            "INSERT INTO alert_deliveries (alert_id, channel, action, attempt, status, http_status, error,"
+            " at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (alert_id, channel, action, attempt) DO NOTHING",
+            (alert_id, channel, action, attempt, status, http_status, (error or "")[:500] or None, at),
+        )
+
+    def list_alert_deliveries(self, alert_id: str | None = None) -> list[dict[str, Any]]:
+        where, params = ("WHERE alert_id = ?", [alert_id]) if alert_id else ("", [])
+        return self._query(
+            f"SELECT * FROM alert_deliveries {where} ORDER BY at, alert_id, channel, action, attempt", params
+        )
+
+
+def _json(value: dict[str, Any]) -> str:
+    return orjson.dumps(value, default=str).decode()
