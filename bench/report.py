@@ -14,7 +14,7 @@ ADDED_P50_LIMIT_MS = 1.0
 SHARE_OF_BARE_MIN = 70.0
 LITELLM_MULTIPLE_MIN = 20.0
 RSS_LIMIT_MB = 150.0
-TARGET_ORDER = ("direct", "bare", "spendgate", "litellm")
+TARGET_ORDER = ("direct", "bare", "spendgate", "sg+budgets", "sg+redis", "litellm")
 
 
 MEDIAN_FIELDS = ("rps", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "cpu_ms_per_call", "other_cpu_pct")

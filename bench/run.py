@@ -80,6 +80,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-seconds", type=float, default=120.0, help="Time cap of one cell's load run.")
     parser.add_argument("--targets", default="direct,bare,spendgate",
                         help="Subset to run (litellm is added by --litellm).")
+    parser.add_argument("--budgets", type=int, default=0, metavar="N",
+                        help="Also measure Spendgate with N (1-5) budgets enforced on every call.")
+    parser.add_argument("--redis", default=None, metavar="URL",
+                        help="With --budgets: also measure budgets on Redis counters at this URL.")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args()
     if (args.requests is not None and args.requests < 1) or min(args.rounds, args.litellm_requests) < 1:
@@ -201,14 +205,14 @@ def check_ledger(
 ) -> None:
     """Spendgate must have metered every call it answered: one ledger row per call."""
     for target in running:
-        if target.name != "spendgate":
+        if target.workdir is None:  # only Spendgate targets keep a ledger
             continue
-        mine = [s for s in samples if s["target"] == "spendgate"]
+        mine = [s for s in samples if s["target"] == target.name]
         calls = sum(int(s.get("sent", 0)) + int(s.get("warmup", 0)) for s in mine)
         rows = ledger_rows(target, calls)
-        console.print(f"spendgate ledger: {rows} rows for {calls} calls sent to it", highlight=False)
+        console.print(f"{target.name} ledger: {rows} rows for {calls} calls sent to it", highlight=False)
         for entry in info:
-            if entry["name"] == "spendgate":
+            if entry["name"] == target.name:
                 entry.update(ledger_rows=rows, calls=calls)
 
 
@@ -244,6 +248,10 @@ def main() -> None:
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
     if args.litellm and "litellm" not in names:
         names.append("litellm")
+    if args.budgets:
+        names.append("sg+budgets")
+        if args.redis:
+            names.append("sg+redis")
     started = time.monotonic()
     logs = RESULTS / "logs"
     fake = start_fake(logs, args.latency_ms)
@@ -253,6 +261,8 @@ def main() -> None:
         "bare": lambda: start_bare(logs, fake),
         "spendgate": lambda: start_spendgate(logs, fake),
         "litellm": lambda: start_litellm(logs, fake),
+        "sg+budgets": lambda: start_spendgate(logs, fake, "sg+budgets", args.budgets),
+        "sg+redis": lambda: start_spendgate(logs, fake, "sg+redis", args.budgets, args.redis),
     }
     running: list[Target] = []
     try:

@@ -123,21 +123,44 @@ def mint_key(env: dict[str, str]) -> str:
     return run_json([sys.executable, "-c", script], 60, env).strip()
 
 
-def start_spendgate(logs: Path, fake: Target) -> Target:
+BUDGET_SCRIPT = (
+    "import os\n"
+    "from spendgate.store import open_store\n"
+    "s = open_store(os.environ['SPENDGATE_DATABASE_URL'])\n"
+    "scopes = [('org', 'bench'), ('team', 'bench'), ('cost_center', 'BENCH'), ('use_case', 'untagged'),"
+    " ('key', s.list_keys()[-1].id)]\n"
+    "for i, (kind, value) in enumerate(scopes[: int(os.environ['BENCH_BUDGETS'])]):\n"
+    "    s.create_budget(name=f'bench-{i}', scope_type=kind, scope_value=value, amount_nanos=10**15)\n"
+    "s.close()\n"
+)
+
+
+def start_spendgate(
+    logs: Path, fake: Target, name: str = "spendgate", budgets: int = 0, redis_url: str | None = None
+) -> Target:
+    """Spendgate on a fresh SQLite file; with `budgets`, that many budgets apply to every call
+    (enforced, never exhausted), on in-process counters or, with `redis_url`, on Redis."""
     workdir = Path(tempfile.mkdtemp(prefix="spendgate-bench-"))
     try:
         env = spendgate_env(workdir, fake)
+        if redis_url:
+            # A prefix of its own; its counters expire with their period.
+            env.update(SPENDGATE_REDIS_URL=redis_url, SPENDGATE_REDIS_PREFIX=f"{workdir.name}:")
         key = mint_key(env)
+        if budgets:
+            run_json([sys.executable, "-c", BUDGET_SCRIPT], 60, {**env, "BENCH_BUDGETS": str(budgets)})
         port = free_port()
         argv = [sys.executable, "-m", "spendgate", "serve", "--host", HOST, "--port", str(port)]
-        proc = Proc("spendgate", argv, env, logs / "spendgate.log")
+        proc = Proc(name, argv, env, logs / f"{name}.log")
         url = f"http://{HOST}:{port}"
         startup = proc.wait_ready(f"{url}/healthz", READY_TIMEOUT_S)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     notes = ["fresh SQLite database and spool in a temporary folder"]
-    return Target("spendgate", url, key, proc, startup, notes, workdir)
+    if budgets:
+        notes.append(f"{budgets} budgets apply to every call" + (" (Redis counters)" if redis_url else ""))
+    return Target(name, url, key, proc, startup, notes, workdir)
 
 
 def ledger_rows(target: Target, expected: int, wait_s: float = 5.0) -> int | None:
