@@ -295,3 +295,37 @@ def test_budget_at_amber_downgrades_instead_of_refusing(gateway: RunningGateway)
     rows = gateway.rows()
     assert rows[1]["route_rule"] == "budget-amber:fast"
     assert rows[1]["counterfactual_cost_nanos"] == call_nanos
+
+
+def test_policy_matches_on_endpoint() -> None:
+    from spendgate.routing.policy import parse_policy
+    from spendgate.routing.router import Router, RouteRequest
+
+    router = Router(
+        parse_policy(
+            TIERS
+            + """
+[tiers.openai]
+fast = "gpt-4o-mini"
+[[rules]]
+name = "chat-completions-to-fast"
+match.endpoint = "/v1/chat/completions"
+tier = "fast"
+""",
+            "test",
+        )
+    )
+    base = dict(
+        use_case="untagged",
+        tags={},
+        team="t",
+        key="k",
+        input_tokens=10,
+        tools=False,
+        thinking=False,
+        stream=False,
+    )
+    chat = RouteRequest(provider="openai", model="gpt-4.1", endpoint="/v1/chat/completions", **base)  # type: ignore[arg-type]
+    messages = RouteRequest(provider="anthropic", model="claude-opus-4-6", endpoint="/v1/messages", **base)  # type: ignore[arg-type]
+    assert router.route(chat).model == "gpt-4o-mini"
+    assert router.route(messages).model == "claude-opus-4-6"

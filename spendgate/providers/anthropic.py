@@ -58,6 +58,7 @@ class AnthropicProvider:
             max_tokens=max_tokens if isinstance(max_tokens, int) else None,
             metadata=metadata if isinstance(metadata, dict) else {},
             body=data,
+            path=path,
         )
 
     def upstream_body(self, body: bytes, info: RequestInfo, model: str) -> bytes:

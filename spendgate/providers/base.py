@@ -60,6 +60,7 @@ class RequestInfo:
     max_tokens: int | None
     metadata: dict[str, Any] = field(default_factory=dict)
     wants_usage_chunk: bool = True  # OpenAI: did the client itself ask for the usage chunk?
+    path: str = ""  # the endpoint called
     body: dict[str, Any] = field(default_factory=dict)
 
 

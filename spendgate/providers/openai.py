@@ -76,6 +76,7 @@ class OpenAIProvider:
             metadata=metadata if isinstance(metadata, dict) else {},
             wants_usage_chunk=wants_usage or not stream,
             body=data,
+            path=path,
         )
 
     def upstream_body(self, body: bytes, info: RequestInfo, model: str) -> bytes:

@@ -32,6 +32,7 @@ def route_request_for(
         thinking=thinking,
         stream=info.stream,
         messages=messages,
+        endpoint=info.path,
         session=who.session_id,
         agent=who.agent_id,
     )

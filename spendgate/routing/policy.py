@@ -19,6 +19,7 @@ _MATCH_KEYS = {
     "tags",
     "team",
     "key",
+    "endpoint",
     "provider",
     "model",
     "min_input_tokens",
@@ -42,6 +43,7 @@ class Match:
     team: frozenset[str] | None = None
     key: frozenset[str] | None = None
     provider: frozenset[str] | None = None
+    endpoint: frozenset[str] | None = None  # the path called, e.g. /v1/messages or /v1/chat/completions
     model: re.Pattern[str] | None = None
     min_input_tokens: int | None = None
     max_input_tokens: int | None = None
@@ -169,6 +171,7 @@ def _rule(raw: dict[str, Any], index: int, source: str, tiers: dict[str, dict[st
             team=_names(match.get("team")),
             key=_names(match.get("key")),
             provider=_names(match.get("provider")),
+            endpoint=_names(match.get("endpoint")),
             model=_globs(match.get("model")),
             min_input_tokens=match.get("min_input_tokens"),
             max_input_tokens=match.get("max_input_tokens"),

@@ -30,6 +30,7 @@ class RouteRequest:
     thinking: bool
     stream: bool
     messages: int = 1
+    endpoint: str = ""
     session: str | None = None
     agent: str | None = None
 
@@ -166,6 +167,8 @@ def mismatch(m: Match, req: RouteRequest) -> str | None:
         return f"key {req.key!r}"
     if m.provider is not None and req.provider not in m.provider:
         return f"provider {req.provider!r}"
+    if m.endpoint is not None and req.endpoint not in m.endpoint:
+        return f"endpoint {req.endpoint!r}"
     if m.model is not None and not m.model.fullmatch(req.model):
         return f"model {req.model!r}"
     if m.min_input_tokens is not None and req.input_tokens < m.min_input_tokens:
