@@ -7,6 +7,7 @@ nano-dollars (1e-9 USD): exact for every listed price, summable in SQL.
 
 from __future__ import annotations
 
+import time
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 NANOS_PER_USD = Decimal(1_000_000_000)
+_MISSING = object()
 _PER_MTOK = Decimal(1_000_000)
 _FIELDS = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
 
@@ -112,15 +114,19 @@ class Pricer:
 
     def __init__(self, overrides_file: Path | None = None) -> None:
         self._overrides = load_overrides(overrides_file) if overrides_file else {}
-        self._cache: dict[tuple[str, str, str], ModelPrice | None] = {}
+        self._cache: dict[tuple[str, str, int], ModelPrice | None] = {}
         self._source = f"genai-prices {version('genai-prices')}"
 
     def price(self, provider: str, model: str, when: datetime | None = None) -> ModelPrice | None:
-        moment = when or datetime.now(UTC)
-        key = (provider, model, moment.date().isoformat())
-        if key not in self._cache:
-            self._cache[key] = self._overrides.get(model) or self._from_genai_prices(provider, model, moment)
-        return self._cache[key]
+        # Keyed by UTC day number: prices change by date, and this runs on every call.
+        day = int((when.timestamp() if when else time.time()) // 86400)
+        key = (provider, model, day)
+        found = self._cache.get(key, _MISSING)
+        if found is _MISSING:
+            moment = when or datetime.now(UTC)
+            found = self._overrides.get(model) or self._from_genai_prices(provider, model, moment)
+            self._cache[key] = found
+        return found  # type: ignore[return-value]
 
     def cheaper(self, provider: str, candidate: str, current: str) -> bool:
         """Is `candidate` cheaper than `current` (by output rate, then input rate)?"""
