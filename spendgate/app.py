@@ -20,6 +20,7 @@ from spendgate.auth import Keyring
 from spendgate.budgets.counters import Counters, LocalCounters
 from spendgate.budgets.enforcer import BudgetEnforcer
 from spendgate.config import Settings
+from spendgate.finance.webhook import github_webhook as finance_webhook
 from spendgate.gateway import Gateway
 from spendgate.ledger import Journal, LedgerWriter, recover_journals
 from spendgate.metrics import CONTENT_TYPE, Metrics
@@ -132,6 +133,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 return Response("metrics need Authorization: Bearer <SPENDGATE_METRICS_TOKEN>\n", 401)
         return Response(await gw.metrics.render(), headers={"content-type": CONTENT_TYPE})
 
+    github_secret = (
+        settings.github_webhook_secret.get_secret_value() if settings.github_webhook_secret else None
+    )
+
+    async def github_webhook(request: Request) -> Response:
+        return await finance_webhook(gw, github_secret, request)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gw.upstream.start()
@@ -167,6 +175,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/api/hello", hello, methods=["GET", "HEAD"]),
         Route("/healthz", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/webhooks/github", github_webhook, methods=["POST"]),
         Mount("/admin", app=create_admin_app(gw)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

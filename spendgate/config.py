@@ -98,6 +98,11 @@ class Settings(BaseSettings):
         description="Bearer token Prometheus must send to GET /metrics; unset: /metrics is open "
         "(expose it to the monitoring network only).",
     )
+    github_webhook_secret: SecretStr | None = Field(
+        None,
+        description="Secret of the GitHub webhook (pull_request events) that POSTs merged PRs to "
+        "/webhooks/github; the endpoint answers 503 when unset.",
+    )
 
     def sqlite_path(self) -> Path | None:
         if self.database_url.startswith("sqlite:///"):

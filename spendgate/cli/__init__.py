@@ -13,6 +13,8 @@ from spendgate.cli import (
     budget_cmds,
     demo_cmd,
     fake_cmd,
+    finance_cmds,
+    report_cmds,
     routing_cmds,
     serve_cmd,
     spend_cmd,
@@ -27,7 +29,18 @@ def build_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
-    modules = (serve_cmd, admin_cmds, budget_cmds, spend_cmd, routing_cmds, alert_cmds, demo_cmd, fake_cmd)
+    modules = (
+        serve_cmd,
+        admin_cmds,
+        budget_cmds,
+        spend_cmd,
+        routing_cmds,
+        alert_cmds,
+        demo_cmd,
+        fake_cmd,
+        report_cmds,
+        finance_cmds,
+    )
     for module in modules:
         module.register(app)
     return app

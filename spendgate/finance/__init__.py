@@ -1,0 +1,1 @@
+"""Finance views: merged pull requests from GitHub and the cost per merged PR."""

@@ -1,0 +1,184 @@
+"""Merged pull requests, GitHub deliveries and identities, part of the shared SQL store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from spendgate.clock import utc_now_iso
+from spendgate.finance.github import MergedPR, normalise_repo
+from spendgate.store.base import Conflict
+
+_PR_FIELDS = ("author", "merged_at", "title", "base_ref", "head_ref", "url", "additions", "deletions")
+# ledger columns a cost-per-PR report can group spend by
+_MONTH_GROUPS = {"team": "team_id", "use_case": "use_case"}
+
+
+class FinanceQueries:
+    # Provided by SQLStore.
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _write(self, sql: str, params: Sequence[Any] = (), what: str = "") -> None:
+        raise NotImplementedError
+
+    def _resolve(self, table: str, ref: str, what: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # --- pull requests ---
+    def upsert_pull_requests(self, prs: Sequence[MergedPR], source: str) -> dict[str, int]:
+        """Store merged PRs keyed by (repo, number): counts of new, updated and unchanged.
+
+        A known PR is only updated where a field now has a different non-empty value, so a
+        backfill without additions/deletions never erases what a webhook stored.
+        """
+        counts = {"new": 0, "updated": 0, "unchanged": 0}
+        for pr in prs:
+            rows = self._query(
+                "SELECT * FROM pull_requests WHERE repo = ? AND number = ?", (pr.repo, pr.number)
+            )
+            if not rows:
+                try:
+                    self._write(
+                        "INSERT INTO pull_requests (repo, number, author, merged_at, title, base_ref,"
+                        " head_ref, url, additions, deletions, source, stored_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (pr.repo, pr.number, *(getattr(pr, f) for f in _PR_FIELDS), source, utc_now_iso()),
+                    )
+                    counts["new"] += 1
+                    continue
+                except Conflict:  # stored by a concurrent writer since the SELECT
+                    rows = self._query(
+                        "SELECT * FROM pull_requests WHERE repo = ? AND number = ?", (pr.repo, pr.number)
+                    )
+            changed = {
+                f: getattr(pr, f)
+                for f in _PR_FIELDS
+                if getattr(pr, f) is not None and getattr(pr, f) != rows[0][f]
+            }
+            if not changed:
+                counts["unchanged"] += 1
+                continue
+            sets = ", ".join(f"{f} = ?" for f in changed)
+            self._write(
+                f"UPDATE pull_requests SET {sets} WHERE repo = ? AND number = ?",
+                (*changed.values(), pr.repo, pr.number),
+            )
+            counts["updated"] += 1
+        return counts
+
+    def merged_pull_requests(
+        self, since: str | None = None, until: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Merged PRs (oldest first) with the team they count for: the author's mapped user's team,
+        else the repository's team; team_id None (mapped_by 'unmapped') when neither is known."""
+        clauses, params = [], []
+        if since:
+            clauses.append("p.merged_at >= ?")
+            params.append(since)
+        if until:
+            clauses.append("p.merged_at < ?")
+            params.append(until)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        return self._query(
+            "SELECT p.*, COALESCE(u.team_id, r.team_id) AS team_id, u.id AS user_id,"
+            " CASE WHEN u.team_id IS NOT NULL THEN 'author' WHEN r.team_id IS NOT NULL THEN 'repo'"
+            " ELSE 'unmapped' END AS mapped_by"
+            " FROM pull_requests p LEFT JOIN github_identities g ON g.login = p.author"
+            " LEFT JOIN users u ON u.id = g.user_id LEFT JOIN repo_teams r ON r.repo = p.repo"
+            f" {where} ORDER BY p.merged_at, p.repo, p.number",
+            params,
+        )
+
+    def unmapped_pr_authors(self) -> list[dict[str, Any]]:
+        """Authors of merged PRs that count for no team (no login mapping, no repository team)."""
+        return self._query(
+            "SELECT p.author AS login, COUNT(*) AS merged_prs, MIN(p.merged_at) AS first_merged_at,"
+            " MAX(p.merged_at) AS last_merged_at FROM pull_requests p"
+            " LEFT JOIN github_identities g ON g.login = p.author"
+            " LEFT JOIN repo_teams r ON r.repo = p.repo"
+            " WHERE g.login IS NULL AND r.repo IS NULL GROUP BY p.author ORDER BY merged_prs DESC, login"
+        )
+
+    # --- deliveries ---
+    def github_delivery_seen(self, delivery_id: str) -> bool:
+        return bool(
+            self._query("SELECT 1 AS seen FROM github_deliveries WHERE delivery_id = ?", (delivery_id,))
+        )
+
+    def record_github_delivery(self, delivery_id: str, event: str) -> bool:
+        """Remember a processed delivery; False when it was already recorded."""
+        try:
+            self._write(
+                "INSERT INTO github_deliveries (delivery_id, event, received_at) VALUES (?, ?, ?)",
+                (delivery_id, event, utc_now_iso()),
+            )
+        except Conflict:
+            return False
+        return True
+
+    # --- identities ---
+    def map_github_login(self, login: str, user: str) -> dict[str, Any]:
+        """Map a GitHub login to a user (replacing any earlier mapping); returns login, user, team."""
+        user_row = self._resolve("users", user, "user")
+        name = login.strip().lstrip("@").lower()
+        if not name:
+            raise ValueError("a GitHub login is needed")
+        self._write("DELETE FROM github_identities WHERE login = ?", (name,))
+        self._write(
+            "INSERT INTO github_identities (login, user_id, mapped_at) VALUES (?, ?, ?)",
+            (name, user_row["id"], utc_now_iso()),
+        )
+        return {"login": name, "user_id": user_row["id"], "team_id": user_row["team_id"]}
+
+    def map_repo_team(self, repo: str, team: str) -> dict[str, Any]:
+        """Map a repository to a team: the fallback for its PRs whose author is not mapped."""
+        team_row = self._resolve("teams", team, "team")
+        name = normalise_repo(repo)
+        self._write("DELETE FROM repo_teams WHERE repo = ?", (name,))
+        self._write(
+            "INSERT INTO repo_teams (repo, team_id, mapped_at) VALUES (?, ?, ?)",
+            (name, team_row["id"], utc_now_iso()),
+        )
+        return {"repo": name, "team_id": team_row["id"]}
+
+    def list_github_identities(self) -> list[dict[str, Any]]:
+        return self._query(
+            "SELECT g.login, g.user_id, u.name AS user_name, u.team_id, t.name AS team, g.mapped_at"
+            " FROM github_identities g JOIN users u ON u.id = g.user_id JOIN teams t ON t.id = u.team_id"
+            " ORDER BY g.login"
+        )
+
+    def list_repo_teams(self) -> list[dict[str, Any]]:
+        return self._query(
+            "SELECT r.repo, r.team_id, t.name AS team, r.mapped_at FROM repo_teams r"
+            " JOIN teams t ON t.id = r.team_id ORDER BY r.repo"
+        )
+
+    # --- spend for cost per PR ---
+    def spend_by_month(self, by: str, since: str, until: str) -> list[dict[str, Any]]:
+        """Ledger spend per group value (team id or use case) and UTC month ('2026-11')."""
+        column = _MONTH_GROUPS[by]
+        return self._query(
+            f"SELECT {column} AS value, SUBSTR(started_at, 1, 7) AS month, COUNT(*) AS requests,"
+            " SUM(cost_nanos) AS cost_nanos FROM ledger WHERE started_at >= ? AND started_at < ?"
+            f" GROUP BY {column}, SUBSTR(started_at, 1, 7)",
+            (since, until),
+        )
+
+    def tagged_spend(self, keys: Sequence[str], since: str, until: str) -> list[dict[str, Any]]:
+        """Calls carrying any of these tags: rows of tags (a dict), team_id, month and cost_nanos."""
+        likes = " OR ".join("tags LIKE ?" for _ in keys)
+        rows = self._query(
+            "SELECT tags, team_id, SUBSTR(started_at, 1, 7) AS month, cost_nanos FROM ledger"
+            f" WHERE started_at >= ? AND started_at < ? AND ({likes})",
+            (since, until, *(f'%"{k}":%' for k in keys)),
+        )
+        out = []
+        for row in rows:
+            tags = orjson.loads(row["tags"])
+            if any(k in tags for k in keys):
+                out.append({**row, "tags": tags})
+        return out
