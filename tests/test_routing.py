@@ -329,3 +329,43 @@ tier = "fast"
     messages = RouteRequest(provider="anthropic", model="claude-opus-4-6", endpoint="/v1/messages", **base)  # type: ignore[arg-type]
     assert router.route(chat).model == "gpt-4o-mini"
     assert router.route(messages).model == "claude-opus-4-6"
+
+
+def test_alternate_deployment_when_the_primary_is_down(tmp_path: Path, fake: FakeUpstream) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(
+        TIERS
+        + f"""
+[fallbacks]
+retries = 1
+backoff_ms = 5
+[fallbacks.deployments]
+anthropic = ["{fake.url}"]
+"""
+    )
+    # The primary deployment is a port where nothing listens.
+    settings = gateway_settings(
+        tmp_path, fake, routing_policy_file=path, anthropic_base_url="http://127.0.0.1:9"
+    )
+    app = create_app(settings)
+    gw = app.state.gateway
+    gw.store.create_org("o")
+    gw.store.create_team("o", "platform", "CC")
+    _, key = create_key(gw.store, name="k", team="platform")
+    gw.keyring.reload()
+    with ServerThread(app) as server:
+        message = ask(claude((server.url, key)), model="claude-haiku-4-5").parse()
+        assert message.content
+        assert gw.ledger.wait_idle(10)
+    [row] = open_rows(settings.database_url)  # the gateway closed its store on shutdown
+    assert (row["status"], row["attempts"], row["upstream_model"]) == ("ok", 3, "claude-haiku-4-5")
+
+
+def open_rows(database_url: str) -> list[dict[str, Any]]:
+    from spendgate.store import open_store
+
+    store = open_store(database_url)
+    try:
+        return store.ledger_rows()
+    finally:
+        store.close()
