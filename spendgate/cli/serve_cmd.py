@@ -45,6 +45,12 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     if workers > 1:
+        if not settings.redis_url:
+            logging.getLogger("spendgate").warning(
+                "%d workers without SPENDGATE_REDIS_URL: each keeps its own budget and rate-limit "
+                "counters, so budgets are enforced per worker. Set SPENDGATE_REDIS_URL to share them.",
+                workers,
+            )
         uvicorn.run(
             "spendgate.app:create_app",
             factory=True,
