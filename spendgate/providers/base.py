@@ -132,7 +132,7 @@ class SSEBuffer:
         self._pending = b""
 
     def push(self, chunk: bytes) -> list[bytes]:
-        data = self._pending + chunk
+        data = self._pending + chunk if self._pending else chunk
         if b"\r\n" in data:
             data = data.replace(b"\r\n", b"\n")
         events = data.split(b"\n\n")
