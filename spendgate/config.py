@@ -103,6 +103,12 @@ class Settings(BaseSettings):
         description="Secret of the GitHub webhook (pull_request events) that POSTs merged PRs to "
         "/webhooks/github; the endpoint answers 503 when unset.",
     )
+    gateway_provider_key_ids: str | None = Field(
+        None,
+        description="Comma-separated provider key ids of the gateway's own upstream keys (e.g. "
+        "apikey_01...,key_abc...): `spendgate reconcile` flags usage on any other key as bypassing "
+        "the gateway.",
+    )
 
     def sqlite_path(self) -> Path | None:
         if self.database_url.startswith("sqlite:///"):

@@ -14,6 +14,7 @@ from spendgate.cli import (
     demo_cmd,
     fake_cmd,
     finance_cmds,
+    reconcile_cmds,
     report_cmds,
     routing_cmds,
     serve_cmd,
@@ -40,6 +41,7 @@ def build_app() -> typer.Typer:
         fake_cmd,
         report_cmds,
         finance_cmds,
+        reconcile_cmds,
     )
     for module in modules:
         module.register(app)

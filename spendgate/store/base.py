@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from spendgate.budgets.model import Budget, BudgetEvent, Exemption, Tier
 from spendgate.finance.github import MergedPR
+from spendgate.finance.provider_usage import ProviderUsage
 from spendgate.models import ApiKey, LedgerRow, Org, Principal, Team, User
 
 
@@ -190,3 +191,13 @@ class Store(Protocol):
         ...
 
     def tagged_spend(self, keys: Sequence[str], since: str, until: str) -> list[dict[str, Any]]: ...
+
+    # --- provider usage and reconciliation (see store/sql_reconcile.py) ---
+    def upsert_provider_usage(self, rows: Sequence[ProviderUsage], source: str) -> dict[str, int]:
+        """Store provider usage keyed by (day, provider, key id, model); counts of new and replaced."""
+        ...
+
+    def provider_usage_rows(self, since_day: str, until_day: str) -> list[dict[str, Any]]: ...
+    def metered_by_day_model(self, since: str, until: str) -> list[dict[str, Any]]:
+        """Ledger spend per UTC day, provider and billed model: metered_requests, cost_nanos."""
+        ...

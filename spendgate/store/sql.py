@@ -21,6 +21,7 @@ from spendgate.store.base import Conflict, NotFound
 from spendgate.store.sql_alerts import AlertQueries
 from spendgate.store.sql_budgets import BudgetQueries
 from spendgate.store.sql_finance import FinanceQueries
+from spendgate.store.sql_reconcile import ReconcileQueries
 from spendgate.store.sql_reports import ReportQueries
 
 # Only a repeated request id is ignored (a journal replay); any other violation is an error.
@@ -50,7 +51,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
 
-class SQLStore(BudgetQueries, AlertQueries, ReportQueries, FinanceQueries):
+class SQLStore(BudgetQueries, AlertQueries, ReportQueries, FinanceQueries, ReconcileQueries):
     """Subclasses set `placeholder` and implement `_connect`, `_rows`, `_is_unique_violation`
     and `migrate`."""
 

@@ -1,0 +1,112 @@
+"""Provider-reported usage (imported) and the ledger's spend per day and model, part of the shared
+SQL store: what `spendgate reconcile` compares."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from spendgate.clock import utc_now_iso
+from spendgate.finance.provider_usage import ProviderUsage
+
+_VALUE_COLUMNS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "requests",
+    "cost_nanos",
+    "source",
+    "imported_at",
+)
+_UPSERT = (
+    "INSERT INTO provider_usage (day, provider, api_key_id, model, "
+    f"{', '.join(_VALUE_COLUMNS)}) VALUES ({', '.join('?' for _ in range(4 + len(_VALUE_COLUMNS)))}) "
+    "ON CONFLICT (day, provider, api_key_id, model) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _VALUE_COLUMNS)
+)
+_INT_COLUMNS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "requests",
+    "cost_nanos",
+)
+# The model a provider bills: the one it answered with, else the one it was sent.
+_LEDGER_MODEL = "COALESCE(response_model, upstream_model, requested_model, '')"
+
+
+def _ints(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # PostgreSQL's SUM(BIGINT) is NUMERIC: back to int
+    for row in rows:
+        for column in (*_INT_COLUMNS, "metered_requests"):
+            if row.get(column) is not None:
+                row[column] = int(row[column])
+    return rows
+
+
+class ReconcileQueries:
+    # Provided by SQLStore.
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _write(self, sql: str, params: Sequence[Any] = (), what: str = "") -> None:
+        raise NotImplementedError
+
+    def upsert_provider_usage(self, rows: Sequence[ProviderUsage], source: str) -> dict[str, int]:
+        """Store provider usage keyed by (day, provider, key id, model): a row already imported is
+        replaced, never added to. Counts of new and replaced rows."""
+        counts = {"new": 0, "replaced": 0}
+        if not rows:
+            return counts
+        existing: set[tuple[str, str, str, str]] = set()
+        for provider in sorted({r.provider for r in rows}):
+            days = [r.day for r in rows if r.provider == provider]
+            for found in self._query(
+                "SELECT day, provider, api_key_id, model FROM provider_usage "
+                "WHERE provider = ? AND day >= ? AND day <= ?",
+                (provider, min(days), max(days)),
+            ):
+                existing.add((found["day"], found["provider"], found["api_key_id"], found["model"]))
+        now = utc_now_iso()
+        for row in rows:
+            self._write(
+                _UPSERT,
+                (
+                    *row.key,
+                    row.input_tokens,
+                    row.output_tokens,
+                    row.cache_read_tokens,
+                    row.cache_write_tokens,
+                    row.requests,
+                    row.cost_nanos,
+                    source,
+                    now,
+                ),
+            )
+            counts["replaced" if row.key in existing else "new"] += 1
+        return counts
+
+    def provider_usage_rows(self, since_day: str, until_day: str) -> list[dict[str, Any]]:
+        """Imported rows with since_day <= day < until_day (YYYY-MM-DD), ordered by their key."""
+        return _ints(
+            self._query(
+                "SELECT * FROM provider_usage WHERE day >= ? AND day < ? "
+                "ORDER BY day, provider, api_key_id, model",
+                (since_day, until_day),
+            )
+        )
+
+    def metered_by_day_model(self, since: str, until: str) -> list[dict[str, Any]]:
+        """Ledger spend of calls started in [since, until) per UTC day, provider and billed model:
+        day, provider, model, metered_requests, cost_nanos."""
+        day = "SUBSTR(started_at, 1, 10)"
+        return _ints(
+            self._query(
+                f"SELECT {day} AS day, provider, {_LEDGER_MODEL} AS model, COUNT(*) AS metered_requests, "
+                "SUM(cost_nanos) AS cost_nanos FROM ledger WHERE started_at >= ? AND started_at < ? "
+                f"GROUP BY {day}, provider, {_LEDGER_MODEL} ORDER BY 1, 2, 3",
+                (since, until),
+            )
+        )
