@@ -25,15 +25,17 @@ TEAMS = {  # team -> (cost center, users)
     "payments": ("CC-200 Payments", ["grace"]),
     "data": ("CC-300 Data & ML", ["ken", "barbara"]),
 }
-# use case -> (model, share of calls, streamed?) following the brief's task table
+# use case -> (model the tool asks for, share of calls, streamed?). Tools ask out of habit (Sonnet
+# for everything, an Opus default here and there); the default routing policy maps each use case
+# to the brief's task table, and the demo prints what that saved.
 USE_CASES = {
-    "autocomplete": ("claude-haiku-4-5", 30, True),
-    "code-explanation": ("claude-haiku-4-5", 10, False),
+    "autocomplete": ("claude-sonnet-4-6", 30, True),
+    "code-explanation": ("claude-opus-4-6", 10, False),
     "code-review": ("claude-sonnet-4-6", 20, True),
-    "test-generation": ("claude-sonnet-4-6", 10, False),
+    "test-generation": ("claude-opus-4-6", 10, False),
     "architecture": ("claude-opus-4-6", 5, False),
     "autonomous-agent": ("claude-opus-4-6", 10, True),
-    "batch-classification": ("gpt-4o-mini", 15, False),
+    "batch-classification": ("gpt-4.1", 15, False),
 }
 _SYSTEM = "You are a careful senior engineer. Follow the repository's conventions. " * 300
 

@@ -36,6 +36,8 @@ def run_demo(port: int, calls: int, wait: bool) -> None:
     from spendgate.servethread import ServerThread
 
     console = Console()
+    if not console.is_terminal:  # piped: keep the tables readable rather than 80 columns wide
+        console = Console(width=130)
     fake = FakeUpstream(
         FakeSettings(
             anthropic_api_key=DEMO_PROVIDER_KEY,
@@ -88,6 +90,7 @@ def run_demo(port: int, calls: int, wait: bool) -> None:
     gw.ledger.wait_idle(30)
     for by in ("team", "use_case", "model"):
         _print_spend(console, by, spend_report(gw.store, by, None, None))
+    _print_savings(console, gw.store.savings("rule", None, None))
     if failures:
         console.print(f"[yellow]{failures} calls failed; see the ledger's status column.[/yellow]")
     demo_key = keys[0].secret
@@ -113,6 +116,25 @@ def run_demo(port: int, calls: int, wait: bool) -> None:
     finally:
         server.stop()
         fake.stop()
+
+
+def _print_savings(console: Console, rows: list[dict[str, object]]) -> None:
+    """What routing saved: cost on the models used against the models asked for."""
+    from spendgate.pricing import format_usd
+
+    table = Table(title="Routing savings by rule (asked-for model vs model used)", title_justify="left")
+    for column in ("rule", "requests", "cost (USD)", "as asked (USD)", "saved (USD)"):
+        table.add_column(column, justify="left" if column == "rule" else "right", no_wrap=True)
+    for row in rows:
+        cost, asked = int(row["cost_nanos"] or 0), int(row["counterfactual_nanos"] or 0)  # type: ignore[call-overload]
+        table.add_row(
+            str(row["name"] or "(no rule)"),
+            str(row["requests"]),
+            f"${Decimal(format_usd(cost)):.4f}",
+            f"${Decimal(format_usd(asked)):.4f}",
+            f"${Decimal(format_usd(asked - cost)):.4f}",
+        )
+    console.print(table)
 
 
 def _print_spend(console: Console, by: str, rows: list[dict[str, object]]) -> None:
