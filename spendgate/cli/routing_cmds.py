@@ -16,7 +16,7 @@ import typer
 
 from spendgate.admin import routing_service
 from spendgate.cli.admin_cmds import Format, cli_store, console, fail, print_json
-from spendgate.cli.spend_cmd import SpendFormat, to_csv
+from spendgate.cli.spend_cmd import SpendFormat, emit_report
 from spendgate.config import Settings
 from spendgate.pricing import Pricer
 from spendgate.routing.policy import PolicyError
@@ -218,10 +218,5 @@ def register(app: typer.Typer) -> None:
         """What routing saved: actual cost against the cost on the models asked for, exact USD."""
         with cli_store() as store:
             rows = routing_service.savings_report(store, by, since, until)
-        if fmt is SpendFormat.json:
-            print_json(rows)
-        elif fmt is SpendFormat.csv:
-            typer.echo(to_csv(rows, savings_columns(by)), nl=False)
-        else:
-            period = f"{since or 'start'} .. {until or 'now'}"
-            _savings_table(rows, by, f"Savings by {by} ({period})")
+        title = f"Savings by {by} ({since or 'start'} .. {until or 'now'})"
+        emit_report(rows, fmt, savings_columns(by), lambda r, t: _savings_table(r, by, t), title)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -33,6 +33,22 @@ def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def emit_report(
+    rows: Sequence[dict[str, Any]],
+    fmt: SpendFormat,
+    columns: Sequence[str],
+    table: Callable[[Sequence[dict[str, Any]], str], None],
+    title: str,
+) -> None:
+    """A grouped report as JSON, CSV or a table: shared by `spend` and `savings`."""
+    if fmt is SpendFormat.json:
+        print_json(rows)
+    elif fmt is SpendFormat.csv:
+        typer.echo(to_csv(rows, columns), nl=False)
+    else:
+        table(rows, title)
 
 
 def total_usd(rows: Sequence[dict[str, Any]]) -> str:
@@ -91,13 +107,8 @@ def register(app: typer.Typer) -> None:
         """Spend grouped by one dimension, in exact USD."""
         with cli_store() as store:
             rows = service.spend_report(store, by, since, until)
-        if fmt is SpendFormat.json:
-            print_json(rows)
-        elif fmt is SpendFormat.csv:
-            typer.echo(to_csv(rows, spend_columns(by)), nl=False)
-        else:
-            period = f"{since or 'start'} .. {until or 'now'}"
-            _spend_table(rows, by, f"Spend by {by} ({period})")
+        title = f"Spend by {by} ({since or 'start'} .. {until or 'now'})"
+        emit_report(rows, fmt, spend_columns(by), lambda r, t: _spend_table(r, by, t), title)
 
     ledger = typer.Typer(help="The ledger: one row per call.", no_args_is_help=True)
 
