@@ -190,6 +190,11 @@ class Store(Protocol):
         """Ledger spend per group value (team id or use case) and UTC month: value, month, cost_nanos."""
         ...
 
+    def spend_daily(self, by: str, since: str, until: str) -> list[dict[str, Any]]:
+        """Spend per group value (any `spend --by` group but session) and UTC day: value, day,
+        requests, cost_nanos."""
+        ...
+
     def tagged_spend(self, keys: Sequence[str], since: str, until: str) -> list[dict[str, Any]]: ...
 
     # --- provider usage and reconciliation (see store/sql_reconcile.py) ---

@@ -9,6 +9,7 @@ import orjson
 
 from spendgate.clock import utc_now_iso
 from spendgate.finance.github import MergedPR, normalise_repo
+from spendgate.models import SPEND_GROUPS
 from spendgate.store.base import Conflict
 
 _PR_FIELDS = ("author", "merged_at", "title", "base_ref", "head_ref", "url", "additions", "deletions")
@@ -165,6 +166,19 @@ class FinanceQueries:
             f"SELECT {column} AS value, SUBSTR(started_at, 1, 7) AS month, COUNT(*) AS requests,"
             " SUM(cost_nanos) AS cost_nanos FROM ledger WHERE started_at >= ? AND started_at < ?"
             f" GROUP BY {column}, SUBSTR(started_at, 1, 7)",
+            (since, until),
+        )
+
+    def spend_daily(self, by: str, since: str, until: str) -> list[dict[str, Any]]:
+        """Spend per group value (any `spend --by` group but session) and UTC day ('2026-11-28'):
+        rows of value, day, requests, cost_nanos."""
+        if by not in SPEND_GROUPS or by == "session":
+            raise ValueError(f"cannot give daily spend by {by!r}")
+        column = SPEND_GROUPS[by]
+        return self._query(
+            f"SELECT {column} AS value, SUBSTR(started_at, 1, 10) AS day, COUNT(*) AS requests,"
+            " SUM(cost_nanos) AS cost_nanos FROM ledger WHERE started_at >= ? AND started_at < ?"
+            f" GROUP BY {column}, SUBSTR(started_at, 1, 10) ORDER BY day",
             (since, until),
         )
 
