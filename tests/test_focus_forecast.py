@@ -534,8 +534,8 @@ def test_chargeback_rows_query(database_url: str) -> None:
         ]
     )
     rows = store.chargeback_rows("2026-11-01T00:00:00.000000Z", "2026-12-01T00:00:00.000000Z")
-    assert [(r["request_id"], r["team_name"], r["org_name"], r["cost_nanos"]) for r in rows] == [
-        ("req_1", "platform", "acme", 5),
-        ("req_3", "gone", None, 9),
+    assert [(r["day"], r["team_name"], r["org_name"], r["requests"], r["cost_nanos"]) for r in rows] == [
+        ("2026-11-01", "platform", "acme", 1, 5),
+        ("2026-11-05", "gone", None, 1, 9),
     ]
     store.close()

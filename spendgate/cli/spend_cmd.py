@@ -158,4 +158,17 @@ def register(app: typer.Typer) -> None:
             ],
         )
 
+    @ledger.command("rebuild-rollups")
+    def rebuild_rollups() -> None:
+        """Recompute the daily rollups that reports read from the raw ledger (one transaction).
+
+        The ledger writer keeps them in step; run this only if you suspect drift, e.g. after
+        editing ledger rows by hand."""
+        with cli_store() as store:
+            counts = store.rebuild_rollups()
+        typer.echo(
+            f"rebuilt ledger_daily ({counts['daily_rows']} rows) and ledger_work_daily "
+            f"({counts['tagged_calls']} tagged calls)"
+        )
+
     app.add_typer(ledger, name="ledger")

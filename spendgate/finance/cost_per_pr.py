@@ -12,9 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spendgate.pricing import NANOS_PER_USD, format_usd
+
+if TYPE_CHECKING:
+    from spendgate.store.base import Store
 
 UNMAPPED = "unmapped"
 GROUPS = ("team", "repo", "use_case")
@@ -159,13 +162,14 @@ def spend_per_pr(
     for call in tagged_calls:
         match = _match(call["tags"], by_number, by_branch)
         nanos = int(call["cost_nanos"] or 0)
+        calls = int(call.get("requests", 1))  # rollup lines sum several calls
         if match is None:
             unmatched_nanos += nanos
-            unmatched_calls += 1
+            unmatched_calls += calls
             continue
         entry = totals.setdefault((match["repo"], int(match["number"])), [0, 0])
         entry[0] += nanos
-        entry[1] += 1
+        entry[1] += calls
     index = {(pr["repo"], int(pr["number"])): pr for pr in prs}
     rows = []
     for key, (nanos, calls) in sorted(totals.items(), key=lambda item: (-item[1][0], item[0])):
@@ -203,3 +207,25 @@ def _match(
     if repo is not None:
         candidates = [pr for pr in candidates if pr["repo"] == repo]
     return candidates[0] if len(candidates) == 1 else None
+
+
+def report(store: Store, by: str, months: Sequence[str]) -> list[CostPerPR]:
+    """The report's rows: spend from the ledger and merged PRs, per group and UTC month."""
+    since, until = window_bounds(months)
+    prs = store.merged_pull_requests(since, until)
+    names = {t.id: t.name for t in store.list_teams(include_revoked=True)}
+    if by == "team":
+        spend = sum_spend(store.spend_by_month("team", since, until), names)
+        counts = count_prs(prs, "team_id", names)
+    elif by == "repo":
+        spend = repo_spend(store.tagged_spend(["repo"], since, until))
+        counts = count_prs(prs, "repo", names)
+    elif by == "use_case":
+        # A use case has no PRs of its own: its spend is divided by every PR merged that month.
+        spend = sum_spend(store.spend_by_month("use_case", since, until))
+        totals = count_prs(prs, "repo", names)
+        merged = {m: sum(n for (_, month), n in totals.items() if month == m) for m in months}
+        counts = {(g, m): merged[m] for g in {g for g, _ in spend} for m in months}
+    else:
+        raise ValueError(f"--by must be one of {'|'.join(GROUPS)}")
+    return cost_per_pr(spend, counts, months)

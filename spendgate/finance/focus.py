@@ -1,11 +1,13 @@
 """Chargeback in FinOps FOCUS 1.2: one row per charge, with CSV and Parquet writers.
 
 A charge is one (day, cost center, team, use case, provider, model, token type) at one unit price.
-Each ledger row's `cost_nanos` is split over its token types in proportion to what each type cost at
-the row's prices (`Pricer().price(provider, upstream_model, started_at)` rates x tokens); parts are
-rounded to the nano-dollar and the rounding remainder goes on the output line (or the largest line
-when there is no output), so the parts of a row sum exactly to the row's cost and the export's
-BilledCost total equals the ledger's total. Unit prices are per token (per request for web search).
+The input is the daily rollup (`Store.chargeback_rows`: sums per day, attribution, model, pricing
+tier and price). Each line's `cost_nanos` is split over its token types in proportion to what each
+type cost at the line's prices (`Pricer().price(provider, upstream_model, day)` rates at the line's
+pricing tier x tokens); parts are rounded to the nano-dollar and the rounding remainder goes on the
+output line (or the largest line when there is no output), so the parts of a line sum exactly to its
+cost and the export's BilledCost total equals the ledger's total. Unit prices are per token (per
+request for web search).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from spendgate.pricing import NANOS_PER_USD, ModelPrice, Pricer
+from spendgate.pricing import NANOS_PER_USD, ModelPrice, Pricer, Rate
 
 # (token type, ledger column, ModelPrice rate attribute or None for web search, SkuMeter)
 TOKEN_TYPES: tuple[tuple[str, str, str | None, str], ...] = (
@@ -115,9 +117,9 @@ def split_row(row: Mapping[str, Any], price: ModelPrice | None) -> list[Part]:
     """Split a ledger row's cost over its token types; the parts sum exactly to `cost_nanos`."""
     cost = int(row["cost_nanos"] or 0)
     quantities = {name: int(row[column] or 0) for name, column, _, _ in TOKEN_TYPES}
-    total_input = sum(quantities[n] for n in ("input", "cache_write_5m", "cache_write_1h", "cache_read"))
+    tier = str(row.get("pricing_tier") or "")
     discount = Decimal(1)
-    if price is not None and str(row.get("pricing_tier") or "").startswith("batch"):
+    if price is not None and tier.startswith("batch"):
         discount = price.batch_discount
     weights: dict[str, Decimal] = {}
     units: dict[str, Decimal | None] = {}
@@ -127,7 +129,7 @@ def split_row(row: Mapping[str, Any], price: ModelPrice | None) -> list[Part]:
         elif attr is None:
             units[name] = price.web_search_per_k / 1000 * discount
         else:
-            units[name] = getattr(price, attr).at(total_input) / _PER_MTOK * discount
+            units[name] = _rate(getattr(price, attr), tier) / _PER_MTOK * discount
         unit = units[name]
         weights[name] = quantities[name] * unit if unit is not None else Decimal(0)
     if sum(weights.values()) == 0:  # unpriced (or free): share by quantity
@@ -147,6 +149,13 @@ def split_row(row: Mapping[str, Any], price: ModelPrice | None) -> list[Part]:
     return [Part(name, quantities[name], nanos, units[name]) for name, nanos in shares.items()]
 
 
+def _rate(rate: Rate, tier: str) -> Decimal:
+    """The rate a pricing tier names: a summed line has no single call size to pick it from."""
+    if "long_context" in tier and rate.tiers:
+        return rate.tiers[-1][1]
+    return rate.base
+
+
 def _round(value: Fraction) -> int:
     return round(value)  # Fraction rounds half to even
 
@@ -156,15 +165,14 @@ def _usd(nanos: int) -> Decimal:
 
 
 def focus_rows(rows: Iterable[Mapping[str, Any]], month: str, pricer: Pricer) -> list[dict[str, Any]]:
-    """FOCUS 1.2 rows (Python values: Decimal, datetime, str, None) for the ledger rows of a month."""
+    """FOCUS 1.2 rows (Python values: Decimal, datetime, str, None) for a month's chargeback lines."""
     period_start, period_end = month_bounds(month)
     charges: dict[tuple[Any, ...], list[int]] = {}
     for row in rows:
-        started = datetime.fromisoformat(str(row["started_at"]).replace("Z", "+00:00"))
-        started = started if started.tzinfo else started.replace(tzinfo=UTC)
+        day = str(row["day"])
+        started = datetime.fromisoformat(day).replace(tzinfo=UTC)
         model = row["upstream_model"] or row["requested_model"] or "unknown"
         price = pricer.price(row["provider"], model, started) if model != "unknown" else None
-        day = started.astimezone(UTC).date().isoformat()
         attribution = (
             row["org_id"],
             row["org_name"],
@@ -325,7 +333,7 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         )
         use_case = team["use_cases"].setdefault(row["use_case"], {"requests": 0, "cost_nanos": 0})
         for node in (center, team, use_case):
-            node["requests"] += 1
+            node["requests"] += int(row["requests"])
             node["cost_nanos"] += nanos
 
     def ordered(items: dict[Any, dict[str, Any]]) -> list[tuple[Any, dict[str, Any]]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from spendgate.budgets.model import Budget, BudgetEvent, Exemption, Tier
@@ -40,6 +40,22 @@ class Store(Protocol):
         ...
 
     def spend(self, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]: ...
+    def sum_grouped(
+        self,
+        groups: Sequence[str],
+        measures: Sequence[str],
+        since: str | None,
+        until: str | None,
+        where: Mapping[str, str | None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Sums of rollup measures per distinct value of rollup key columns (or `day`) over calls
+        started in [since, until): whole days from the daily rollup, partial days from the ledger."""
+        ...
+
+    def rebuild_rollups(self) -> dict[str, int]:
+        """Recompute the daily rollups from the ledger; counts of rollup rows and tagged calls."""
+        ...
+
     def savings(self, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
         """Per group (team|use_case|rule|model): id, name, requests, routed_requests, cost_nanos and
         counterfactual_nanos (what the calls would have cost on the models asked for)."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -23,12 +24,14 @@ from spendgate.store.sql_budgets import BudgetQueries
 from spendgate.store.sql_finance import FinanceQueries
 from spendgate.store.sql_reconcile import ReconcileQueries
 from spendgate.store.sql_reports import ReportQueries
+from spendgate.store.sql_rollups import RollupQueries, Tx, add_to_rollups
 
 # Only a repeated request id is ignored (a journal replay); any other violation is an error.
 _INSERT_LEDGER = (
     f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)}) ON CONFLICT (request_id) DO NOTHING"
 )
+_ID_CHUNK = 500  # request ids per IN (...) lookup, well under SQLite's parameter limit
 _TOKEN_SUMS = (
     "input_tokens",
     "cache_write_5m_tokens",
@@ -51,9 +54,10 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
 
-class SQLStore(BudgetQueries, AlertQueries, ReportQueries, FinanceQueries, ReconcileQueries):
-    """Subclasses set `placeholder` and implement `_connect`, `_rows`, `_is_unique_violation`
-    and `migrate`."""
+# RollupQueries first: the other mixins declare its `sum_grouped` as a stub.
+class SQLStore(RollupQueries, BudgetQueries, AlertQueries, ReportQueries, FinanceQueries, ReconcileQueries):
+    """Subclasses set `placeholder` and implement `_connect`, `_run`, `_run_many`, `_begin`,
+    `_is_unique_violation` and `_apply_migrations`."""
 
     placeholder = "?"
 
@@ -72,8 +76,27 @@ class SQLStore(BudgetQueries, AlertQueries, ReportQueries, FinanceQueries, Recon
         """Execute one statement per row in one transaction; the number of rows changed."""
         raise NotImplementedError
 
+    def _begin(self) -> Any:
+        """A context manager: one transaction on the connection, yielding a `Tx`."""
+        raise NotImplementedError
+
     def _is_unique_violation(self, exc: Exception) -> bool:
         raise NotImplementedError
+
+    def _apply_migrations(self) -> list[str]:
+        raise NotImplementedError
+
+    def migrate(self) -> list[str]:
+        applied = self._apply_migrations()
+        if "0007_rollups" in applied:
+            # The migration summed the daily rollup in SQL; the work rollup needs JSON parsed.
+            self.rebuild_rollups()
+        return applied
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Tx]:
+        with self._lock, self._begin() as tx:
+            yield tx
 
     def _sql(self, sql: str) -> str:
         if self.placeholder == "?":
@@ -108,9 +131,29 @@ class SQLStore(BudgetQueries, AlertQueries, ReportQueries, FinanceQueries, Recon
 
     # --- ledger ---
     def insert_ledger_rows(self, rows: Sequence[LedgerRow]) -> int:
-        values = [_ledger_values(row) for row in rows]
-        with self._lock:
-            return self._run_many(self._sql(_INSERT_LEDGER), values)
+        # Request ids are unique per replica and a journal segment is replayed by one process,
+        # so rows not present when the transaction starts are exactly the rows it inserts.
+        with self._transaction() as tx:
+            present: set[str] = set()
+            ids = [row.request_id for row in rows]
+            for start in range(0, len(ids), _ID_CHUNK):
+                chunk = ids[start : start + _ID_CHUNK]
+                found = tx.run(
+                    self._sql(
+                        f"SELECT request_id FROM ledger WHERE request_id IN ({', '.join('?' for _ in chunk)})"
+                    ),
+                    chunk,
+                )
+                present.update(r["request_id"] for r in found)
+            new: list[LedgerRow] = []
+            for row in rows:
+                if row.request_id not in present:
+                    present.add(row.request_id)
+                    new.append(row)
+            if new:
+                tx.run_many(self._sql(_INSERT_LEDGER), [_ledger_values(row) for row in new])
+                add_to_rollups(tx, self._sql, new)
+            return len(new)
 
     def ledger_rows(
         self, since: str | None = None, until: str | None = None, latest: int | None = None
@@ -133,41 +176,44 @@ class SQLStore(BudgetQueries, AlertQueries, ReportQueries, FinanceQueries, Recon
 
     def spend(self, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
         column = SPEND_GROUPS[by]
+        if by == "session":  # too many values for the rollup: the raw ledger, by its index
+            return self._raw_spend(column, since, until)
+        measures = ["requests", *_TOKEN_SUMS, "cost_nanos", "estimated_requests"]
+        rows = self.sum_grouped([column], measures, since, until)
+        out = [{"id": r[column], "name": r[column], **{m: r[m] for m in measures}} for r in rows]
+        self._name(out, by)
+        return sorted(out, key=lambda r: (-r["cost_nanos"], str(r["id"])))
+
+    def _raw_spend(self, column: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
         where, params = _period(since, until)
         sums = ", ".join(f"SUM({c}) AS {c}" for c in _TOKEN_SUMS)
-        name_join, name_expr = "", f"l.{column}"
-        if by in _NAME_TABLES:
-            name_join = f"LEFT JOIN {_NAME_TABLES[by]} n ON n.id = l.{column}"
-            name_expr = f"COALESCE(n.name, l.{column})"
-        rows = self._query(
-            f"SELECT l.{column} AS id, {name_expr} AS name, COUNT(*) AS requests, {sums}, "
-            f"SUM(l.cost_nanos) AS cost_nanos, SUM(l.estimated) AS estimated_requests "
-            f"FROM ledger l {name_join} {where.replace('started_at', 'l.started_at')} "
-            f"GROUP BY l.{column}, {name_expr} ORDER BY cost_nanos DESC",
+        return self._query(
+            f"SELECT {column} AS id, {column} AS name, COUNT(*) AS requests, {sums}, "
+            f"SUM(cost_nanos) AS cost_nanos, SUM(estimated) AS estimated_requests "
+            f"FROM ledger {where} GROUP BY {column} ORDER BY cost_nanos DESC",
             params,
         )
-        return rows
 
     def savings(self, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
         if by not in _SAVINGS_GROUPS:
             raise ValueError(f"--by must be one of {', '.join(_SAVINGS_GROUPS)}")
         column = _SAVINGS_GROUPS[by]
-        where, params = _period(since, until)
-        name_join, name_expr = "", f"l.{column}"
-        if by in _NAME_TABLES:
-            name_join = f"LEFT JOIN {_NAME_TABLES[by]} n ON n.id = l.{column}"
-            name_expr = f"COALESCE(n.name, l.{column})"
         # Routed: a rule picked a model other than the one asked for. A row without a
         # counterfactual (failed, or from before routing) would have cost what it did.
-        return self._query(
-            f"SELECT l.{column} AS id, {name_expr} AS name, COUNT(*) AS requests, "
-            "SUM(CASE WHEN l.route_rule IS NOT NULL AND l.upstream_model <> l.requested_model "
-            "THEN 1 ELSE 0 END) AS routed_requests, SUM(l.cost_nanos) AS cost_nanos, "
-            "SUM(COALESCE(l.counterfactual_cost_nanos, l.cost_nanos)) AS counterfactual_nanos "
-            f"FROM ledger l {name_join} {where.replace('started_at', 'l.started_at')} "
-            f"GROUP BY l.{column}, {name_expr}",
-            params,
-        )
+        measures = ["requests", "routed_requests", "cost_nanos", "counterfactual_nanos"]
+        rows = self.sum_grouped([column], measures, since, until)
+        out = [{"id": r[column], "name": r[column], **{m: r[m] for m in measures}} for r in rows]
+        self._name(out, by)
+        return out
+
+    def _name(self, rows: list[dict[str, Any]], by: str) -> None:
+        """Set each row's `name` from the named table when `by` has one (the id when unknown)."""
+        table = _NAME_TABLES.get(by)
+        if table is None or not rows:
+            return
+        names = {r["id"]: r["name"] for r in self._query(f"SELECT id, name FROM {table}")}
+        for row in rows:
+            row["name"] = names.get(row["id"], row["id"])
 
     # --- orgs ---
     def create_org(self, name: str) -> Org:

@@ -7,12 +7,13 @@ Claims are single statements whose row count says who won (`INSERT ... ON CONFLI
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from spendgate.models import SPEND_GROUPS
+from spendgate.store.sql_rollups import DAILY_KEYS
 
 # Columns an alert may group or filter by (a subset of the spend groups).
 ALERT_COLUMNS = {name: SPEND_GROUPS[name] for name in ("team", "use_case", "key", "user", "cost_center")}
@@ -65,18 +66,33 @@ class AlertQueries:
     def spend_totals(
         self, by: str, since: str, until: str, where: tuple[str, str] | None = None
     ) -> dict[str | None, int]:
-        """Spend per group value in [since, until), optionally only where a column has a value."""
+        """Spend per group value in [since, until), optionally only where a column has a value.
+        From the daily rollup (plus the raw ledger for partial days), except by session."""
         column = _column(by)
+        filters = {} if where is None else {_column(where[0]): where[1]}
+        if column in DAILY_KEYS and all(c in DAILY_KEYS for c in filters):
+            rows = self.sum_grouped([column], ["cost_nanos"], since, until, filters)
+            return {r[column]: int(r["cost_nanos"] or 0) for r in rows}
         clauses, params = ["started_at >= ?", "started_at < ?"], [since, until]
-        if where is not None:
-            clauses.append(f"{_column(where[0])} = ?")
-            params.append(where[1])
+        for col, value in filters.items():
+            clauses.append(f"{col} = ?")
+            params.append(value)
         rows = self._query(
             f"SELECT {column} AS value, SUM(cost_nanos) AS cost_nanos FROM ledger "
             f"WHERE {' AND '.join(clauses)} GROUP BY {column}",
             params,
         )
         return {r["value"]: int(r["cost_nanos"] or 0) for r in rows}
+
+    def sum_grouped(
+        self,
+        groups: Sequence[str],
+        measures: Sequence[str],
+        since: str | None,
+        until: str | None,
+        where: Mapping[str, str | None] | None = None,
+    ) -> list[dict[str, Any]]:
+        raise NotImplementedError  # provided by RollupQueries
 
     # --- alerts ---
     def open_alert(

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
-
-import orjson
 
 from spendgate.clock import utc_now_iso
 from spendgate.finance.github import MergedPR, normalise_repo
 from spendgate.models import SPEND_GROUPS
 from spendgate.store.base import Conflict
+from spendgate.store.sql_rollups import WORK_TAGS
 
 _PR_FIELDS = ("author", "merged_at", "title", "base_ref", "head_ref", "url", "additions", "deletions")
 # ledger columns a cost-per-PR report can group spend by
@@ -158,41 +157,52 @@ class FinanceQueries:
             " JOIN teams t ON t.id = r.team_id ORDER BY r.repo"
         )
 
-    # --- spend for cost per PR ---
+    # --- spend for cost per PR (from the daily rollups) ---
     def spend_by_month(self, by: str, since: str, until: str) -> list[dict[str, Any]]:
         """Ledger spend per group value (team id or use case) and UTC month ('2026-11')."""
         column = _MONTH_GROUPS[by]
-        return self._query(
-            f"SELECT {column} AS value, SUBSTR(started_at, 1, 7) AS month, COUNT(*) AS requests,"
-            " SUM(cost_nanos) AS cost_nanos FROM ledger WHERE started_at >= ? AND started_at < ?"
-            f" GROUP BY {column}, SUBSTR(started_at, 1, 7)",
-            (since, until),
-        )
+        months: dict[tuple[Any, str], list[int]] = {}
+        for row in self.sum_grouped([column, "day"], ["requests", "cost_nanos"], since, until):
+            total = months.setdefault((row[column], row["day"][:7]), [0, 0])
+            total[0] += row["requests"]
+            total[1] += row["cost_nanos"]
+        return [
+            {"value": value, "month": month, "requests": requests, "cost_nanos": cost}
+            for (value, month), (requests, cost) in sorted(
+                months.items(), key=lambda kv: (kv[0][1], str(kv[0][0]))
+            )
+        ]
 
     def spend_daily(self, by: str, since: str, until: str) -> list[dict[str, Any]]:
         """Spend per group value (any `spend --by` group but session) and UTC day ('2026-11-28'):
-        rows of value, day, requests, cost_nanos."""
+        rows of value, day, requests, cost_nanos, oldest day first."""
         if by not in SPEND_GROUPS or by == "session":
             raise ValueError(f"cannot give daily spend by {by!r}")
         column = SPEND_GROUPS[by]
-        return self._query(
-            f"SELECT {column} AS value, SUBSTR(started_at, 1, 10) AS day, COUNT(*) AS requests,"
-            " SUM(cost_nanos) AS cost_nanos FROM ledger WHERE started_at >= ? AND started_at < ?"
-            f" GROUP BY {column}, SUBSTR(started_at, 1, 10) ORDER BY day",
-            (since, until),
-        )
+        rows = self.sum_grouped([column, "day"], ["requests", "cost_nanos"], since, until)
+        out = [
+            {"value": r[column], "day": r["day"], "requests": r["requests"], "cost_nanos": r["cost_nanos"]}
+            for r in rows
+        ]
+        return sorted(out, key=lambda r: (r["day"], str(r["value"])))
 
     def tagged_spend(self, keys: Sequence[str], since: str, until: str) -> list[dict[str, Any]]:
-        """Calls carrying any of these tags: rows of tags (a dict), team_id, month and cost_nanos."""
-        likes = " OR ".join("tags LIKE ?" for _ in keys)
-        rows = self._query(
-            "SELECT tags, team_id, SUBSTR(started_at, 1, 7) AS month, cost_nanos FROM ledger"
-            f" WHERE started_at >= ? AND started_at < ? AND ({likes})",
-            (since, until, *(f'%"{k}":%' for k in keys)),
-        )
-        out = []
-        for row in rows:
-            tags = orjson.loads(row["tags"])
-            if any(k in tags for k in keys):
-                out.append({**row, "tags": tags})
-        return out
+        """Spend of calls carrying any of these tags (repo, pr, branch: the tags the work rollup
+        keeps) per month and team: rows of tags (a dict), team_id, month, requests, cost_nanos."""
+        unknown = set(keys) - set(WORK_TAGS)
+        if unknown:
+            raise ValueError(f"only {', '.join(WORK_TAGS)} tags are summed, not {', '.join(sorted(unknown))}")
+        return [row for row in self.work_spend(since, until) if any(k in row["tags"] for k in keys)]
+
+    def sum_grouped(
+        self,
+        groups: Sequence[str],
+        measures: Sequence[str],
+        since: str | None,
+        until: str | None,
+        where: Mapping[str, str | None] | None = None,
+    ) -> list[dict[str, Any]]:
+        raise NotImplementedError  # provided by RollupQueries
+
+    def work_spend(self, since: str, until: str) -> list[dict[str, Any]]:
+        raise NotImplementedError  # provided by RollupQueries

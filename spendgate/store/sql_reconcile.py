@@ -3,7 +3,7 @@ SQL store: what `spendgate reconcile` compares."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from spendgate.clock import utc_now_iso
@@ -33,8 +33,6 @@ _INT_COLUMNS = (
     "requests",
     "cost_nanos",
 )
-# The model a provider bills: the one it answered with, else the one it was sent.
-_LEDGER_MODEL = "COALESCE(response_model, upstream_model, requested_model, '')"
 
 
 def _ints(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -100,13 +98,26 @@ class ReconcileQueries:
 
     def metered_by_day_model(self, since: str, until: str) -> list[dict[str, Any]]:
         """Ledger spend of calls started in [since, until) per UTC day, provider and billed model:
-        day, provider, model, metered_requests, cost_nanos."""
-        day = "SUBSTR(started_at, 1, 10)"
-        return _ints(
-            self._query(
-                f"SELECT {day} AS day, provider, {_LEDGER_MODEL} AS model, COUNT(*) AS metered_requests, "
-                "SUM(cost_nanos) AS cost_nanos FROM ledger WHERE started_at >= ? AND started_at < ? "
-                f"GROUP BY {day}, provider, {_LEDGER_MODEL} ORDER BY 1, 2, 3",
-                (since, until),
-            )
-        )
+        day, provider, model, metered_requests, cost_nanos (from the daily rollup)."""
+        rows = self.sum_grouped(["day", "provider", "billed_model"], ["requests", "cost_nanos"], since, until)
+        out = [
+            {
+                "day": r["day"],
+                "provider": r["provider"],
+                "model": r["billed_model"] or "",
+                "metered_requests": r["requests"],
+                "cost_nanos": r["cost_nanos"],
+            }
+            for r in rows
+        ]
+        return sorted(out, key=lambda r: (r["day"], r["provider"], r["model"]))
+
+    def sum_grouped(
+        self,
+        groups: Sequence[str],
+        measures: Sequence[str],
+        since: str | None,
+        until: str | None,
+        where: Mapping[str, str | None] | None = None,
+    ) -> list[dict[str, Any]]:
+        raise NotImplementedError  # provided by RollupQueries

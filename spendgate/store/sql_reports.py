@@ -1,15 +1,32 @@
-"""Report queries, part of the shared SQL store: the ledger rows a chargeback needs, with names."""
+"""Report queries, part of the shared SQL store: what a chargeback needs, from the daily rollup."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-_CHARGEBACK_COLUMNS = (
-    "l.request_id, l.started_at, l.provider, l.upstream_model, l.requested_model, l.org_id, "
-    "COALESCE(o.name, l.org_id) AS org_name, l.team_id, COALESCE(t.name, l.team_id) AS team_name, "
-    "l.cost_center, l.use_case, l.input_tokens, l.cache_write_5m_tokens, l.cache_write_1h_tokens, "
-    "l.cache_read_tokens, l.output_tokens, l.web_search_requests, l.cost_nanos, l.price_ref, l.pricing_tier"
+# One chargeback line per (day, attribution, model, price) before it is split by token type.
+CHARGEBACK_GROUPS = (
+    "day",
+    "org_id",
+    "team_id",
+    "cost_center",
+    "use_case",
+    "provider",
+    "requested_model",
+    "upstream_model",
+    "pricing_tier",
+    "price_ref",
+)
+CHARGEBACK_MEASURES = (
+    "requests",
+    "input_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cache_read_tokens",
+    "output_tokens",
+    "web_search_requests",
+    "cost_nanos",
 )
 
 
@@ -18,12 +35,24 @@ class ReportQueries:
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         raise NotImplementedError
 
+    def sum_grouped(
+        self,
+        groups: Sequence[str],
+        measures: Sequence[str],
+        since: str | None,
+        until: str | None,
+        where: Mapping[str, str | None] | None = None,
+    ) -> list[dict[str, Any]]:
+        raise NotImplementedError  # provided by RollupQueries
+
     def chargeback_rows(self, since: str, until: str) -> list[dict[str, Any]]:
-        """Ledger rows started in [since, until), oldest first, with only the columns a chargeback
-        uses, plus `org_name` and `team_name` (the id when the org or team is unknown)."""
-        return self._query(
-            f"SELECT {_CHARGEBACK_COLUMNS} FROM ledger l "
-            "LEFT JOIN orgs o ON o.id = l.org_id LEFT JOIN teams t ON t.id = l.team_id "
-            "WHERE l.started_at >= ? AND l.started_at < ? ORDER BY l.started_at, l.request_id",
-            (since, until),
-        )
+        """Spend of calls started in [since, until) per UTC day, org, team, cost center, use case,
+        provider, models, pricing tier and price, with request and token counts, plus `org_name`
+        and `team_name` (the id when the org or team is unknown); oldest day first."""
+        rows = self.sum_grouped(CHARGEBACK_GROUPS, CHARGEBACK_MEASURES, since, until)
+        orgs = {r["id"]: r["name"] for r in self._query("SELECT id, name FROM orgs")}
+        teams = {r["id"]: r["name"] for r in self._query("SELECT id, name FROM teams")}
+        for row in rows:
+            row["org_name"] = orgs.get(row["org_id"], row["org_id"])
+            row["team_name"] = teams.get(row["team_id"], row["team_id"])
+        return sorted(rows, key=lambda r: tuple("" if r[g] is None else str(r[g]) for g in CHARGEBACK_GROUPS))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -22,7 +23,7 @@ class PostgresStore(SQLStore):
     def _connect(self) -> psycopg.Connection[dict[str, Any]]:
         return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=5)
 
-    def migrate(self) -> list[str]:
+    def _apply_migrations(self) -> list[str]:
         scheme, rest = self.url.split("://", 1)
         return apply_migrations(f"postgresql+psycopg://{rest}" if scheme.startswith("postgres") else self.url)
 
@@ -44,5 +45,23 @@ class PostgresStore(SQLStore):
             cur.executemany(sql, rows)  # type: ignore[arg-type]
             return max(cur.rowcount, 0)
 
+    @contextmanager
+    def _begin(self) -> Iterator[_Tx]:
+        conn = self._ensure()
+        with conn.transaction(), conn.cursor() as cur:
+            yield _Tx(cur)
+
     def _is_unique_violation(self, exc: Exception) -> bool:
         return isinstance(exc, psycopg.errors.UniqueViolation)
+
+
+class _Tx:
+    def __init__(self, cursor: psycopg.Cursor[dict[str, Any]]) -> None:
+        self._cur = cursor
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        self._cur.execute(sql, params)  # type: ignore[arg-type]
+        return list(self._cur.fetchall()) if self._cur.description else []
+
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._cur.executemany(sql, rows)  # type: ignore[arg-type]

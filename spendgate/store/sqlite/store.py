@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,19 @@ class SQLiteStore(SQLStore):
         conn.execute("PRAGMA busy_timeout=30000")
         return conn
 
-    def migrate(self) -> list[str]:
+    def _apply_migrations(self) -> list[str]:
         return apply_migrations(f"sqlite:///{self.path}")
+
+    @contextmanager
+    def _begin(self) -> Iterator[_Tx]:
+        conn: sqlite3.Connection = self._conn
+        conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlock later
+        try:
+            yield _Tx(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _run(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         return list(self._conn.execute(sql, params))
@@ -51,3 +63,14 @@ class SQLiteStore(SQLStore):
 
     def _is_unique_violation(self, exc: Exception) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
+
+
+class _Tx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return list(self._conn.execute(sql, params))
+
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._conn.executemany(sql, rows)

@@ -1,0 +1,406 @@
+"""Daily rollups, part of the shared SQL store: kept in step with the ledger, read by reports.
+
+`ledger_daily` sums the ledger per UTC day and every attribution column a report groups by;
+`ledger_work_daily` sums calls tagged `repo`, `pr` or `branch`. The ledger writer inserts rows and
+adds them to both rollups in one transaction, counting only rows that were new (a journal replay
+adds nothing twice), and upserts in key order so replicas sharing PostgreSQL take row locks in the
+same order.
+
+Reports ask for sums over a period with `sum_grouped`. Whole UTC days inside the period come from
+the rollup; the partial days at either edge (say, "month to date, now") come from the raw ledger
+through its `started_at` index, so any period is answered exactly and at most two days are scanned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import orjson
+
+from spendgate.models import LedgerRow
+
+DAILY_KEYS = (
+    "org_id",
+    "team_id",
+    "user_id",
+    "key_id",
+    "cost_center",
+    "use_case",
+    "provider",
+    "requested_model",
+    "upstream_model",
+    "billed_model",
+    "route_rule",
+    "pricing_tier",
+    "price_ref",
+)
+# measure -> the raw-ledger expression it sums
+MEASURES: dict[str, str] = {
+    "requests": "1",
+    "estimated_requests": "estimated",
+    "routed_requests": (
+        "CASE WHEN route_rule IS NOT NULL AND upstream_model <> requested_model THEN 1 ELSE 0 END"
+    ),
+    "input_tokens": "input_tokens",
+    "cache_write_5m_tokens": "cache_write_5m_tokens",
+    "cache_write_1h_tokens": "cache_write_1h_tokens",
+    "cache_read_tokens": "cache_read_tokens",
+    "output_tokens": "output_tokens",
+    "reasoning_tokens": "reasoning_tokens",
+    "web_search_requests": "web_search_requests",
+    "cost_nanos": "cost_nanos",
+    "counterfactual_nanos": "COALESCE(counterfactual_cost_nanos, cost_nanos)",
+}
+# rollup key column -> the raw-ledger expression it holds ('' for none)
+_RAW_KEYS: dict[str, str] = {
+    **{k: f"COALESCE({k}, '')" for k in DAILY_KEYS},
+    "use_case": "use_case",
+    "provider": "provider",
+    "billed_model": "COALESCE(response_model, upstream_model, requested_model, '')",
+    "day": "SUBSTR(started_at, 1, 10)",
+}
+WORK_TAGS = ("repo", "pr", "branch")
+_REBUILD_BATCH = 5000
+
+_DAILY_UPSERT = (
+    f"INSERT INTO ledger_daily (day, {', '.join(DAILY_KEYS)}, {', '.join(MEASURES)}) "
+    f"VALUES ({', '.join('?' for _ in range(1 + len(DAILY_KEYS) + len(MEASURES)))}) "
+    f"ON CONFLICT (day, {', '.join(DAILY_KEYS)}) DO UPDATE SET "
+    + ", ".join(f"{m} = ledger_daily.{m} + excluded.{m}" for m in MEASURES)
+)
+_WORK_UPSERT = (
+    "INSERT INTO ledger_work_daily (day, team_id, repo, pr, branch, requests, cost_nanos) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (day, team_id, repo, pr, branch) DO UPDATE SET "
+    "requests = ledger_work_daily.requests + excluded.requests, "
+    "cost_nanos = ledger_work_daily.cost_nanos + excluded.cost_nanos"
+)
+
+
+class Tx(Protocol):
+    """One open transaction (SQL already in the backend's placeholder style)."""
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+
+def daily_deltas(rows: Sequence[LedgerRow]) -> list[tuple[Any, ...]]:
+    """Rows -> `ledger_daily` upsert parameters, one per key, in key order."""
+    sums: dict[tuple[str, ...], list[int]] = {}
+    for r in rows:
+        key = (
+            r.started_at[:10],
+            r.org_id or "",
+            r.team_id or "",
+            r.user_id or "",
+            r.key_id or "",
+            r.cost_center or "",
+            r.use_case,
+            r.provider,
+            r.requested_model or "",
+            r.upstream_model or "",
+            r.response_model or r.upstream_model or r.requested_model or "",
+            r.route_rule or "",
+            r.pricing_tier or "",
+            r.price_ref or "",
+        )
+        routed = (
+            r.route_rule is not None
+            and r.upstream_model is not None
+            and r.requested_model is not None
+            and r.upstream_model != r.requested_model
+        )
+        cost = r.cost_nanos
+        values = (
+            1,
+            int(r.estimated),
+            int(routed),
+            r.input_tokens,
+            r.cache_write_5m_tokens,
+            r.cache_write_1h_tokens,
+            r.cache_read_tokens,
+            r.output_tokens,
+            r.reasoning_tokens,
+            r.web_search_requests,
+            cost,
+            cost if r.counterfactual_cost_nanos is None else r.counterfactual_cost_nanos,
+        )
+        total = sums.get(key)
+        if total is None:
+            sums[key] = list(values)
+        else:
+            for i, v in enumerate(values):
+                total[i] += v
+    return [(*key, *sums[key]) for key in sorted(sums)]
+
+
+def work_deltas(items: Sequence[tuple[str, str | None, dict[str, Any], int]]) -> list[tuple[Any, ...]]:
+    """(started_at, team_id, tags, cost_nanos) -> `ledger_work_daily` upsert parameters."""
+    sums: dict[tuple[str, ...], list[int]] = {}
+    for started_at, team_id, tags, cost in items:
+        if not any(t in tags for t in WORK_TAGS):
+            continue
+        key = (started_at[:10], team_id or "", *(str(tags.get(t, "")) for t in WORK_TAGS))
+        total = sums.setdefault(key, [0, 0])
+        total[0] += 1
+        total[1] += cost
+    return [(*key, *sums[key]) for key in sorted(sums)]
+
+
+def add_to_rollups(tx: Tx, sql: Any, rows: Sequence[LedgerRow]) -> None:
+    """Add newly inserted ledger rows to both rollups, inside the caller's transaction."""
+    daily = daily_deltas(rows)
+    if daily:
+        tx.run_many(sql(_DAILY_UPSERT), daily)
+    work = work_deltas([(r.started_at, r.team_id, r.tags, r.cost_nanos) for r in rows if r.tags])
+    if work:
+        tx.run_many(sql(_WORK_UPSERT), work)
+
+
+def day_split(
+    since: str | None, until: str | None
+) -> tuple[list[tuple[str | None, str | None]], tuple[str | None, str | None] | None]:
+    """Split [since, until) into raw-ledger edges and a range of whole UTC days [first, last).
+
+    Returns (edges: [(since, until)] periods to read raw, days: (first_day, end_day) or None);
+    None bounds are open."""
+    first = _ceil_day(since) if since else None
+    end = _floor_day(until) if until else None
+    if first is not None and end is not None and first >= end:
+        return [(since, until)], None  # no whole day inside
+    edges: list[tuple[str | None, str | None]] = []
+    if since and first is not None and _midnight(first) != since:
+        edges.append((since, _midnight(first)))
+    if until and end is not None and _midnight(end) != until:
+        edges.append((_midnight(end), until))
+    return edges, (first, end)
+
+
+def _parse(moment: str) -> datetime:
+    parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _ceil_day(moment: str) -> str:
+    parsed = _parse(moment).astimezone(UTC)
+    day = parsed.date()
+    if parsed != datetime(day.year, day.month, day.day, tzinfo=UTC):
+        day += timedelta(days=1)
+    return day.isoformat()
+
+
+def _floor_day(moment: str) -> str:
+    return _parse(moment).astimezone(UTC).date().isoformat()
+
+
+def _midnight(day: str) -> str:
+    return f"{day}T00:00:00.000000Z"
+
+
+class RollupQueries:
+    # Provided by SQLStore.
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        raise NotImplementedError
+
+    def _transaction(self) -> Any:
+        raise NotImplementedError
+
+    def sum_grouped(
+        self,
+        groups: Sequence[str],
+        measures: Sequence[str],
+        since: str | None,
+        until: str | None,
+        where: Mapping[str, str | None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Sums of `measures` per distinct value of `groups` (rollup key columns, or `day`) over
+        calls started in [since, until), optionally filtered on key columns. Group values are None
+        where the ledger has none."""
+        for name in (*groups, *(where or {})):
+            if name not in _RAW_KEYS:
+                raise ValueError(f"cannot group by {name!r}")
+        for m in measures:
+            if m not in MEASURES:
+                raise ValueError(f"no measure {m!r}")
+        edges, days = day_split(since, until)
+        totals: dict[tuple[Any, ...], list[int]] = {}
+        parts: list[list[dict[str, Any]]] = []
+        for edge_since, edge_until in edges:
+            parts.append(self._raw_sums(groups, measures, edge_since, edge_until, where))
+        if days is not None:
+            parts.append(self._rollup_sums(groups, measures, days[0], days[1], where))
+        for part in parts:
+            for row in part:
+                key = tuple(row[g] for g in groups)
+                total = totals.setdefault(key, [0] * len(measures))
+                for i, m in enumerate(measures):
+                    total[i] += int(row[m] or 0)
+        return [
+            {
+                **{g: (v if v != "" else None) for g, v in zip(groups, key, strict=True)},
+                **dict(zip(measures, total, strict=True)),
+            }
+            for key, total in totals.items()
+        ]
+
+    def _rollup_sums(
+        self,
+        groups: Sequence[str],
+        measures: Sequence[str],
+        first_day: str | None,
+        end_day: str | None,
+        where: Mapping[str, str | None] | None,
+    ) -> list[dict[str, Any]]:
+        clauses, params = _filters(where, {g: g for g in _RAW_KEYS})
+        if first_day is not None:
+            clauses.append("day >= ?")
+            params.append(first_day)
+        if end_day is not None:
+            clauses.append("day < ?")
+            params.append(end_day)
+        select = [*groups, *(f"SUM({m}) AS {m}" for m in measures)]
+        return self._query(
+            f"SELECT {', '.join(select)} FROM ledger_daily"
+            + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
+            + (f" GROUP BY {', '.join(groups)}" if groups else ""),
+            params,
+        )
+
+    def _raw_sums(
+        self,
+        groups: Sequence[str],
+        measures: Sequence[str],
+        since: str | None,
+        until: str | None,
+        where: Mapping[str, str | None] | None,
+    ) -> list[dict[str, Any]]:
+        clauses, params = _filters(where, _RAW_KEYS)
+        if since is not None:
+            clauses.append("started_at >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("started_at < ?")
+            params.append(until)
+        exprs = [_RAW_KEYS[g] for g in groups]
+        select = [*(f"{e} AS {g}" for e, g in zip(exprs, groups, strict=True))]
+        select += [f"SUM({MEASURES[m]}) AS {m}" for m in measures]
+        return self._query(
+            f"SELECT {', '.join(select)} FROM ledger"
+            + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
+            + (f" GROUP BY {', '.join(exprs)}" if groups else ""),
+            params,
+        )
+
+    # --- work items (repo / pr / branch tags) ---
+    def work_spend(self, since: str, until: str) -> list[dict[str, Any]]:
+        """Spend of calls tagged repo/pr/branch per UTC month, team and tag values: rows of month,
+        team_id, tags (only the tags the calls carried), requests, cost_nanos."""
+        edges, days = day_split(since, until)
+        totals: dict[tuple[str, ...], list[int]] = {}
+        for edge_since, edge_until in edges:
+            items = [
+                (r["started_at"], r["team_id"], orjson.loads(r["tags"]), int(r["cost_nanos"]))
+                for r in self._tagged_rows(edge_since, edge_until)
+            ]
+            for day, team, repo, pr, branch, requests, cost in work_deltas(items):
+                _add(totals, (day[:7], team, repo, pr, branch), requests, cost)
+        if days is not None:
+            clauses, params = [], []
+            if days[0] is not None:
+                clauses.append("day >= ?")
+                params.append(days[0])
+            if days[1] is not None:
+                clauses.append("day < ?")
+                params.append(days[1])
+            month = "SUBSTR(day, 1, 7)"
+            for r in self._query(
+                f"SELECT {month} AS month, team_id, repo, pr, branch, SUM(requests) AS requests, "
+                "SUM(cost_nanos) AS cost_nanos FROM ledger_work_daily"
+                + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
+                + f" GROUP BY {month}, team_id, repo, pr, branch",
+                params,
+            ):
+                _add(
+                    totals,
+                    (r["month"], r["team_id"], r["repo"], r["pr"], r["branch"]),
+                    r["requests"],
+                    r["cost_nanos"],
+                )
+        return [
+            {
+                "month": month,
+                "team_id": team or None,
+                "tags": {t: v for t, v in zip(WORK_TAGS, (repo, pr, branch), strict=True) if v},
+                "requests": requests,
+                "cost_nanos": cost,
+            }
+            for (month, team, repo, pr, branch), (requests, cost) in sorted(totals.items())
+        ]
+
+    def _tagged_rows(self, since: str | None, until: str | None) -> list[dict[str, Any]]:
+        clause, params = _tagged_clause()
+        clauses = [clause]
+        if since is not None:
+            clauses.append("started_at >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("started_at < ?")
+            params.append(until)
+        return self._query(
+            f"SELECT started_at, team_id, tags, cost_nanos FROM ledger WHERE {' AND '.join(clauses)}",
+            params,
+        )
+
+    # --- maintenance ---
+    def rebuild_rollups(self) -> dict[str, int]:
+        """Recompute both rollups from the ledger, in one transaction: after the migration that
+        adds them, or for an operator who suspects drift. Returns the counts it summed."""
+        columns = ["day", *DAILY_KEYS]
+        select = ", ".join([*(_RAW_KEYS[c] for c in columns), *(f"SUM({e})" for e in MEASURES.values())])
+        group = ", ".join(_RAW_KEYS[c] for c in columns)
+        with self._transaction() as tx:
+            tx.run(self._sql("DELETE FROM ledger_daily"))
+            tx.run(
+                self._sql(
+                    f"INSERT INTO ledger_daily (day, {', '.join(DAILY_KEYS)}, {', '.join(MEASURES)}) "
+                    f"SELECT {select} FROM ledger GROUP BY {group}"
+                )
+            )
+            daily = tx.run(self._sql("SELECT COUNT(*) AS n FROM ledger_daily"))[0]["n"]
+            tx.run(self._sql("DELETE FROM ledger_work_daily"))
+            clause, params = _tagged_clause()
+            tagged = tx.run(
+                self._sql(f"SELECT started_at, team_id, tags, cost_nanos FROM ledger WHERE {clause}"), params
+            )
+            deltas = work_deltas(
+                [
+                    (r["started_at"], r["team_id"], orjson.loads(r["tags"]), int(r["cost_nanos"]))
+                    for r in tagged
+                ]
+            )
+            for start in range(0, len(deltas), _REBUILD_BATCH):
+                tx.run_many(self._sql(_WORK_UPSERT), deltas[start : start + _REBUILD_BATCH])
+        return {"daily_rows": int(daily), "tagged_calls": sum(d[5] for d in deltas)}
+
+
+def _tagged_clause() -> tuple[str, list[Any]]:
+    return "(" + " OR ".join("tags LIKE ?" for _ in WORK_TAGS) + ")", [f'%"{t}":%' for t in WORK_TAGS]
+
+
+def _filters(where: Mapping[str, str | None] | None, exprs: dict[str, str]) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (where or {}).items():
+        clauses.append(f"{exprs[column]} = ?")
+        params.append("" if value is None else value)
+    return clauses, params
+
+
+def _add(totals: dict[tuple[str, ...], list[int]], key: tuple[str, ...], requests: Any, cost: Any) -> None:
+    total = totals.setdefault(key, [0, 0])
+    total[0] += int(requests or 0)
+    total[1] += int(cost or 0)
