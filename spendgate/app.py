@@ -29,6 +29,7 @@ from spendgate.pricing import Pricer
 from spendgate.providers.anthropic import AnthropicProvider
 from spendgate.providers.openai import OpenAIProvider
 from spendgate.proxy import handle_call
+from spendgate.reports.schedule import load_schedule, run_reports_forever
 from spendgate.routing.policy import load_policy
 from spendgate.routing.router import Router
 from spendgate.store import open_store
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     gw = build_gateway(settings)
     # A broken alerts file stops start-up here, not silently in a background task.
     alerts_config = load_alerts_config(settings.alerts_file) if settings.alerts_file else None
+    schedule = load_schedule(settings.reports_file) if settings.reports_file else None
     anthropic_root = settings.anthropic_base_url.rstrip("/")
     openai_root = settings.openai_base_url.rstrip("/")
 
@@ -152,6 +154,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     gw.store, settings, config=alerts_config, on_result=gw.metrics.alert_delivered
                 )
             ),
+            asyncio.create_task(run_reports_forever(gw.store, settings, schedule=schedule)),
         ]
         try:
             yield

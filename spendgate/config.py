@@ -93,6 +93,14 @@ class Settings(BaseSettings):
     alerts_retry_base_s: float = Field(
         2.0, description="First retry delay of an alert delivery; it doubles on each further attempt."
     )
+    reports_file: Path | None = Field(
+        None,
+        description="TOML schedule of the finance and governance reports (which, when, into which "
+        "folder, to whom by email); scheduled reports are off when unset.",
+    )
+    reports_interval_s: float = Field(
+        300.0, description="How often the gateway checks whether a scheduled report is due."
+    )
     metrics_token: SecretStr | None = Field(
         None,
         description="Bearer token Prometheus must send to GET /metrics; unset: /metrics is open "

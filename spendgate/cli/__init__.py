@@ -16,6 +16,7 @@ from spendgate.cli import (
     finance_cmds,
     reconcile_cmds,
     report_cmds,
+    reports_cmds,
     routing_cmds,
     serve_cmd,
     spend_cmd,
@@ -41,6 +42,7 @@ def build_app() -> typer.Typer:
         fake_cmd,
         report_cmds,
         finance_cmds,
+        reports_cmds,
         reconcile_cmds,
     )
     for module in modules:

@@ -160,25 +160,8 @@ def _with_team_names(store: Store, rows: Sequence[dict[str, Any]]) -> list[dict[
 
 
 def cost_per_pr_report(store: Store, by: str, months: Sequence[str]) -> list[cpp.CostPerPR]:
-    """The report's rows: spend from the ledger and merged PRs, per group and UTC month."""
-    since, until = cpp.window_bounds(months)
-    prs = store.merged_pull_requests(since, until)
-    names = {t.id: t.name for t in store.list_teams(include_revoked=True)}
-    if by == "team":
-        spend = cpp.sum_spend(store.spend_by_month("team", since, until), names)
-        counts = cpp.count_prs(prs, "team_id", names)
-    elif by == "repo":
-        spend = cpp.repo_spend(store.tagged_spend(["repo"], since, until))
-        counts = cpp.count_prs(prs, "repo", names)
-    elif by == "use_case":
-        # A use case has no PRs of its own: its spend is divided by every PR merged that month.
-        spend = cpp.sum_spend(store.spend_by_month("use_case", since, until))
-        totals = cpp.count_prs(prs, "repo", names)
-        merged = {m: sum(n for (_, month), n in totals.items() if month == m) for m in months}
-        counts = {(g, m): merged[m] for g in {g for g, _ in spend} for m in months}
-    else:
-        raise ValueError(f"--by must be one of {'|'.join(cpp.GROUPS)}")
-    return cpp.cost_per_pr(spend, counts, months)
+    """The report's rows (kept here for callers of the CLI module; the work is in finance)."""
+    return cpp.report(store, by, months)
 
 
 def _report_group(app: typer.Typer) -> typer.Typer:

@@ -1,5 +1,6 @@
 """`spendgate chargeback` (monthly spend by cost center, and the FOCUS 1.2 export) and
-`spendgate forecast` (month-end projection against monthly budgets)."""
+`spendgate forecast` (month-end projection against monthly budgets); both also answer as
+`spendgate report chargeback` and `spendgate report forecast`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import typer
 
 from spendgate.cli.admin_cmds import Format, cli_store, fail, print_json, print_table
+from spendgate.cli.finance_cmds import _report_group
 from spendgate.clock import iso
 from spendgate.config import Settings
 from spendgate.finance import focus
@@ -193,3 +195,8 @@ def register(app: typer.Typer) -> None:
             f"Month-end forecast {start:%Y-%m} ({float(fc.days_left(now, end)):.2f} days left; "
             "run-rate = average of the last 7 complete UTC days)",
         )
+
+    # The same commands under `report`, beside the finance and governance reports.
+    report = _report_group(app)
+    report.command("chargeback")(chargeback)
+    report.command("forecast")(forecast_cmd)

@@ -1,0 +1,188 @@
+"""`spendgate report finance|governance` (the two audiences' reports as HTML and PDF),
+`spendgate report run-due` (the scheduled ones, once, for cron) and `report schedule`.
+`report chargeback` and `report forecast` are registered by report_cmds as aliases."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from spendgate.cli.admin_cmds import FORMAT_OPTION, Format, cli_store, fail, print_json, print_table
+from spendgate.cli.finance_cmds import _report_group
+from spendgate.config import Settings
+from spendgate.reports.produce import FORMATS, produce, write
+from spendgate.reports.schedule import Schedule, due_period, load_schedule, produced, run_due
+
+
+class OutputFormat(StrEnum):
+    html = "html"
+    pdf = "pdf"
+    both = "both"
+
+
+FORMAT = typer.Option(OutputFormat.both, "--format", help="html, pdf or both.")
+OUTPUT = typer.Option(
+    Path("."),
+    "--output",
+    "-o",
+    help="Folder to write into (default: here), or a file name ending .html/.pdf with one format.",
+)
+NOW = typer.Option(None, "--now", help="Pretend it is this ISO time (for tests and cron catch-up).")
+
+
+def _moment(text: str | None, name: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"{name} must be an ISO date or time, got {text!r}")
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _formats(fmt: OutputFormat) -> tuple[str, ...]:
+    return FORMATS if fmt is OutputFormat.both else (fmt.value,)
+
+
+def _make(
+    kind: str,
+    fmt: OutputFormat,
+    output: Path,
+    month: str | None,
+    now: datetime | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> None:
+    with cli_store() as store:
+        try:
+            report = produce(
+                store, kind, month=month, since=since, until=until, formats=_formats(fmt), now=now
+            )
+        except ValueError as exc:
+            fail(str(exc))
+    for path in write(report.outputs, output):
+        typer.echo(str(path))
+
+
+def register(app: typer.Typer) -> None:
+    report = _report_group(app)
+
+    @report.command("finance")
+    def finance(
+        month: str | None = typer.Option(
+            None, "--month", help="YYYY-MM (UTC); default: the last complete month."
+        ),
+        fmt: OutputFormat = FORMAT,
+        output: Path = OUTPUT,
+        now: str | None = NOW,
+    ) -> None:
+        """The finance report: spend trend, cost per merged PR by team with trend lines, budget
+        versus actual, forecast, top use cases, routing savings. Prints the files written."""
+        _make("finance", fmt, output, month, _moment(now, "--now"))
+
+    @report.command("governance")
+    def governance(
+        month: str | None = typer.Option(
+            None, "--month", help="YYYY-MM (UTC); default: the last complete month."
+        ),
+        since: str | None = typer.Option(None, "--since", help="Start (ISO date, UTC) instead of a month."),
+        until: str | None = typer.Option(None, "--until", help="End, exclusive (ISO date, UTC)."),
+        fmt: OutputFormat = FORMAT,
+        output: Path = OUTPUT,
+        now: str | None = NOW,
+    ) -> None:
+        """The engineering view: spend by team, use case and model, top keys and users, anomalies and
+        budget tiers crossed. Prints the files written."""
+        if (since is None) != (until is None):
+            fail("give both --since and --until, or neither")
+        if since is not None and month is not None:
+            fail("give --month or --since/--until, not both")
+        _make(
+            "governance",
+            fmt,
+            output,
+            month,
+            _moment(now, "--now"),
+            _moment(since, "--since"),
+            _moment(until, "--until"),
+        )
+
+    @report.command("run-due")
+    def run_due_cmd(
+        file: Path | None = typer.Option(
+            None, "--file", help="The schedule (default: SPENDGATE_REPORTS_FILE)."
+        ),
+        now: str | None = NOW,
+        fmt: Format = FORMAT_OPTION,
+    ) -> None:
+        """Produce the scheduled reports that are due and not produced yet for their period, once
+        (what the gateway does every SPENDGATE_REPORTS_INTERVAL_S). For cron."""
+        schedule = _schedule(file)
+        with cli_store() as store:
+            results = run_due(store, schedule, _moment(now, "--now"))
+        rows = [dataclasses.asdict(r) for r in results]
+        if fmt is Format.json:
+            print_json(rows)
+        else:
+            print_table(
+                ["entry", "period", "files", "emailed", "error"],
+                [
+                    [r.entry, r.period, "\n".join(r.files), ", ".join(r.emailed), r.error or ""]
+                    for r in results
+                ],
+                "Reports produced" if results else "No report due",
+            )
+        if any(r.error for r in results):
+            raise typer.Exit(1)
+
+    @report.command("schedule")
+    def schedule_cmd(
+        file: Path | None = typer.Option(
+            None, "--file", help="The schedule (default: SPENDGATE_REPORTS_FILE)."
+        ),
+        now: str | None = NOW,
+        fmt: Format = FORMAT_OPTION,
+    ) -> None:
+        """Each scheduled report, the period it is due for now, and what has been produced."""
+        schedule = _schedule(file)
+        moment = _moment(now, "--now") or datetime.now(UTC)
+        done = {(r["entry"], r["period"]): r for r in produced(schedule)}
+        rows = []
+        for entry in schedule.entries:
+            period = due_period(entry, moment).key
+            record = done.get((entry.name, period), {})
+            rows.append(
+                {
+                    "entry": entry.name,
+                    "report": entry.report,
+                    "every": entry.every,
+                    "due_period": period,
+                    "status": record.get("status", "due"),
+                    "folder": None if entry.folder is None else str(entry.folder),
+                    "email": list(entry.email),
+                }
+            )
+        if fmt is Format.json:
+            print_json({"entries": rows, "produced": list(done.values())})
+            return
+        print_table(
+            ["entry", "report", "every", "due_period", "status", "folder", "email"],
+            [[*(r[c] for c in list(r)[:6]), ", ".join(r["email"])] for r in rows],
+            f"Scheduled reports (state in {schedule.state})",
+        )
+
+    del finance, governance, run_due_cmd, schedule_cmd
+
+
+def _schedule(file: Path | None) -> Schedule:
+    path = file or Settings().reports_file
+    if path is None:
+        fail("no schedule: pass --file or set SPENDGATE_REPORTS_FILE")
+    try:
+        return load_schedule(path)
+    except (OSError, ValueError) as exc:
+        fail(f"{path}: {exc}")
