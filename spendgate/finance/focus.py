@@ -19,7 +19,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ TOKEN_TYPES: tuple[tuple[str, str, str | None, str], ...] = (
     ("web_search", "web_search_requests", None, "Web Search Requests"),
 )
 _PER_MTOK = Decimal(1_000_000)
+_WEIGHT_SCALE = 18  # per-token prices have far fewer decimals: scaled weights are exact integers
 _PROVIDERS = {"anthropic": ("Anthropic", "Claude API"), "openai": ("OpenAI", "OpenAI API")}
 
 # FOCUS columns written, in order: (name, kind, nullable). Kinds: decimal, datetime, string, json.
@@ -137,10 +137,11 @@ def split_row(row: Mapping[str, Any], price: ModelPrice | None) -> list[Part]:
     total_weight = sum(weights.values())
     if total_weight == 0:
         return [Part("output", 0, cost, units["output"])] if cost else []
+    # Integer arithmetic (weights scaled to exact integers) is exact and far cheaper than Fraction.
+    scaled = {name: int(w.scaleb(_WEIGHT_SCALE).to_integral_value()) for name, w in weights.items()}
+    total_scaled = sum(scaled.values())
     shares = {
-        name: _round(Fraction(cost) * Fraction(w) / Fraction(total_weight))
-        for name, w in weights.items()
-        if quantities[name] or w
+        name: _share(cost, w, total_scaled) for name, w in scaled.items() if quantities[name] or weights[name]
     }
     remainder = cost - sum(shares.values())
     if remainder:
@@ -156,8 +157,12 @@ def _rate(rate: Rate, tier: str) -> Decimal:
     return rate.base
 
 
-def _round(value: Fraction) -> int:
-    return round(value)  # Fraction rounds half to even
+def _share(cost: int, weight: int, total: int) -> int:
+    """cost x weight / total, rounded half to even, in integers."""
+    quotient, rest = divmod(cost * weight, total)
+    if 2 * rest > total or (2 * rest == total and quotient % 2):
+        quotient += 1
+    return quotient
 
 
 def _usd(nanos: int) -> Decimal:
@@ -287,8 +292,26 @@ def to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     names = [name for name, _, _ in FOCUS_COLUMNS]
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(names)
-    for row in rows:
-        writer.writerow([_text(row[name]) for name in names])
+    # Column by column: an export repeats few distinct dates and amounts, so each is formatted
+    # once, and the csv module writes None as an empty field by itself.
+    seen: dict[Any, str] = {}
+
+    def cached(value: Any) -> str:
+        text = seen.get(value)
+        if text is None:
+            text = seen[value] = _text(value)
+        return text
+
+    columns = []
+    for name, kind, _ in FOCUS_COLUMNS:
+        values = [row[name] for row in rows]
+        if kind == "string":
+            columns.append(values)
+        elif kind == "json":
+            columns.append([_text(v) for v in values])
+        else:
+            columns.append([cached(v) for v in values])
+    writer.writerows(zip(*columns, strict=True))
     return buffer.getvalue()
 
 
