@@ -405,3 +405,37 @@ def test_cli_run_due_and_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert json.loads(cli(tmp_path, monkeypatch, "report", "run-due", "--now", now, "--format", "json")) == []
     after = json.loads(cli(tmp_path, monkeypatch, "report", "schedule", "--now", now, "--format", "json"))
     assert after["entries"][0]["status"] == "done"
+
+
+def test_the_gateway_loop_produces_due_reports_until_cancelled(store: Store, tmp_path: Path) -> None:
+    import asyncio
+
+    from spendgate.config import Settings
+    from spendgate.reports.schedule import run_reports_forever
+
+    schedule = parse_schedule(
+        {"report": [{"name": "fin", "report": "finance", "format": "html", "folder": "out"}]},
+        default_state=tmp_path / "state",
+        base=tmp_path,
+    )
+
+    async def go() -> None:
+        task = asyncio.create_task(
+            run_reports_forever(
+                store, Settings(reports_interval_s=0.05), schedule=schedule, clock=lambda: NOW
+            )
+        )
+        for _ in range(200):
+            if (tmp_path / "out" / "spendgate-finance-2026-10.html").exists():
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # a few more passes: nothing is produced twice
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert [(r["entry"], r["period"], r["status"]) for r in produced(schedule)] == [
+        ("fin", "2026-10", "done")
+    ]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["spendgate-finance-2026-10.html"]
