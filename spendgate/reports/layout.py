@@ -161,9 +161,9 @@ def finance_document(report: FinanceReport) -> Document:
             Section(
                 "Routing savings",
                 f"Routing sent {_plural(s.routed_requests, 'call')} to a cheaper model than the one "
-                "asked for. "
-                f"They cost {usd(s.cost_nanos)} in total with routing and would have cost "
-                f"{usd(s.counterfactual_nanos)} on the models asked for: {usd(s.saved_nanos)} saved.",
+                f"asked for. The month's calls cost {usd(s.cost_nanos)} with routing; on the models "
+                f"asked for they would have cost {usd(s.counterfactual_nanos)}: {usd(s.saved_nanos)} "
+                "saved.",
                 "routing-savings",
                 Table(
                     ("rule", "routed calls", "saved"),
