@@ -439,3 +439,39 @@ def test_the_gateway_loop_produces_due_reports_until_cancelled(store: Store, tmp
         ("fin", "2026-10", "done")
     ]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["spendgate-finance-2026-10.html"]
+
+
+def test_forty_teams_fit_the_page(tmp_path: Path) -> None:
+    """A large org: charts draw the top lines (the tables list all) and every chart fits a page."""
+    from spendgate.finance.github import MergedPR
+    from tests.reports_seed import _row
+
+    store = open_store(f"sqlite:///{tmp_path}/big.db")
+    store.migrate()
+    org = store.create_org("big")
+    rows, prs = [], []
+    for t in range(40):
+        team = store.create_team(org.name, f"team-{t:02d}", f"CC-{t % 8}")
+        user = store.create_user(team.name, f"dev-{t:02d}", None)
+        store.map_github_login(f"gh-{t:02d}", user.id)
+        store.create_budget(name=f"b-{t:02d}", scope_type="team", scope_value=team.id, amount_nanos=500 * USD)
+        for month in ("2026-08", "2026-09", "2026-10"):
+            rows += [_row(f"{month}-{d:02d}", team.id, 10 + t, f"use-{d % 17}") for d in range(1, 29, 3)]
+            prs += [
+                MergedPR(
+                    "big/repo", 1000 * t + n + 100 * int(month[-1]), f"gh-{t:02d}", f"{month}-15T12:00:00Z"
+                )
+                for n in range(3)
+            ]
+    store.insert_ledger_rows(rows)
+    store.upsert_pull_requests(prs, "test")
+    from spendgate.reports import charts
+
+    titles = [c.title for c in charts.finance_charts(data.finance_report(store, "2026-10", NOW))]
+    assert "Budget versus actual (top 15 of 40)" in titles
+    assert "Cost per merged PR by team (top 8 of 40)" in titles
+    report = produce(store, "finance", month="2026-10", formats=("pdf",), now=NOW)
+    store.close()
+    reader, text = pdf_text(report.outputs[0].content)
+    assert "team-39" in text and "team-00" in text  # the tables still list every team
+    assert len([image for page in reader.pages for image in page.images]) >= 5

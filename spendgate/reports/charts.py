@@ -71,6 +71,15 @@ def _figure(width: float = 7.5, height: float = 3.0) -> Figure:
         return Figure(figsize=(width, height), layout="constrained")
 
 
+# The most lines a chart draws; the report's tables list every line.
+MAX_BARS = 15
+MAX_TEAM_LINES = 8
+
+
+def _top_title(title: str, shown: int, total: int) -> str:
+    return title if shown >= total else f"{title} (top {shown} of {total})"
+
+
 def _short(label: str, size: int = 28) -> str:
     return label if len(label) <= size else label[: size - 1] + "…"
 
@@ -79,6 +88,8 @@ def hbar_chart(name: str, title: str, slices: Sequence[Slice], color: str = PALE
     """Largest first, top to bottom, each bar labelled with its amount."""
     if not slices:
         return None
+    title = _top_title(title, min(len(slices), MAX_BARS), len(slices))
+    slices = slices[:MAX_BARS]
     fig = _figure(7.5, 0.45 + 0.32 * len(slices))
     with rc_context(_RC):
         ax = fig.add_subplot()
@@ -136,7 +147,10 @@ def cost_per_pr_chart(report: FinanceReport) -> Chart | None:
     teams = [t for t in report.cost_per_pr if any(r.cost_per_pr is not None for r in t.rows)]
     if not teams:
         return None
-    title = "Cost per merged PR by team"
+    # More lines than a reader can tell apart: the teams with the most spend in the window.
+    shown = sorted(teams, key=lambda t: -sum(r.spend_nanos for r in t.rows))[:MAX_TEAM_LINES]
+    title = _top_title("Cost per merged PR by team", len(shown), len(teams))
+    teams = [t for t in teams if t in shown]
     fig = _figure(7.5, 3.0)
     with rc_context(_RC):
         ax = fig.add_subplot()
@@ -163,8 +177,9 @@ def cost_per_pr_chart(report: FinanceReport) -> Chart | None:
 def budget_chart(report: FinanceReport) -> Chart | None:
     if not report.budgets:
         return None
-    title = "Budget versus actual"
-    lines = list(reversed(report.budgets))
+    title = _top_title("Budget versus actual", min(len(report.budgets), MAX_BARS), len(report.budgets))
+    top = sorted(report.budgets, key=lambda b: -b.actual_nanos)[:MAX_BARS]
+    lines = list(reversed([b for b in report.budgets if b in top]))
     fig = _figure(7.5, 1.0 + 0.45 * len(lines))
     with rc_context(_RC):
         ax = fig.add_subplot()

@@ -39,6 +39,7 @@ GREY = colors.HexColor("#64748b")
 LINE = colors.HexColor("#e2e8f0")
 _CODE = re.compile(r"`([^`]+)`")
 WIDTH = A4[0] - 36 * mm
+MAX_CHART_HEIGHT = A4[1] - 90 * mm
 
 
 def _register_fonts() -> None:
@@ -136,8 +137,9 @@ def _widths(spec: DocTable) -> list[float]:
 def _chart(chart: Chart) -> Image:
     """The chart's PNG scaled to the text width (drawn at 160 dpi, so it stays sharp in print)."""
     image = Image(io.BytesIO(chart.png()))
-    image.drawHeight = image.imageHeight * WIDTH / image.imageWidth
-    image.drawWidth = WIDTH
+    scale = min(WIDTH / image.imageWidth, MAX_CHART_HEIGHT / image.imageHeight)  # never taller than a page
+    image.drawHeight = image.imageHeight * scale
+    image.drawWidth = image.imageWidth * scale
     return image
 
 
