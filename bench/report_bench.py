@@ -289,8 +289,13 @@ def writer_path(store: Store, keys: list[Key], end: datetime, rows: int) -> tupl
 
 
 def run_backend(name: str, url: str, args: argparse.Namespace) -> list[tuple[str, float, float, int]]:
-    end = datetime(2026, 11, 28, tzinfo=UTC)
     print(f"\n== {name}: {args.rows:,} ledger rows over {args.days} days", file=sys.stderr)
+    fill(url, args)
+    return time_reports(url, args)
+
+
+def fill(url: str, args: argparse.Namespace) -> None:
+    end = datetime(2026, 11, 28, tzinfo=UTC)
     store = open_store(url)
     store.migrate()
     keys, logins = build_org(store, args.teams, args.users_per_team)
@@ -310,6 +315,9 @@ def run_backend(name: str, url: str, args: argparse.Namespace) -> list[tuple[str
         f"ledger writer {with_rollups:.1f} us/row with rollups vs {without:.1f} us/row without",
         file=sys.stderr,
     )
+
+
+def time_reports(url: str, args: argparse.Namespace) -> list[tuple[str, float, float, int]]:
     os.environ["SPENDGATE_DATABASE_URL"] = url
     runner = CliRunner()
     month, since, until = "2026-10", "2026-10-01", "2026-11-01"
@@ -368,7 +376,53 @@ def run_backend(name: str, url: str, args: argparse.Namespace) -> list[tuple[str
         label = " ".join(command)
         results.append((label, median, slowest, size))
         print(f"  {median * 1000:8.0f} ms  (max {slowest * 1000:6.0f})  {label}", file=sys.stderr)
+    for label, work in report_work(url).items():
+        times = []
+        for _ in range(args.repeat):
+            started = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - started)
+        results.append((label, statistics.median(times), max(times), 0))
+        print(
+            f"  {statistics.median(times) * 1000:8.0f} ms  (max {max(times) * 1000:6.0f})  {label}",
+            file=sys.stderr,
+        )
     return results
+
+
+def report_work(url: str) -> dict[str, Any]:
+    """The two audience reports: gathering their figures (the part that reads the database) and
+    producing the files (figures, charts, HTML and PDF), separately."""
+    from spendgate.reports import data
+    from spendgate.reports.produce import produce
+
+    now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    start, end = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+
+    def with_store(fn: Any) -> Any:
+        def run() -> None:
+            store = open_store(url)
+            try:
+                fn(store)
+            finally:
+                store.close()
+
+        return run
+
+    return {
+        "report finance --month 2026-10: figures only": with_store(
+            lambda s: data.finance_report(s, "2026-10", now)
+        ),
+        "report governance --month 2026-10: figures only": with_store(
+            lambda s: data.governance_report(s, start, end, "October 2026", now)
+        ),
+        "report finance --month 2026-10 --format both (figures, charts, HTML, PDF)": with_store(
+            lambda s: produce(s, "finance", month="2026-10", now=now)
+        ),
+        "report governance --month 2026-10 --format both (figures, charts, HTML, PDF)": with_store(
+            lambda s: produce(s, "governance", month="2026-10", now=now)
+        ),
+    }
 
 
 def main() -> None:
@@ -387,6 +441,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the databases (their location is printed)")
     parser.add_argument(
+        "--database-url",
+        action="append",
+        default=[],
+        help="time the reports on this existing database (one filled by --keep); repeatable",
+    )
+    parser.add_argument(
         "--extra",
         action="append",
         default=[],
@@ -395,7 +455,9 @@ def main() -> None:
     args = parser.parse_args()
     table: dict[str, list[tuple[str, float, float, int]]] = {}
     folder = Path(tempfile.mkdtemp(prefix="spendgate-report-bench-"))
-    for backend in args.backends.split(","):
+    for url in args.database_url:
+        table[url.split("://")[0]] = time_reports(url, args)
+    for backend in [] if args.database_url else args.backends.split(","):
         if backend == "sqlite":
             url = f"sqlite:///{folder / 'ledger.db'}"
             table[backend] = run_backend(backend, url, args)
@@ -422,7 +484,7 @@ def main() -> None:
     print("|---|" + "---:|" * len(names))
     for i, (label, _, _, _) in enumerate(next(iter(table.values()))):
         cells = [f"{table[n][i][1] * 1000:.0f} ms ({table[n][i][2] * 1000:.0f})" for n in names]
-        print(f"| `spendgate {label}` | " + " | ".join(cells) + " |")
+        print(f"| `{label}` | " + " | ".join(cells) + " |")
     if args.keep:
         print(f"kept: {folder}", file=sys.stderr)
     else:
