@@ -21,7 +21,7 @@ from spendgate.models import LedgerRow
 from spendgate.store import open_store
 from spendgate.store.base import Store
 from spendgate.store.migrate import migrations_dir
-from spendgate.store.sql_rollups import day_split
+from spendgate.store.sql_rollups import day_split, month_split
 
 DAYS = ["2026-10-30", "2026-10-31", "2026-11-01", "2026-11-02", "2026-11-03"]
 
@@ -186,10 +186,17 @@ def test_reports_read_the_rollups_and_agree_with_the_ledger(store: Store) -> Non
     assert totals == expected_totals
 
 
-def test_work_rollup_keeps_repo_pr_and_branch_together(store: Store) -> None:
+@pytest.mark.parametrize(
+    ("since", "until"),
+    [
+        ("2026-10-31T06:00:00.000000Z", "2026-11-03T00:00:00.000000Z"),  # inside months: the ledger
+        ("2026-10-01T00:00:00.000000Z", "2026-12-01T00:00:00.000000Z"),  # whole months: the rollup
+        ("2026-10-15T00:00:00.000000Z", "2026-12-01T00:00:00.000000Z"),  # both
+    ],
+)
+def test_work_rollup_keeps_repo_pr_and_branch_together(store: Store, since: str, until: str) -> None:
     rows = _random_rows(random.Random(5), 300)
     store.insert_ledger_rows(rows)
-    since, until = "2026-10-31T06:00:00.000000Z", "2026-11-03T00:00:00.000000Z"
     got: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0])
     for line in store.tagged_spend(["pr", "branch"], since, until):
         key = (line["month"], line["team_id"], tuple(sorted(line["tags"].items())))
@@ -203,6 +210,7 @@ def test_work_rollup_keeps_repo_pr_and_branch_together(store: Store) -> None:
             expected[key][0] += 1
             expected[key][1] += r.cost_nanos
     assert got == expected
+    assert sum(v[0] for v in got.values()) > 20
     with pytest.raises(ValueError, match="ticket"):
         store.tagged_spend(["ticket"], since, until)
 
@@ -288,3 +296,18 @@ def test_day_split() -> None:
         None,
     )
     assert day_split(None, None) == ([], (None, None))
+
+
+def test_month_split() -> None:
+    assert month_split("2026-09-01T00:00:00.000000Z", "2026-12-01T00:00:00.000000Z") == (
+        [],
+        ("2026-09", "2026-12"),
+    )
+    assert month_split("2026-09-15T00:00:00.000000Z", "2027-01-03T00:00:00.000000Z") == (
+        [
+            ("2026-09-15T00:00:00.000000Z", "2026-10-01T00:00:00.000000Z"),
+            ("2027-01-01T00:00:00.000000Z", "2027-01-03T00:00:00.000000Z"),
+        ],
+        ("2026-10", "2027-01"),
+    )
+    assert month_split("2026-12-15T00:00:00.000000Z", "2026-12-20T00:00:00.000000Z")[1] is None

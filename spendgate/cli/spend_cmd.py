@@ -167,7 +167,7 @@ def register(app: typer.Typer) -> None:
         with cli_store() as store:
             counts = store.rebuild_rollups()
         typer.echo(
-            f"rebuilt ledger_daily ({counts['daily_rows']} rows) and ledger_work_daily "
+            f"rebuilt ledger_daily ({counts['daily_rows']} rows) and ledger_work_monthly "
             f"({counts['tagged_calls']} tagged calls)"
         )
 

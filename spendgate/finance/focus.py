@@ -33,6 +33,7 @@ TOKEN_TYPES: tuple[tuple[str, str, str | None, str], ...] = (
     ("output", "output_tokens", "output", "Output Tokens"),
     ("web_search", "web_search_requests", None, "Web Search Requests"),
 )
+_METERS = {name: meter for name, _, _, meter in TOKEN_TYPES}
 _PER_MTOK = Decimal(1_000_000)
 _WEIGHT_SCALE = 18  # per-token prices have far fewer decimals: scaled weights are exact integers
 _PROVIDERS = {"anthropic": ("Anthropic", "Claude API"), "openai": ("OpenAI", "OpenAI API")}
@@ -196,21 +197,29 @@ def focus_rows(rows: Iterable[Mapping[str, Any]], month: str, pricer: Pricer) ->
             totals[0] += part.quantity
             totals[1] += part.cost_nanos
     out = []
+    days: dict[str, datetime] = {}
     for key in sorted(charges, key=lambda k: tuple("" if v is None else str(v) for v in k)):
         quantity, nanos = charges[key]
-        out.append(_focus_row(key, quantity, nanos, period_start, period_end))
+        start = days.get(key[0]) or days.setdefault(
+            key[0], datetime.fromisoformat(key[0]).replace(tzinfo=UTC)
+        )
+        out.append(_focus_row(key, quantity, nanos, period_start, period_end, start))
     return out
 
 
 def _focus_row(
-    key: tuple[Any, ...], quantity: int, nanos: int, period_start: datetime, period_end: datetime
+    key: tuple[Any, ...],
+    quantity: int,
+    nanos: int,
+    period_start: datetime,
+    period_end: datetime,
+    charge_start: datetime,
 ) -> dict[str, Any]:
-    (day, org_id, org_name, cost_center, team_id, team, use_case, provider, model, tier, price_ref) = key[:11]
+    (_, org_id, org_name, cost_center, team_id, team, use_case, provider, model, tier, price_ref) = key[:11]
     token_type, unit_price = key[11], key[12]
-    meter = next(m for name, _, _, m in TOKEN_TYPES if name == token_type)
+    meter = _METERS[token_type]
     unit = "Requests" if token_type == "web_search" else "Tokens"
     provider_name, service = _PROVIDERS.get(provider, (str(provider).title(), f"{str(provider).title()} API"))
-    charge_start = datetime.fromisoformat(day).replace(tzinfo=UTC)
     cost = _usd(nanos)
     tags = {
         k: v

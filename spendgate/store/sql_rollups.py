@@ -1,10 +1,11 @@
 """Daily rollups, part of the shared SQL store: kept in step with the ledger, read by reports.
 
 `ledger_daily` sums the ledger per UTC day and every attribution column a report groups by;
-`ledger_work_daily` sums calls tagged `repo`, `pr` or `branch`. The ledger writer inserts rows and
-adds them to both rollups in one transaction, counting only rows that were new (a journal replay
-adds nothing twice), and upserts in key order so replicas sharing PostgreSQL take row locks in the
-same order.
+`ledger_work_monthly` sums calls tagged `repo`, `pr` or `branch` per UTC month (cost per PR is
+monthly, and PRs and branches are many: a daily grain would be ~30 times larger). The ledger
+writer inserts rows and adds them to both rollups in one transaction, counting only rows that
+were new (a journal replay adds nothing twice), and upserts in key order so replicas sharing
+PostgreSQL take row locks in the same order.
 
 Reports ask for sums over a period with `sum_grouped`. Whole UTC days inside the period come from
 the rollup; the partial days at either edge (say, "month to date, now") come from the raw ledger
@@ -71,10 +72,10 @@ _DAILY_UPSERT = (
     + ", ".join(f"{m} = ledger_daily.{m} + excluded.{m}" for m in MEASURES)
 )
 _WORK_UPSERT = (
-    "INSERT INTO ledger_work_daily (day, team_id, repo, pr, branch, requests, cost_nanos) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (day, team_id, repo, pr, branch) DO UPDATE SET "
-    "requests = ledger_work_daily.requests + excluded.requests, "
-    "cost_nanos = ledger_work_daily.cost_nanos + excluded.cost_nanos"
+    "INSERT INTO ledger_work_monthly (month, team_id, repo, pr, branch, requests, cost_nanos) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (month, team_id, repo, pr, branch) DO UPDATE SET "
+    "requests = ledger_work_monthly.requests + excluded.requests, "
+    "cost_nanos = ledger_work_monthly.cost_nanos + excluded.cost_nanos"
 )
 
 
@@ -136,12 +137,12 @@ def daily_deltas(rows: Sequence[LedgerRow]) -> list[tuple[Any, ...]]:
 
 
 def work_deltas(items: Sequence[tuple[str, str | None, dict[str, Any], int]]) -> list[tuple[Any, ...]]:
-    """(started_at, team_id, tags, cost_nanos) -> `ledger_work_daily` upsert parameters."""
+    """(started_at, team_id, tags, cost_nanos) -> `ledger_work_monthly` upsert parameters."""
     sums: dict[tuple[str, ...], list[int]] = {}
     for started_at, team_id, tags, cost in items:
         if not any(t in tags for t in WORK_TAGS):
             continue
-        key = (started_at[:10], team_id or "", *(str(tags.get(t, "")) for t in WORK_TAGS))
+        key = (started_at[:7], team_id or "", *(str(tags.get(t, "")) for t in WORK_TAGS))
         total = sums.setdefault(key, [0, 0])
         total[0] += 1
         total[1] += cost
@@ -161,41 +162,58 @@ def add_to_rollups(tx: Tx, sql: Any, rows: Sequence[LedgerRow]) -> None:
 def day_split(
     since: str | None, until: str | None
 ) -> tuple[list[tuple[str | None, str | None]], tuple[str | None, str | None] | None]:
-    """Split [since, until) into raw-ledger edges and a range of whole UTC days [first, last).
+    """Split [since, until) into raw-ledger edges and a range of whole UTC days [first, end).
 
     Returns (edges: [(since, until)] periods to read raw, days: (first_day, end_day) or None);
     None bounds are open."""
-    first = _ceil_day(since) if since else None
-    end = _floor_day(until) if until else None
+    return _split(since, until, _day_start)
+
+
+def month_split(
+    since: str | None, until: str | None
+) -> tuple[list[tuple[str | None, str | None]], tuple[str | None, str | None] | None]:
+    """`day_split` for whole UTC months ('2026-11')."""
+    return _split(since, until, _month_start)
+
+
+def _split(
+    since: str | None, until: str | None, start_of: Any
+) -> tuple[list[tuple[str | None, str | None]], tuple[str | None, str | None] | None]:
+    first = end = None
+    if since:
+        unit, begins = start_of(_parse(since), 0)
+        first = unit if begins == _parse(since) else start_of(_parse(since), 1)[0]
+    if until:
+        end = start_of(_parse(until), 0)[0]
     if first is not None and end is not None and first >= end:
-        return [(since, until)], None  # no whole day inside
+        return [(since, until)], None  # no whole unit inside
     edges: list[tuple[str | None, str | None]] = []
-    if since and first is not None and _midnight(first) != since:
-        edges.append((since, _midnight(first)))
-    if until and end is not None and _midnight(end) != until:
-        edges.append((_midnight(end), until))
+    if since and first is not None and _label_start(first) != since:
+        edges.append((since, _label_start(first)))
+    if until and end is not None and _label_start(end) != until:
+        edges.append((_label_start(end), until))
     return edges, (first, end)
 
 
 def _parse(moment: str) -> datetime:
     parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def _ceil_day(moment: str) -> str:
-    parsed = _parse(moment).astimezone(UTC)
-    day = parsed.date()
-    if parsed != datetime(day.year, day.month, day.day, tzinfo=UTC):
-        day += timedelta(days=1)
-    return day.isoformat()
+def _day_start(moment: datetime, later: int) -> tuple[str, datetime]:
+    """The UTC day of `moment` (`later` days on) and when it begins."""
+    day = moment.date() + timedelta(days=later)
+    return day.isoformat(), datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def _floor_day(moment: str) -> str:
-    return _parse(moment).astimezone(UTC).date().isoformat()
+def _month_start(moment: datetime, later: int) -> tuple[str, datetime]:
+    year, month = divmod(moment.year * 12 + moment.month - 1 + later, 12)
+    return f"{year:04d}-{month + 1:02d}", datetime(year, month + 1, 1, tzinfo=UTC)
 
 
-def _midnight(day: str) -> str:
-    return f"{day}T00:00:00.000000Z"
+def _label_start(label: str) -> str:
+    """'2026-11-28' or '2026-11' -> the ISO moment it begins, in the ledger's format."""
+    return f"{label}-01T00:00:00.000000Z" if len(label) == 7 else f"{label}T00:00:00.000000Z"
 
 
 class RollupQueries:
@@ -298,30 +316,28 @@ class RollupQueries:
     # --- work items (repo / pr / branch tags) ---
     def work_spend(self, since: str, until: str) -> list[dict[str, Any]]:
         """Spend of calls tagged repo/pr/branch per UTC month, team and tag values: rows of month,
-        team_id, tags (only the tags the calls carried), requests, cost_nanos."""
-        edges, days = day_split(since, until)
+        team_id, tags (only the tags the calls carried), requests, cost_nanos. Whole months come
+        from the monthly work rollup, partial months from the ledger."""
+        edges, months = month_split(since, until)
         totals: dict[tuple[str, ...], list[int]] = {}
         for edge_since, edge_until in edges:
             items = [
                 (r["started_at"], r["team_id"], orjson.loads(r["tags"]), int(r["cost_nanos"]))
                 for r in self._tagged_rows(edge_since, edge_until)
             ]
-            for day, team, repo, pr, branch, requests, cost in work_deltas(items):
-                _add(totals, (day[:7], team, repo, pr, branch), requests, cost)
-        if days is not None:
+            for month, team, repo, pr, branch, requests, cost in work_deltas(items):
+                _add(totals, (month, team, repo, pr, branch), requests, cost)
+        if months is not None:
             clauses, params = [], []
-            if days[0] is not None:
-                clauses.append("day >= ?")
-                params.append(days[0])
-            if days[1] is not None:
-                clauses.append("day < ?")
-                params.append(days[1])
-            month = "SUBSTR(day, 1, 7)"
+            if months[0] is not None:
+                clauses.append("month >= ?")
+                params.append(months[0])
+            if months[1] is not None:
+                clauses.append("month < ?")
+                params.append(months[1])
             for r in self._query(
-                f"SELECT {month} AS month, team_id, repo, pr, branch, SUM(requests) AS requests, "
-                "SUM(cost_nanos) AS cost_nanos FROM ledger_work_daily"
-                + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
-                + f" GROUP BY {month}, team_id, repo, pr, branch",
+                "SELECT month, team_id, repo, pr, branch, requests, cost_nanos FROM ledger_work_monthly"
+                + (f" WHERE {' AND '.join(clauses)}" if clauses else ""),
                 params,
             ):
                 _add(
@@ -371,7 +387,7 @@ class RollupQueries:
                 )
             )
             daily = tx.run(self._sql("SELECT COUNT(*) AS n FROM ledger_daily"))[0]["n"]
-            tx.run(self._sql("DELETE FROM ledger_work_daily"))
+            tx.run(self._sql("DELETE FROM ledger_work_monthly"))
             clause, params = _tagged_clause()
             tagged = tx.run(
                 self._sql(f"SELECT started_at, team_id, tags, cost_nanos FROM ledger WHERE {clause}"), params

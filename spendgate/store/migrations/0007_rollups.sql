@@ -36,16 +36,17 @@ CREATE TABLE ledger_daily (
                  requested_model, upstream_model, billed_model, route_rule, pricing_tier, price_ref)
 );
 
--- Spend of calls tagged with a repository, PR or branch: cost per PR and per repository.
-CREATE TABLE ledger_work_daily (
-    day TEXT NOT NULL,
+-- Spend of calls tagged with a repository, PR or branch, per UTC month: cost per PR and per
+-- repository (monthly: PRs and branches are many, and cost per PR is a monthly figure).
+CREATE TABLE ledger_work_monthly (
+    month TEXT NOT NULL,                     -- YYYY-MM
     team_id TEXT NOT NULL,
     repo TEXT NOT NULL,
     pr TEXT NOT NULL,
     branch TEXT NOT NULL,
     requests BIGINT NOT NULL DEFAULT 0,
     cost_nanos BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (day, team_id, repo, pr, branch)
+    PRIMARY KEY (month, team_id, repo, pr, branch)
 );
 
 -- Existing ledgers: the daily rollup in one statement. The work rollup needs the JSON tags
