@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -26,6 +26,16 @@ _ID_TABLES = {"org": "orgs", "team": "teams", "user": "users", "key": "api_keys"
 
 class BudgetQueries:
     # Provided by SQLStore.
+    def sum_grouped(
+        self,
+        groups: Sequence[str],
+        measures: Sequence[str],
+        since: str | None,
+        until: str | None,
+        where: Mapping[str, str | None] | None = None,
+    ) -> list[dict[str, Any]]:
+        raise NotImplementedError  # provided by RollupQueries
+
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         raise NotImplementedError
 
@@ -119,7 +129,13 @@ class BudgetQueries:
     def budget_spend(
         self, scope_type: str, scope_value: str, since: str, until: str, session_id: str | None = None
     ) -> int:
-        """Settled spend in a budget's scope and period, from the ledger (seeds counters)."""
+        """Settled spend in a budget's scope and period (seeds counters; budget-versus-actual).
+        Attribution scopes read the daily rollup (partial days from the ledger); sessions and
+        free-form tags read the ledger."""
+        if scope_type in _SCOPE_COLUMNS:
+            column = _SCOPE_COLUMNS[scope_type]
+            rows = self.sum_grouped([], ["cost_nanos"], since, until, {column: scope_value})
+            return int(rows[0]["cost_nanos"]) if rows else 0
         clauses = ["started_at >= ?", "started_at < ?"]
         params: list[Any] = [since, until]
         if scope_type == "session":
@@ -134,8 +150,7 @@ class BudgetQueries:
                 clauses.append("tags LIKE ?")
                 params.append("%" + orjson.dumps({key: value}).decode()[1:-1] + "%")
         else:
-            clauses.append(f"{_SCOPE_COLUMNS[scope_type]} = ?")
-            params.append(scope_value)
+            raise ValueError(f"no budget scope {scope_type!r}")
         rows = self._query(f"SELECT SUM(cost_nanos) AS s FROM ledger WHERE {' AND '.join(clauses)}", params)
         return int(rows[0]["s"] or 0)
 
