@@ -46,14 +46,15 @@ class Chart:
     def svg(self) -> str:
         buffer = io.StringIO()
         with rc_context(_RC | {"svg.hashsalt": self.name}):
-            self.figure.savefig(buffer, format="svg", bbox_inches="tight")
+            # The figure's constrained layout already fits it: no second, "tight" drawing pass.
+            self.figure.savefig(buffer, format="svg")
         text = buffer.getvalue()
         return text[text.index("<svg") :]  # inline: no XML declaration or doctype
 
     def png(self, dpi: int = 160) -> bytes:
         buffer = io.BytesIO()
         with rc_context(_RC):
-            self.figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+            self.figure.savefig(buffer, format="png", dpi=dpi)
         return buffer.getvalue()
 
 

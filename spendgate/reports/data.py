@@ -320,15 +320,35 @@ def trend_line(points: Sequence[tuple[int, Decimal]]) -> tuple[float, float] | N
     return float(m), float(mean_y - m * mean_x)
 
 
+# Budget scopes that are rollup columns: their spend comes from one grouped query per scope type.
+_BUDGET_COLUMNS = {
+    "org": "org_id",
+    "team": "team_id",
+    "user": "user_id",
+    "key": "key_id",
+    "cost_center": "cost_center",
+    "use_case": "use_case",
+}
+
+
 def _budget_lines(
     store: Store, team_names: Mapping[str, str], start: datetime, end: datetime, until: datetime
 ) -> list[BudgetLine]:
     """Each live monthly budget against the spend in its scope this UTC month."""
+    since, stop = iso(start), iso(min(end, until))
+    grouped: dict[str, dict[Any, int]] = {}
     out = []
     for budget in store.list_budgets():
         if budget.period != "month" or budget.scope_type == "session":
             continue
-        actual = store.budget_spend(budget.scope_type, budget.scope_value, iso(start), iso(min(end, until)))
+        column = _BUDGET_COLUMNS.get(budget.scope_type)
+        if column is None:  # a free-form tag: its own query
+            actual = store.budget_spend(budget.scope_type, budget.scope_value, since, stop)
+        else:
+            if column not in grouped:
+                rows = store.sum_grouped([column], ["cost_nanos"], since, stop)
+                grouped[column] = {r[column]: int(r["cost_nanos"]) for r in rows}
+            actual = grouped[column].get(budget.scope_value, 0)
         value = team_names.get(budget.scope_value, budget.scope_value)
         out.append(BudgetLine(budget.name, f"{budget.scope_type}:{value}", budget.amount_nanos, actual))
     out.sort(key=lambda b: (-b.actual_nanos, b.name))
