@@ -197,13 +197,21 @@ def focus_rows(rows: Iterable[Mapping[str, Any]], month: str, pricer: Pricer) ->
             totals[0] += part.quantity
             totals[1] += part.cost_nanos
     out = []
-    days: dict[str, datetime] = {}
+    # Charges share few days and attributions: their datetimes and Tags are built once each.
+    days: dict[str, tuple[datetime, datetime]] = {}
+    tags: dict[tuple[Any, ...], dict[str, str]] = {}
     for key in sorted(charges, key=lambda k: tuple("" if v is None else str(v) for v in k)):
         quantity, nanos = charges[key]
-        start = days.get(key[0]) or days.setdefault(
-            key[0], datetime.fromisoformat(key[0]).replace(tzinfo=UTC)
-        )
-        out.append(_focus_row(key, quantity, nanos, period_start, period_end, start))
+        period = days.get(key[0])
+        if period is None:
+            start = datetime.fromisoformat(key[0]).replace(tzinfo=UTC)
+            period = days[key[0]] = (start, start + timedelta(days=1))
+        named = (key[3], key[5], key[4], key[6])
+        tag = tags.get(named)
+        if tag is None:
+            fields = zip(("cost_center", "team", "team_id", "use_case"), named, strict=True)
+            tag = tags[named] = {k: v for k, v in fields if v is not None}
+        out.append(_focus_row(key, quantity, nanos, period_start, period_end, period, tag))
     return out
 
 
@@ -213,7 +221,8 @@ def _focus_row(
     nanos: int,
     period_start: datetime,
     period_end: datetime,
-    charge_start: datetime,
+    charge_period: tuple[datetime, datetime],
+    tags: dict[str, str],
 ) -> dict[str, Any]:
     (_, org_id, org_name, cost_center, team_id, team, use_case, provider, model, tier, price_ref) = key[:11]
     token_type, unit_price = key[11], key[12]
@@ -221,16 +230,6 @@ def _focus_row(
     unit = "Requests" if token_type == "web_search" else "Tokens"
     provider_name, service = _PROVIDERS.get(provider, (str(provider).title(), f"{str(provider).title()} API"))
     cost = _usd(nanos)
-    tags = {
-        k: v
-        for k, v in {
-            "cost_center": cost_center,
-            "team": team,
-            "team_id": team_id,
-            "use_case": use_case,
-        }.items()
-        if v is not None
-    }
     return {
         "BilledCost": cost,
         "EffectiveCost": cost,
@@ -241,8 +240,8 @@ def _focus_row(
         "BillingCurrency": "USD",
         "BillingPeriodStart": period_start,
         "BillingPeriodEnd": period_end,
-        "ChargePeriodStart": charge_start,
-        "ChargePeriodEnd": charge_start + timedelta(days=1),
+        "ChargePeriodStart": charge_period[0],
+        "ChargePeriodEnd": charge_period[1],
         "ChargeCategory": "Usage",
         "ChargeClass": None,
         "ChargeDescription": f"{model} {meter.lower()} ({tier})",
@@ -316,8 +315,9 @@ def to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
         values = [row[name] for row in rows]
         if kind == "string":
             columns.append(values)
-        elif kind == "json":
-            columns.append([_text(v) for v in values])
+        elif kind == "json":  # Tags: rows of one attribution share one dict
+            texts: dict[int, str] = {}
+            columns.append([texts.get(id(v)) or texts.setdefault(id(v), _text(v)) for v in values])
         else:
             columns.append([cached(v) for v in values])
     writer.writerows(zip(*columns, strict=True))
