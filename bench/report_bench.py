@@ -416,11 +416,20 @@ def report_work(url: str) -> dict[str, Any]:
         "report governance --month 2026-10: figures only": with_store(
             lambda s: data.governance_report(s, start, end, "October 2026", now)
         ),
-        "report finance --month 2026-10 --format both (figures, charts, HTML, PDF)": with_store(
+        "report finance --month 2026-10 --format html": with_store(
+            lambda s: produce(s, "finance", month="2026-10", now=now, formats=("html",))
+        ),
+        "report finance --month 2026-10 --format pdf": with_store(
+            lambda s: produce(s, "finance", month="2026-10", now=now, formats=("pdf",))
+        ),
+        "report finance --month 2026-10 --format both": with_store(
             lambda s: produce(s, "finance", month="2026-10", now=now)
         ),
-        "report governance --month 2026-10 --format both (figures, charts, HTML, PDF)": with_store(
-            lambda s: produce(s, "governance", month="2026-10", now=now)
+        "report governance --month 2026-10 --format html": with_store(
+            lambda s: produce(s, "governance", month="2026-10", now=now, formats=("html",))
+        ),
+        "report governance --month 2026-10 --format pdf": with_store(
+            lambda s: produce(s, "governance", month="2026-10", now=now, formats=("pdf",))
         ),
     }
 
