@@ -211,6 +211,16 @@ def test_work_rollup_keeps_repo_pr_and_branch_together(store: Store, since: str,
             expected[key][1] += r.cost_nanos
     assert got == expected
     assert sum(v[0] for v in got.values()) > 20
+    # by repository alone: summed per repository, whatever the PR or branch
+    repos: dict[tuple[Any, ...], int] = defaultdict(int)
+    for line in store.tagged_spend(["repo"], since, until):
+        assert set(line["tags"]) == {"repo"}
+        repos[(line["month"], line["team_id"], line["tags"]["repo"])] += line["cost_nanos"]
+    expected_repos: dict[tuple[Any, ...], int] = defaultdict(int)
+    for r in rows:
+        if since <= r.started_at < until and "repo" in r.tags:
+            expected_repos[(r.started_at[:7], r.team_id, r.tags["repo"])] += r.cost_nanos
+    assert repos == expected_repos
     with pytest.raises(ValueError, match="ticket"):
         store.tagged_spend(["ticket"], since, until)
 

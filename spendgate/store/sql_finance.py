@@ -192,7 +192,9 @@ class FinanceQueries:
         unknown = set(keys) - set(WORK_TAGS)
         if unknown:
             raise ValueError(f"only {', '.join(WORK_TAGS)} tags are summed, not {', '.join(sorted(unknown))}")
-        return [row for row in self.work_spend(since, until) if any(k in row["tags"] for k in keys)]
+        # A repository alone is summed per repository; a PR or branch match needs all three tags.
+        keep = ("repo",) if set(keys) == {"repo"} else WORK_TAGS
+        return [row for row in self.work_spend(since, until, keep) if any(k in row["tags"] for k in keys)]
 
     def sum_grouped(
         self,
@@ -204,5 +206,5 @@ class FinanceQueries:
     ) -> list[dict[str, Any]]:
         raise NotImplementedError  # provided by RollupQueries
 
-    def work_spend(self, since: str, until: str) -> list[dict[str, Any]]:
+    def work_spend(self, since: str, until: str, keep: Sequence[str] = WORK_TAGS) -> list[dict[str, Any]]:
         raise NotImplementedError  # provided by RollupQueries

@@ -347,10 +347,12 @@ class RollupQueries:
         )
 
     # --- work items (repo / pr / branch tags) ---
-    def work_spend(self, since: str, until: str) -> list[dict[str, Any]]:
-        """Spend of calls tagged repo/pr/branch per UTC month, team and tag values: rows of month,
-        team_id, tags (only the tags the calls carried), requests, cost_nanos. Whole months come
-        from the monthly work rollup, partial months from the ledger."""
+    def work_spend(self, since: str, until: str, keep: Sequence[str] = WORK_TAGS) -> list[dict[str, Any]]:
+        """Spend of calls tagged repo/pr/branch per UTC month, team and the values of the `keep`
+        tags (calls carrying none of them are left out): rows of month, team_id, tags (the kept
+        tags the calls carried), requests, cost_nanos. Whole months come from the monthly work
+        rollup, partial months from the ledger."""
+        at = [WORK_TAGS.index(t) for t in keep]
         edges, months = month_split(since, until)
         totals: dict[tuple[str, ...], list[int]] = {}
         for edge_since, edge_until in edges:
@@ -358,36 +360,36 @@ class RollupQueries:
                 (r["started_at"], r["team_id"], orjson.loads(r["tags"]), int(r["cost_nanos"]))
                 for r in self._tagged_rows(edge_since, edge_until)
             ]
-            for month, team, repo, pr, branch, requests, cost in work_deltas(items):
-                _add(totals, (month, team, repo, pr, branch), requests, cost)
+            for month, team, *values, requests, cost in work_deltas(items):
+                kept = tuple(values[i] for i in at)
+                if any(kept):
+                    _add(totals, (month, team, *kept), requests, cost)
         if months is not None:
-            clauses, params = [], []
+            clauses, params = ["(" + " OR ".join(f"{t} <> ''" for t in keep) + ")"], []
             if months[0] is not None:
                 clauses.append("month >= ?")
                 params.append(months[0])
             if months[1] is not None:
                 clauses.append("month < ?")
                 params.append(months[1])
+            columns = ", ".join(["month", "team_id", *keep])
             for r in self._query(
-                "SELECT month, team_id, repo, pr, branch, requests, cost_nanos FROM ledger_work_monthly"
-                + (f" WHERE {' AND '.join(clauses)}" if clauses else ""),
+                f"SELECT {columns}, SUM(requests) AS requests, SUM(cost_nanos) AS cost_nanos "
+                f"FROM ledger_work_monthly WHERE {' AND '.join(clauses)} GROUP BY {columns}",
                 params,
             ):
                 _add(
-                    totals,
-                    (r["month"], r["team_id"], r["repo"], r["pr"], r["branch"]),
-                    r["requests"],
-                    r["cost_nanos"],
+                    totals, (r["month"], r["team_id"], *(r[t] for t in keep)), r["requests"], r["cost_nanos"]
                 )
         return [
             {
                 "month": month,
                 "team_id": team or None,
-                "tags": {t: v for t, v in zip(WORK_TAGS, (repo, pr, branch), strict=True) if v},
+                "tags": {t: v for t, v in zip(keep, values, strict=True) if v},
                 "requests": requests,
                 "cost_nanos": cost,
             }
-            for (month, team, repo, pr, branch), (requests, cost) in sorted(totals.items())
+            for (month, team, *values), (requests, cost) in sorted(totals.items())
         ]
 
     def _tagged_rows(self, since: str | None, until: str | None) -> list[dict[str, Any]]:
