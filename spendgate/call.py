@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import aiohttp
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import Send
 
 from spendgate.attribution import Attribution
 from spendgate.budgets.enforcer import Decision, rejection_message
@@ -33,6 +33,15 @@ class StreamCut(Exception):
     """Raised into the server so the client sees the cut too (the response is aborted)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A whole answer that Spendgate makes itself (an error, a refusal), sent in one go."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
 def new_request_id() -> str:
     # Time-ordered prefix keeps ledger inserts append-mostly on the primary key index.
     return f"sg-{time.time_ns():x}-{secrets.token_hex(6)}"
@@ -41,15 +50,15 @@ def new_request_id() -> str:
 class Call:
     """One call's state between the steps; ends in exactly one ledger row (or none, if refused)."""
 
-    def __init__(self, gw: Gateway, provider: Provider, request: Request) -> None:
+    def __init__(self, gw: Gateway, provider: Provider, endpoint: str, headers: Mapping[str, str]) -> None:
         self.gw = gw
         self.provider = provider
         self.request_id = new_request_id()
         self.started = time.time()
         self.first_byte: float | None = None
         self.forwarded: float | None = None  # when the first attempt left for the provider
-        self.endpoint = request.url.path
-        self.request = request
+        self.endpoint = endpoint
+        self.headers = headers  # the client's request headers
         self.principal: Principal | None = None
         self.who: Attribution | None = None
         self.info: RequestInfo | None = None
@@ -67,13 +76,13 @@ class Call:
 
     def error(
         self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None
-    ) -> Response:
+    ) -> Reply:
+        """An error in the provider's own format, with our request id."""
         body = self.provider.error_body(status, error_type, message, self.request_id)
-        return Response(
+        return Reply(
+            status,
+            {**(headers or {}), REQUEST_ID_HEADER: self.request_id, "content-type": "application/json"},
             body,
-            status_code=status,
-            media_type="application/json",
-            headers={**(headers or {}), REQUEST_ID_HEADER: self.request_id},
         )
 
     def use_model(self, model: str, rule: str | None) -> None:
@@ -120,7 +129,7 @@ class Call:
             self.gw.budgets.rate_release(self.principal, 0)
             self.rate_held = False
 
-    def budget_rejection(self, decision: Decision) -> Response:
+    def budget_rejection(self, decision: Decision) -> Reply:
         """429 naming the budget; recorded in the ledger as budget_blocked."""
         blocked = decision.blocked
         assert blocked is not None
@@ -148,8 +157,8 @@ class Call:
             },
         )
 
-    async def relay(self, upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        """Forward each upstream chunk as it arrives, metering a copy."""
+    async def relay(self, upstream: aiohttp.ClientResponse, send: Send) -> None:
+        """Forward each upstream chunk as it arrives, metering a copy; the last message ends the body."""
         assert self.info is not None
         meter = self.provider.stream_meter(self.info)
         status, error_type = "ok", None
@@ -162,7 +171,7 @@ class Call:
                     # Journal before the final bytes reach the client: a crash after this loses nothing.
                     self.settle(200, meter.result(), streamed=True)
                 if out:
-                    yield out
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
             tail = meter.flush()
             if not self.recorded:
                 result = meter.result()
@@ -171,8 +180,7 @@ class Call:
                 elif not result.complete:
                     status = "stream_incomplete"
                 self.settle(200, result, streamed=True, status=status)
-            if tail:
-                yield tail
+            await send({"type": "http.response.body", "body": tail, "more_body": False})
         except (aiohttp.ClientError, TimeoutError) as exc:
             status, error_type = "upstream_cut", type(exc).__name__
             log.warning("upstream stream cut for %s: %s", self.request_id, error_type)
