@@ -222,7 +222,8 @@ class Call:
             )
         cost = cost_of(self.price, usage) if status_code < 400 else None
         if cost is not None and self.requested_price is not None:
-            self.counterfactual_nanos = cost_of(self.requested_price, usage).nanos
+            same = self.requested_price is self.price  # not routed: the counterfactual is the cost
+            self.counterfactual_nanos = cost.nanos if same else cost_of(self.requested_price, usage).nanos
         if status is None:
             status = "ok" if result.error_type is None else "stream_error"
         self.record(

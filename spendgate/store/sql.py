@@ -8,6 +8,7 @@ writer batches, so one connection is plenty).
 
 from __future__ import annotations
 
+import operator
 import secrets
 import threading
 from collections.abc import Sequence
@@ -349,13 +350,15 @@ def _period(since: str | None, until: str | None) -> tuple[str, list[str]]:
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def _ledger_values(row: LedgerRow) -> tuple[Any, ...]:
-    values = []
-    for name in LEDGER_COLUMNS:
-        value = getattr(row, name)
-        if name == "tags":
-            value = orjson.dumps(value).decode()
-        elif isinstance(value, bool):
-            value = int(value)
-        values.append(value)
-    return tuple(values)
+_ROW_VALUES = operator.attrgetter(*LEDGER_COLUMNS)
+_TAGS = LEDGER_COLUMNS.index("tags")
+_BOOLS = tuple(i for i, f in enumerate(LedgerRow.__dataclass_fields__.values()) if f.type in ("bool", bool))
+
+
+def _ledger_values(row: LedgerRow) -> list[Any]:
+    """The row as insert parameters, in column order: tags as JSON text, booleans as 0/1."""
+    values: list[Any] = list(_ROW_VALUES(row))
+    values[_TAGS] = orjson.dumps(values[_TAGS]).decode()
+    for i in _BOOLS:
+        values[i] = int(values[i])
+    return values
