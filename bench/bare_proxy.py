@@ -129,9 +129,13 @@ async def relay(upstream: aiohttp.ClientResponse, receive: Receive, send: Send) 
 
     asyncio.ensure_future(receive()).add_done_callback(on_receive)
     try:
+        last = b""
         async for chunk in upstream.content.iter_any():
+            if upstream.content.at_eof():  # the upstream has ended: the last chunk ends our body too
+                last = chunk
+                break
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": last, "more_body": False})
     except asyncio.CancelledError:
         if not state["gone"] or task.uncancel() > 0:
             raise

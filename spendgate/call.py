@@ -161,15 +161,20 @@ class Call:
         """Forward each upstream chunk as it arrives, metering a copy; the last message ends the body."""
         assert self.info is not None
         meter = self.provider.stream_meter(self.info)
+        content = upstream.content
         status, error_type = "ok", None
         try:
-            async for chunk in upstream.content.iter_any():
+            last = b""
+            async for chunk in content.iter_any():
                 if self.first_byte is None:
                     self.first_byte = time.time()
                 out = meter.feed(chunk)
                 if meter.finished and not self.recorded:
                     # Journal before the final bytes reach the client: a crash after this loses nothing.
                     self.settle(200, meter.result(), streamed=True)
+                if content.at_eof():  # the provider has already ended: these bytes end our body too
+                    last = out
+                    break
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
             tail = meter.flush()
@@ -180,7 +185,7 @@ class Call:
                 elif not result.complete:
                     status = "stream_incomplete"
                 self.settle(200, result, streamed=True, status=status)
-            await send({"type": "http.response.body", "body": tail, "more_body": False})
+            await send({"type": "http.response.body", "body": last + tail, "more_body": False})
         except (aiohttp.ClientError, TimeoutError) as exc:
             status, error_type = "upstream_cut", type(exc).__name__
             log.warning("upstream stream cut for %s: %s", self.request_id, error_type)

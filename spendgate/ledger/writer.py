@@ -37,7 +37,8 @@ class LedgerWriter:
     def record(self, row: LedgerRow) -> None:
         """Journal the row (crash-safe at once), then hand it to the writer thread."""
         segment = self._journal.append(row)
-        self._idle.clear()
+        if self._idle.is_set():  # clear() takes a lock: only when the writer had gone idle
+            self._idle.clear()
         self._queue.put((row, segment))
 
     def record_event(self, event: BudgetEvent) -> None:
