@@ -40,6 +40,7 @@ class Reply:
     status: int
     headers: dict[str, str]
     body: bytes
+    media_type: str | None = None  # sent as content-type, unless the headers carry one
 
 
 def new_request_id() -> str:
@@ -81,11 +82,8 @@ class Call:
     ) -> Reply:
         """An error in the provider's own format, with our request id."""
         body = self.provider.error_body(status, error_type, message, self.request_id)
-        return Reply(
-            status,
-            {**(headers or {}), REQUEST_ID_HEADER: self.request_id, "content-type": "application/json"},
-            body,
-        )
+        headers = {**(headers or {}), REQUEST_ID_HEADER: self.request_id}
+        return Reply(status, headers, body, "application/json")
 
     def use_model(self, model: str, rule: str | None) -> None:
         """Send the call upstream with `model` (routed, downgraded or a fallback); it must have a price."""

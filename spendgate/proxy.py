@@ -149,9 +149,11 @@ async def relay_stream(
 
 
 async def respond(send: Send, reply: Reply) -> None:
-    """A whole answer: headers with its length, then the body."""
+    """A whole answer: headers with its length (and type), then the body."""
     headers = raw_headers(reply.headers)
     headers.append((b"content-length", str(len(reply.body)).encode()))
+    if reply.media_type is not None and "content-type" not in reply.headers:
+        headers.append((b"content-type", reply.media_type.encode()))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})
 
