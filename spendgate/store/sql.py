@@ -30,6 +30,14 @@ _INSERT_LEDGER = (
     f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)}) ON CONFLICT (request_id) DO NOTHING"
 )
+
+
+def insert_ledger_sql(rows: int) -> str:
+    """_INSERT_LEDGER for `rows` rows in one statement."""
+    one = f"({', '.join('?' for _ in LEDGER_COLUMNS)})"
+    return _INSERT_LEDGER.replace(one, ", ".join(one for _ in range(rows)))
+
+
 _TOKEN_SUMS = (
     "input_tokens",
     "cache_write_5m_tokens",
@@ -109,7 +117,7 @@ class SQLStore(BudgetQueries, AlertQueries, ReportQueries, FinanceQueries, Recon
 
     # --- ledger ---
     def insert_ledger_rows(self, rows: Sequence[LedgerRow]) -> int:
-        values = [_ledger_values(row) for row in rows]
+        values = [ledger_values(row) for row in rows]
         with self._lock:
             return self._run_many(self._sql(_INSERT_LEDGER), values)
 
@@ -355,7 +363,7 @@ _TAGS = LEDGER_COLUMNS.index("tags")
 _BOOLS = tuple(i for i, f in enumerate(LedgerRow.__dataclass_fields__.values()) if f.type in ("bool", bool))
 
 
-def _ledger_values(row: LedgerRow) -> list[Any]:
+def ledger_values(row: LedgerRow) -> list[Any]:
     """The row as insert parameters, in column order: tags as JSON text, booleans as 0/1."""
     values: list[Any] = list(_ROW_VALUES(row))
     values[_TAGS] = orjson.dumps(values[_TAGS]).decode()
