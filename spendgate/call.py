@@ -7,13 +7,13 @@ price, which reservation) and does the metering, settling and recording at the e
 from __future__ import annotations
 
 import logging
-import secrets
+import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import aiohttp
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import Send
 
 from spendgate.attribution import Attribution
 from spendgate.budgets.enforcer import Decision, rejection_message
@@ -33,23 +33,35 @@ class StreamCut(Exception):
     """Raised into the server so the client sees the cut too (the response is aborted)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A whole answer that Spendgate makes itself (an error, a refusal), sent in one go."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    media_type: str | None = None  # sent as content-type, unless the headers carry one
+
+
 def new_request_id() -> str:
-    # Time-ordered prefix keeps ledger inserts append-mostly on the primary key index.
-    return f"sg-{time.time_ns():x}-{secrets.token_hex(6)}"
+    # Time-ordered prefix keeps ledger inserts append-mostly on the primary key index. The suffix
+    # only has to be unique, not secret: `random` (reseeded in forked children) makes no system
+    # call, where os.urandom would release the GIL to the ledger writer on every call.
+    return f"sg-{time.time_ns():x}-{random.getrandbits(48):012x}"
 
 
 class Call:
     """One call's state between the steps; ends in exactly one ledger row (or none, if refused)."""
 
-    def __init__(self, gw: Gateway, provider: Provider, request: Request) -> None:
+    def __init__(self, gw: Gateway, provider: Provider, endpoint: str, headers: Mapping[str, str]) -> None:
         self.gw = gw
         self.provider = provider
         self.request_id = new_request_id()
         self.started = time.time()
         self.first_byte: float | None = None
         self.forwarded: float | None = None  # when the first attempt left for the provider
-        self.endpoint = request.url.path
-        self.request = request
+        self.endpoint = endpoint
+        self.headers = headers  # the client's request headers
         self.principal: Principal | None = None
         self.who: Attribution | None = None
         self.info: RequestInfo | None = None
@@ -67,14 +79,11 @@ class Call:
 
     def error(
         self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None
-    ) -> Response:
+    ) -> Reply:
+        """An error in the provider's own format, with our request id."""
         body = self.provider.error_body(status, error_type, message, self.request_id)
-        return Response(
-            body,
-            status_code=status,
-            media_type="application/json",
-            headers={**(headers or {}), REQUEST_ID_HEADER: self.request_id},
-        )
+        headers = {**(headers or {}), REQUEST_ID_HEADER: self.request_id}
+        return Reply(status, headers, body, "application/json")
 
     def use_model(self, model: str, rule: str | None) -> None:
         """Send the call upstream with `model` (routed, downgraded or a fallback); it must have a price."""
@@ -120,7 +129,7 @@ class Call:
             self.gw.budgets.rate_release(self.principal, 0)
             self.rate_held = False
 
-    def budget_rejection(self, decision: Decision) -> Response:
+    def budget_rejection(self, decision: Decision) -> Reply:
         """429 naming the budget; recorded in the ledger as budget_blocked."""
         blocked = decision.blocked
         assert blocked is not None
@@ -148,21 +157,26 @@ class Call:
             },
         )
 
-    async def relay(self, upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        """Forward each upstream chunk as it arrives, metering a copy."""
+    async def relay(self, upstream: aiohttp.ClientResponse, send: Send) -> None:
+        """Forward each upstream chunk as it arrives, metering a copy; the last message ends the body."""
         assert self.info is not None
         meter = self.provider.stream_meter(self.info)
+        content = upstream.content
         status, error_type = "ok", None
         try:
-            async for chunk in upstream.content.iter_any():
+            last = b""
+            async for chunk in content.iter_any():
                 if self.first_byte is None:
                     self.first_byte = time.time()
                 out = meter.feed(chunk)
                 if meter.finished and not self.recorded:
                     # Journal before the final bytes reach the client: a crash after this loses nothing.
                     self.settle(200, meter.result(), streamed=True)
+                if content.at_eof():  # the provider has already ended: these bytes end our body too
+                    last = out
+                    break
                 if out:
-                    yield out
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
             tail = meter.flush()
             if not self.recorded:
                 result = meter.result()
@@ -171,8 +185,7 @@ class Call:
                 elif not result.complete:
                     status = "stream_incomplete"
                 self.settle(200, result, streamed=True, status=status)
-            if tail:
-                yield tail
+            await send({"type": "http.response.body", "body": last + tail, "more_body": False})
         except (aiohttp.ClientError, TimeoutError) as exc:
             status, error_type = "upstream_cut", type(exc).__name__
             log.warning("upstream stream cut for %s: %s", self.request_id, error_type)
@@ -214,7 +227,8 @@ class Call:
             )
         cost = cost_of(self.price, usage) if status_code < 400 else None
         if cost is not None and self.requested_price is not None:
-            self.counterfactual_nanos = cost_of(self.requested_price, usage).nanos
+            same = self.requested_price is self.price  # not routed: the counterfactual is the cost
+            self.counterfactual_nanos = cost.nanos if same else cost_of(self.requested_price, usage).nanos
         if status is None:
             status = "ok" if result.error_type is None else "stream_error"
         self.record(

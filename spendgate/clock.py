@@ -14,4 +14,5 @@ def iso(moment: datetime) -> str:
 
 
 def from_epoch(seconds: float) -> str:
-    return iso(datetime.fromtimestamp(seconds, UTC))
+    # Same text as iso(), without strftime: three of these per ledger row, on the request path.
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="microseconds")[:-6] + "Z"

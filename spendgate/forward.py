@@ -21,7 +21,7 @@ async def forward(call: Call, body: bytes, path: str, query: str) -> aiohttp.Cli
     gw, provider, info = call.gw, call.provider, call.info
     assert info is not None and call.principal is not None
     policy = gw.router.policy.fallbacks
-    headers = provider.upstream_headers(call.request.headers)
+    headers = provider.upstream_headers(call.headers)
     suffix = f"{path}?{query}" if query else path
     first_model = call.model
     models = [first_model, *policy.models.get(first_model, ())]

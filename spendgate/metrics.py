@@ -1,10 +1,11 @@
 """Prometheus metrics: one registry per app (never prometheus_client's global one).
 
-Per-call metrics are updated by `Metrics.observe_call`, the one hook in `Call.record`; their
-label children are cached per label set, so a call costs a dict lookup and a few increments.
-State that lives elsewhere (ledger writer, budget counters) is read at scrape time: the ledger
-by a collector, budgets by `render()` (async, since Redis is), so every replica reports the
-shared counters' value when they are in Redis.
+Per-call metrics are counted by `Metrics.observe_call`, the one hook in `Call.record`, in plain
+ints and floats per label set (no lock, no metric object: it runs on the event loop, as scrapes
+do) and turned into Prometheus families at scrape time by a collector. State that lives
+elsewhere (ledger writer, budget counters) is read at scrape time too: the ledger by a
+collector, budgets by `render()` (async, since Redis is), so every replica reports the shared
+counters' value when they are in Redis.
 
 Labels are bounded: team name, use case, model, provider, status; never a user or a key.
 Cost is a float counter in USD: fine for charts and alerts; the ledger's integer nano-dollars
@@ -14,14 +15,16 @@ stay the exact authority for money.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import INF, floatToGoString
 
 from spendgate.budgets.enforcer import BudgetEnforcer
 from spendgate.budgets.failover import CountersUnavailable
@@ -52,19 +55,102 @@ class BudgetReading:
     remaining_usd: float  # room left before the hard limit, net of reservations in flight
 
 
-class _CallChildren:
-    """Label children of one (team, use case, model, provider, status) set, resolved once."""
+class _Spend:
+    """Cost and tokens of one (team, use case, model, provider) set."""
 
-    __slots__ = ("cache_read", "cache_write_1h", "cache_write_5m", "cost", "input", "output", "requests")
+    __slots__ = ("cost_nanos", "created", "tokens")
 
-    def __init__(self, cost: Counter, tokens: Counter, requests: Counter, labels: tuple[str, ...]) -> None:
-        self.cost = cost.labels(*labels[:4])
-        self.input = tokens.labels(*labels[:4], "input")
-        self.cache_write_5m = tokens.labels(*labels[:4], "cache_write_5m")
-        self.cache_write_1h = tokens.labels(*labels[:4], "cache_write_1h")
-        self.cache_read = tokens.labels(*labels[:4], "cache_read")
-        self.output = tokens.labels(*labels[:4], "output")
-        self.requests = requests.labels(*labels)
+    def __init__(self) -> None:
+        self.cost_nanos = 0
+        self.tokens = [0] * len(TOKEN_TYPES)  # in TOKEN_TYPES order
+        self.created = time.time()
+
+
+class _Timer:
+    """One histogram series: observations per bucket (not cumulative), their count and sum."""
+
+    __slots__ = ("buckets", "created", "sum")
+
+    def __init__(self, bounds: int) -> None:
+        self.buckets = [0] * bounds
+        self.sum = 0.0
+        self.created = time.time()
+
+    def observe(self, bounds: list[float], value: float) -> None:
+        self.buckets[bisect.bisect_left(bounds, value)] += 1  # the first bucket with value <= le
+        self.sum += value
+
+
+class _CallCollector(Collector):
+    """The per-call counters, as Prometheus families (same names, labels and series as
+    prometheus_client's Counter and Histogram, `_created` samples included)."""
+
+    def __init__(self) -> None:
+        self.spend: dict[tuple[str, str, str, str], _Spend] = {}
+        self.requests: dict[tuple[str, str, str, str, str], list[float]] = {}  # [count, created]
+        self.duration: dict[tuple[str, ...], _Timer] = {}  # (provider, streamed)
+        self.overhead: dict[tuple[str, ...], _Timer] = {}  # (provider,)
+        self.duration_bounds = [*DURATION_BUCKETS, INF]
+        self.overhead_bounds = [*OVERHEAD_BUCKETS, INF]
+
+    def collect(self) -> Iterator[Metric]:
+        names = ("team", "use_case", "model", "provider")
+        cost = Metric("spendgate_cost_usd", "Spend in USD (the ledger is the exact record).", "counter")
+        tokens = Metric("spendgate_tokens", "Tokens by type.", "counter")
+        for key, spend in self.spend.items():
+            labels = dict(zip(names, key, strict=True))
+            cost.add_sample("spendgate_cost_usd_total", labels, spend.cost_nanos / _NANOS_PER_USD)
+            cost.add_sample("spendgate_cost_usd_created", labels, spend.created)
+            for kind, count in zip(TOKEN_TYPES, spend.tokens, strict=True):
+                typed = {**labels, "type": kind}
+                tokens.add_sample("spendgate_tokens_total", typed, count)
+                tokens.add_sample("spendgate_tokens_created", typed, spend.created)
+        yield cost
+        yield tokens
+        requests = Metric("spendgate_requests", "Calls recorded in the ledger, by outcome.", "counter")
+        for outcome, (total, created) in self.requests.items():
+            labels = dict(zip((*names, "status"), outcome, strict=True))
+            requests.add_sample("spendgate_requests_total", labels, total)
+            requests.add_sample("spendgate_requests_created", labels, created)
+        yield requests
+        yield _histogram(
+            "spendgate_request_duration_seconds",
+            "Time from the request's arrival to the call's end.",
+            ("provider", "streamed"),
+            self.duration,
+            self.duration_bounds,
+        )
+        yield _histogram(
+            "spendgate_gateway_overhead_seconds",
+            "Time spent in the gateway: total minus the upstream's time (forwarded calls only).",
+            ("provider",),
+            self.overhead,
+            self.overhead_bounds,
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+def _histogram(
+    name: str,
+    documentation: str,
+    label_names: tuple[str, ...],
+    timers: dict[tuple[str, ...], _Timer],
+    bounds: list[float],
+) -> Metric:
+    family = Metric(name, documentation, "histogram")
+    le = [floatToGoString(bound) for bound in bounds]  # type: ignore[no-untyped-call]
+    for key, timer in timers.items():
+        labels = dict(zip(label_names, key, strict=True))
+        cumulative = 0
+        for bound, count in zip(le, timer.buckets, strict=True):
+            cumulative += count
+            family.add_sample(f"{name}_bucket", {**labels, "le": bound}, cumulative)
+        family.add_sample(f"{name}_count", labels, cumulative)
+        family.add_sample(f"{name}_sum", labels, timer.sum)
+        family.add_sample(f"{name}_created", labels, timer.created)
+    return family
 
 
 class _StateCollector(Collector):
@@ -125,31 +211,8 @@ class Metrics:
         self._budgets = budgets
         self._store = store
         r = self.registry
-        call_labels = ["team", "use_case", "model", "provider"]
-        self._cost = Counter(
-            "spendgate_cost_usd", "Spend in USD (the ledger is the exact record).", call_labels, registry=r
-        )
-        self._tokens = Counter("spendgate_tokens", "Tokens by type.", [*call_labels, "type"], registry=r)
-        self._requests = Counter(
-            "spendgate_requests",
-            "Calls recorded in the ledger, by outcome.",
-            [*call_labels, "status"],
-            registry=r,
-        )
-        self._duration = Histogram(
-            "spendgate_request_duration_seconds",
-            "Time from the request's arrival to the call's end.",
-            ["provider", "streamed"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self._overhead = Histogram(
-            "spendgate_gateway_overhead_seconds",
-            "Time spent in the gateway: total minus the upstream's time (forwarded calls only).",
-            ["provider"],
-            buckets=OVERHEAD_BUCKETS,
-            registry=r,
-        )
+        self._calls = _CallCollector()
+        r.register(self._calls)
         self._alerts = Counter(
             "spendgate_alert_deliveries",
             "Alert notifications sent, by channel and outcome.",
@@ -158,49 +221,37 @@ class Metrics:
         )
         self._state = _StateCollector(ledger)
         r.register(self._state)
-        self._calls: dict[tuple[str, str, str, str, str], _CallChildren] = {}
-        self._timers: dict[tuple[str, bool], tuple[Histogram, Histogram]] = {}
 
     # --- the call path ---
     def observe_call(self, row: LedgerRow, team: str, seconds: float, upstream_seconds: float | None) -> None:
         """One recorded call: cost, tokens, outcome, latency; upstream_seconds None if never forwarded."""
+        calls = self._calls
         key = (team or "unknown", row.use_case, row.upstream_model or "unknown", row.provider, row.status)
-        kids = self._calls.get(key)
-        if kids is None:
-            kids = self._children(key)
-        kids.requests.inc()
-        if row.cost_nanos:
-            kids.cost.inc(row.cost_nanos / _NANOS_PER_USD)
-        if row.input_tokens:
-            kids.input.inc(row.input_tokens)
-        if row.cache_write_5m_tokens:
-            kids.cache_write_5m.inc(row.cache_write_5m_tokens)
-        if row.cache_write_1h_tokens:
-            kids.cache_write_1h.inc(row.cache_write_1h_tokens)
-        if row.cache_read_tokens:
-            kids.cache_read.inc(row.cache_read_tokens)
-        if row.output_tokens:
-            kids.output.inc(row.output_tokens)
-        timers = self._timers.get((row.provider, row.streamed))
-        if timers is None:
-            timers = self._timers[(row.provider, row.streamed)] = (
-                self._duration.labels(row.provider, "true" if row.streamed else "false"),
-                self._overhead.labels(row.provider),
-            )
-        timers[0].observe(seconds)
+        requests = calls.requests.get(key)
+        if requests is None:
+            if len(calls.requests) >= MAX_LABEL_SETS:
+                key = (key[0], OVERFLOW, key[2], key[3], key[4])
+            requests = calls.requests.setdefault(key, [0, time.time()])
+        requests[0] += 1
+        spend = calls.spend.get(key[:4])
+        if spend is None:
+            spend = calls.spend[key[:4]] = _Spend()
+        spend.cost_nanos += row.cost_nanos
+        tokens = spend.tokens
+        tokens[0] += row.input_tokens
+        tokens[1] += row.cache_write_5m_tokens
+        tokens[2] += row.cache_write_1h_tokens
+        tokens[3] += row.cache_read_tokens
+        tokens[4] += row.output_tokens
+        series = (row.provider, "true" if row.streamed else "false")
+        timer = calls.duration.get(series)
+        if timer is None:
+            timer = calls.duration[series] = _Timer(len(calls.duration_bounds))
+            calls.overhead.setdefault((row.provider,), _Timer(len(calls.overhead_bounds)))
+        timer.observe(calls.duration_bounds, seconds)
         if upstream_seconds is not None:
-            timers[1].observe(max(seconds - upstream_seconds, 0.0))
-
-    def _children(self, key: tuple[str, str, str, str, str]) -> _CallChildren:
-        if len(self._calls) >= MAX_LABEL_SETS:
-            team, _, model, provider, status = key
-            folded = (team, OVERFLOW, model, provider, status)
-            kids = self._calls.get(folded)
-            if kids is None:
-                kids = self._calls[folded] = _CallChildren(self._cost, self._tokens, self._requests, folded)
-            return kids
-        kids = self._calls[key] = _CallChildren(self._cost, self._tokens, self._requests, key)
-        return kids
+            overhead = max(seconds - upstream_seconds, 0.0)
+            calls.overhead[(row.provider,)].observe(calls.overhead_bounds, overhead)
 
     def alert_delivered(self, channel: str, ok: bool) -> None:
         """An alert notification was sent (ok) or could not be delivered."""

@@ -16,7 +16,10 @@ async def relay(gw: Gateway, provider: Provider, request: Request, url: str) -> 
     request_id = new_request_id()
     try:
         await gw.keyring.authenticate(request.headers)
-        body = await read_body(request, gw.settings.max_body_bytes) if request.method == "POST" else None
+        body = None
+        if request.method == "POST":
+            declared = request.headers.get("content-length")
+            body = await read_body(request.receive, declared, gw.settings.max_body_bytes)
         if body is not None:
             provider.parse(body, request.url.path)  # clear 400s for malformed JSON before it leaves
         upstream = await gw.upstream.send(

@@ -128,6 +128,12 @@ class Pricer:
             self._cache[key] = found
         return found  # type: ignore[return-value]
 
+    def preload(self) -> None:
+        """Load genai-prices' data now rather than on the first call (a server does this at start)."""
+        from genai_prices import data_snapshot
+
+        data_snapshot.get_snapshot()
+
     def cheaper(self, provider: str, candidate: str, current: str) -> bool:
         """Is `candidate` cheaper than `current` (by output rate, then input rate)?"""
         a, b = self.price(provider, candidate), self.price(provider, current)

@@ -315,6 +315,43 @@ def test_chunks_are_forwarded_as_they_arrive(gateway: RunningGateway) -> None:
     assert arrivals[-1] - arrivals[0] >= 0.15 * (len(arrivals) - 2)
 
 
+def test_client_that_leaves_mid_stream_is_recorded_and_the_upstream_stops(
+    gateway: RunningGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client hangs up after the first event: the call is billed as far as it went, and logged
+    as a disconnect rather than an error, well before the slow upstream would have finished."""
+    body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 64,
+        "stream": True,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    headers = {
+        "x-api-key": gateway.key,
+        "anthropic-version": "2023-06-01",
+        "x-fake-chunk-delay-ms": "300",
+        "x-fake-output-tokens": "20",
+    }
+    started = time.monotonic()
+    with httpx.stream(
+        "POST", f"{gateway.url}/v1/messages", json=body, headers=headers, timeout=30
+    ) as response:
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                break
+    deadline = time.monotonic() + 3  # the whole stream would take 20+ events x 300 ms
+    while not gateway.rows() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    [row] = gateway.rows()
+    assert time.monotonic() - started < 3
+    assert row["status"] == "client_disconnected" and row["error_type"] == "client_disconnected"
+    assert row["estimated"] == 1 and row["input_tokens"] > 0
+    assert "Exception in ASGI application" not in caplog.text
+    # The gateway keeps serving on its other connections.
+    ok = httpx.post(f"{gateway.url}/v1/messages", json={**body, "stream": False}, headers=headers)
+    assert ok.status_code == 200
+
+
 def test_no_secret_reaches_the_logs(gateway: RunningGateway, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     for mode in ("ok", "error-429", "stream-cut", "stream-error"):

@@ -267,12 +267,12 @@ def test_migration_backfills_an_existing_ledger(tmp_path: Path) -> None:
     import sqlite3
 
     from spendgate.models import LEDGER_COLUMNS
-    from spendgate.store.sql import _ledger_values
+    from spendgate.store.sql import ledger_values
 
     conn = sqlite3.connect(path)
     conn.executemany(
         f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})",
-        [_ledger_values(r) for r in rows],
+        [ledger_values(r) for r in rows],
     )
     conn.commit()
     conn.close()

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
 def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
-    from spendgate.app import create_app
+    from spendgate.app import create_served_app
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -52,7 +52,7 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
                 workers,
             )
         uvicorn.run(
-            "spendgate.app:create_app",
+            "spendgate.app:create_served_app",
             factory=True,
             host=host,
             port=port,
@@ -65,7 +65,7 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
         )
         return
     uvicorn.run(
-        create_app(settings),
+        create_served_app(settings),
         host=host,
         port=port,
         loop="uvloop",

@@ -37,7 +37,8 @@ class LedgerWriter:
     def record(self, row: LedgerRow) -> None:
         """Journal the row (crash-safe at once), then hand it to the writer thread."""
         segment = self._journal.append(row)
-        self._idle.clear()
+        if self._idle.is_set():  # clear() takes a lock: only when the writer had gone idle
+            self._idle.clear()
         self._queue.put((row, segment))
 
     def record_event(self, event: BudgetEvent) -> None:
@@ -63,14 +64,16 @@ class LedgerWriter:
         self._journal.close()
 
     def _run(self) -> None:
-        stopping = False
+        stopping = full = False
         while not stopping:
             batch: list[tuple[LedgerRow, Segment]] = []
             events: list[BudgetEvent] = []
             item = self._queue.get()
-            if item is not _STOP:
+            if item is not _STOP and not full:
                 # Let rows gather for one interval, then take them all: the thread wakes once per
                 # batch rather than once per call (each wake-up costs the event loop the GIL).
+                # After a full batch more rows are already waiting: no pause, or past
+                # batch_size / interval rows a second the queue would only grow.
                 time.sleep(self._interval)
             while True:
                 if item is _STOP:
@@ -87,6 +90,7 @@ class LedgerWriter:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
+            full = len(batch) >= self._batch_size
             if batch:
                 self._write(batch)
             if events:

@@ -140,6 +140,11 @@ def usage_from(raw: dict[str, Any], base: Usage | None = None) -> Usage:
     )
 
 
+# Events the stream meter recognises without parsing (the usual `event: x` spelling).
+_SKIPPED = (b"event: ping", b"event: content_block_st")  # ping, content_block_start and _stop
+_MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}'
+
+
 class AnthropicStreamMeter:
     """Reads a copy of the SSE stream; the client gets the upstream bytes unchanged."""
 
@@ -156,7 +161,15 @@ class AnthropicStreamMeter:
 
     def feed(self, chunk: bytes) -> bytes:
         for event in self._buffer.push(chunk):
-            self._read(event)
+            # Fast paths, inline, for the events that make up most of a stream (usual spelling).
+            if event.startswith(b"event: content_block_delta"):
+                # Only needed if the stream is cut before message_delta: count, don't parse.
+                if len(event) > 113:
+                    self._delta_chars += len(event) - 113
+            elif event == _MESSAGE_STOP:
+                self._done = True
+            elif not event.startswith(_SKIPPED):
+                self._read(event)
         return chunk
 
     def flush(self) -> bytes:
@@ -166,13 +179,6 @@ class AnthropicStreamMeter:
         return b""
 
     def _read(self, event: bytes) -> None:
-        # Fast paths for the events that make up most of a stream (the usual `event: x` spelling).
-        if event.startswith(b"event: content_block_delta"):
-            # Only needed if the stream is cut before message_delta: count, don't parse.
-            self._delta_chars += max(0, len(event) - 113)
-            return
-        if event.startswith((b"event: ping", b"event: content_block_st")):
-            return
         name, data = sse_fields(event)
         if name == b"content_block_delta":
             # Only needed if the stream is cut before message_delta: count, don't parse.

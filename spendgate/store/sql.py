@@ -8,6 +8,7 @@ writer batches, so one connection is plenty).
 
 from __future__ import annotations
 
+import operator
 import secrets
 import threading
 from collections.abc import Iterator, Sequence
@@ -24,7 +25,7 @@ from spendgate.store.sql_budgets import BudgetQueries
 from spendgate.store.sql_finance import FinanceQueries
 from spendgate.store.sql_reconcile import ReconcileQueries
 from spendgate.store.sql_reports import ReportQueries
-from spendgate.store.sql_rollups import RollupQueries, Tx, add_to_rollups
+from spendgate.store.sql_rollups import RollupQueries, Tx, add_to_rollups, run_rows
 
 # Only a repeated request id is ignored (a journal replay); any other violation is an error.
 _INSERT_LEDGER = (
@@ -151,7 +152,7 @@ class SQLStore(RollupQueries, BudgetQueries, AlertQueries, ReportQueries, Financ
                     present.add(row.request_id)
                     new.append(row)
             if new:
-                tx.run_many(self._sql(_INSERT_LEDGER), [_ledger_values(row) for row in new])
+                run_rows(tx, self._sql, _INSERT_LEDGER, [ledger_values(row) for row in new])
                 add_to_rollups(tx, self._sql, new)
             return len(new)
 
@@ -395,13 +396,15 @@ def _period(since: str | None, until: str | None) -> tuple[str, list[str]]:
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def _ledger_values(row: LedgerRow) -> tuple[Any, ...]:
-    values = []
-    for name in LEDGER_COLUMNS:
-        value = getattr(row, name)
-        if name == "tags":
-            value = orjson.dumps(value).decode()
-        elif isinstance(value, bool):
-            value = int(value)
-        values.append(value)
-    return tuple(values)
+_ROW_VALUES = operator.attrgetter(*LEDGER_COLUMNS)
+_TAGS = LEDGER_COLUMNS.index("tags")
+_BOOLS = tuple(i for i, f in enumerate(LedgerRow.__dataclass_fields__.values()) if f.type in ("bool", bool))
+
+
+def ledger_values(row: LedgerRow) -> list[Any]:
+    """The row as insert parameters, in column order: tags as JSON text, booleans as 0/1."""
+    values: list[Any] = list(_ROW_VALUES(row))
+    values[_TAGS] = orjson.dumps(values[_TAGS]).decode()
+    for i in _BOOLS:
+        values[i] = int(values[i])
+    return values
