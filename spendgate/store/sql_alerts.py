@@ -7,12 +7,13 @@ Claims are single statements whose row count says who won (`INSERT ... ON CONFLI
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from spendgate.models import SPEND_GROUPS
+from spendgate.store.sql_mixin import QueryMixin
 from spendgate.store.sql_rollups import DAILY_KEYS
 
 # Columns an alert may group or filter by (a subset of the spend groups).
@@ -27,22 +28,7 @@ def _column(name: str) -> str:
     return column
 
 
-class AlertQueries:
-    # Provided by SQLStore.
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    def _write(self, sql: str, params: Sequence[Any] = (), what: str = "") -> None:
-        raise NotImplementedError
-
-    def _sql(self, sql: str) -> str:
-        raise NotImplementedError
-
-    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
-        raise NotImplementedError
-
-    _lock: Any
-
+class AlertQueries(QueryMixin):
     def _changed(self, sql: str, params: Sequence[Any]) -> int:
         with self._lock:
             return self._run_many(self._sql(sql), [params])
@@ -83,16 +69,6 @@ class AlertQueries:
             params,
         )
         return {r["value"]: int(r["cost_nanos"] or 0) for r in rows}
-
-    def sum_grouped(
-        self,
-        groups: Sequence[str],
-        measures: Sequence[str],
-        since: str | None,
-        until: str | None,
-        where: Mapping[str, str | None] | None = None,
-    ) -> list[dict[str, Any]]:
-        raise NotImplementedError  # provided by RollupQueries
 
     # --- alerts ---
     def open_alert(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -11,6 +11,7 @@ import orjson
 from spendgate.budgets.model import PERIODS, SCOPE_TYPES, Budget, BudgetEvent, Exemption, Tier
 from spendgate.clock import utc_now_iso
 from spendgate.store.base import Conflict, NotFound
+from spendgate.store.sql_mixin import QueryMixin
 
 # scope type -> ledger column it filters on (tag and session are special-cased)
 _SCOPE_COLUMNS = {
@@ -24,27 +25,7 @@ _SCOPE_COLUMNS = {
 _ID_TABLES = {"org": "orgs", "team": "teams", "user": "users", "key": "api_keys"}
 
 
-class BudgetQueries:
-    # Provided by SQLStore.
-    def sum_grouped(
-        self,
-        groups: Sequence[str],
-        measures: Sequence[str],
-        since: str | None,
-        until: str | None,
-        where: Mapping[str, str | None] | None = None,
-    ) -> list[dict[str, Any]]:
-        raise NotImplementedError  # provided by RollupQueries
-
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    def _write(self, sql: str, params: Sequence[Any] = (), what: str = "") -> None:
-        raise NotImplementedError
-
-    def _resolve(self, table: str, ref: str, what: str) -> dict[str, Any]:
-        raise NotImplementedError
-
+class BudgetQueries(QueryMixin):
     # --- budgets ---
     def create_budget(
         self,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from spendgate.clock import utc_now_iso
 from spendgate.finance.github import MergedPR, normalise_repo
 from spendgate.models import SPEND_GROUPS
 from spendgate.store.base import Conflict
+from spendgate.store.sql_mixin import QueryMixin
 from spendgate.store.sql_rollups import WORK_TAGS
 
 _PR_FIELDS = ("author", "merged_at", "title", "base_ref", "head_ref", "url", "additions", "deletions")
@@ -16,17 +17,7 @@ _PR_FIELDS = ("author", "merged_at", "title", "base_ref", "head_ref", "url", "ad
 _MONTH_GROUPS = {"team": "team_id", "use_case": "use_case"}
 
 
-class FinanceQueries:
-    # Provided by SQLStore.
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    def _write(self, sql: str, params: Sequence[Any] = (), what: str = "") -> None:
-        raise NotImplementedError
-
-    def _resolve(self, table: str, ref: str, what: str) -> dict[str, Any]:
-        raise NotImplementedError
-
+class FinanceQueries(QueryMixin):
     # --- pull requests ---
     def upsert_pull_requests(self, prs: Sequence[MergedPR], source: str) -> dict[str, int]:
         """Store merged PRs keyed by (repo, number): counts of new, updated and unchanged.
@@ -195,16 +186,3 @@ class FinanceQueries:
         # A repository alone is summed per repository; a PR or branch match needs all three tags.
         keep = ("repo",) if set(keys) == {"repo"} else WORK_TAGS
         return [row for row in self.work_spend(since, until, keep) if any(k in row["tags"] for k in keys)]
-
-    def sum_grouped(
-        self,
-        groups: Sequence[str],
-        measures: Sequence[str],
-        since: str | None,
-        until: str | None,
-        where: Mapping[str, str | None] | None = None,
-    ) -> list[dict[str, Any]]:
-        raise NotImplementedError  # provided by RollupQueries
-
-    def work_spend(self, since: str, until: str, keep: Sequence[str] = WORK_TAGS) -> list[dict[str, Any]]:
-        raise NotImplementedError  # provided by RollupQueries

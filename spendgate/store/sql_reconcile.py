@@ -3,11 +3,12 @@ SQL store: what `spendgate reconcile` compares."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from spendgate.clock import utc_now_iso
 from spendgate.finance.provider_usage import ProviderUsage
+from spendgate.store.sql_mixin import QueryMixin
 
 _VALUE_COLUMNS = (
     "input_tokens",
@@ -44,14 +45,7 @@ def _ints(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-class ReconcileQueries:
-    # Provided by SQLStore.
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    def _write(self, sql: str, params: Sequence[Any] = (), what: str = "") -> None:
-        raise NotImplementedError
-
+class ReconcileQueries(QueryMixin):
     def upsert_provider_usage(self, rows: Sequence[ProviderUsage], source: str) -> dict[str, int]:
         """Store provider usage keyed by (day, provider, key id, model): a row already imported is
         replaced, never added to. Counts of new and replaced rows."""
@@ -111,13 +105,3 @@ class ReconcileQueries:
             for r in rows
         ]
         return sorted(out, key=lambda r: (r["day"], r["provider"], r["model"]))
-
-    def sum_grouped(
-        self,
-        groups: Sequence[str],
-        measures: Sequence[str],
-        since: str | None,
-        until: str | None,
-        where: Mapping[str, str | None] | None = None,
-    ) -> list[dict[str, Any]]:
-        raise NotImplementedError  # provided by RollupQueries

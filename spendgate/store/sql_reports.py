@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
+
+from spendgate.store.sql_mixin import QueryMixin
 
 # One chargeback line per (day, attribution, model, price) before it is split by token type.
 CHARGEBACK_GROUPS = (
@@ -30,21 +31,7 @@ CHARGEBACK_MEASURES = (
 )
 
 
-class ReportQueries:
-    # Provided by SQLStore.
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    def sum_grouped(
-        self,
-        groups: Sequence[str],
-        measures: Sequence[str],
-        since: str | None,
-        until: str | None,
-        where: Mapping[str, str | None] | None = None,
-    ) -> list[dict[str, Any]]:
-        raise NotImplementedError  # provided by RollupQueries
-
+class ReportQueries(QueryMixin):
     def chargeback_rows(self, since: str, until: str) -> list[dict[str, Any]]:
         """Spend of calls started in [since, until) per UTC day, org, team, cost center, use case,
         provider, models, pricing tier and price, with request and token counts, plus `org_name`

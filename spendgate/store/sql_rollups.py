@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import orjson
 
 from spendgate.models import LedgerRow
+from spendgate.store.sql_mixin import QueryMixin
 
 DAILY_KEYS = (
     "org_id",
@@ -269,17 +270,7 @@ def _label_start(label: str) -> str:
     return f"{label}-01T00:00:00.000000Z" if len(label) == 7 else f"{label}T00:00:00.000000Z"
 
 
-class RollupQueries:
-    # Provided by SQLStore.
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    def _sql(self, sql: str) -> str:
-        raise NotImplementedError
-
-    def _transaction(self) -> Any:
-        raise NotImplementedError
-
+class RollupQueries(QueryMixin):
     def sum_grouped(
         self,
         groups: Sequence[str],

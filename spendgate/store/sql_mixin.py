@@ -1,0 +1,44 @@
+"""What the query mixins (`sql_*.py`) use from the SQL store, declared once for type checking."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class QueryMixin:
+    """Base of every query mixin. `SQLStore` provides the helpers and `RollupQueries` the rollup
+    reads; both come before this class in `SQLStore`'s method order, so these stubs never run."""
+
+    _lock: Any
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _write(self, sql: str, params: Sequence[Any] = (), what: str = "") -> None:
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        raise NotImplementedError
+
+    def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        raise NotImplementedError
+
+    def _resolve(self, table: str, ref: str, what: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _transaction(self) -> Any:
+        raise NotImplementedError
+
+    def sum_grouped(
+        self,
+        groups: Sequence[str],
+        measures: Sequence[str],
+        since: str | None,
+        until: str | None,
+        where: Mapping[str, str | None] | None = None,
+    ) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def work_spend(self, since: str, until: str, keep: Sequence[str] = ()) -> list[dict[str, Any]]:
+        raise NotImplementedError
