@@ -9,6 +9,15 @@ from zoneinfo import ZoneInfo
 from spendgate.clock import iso
 
 SCOPE_TYPES = ("org", "team", "user", "key", "cost_center", "use_case", "tag", "session")
+# Scopes that are one ledger column (tag and session scopes are matched otherwise).
+SCOPE_COLUMNS = {
+    "org": "org_id",
+    "team": "team_id",
+    "user": "user_id",
+    "key": "key_id",
+    "cost_center": "cost_center",
+    "use_case": "use_case",
+}
 PERIODS = ("month", "week", "day", "fixed")
 HARD = "hard"
 

@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any
 
+from spendgate.budgets.model import SCOPE_COLUMNS
 from spendgate.clock import iso
 from spendgate.finance import cost_per_pr as cpp
 from spendgate.finance import forecast as fc
@@ -320,17 +321,6 @@ def trend_line(points: Sequence[tuple[int, Decimal]]) -> tuple[float, float] | N
     return float(m), float(mean_y - m * mean_x)
 
 
-# Budget scopes that are rollup columns: their spend comes from one grouped query per scope type.
-_BUDGET_COLUMNS = {
-    "org": "org_id",
-    "team": "team_id",
-    "user": "user_id",
-    "key": "key_id",
-    "cost_center": "cost_center",
-    "use_case": "use_case",
-}
-
-
 def _budget_lines(
     store: Store, team_names: Mapping[str, str], start: datetime, end: datetime, until: datetime
 ) -> list[BudgetLine]:
@@ -341,7 +331,7 @@ def _budget_lines(
     for budget in store.list_budgets():
         if budget.period != "month" or budget.scope_type == "session":
             continue
-        column = _BUDGET_COLUMNS.get(budget.scope_type)
+        column = SCOPE_COLUMNS.get(budget.scope_type)
         if column is None:  # a free-form tag: its own query
             actual = store.budget_spend(budget.scope_type, budget.scope_value, since, stop)
         else:

@@ -8,20 +8,12 @@ from typing import Any
 
 import orjson
 
-from spendgate.budgets.model import PERIODS, SCOPE_TYPES, Budget, BudgetEvent, Exemption, Tier
+from spendgate.budgets.model import PERIODS, SCOPE_COLUMNS, SCOPE_TYPES, Budget, BudgetEvent, Exemption, Tier
 from spendgate.clock import utc_now_iso
 from spendgate.store.base import Conflict, NotFound
 from spendgate.store.sql_mixin import QueryMixin
 
 # scope type -> ledger column it filters on (tag and session are special-cased)
-_SCOPE_COLUMNS = {
-    "org": "org_id",
-    "team": "team_id",
-    "user": "user_id",
-    "key": "key_id",
-    "cost_center": "cost_center",
-    "use_case": "use_case",
-}
 _ID_TABLES = {"org": "orgs", "team": "teams", "user": "users", "key": "api_keys"}
 
 
@@ -113,8 +105,8 @@ class BudgetQueries(QueryMixin):
         """Settled spend in a budget's scope and period (seeds counters; budget-versus-actual).
         Attribution scopes read the daily rollup (partial days from the ledger); sessions and
         free-form tags read the ledger."""
-        if scope_type in _SCOPE_COLUMNS:
-            column = _SCOPE_COLUMNS[scope_type]
+        if scope_type in SCOPE_COLUMNS:
+            column = SCOPE_COLUMNS[scope_type]
             rows = self.sum_grouped([], ["cost_nanos"], since, until, {column: scope_value})
             return int(rows[0]["cost_nanos"]) if rows else 0
         clauses = ["started_at >= ?", "started_at < ?"]

@@ -149,13 +149,17 @@ def daily_deltas(rows: Sequence[LedgerRow]) -> list[tuple[Any, ...]]:
             cost,
             cost if r.counterfactual_cost_nanos is None else r.counterfactual_cost_nanos,
         )
-        total = sums.get(key)
-        if total is None:
-            sums[key] = list(values)
-        else:
-            for i, v in enumerate(values):
-                total[i] += v
+        _accumulate(sums, key, values)
     return [(*key, *sums[key]) for key in sorted(sums)]
+
+
+def _accumulate(sums: dict[tuple[Any, ...], list[int]], key: tuple[Any, ...], values: Sequence[int]) -> None:
+    total = sums.get(key)
+    if total is None:
+        sums[key] = list(values)
+    else:
+        for i, v in enumerate(values):
+            total[i] += v
 
 
 def work_deltas(items: Sequence[tuple[str, str | None, dict[str, Any], int]]) -> list[tuple[Any, ...]]:
@@ -176,14 +180,7 @@ def team_deltas(daily: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     measures = len(MEASURES)
     sums: dict[tuple[Any, ...], list[int]] = {}
     for delta in daily:
-        key = (delta[0], *(delta[i] for i in _TEAM_AT))
-        values = delta[-measures:]
-        total = sums.get(key)
-        if total is None:
-            sums[key] = list(values)
-        else:
-            for i, v in enumerate(values):
-                total[i] += v
+        _accumulate(sums, (delta[0], *(delta[i] for i in _TEAM_AT)), delta[-measures:])
     return [(*key, *sums[key]) for key in sorted(sums)]
 
 
