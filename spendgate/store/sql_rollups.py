@@ -359,8 +359,8 @@ class RollupQueries(QueryMixin):
     def work_spend(self, since: str, until: str, keep: Sequence[str] = WORK_TAGS) -> list[dict[str, Any]]:
         """Spend of calls tagged repo/pr/branch per UTC month, team and the values of the `keep`
         tags (calls carrying none of them are left out): rows of month, team_id, tags (the kept
-        tags the calls carried), requests, cost_nanos. Whole months come from the monthly work
-        rollup, partial months from the ledger."""
+        tags the calls carried), requests, cost_nanos, in no particular order. Whole months come
+        from the monthly work rollup, partial months from the ledger."""
         at = [WORK_TAGS.index(t) for t in keep]
         edges, months = month_split(since, until)
         totals: dict[tuple[str, ...], list[int]] = {}
@@ -382,23 +382,25 @@ class RollupQueries(QueryMixin):
                 clauses.append("month < ?")
                 params.append(months[1])
             columns = ", ".join(["month", "team_id", *keep])
-            for r in self._query(
+            rows = self._query(
                 f"SELECT {columns}, SUM(requests) AS requests, SUM(cost_nanos) AS cost_nanos "
                 f"FROM ledger_work_monthly WHERE {' AND '.join(clauses)} GROUP BY {columns}",
                 params,
-            ):
+            )
+            if not totals:  # no partial months: the grouped rows are the answer (the usual case)
+                return [
+                    _work_row(
+                        r["month"], r["team_id"], [r[t] for t in keep], keep, r["requests"], r["cost_nanos"]
+                    )
+                    for r in rows
+                ]
+            for r in rows:
                 _add(
                     totals, (r["month"], r["team_id"], *(r[t] for t in keep)), r["requests"], r["cost_nanos"]
                 )
         return [
-            {
-                "month": month,
-                "team_id": team or None,
-                "tags": {t: v for t, v in zip(keep, values, strict=True) if v},
-                "requests": requests,
-                "cost_nanos": cost,
-            }
-            for (month, team, *values), (requests, cost) in sorted(totals.items())
+            _work_row(month, team, values, keep, requests, cost)
+            for (month, team, *values), (requests, cost) in totals.items()
         ]
 
     def _tagged_rows(self, since: str | None, until: str | None) -> list[dict[str, Any]]:
@@ -460,6 +462,18 @@ def _filters(where: Mapping[str, str | None] | None, exprs: dict[str, str]) -> t
         clauses.append(f"{exprs[column]} = ?")
         params.append("" if value is None else value)
     return clauses, params
+
+
+def _work_row(
+    month: str, team: str, values: Sequence[str], keep: Sequence[str], requests: Any, cost: Any
+) -> dict[str, Any]:
+    return {
+        "month": month,
+        "team_id": team or None,
+        "tags": {t: v for t, v in zip(keep, values, strict=True) if v},
+        "requests": int(requests),
+        "cost_nanos": int(cost),
+    }
 
 
 def _add(totals: dict[tuple[str, ...], list[int]], key: tuple[str, ...], requests: Any, cost: Any) -> None:
