@@ -16,8 +16,10 @@ from typing import Any
 
 from matplotlib import rc_context
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
+from PIL import Image as PILImage
 
 from spendgate.pricing import NANOS_PER_USD
 from spendgate.reports.data import FinanceReport, GovernanceReport, Slice, trend_line
@@ -56,6 +58,21 @@ class Chart:
         with rc_context(_RC):
             self.figure.savefig(buffer, format="png", dpi=dpi)
         return buffer.getvalue()
+
+    def pixels(self, dpi: int = 160) -> PILImage.Image:
+        """The chart drawn to an RGB image: for the PDF, which compresses pixels itself (a PNG
+        would be encoded here only to be decoded again there)."""
+        before = self.figure.dpi
+        try:
+            with rc_context(_RC):
+                self.figure.set_dpi(dpi)
+                canvas = FigureCanvasAgg(self.figure)
+                canvas.draw()  # type: ignore[no-untyped-call]
+                buffer = canvas.buffer_rgba()  # type: ignore[no-untyped-call]
+                rgba = PILImage.frombuffer("RGBA", canvas.get_width_height(), buffer)
+            return rgba.convert("RGB")  # the figure is opaque
+        finally:
+            self.figure.set_dpi(before)
 
 
 def dollars(nanos: int | Decimal) -> float:

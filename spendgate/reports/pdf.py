@@ -136,7 +136,11 @@ def _widths(spec: DocTable) -> list[float]:
 
 def _chart(chart: Chart) -> Image:
     """The chart's PNG scaled to the text width (drawn at 160 dpi, so it stays sharp in print)."""
-    image = Image(io.BytesIO(chart.png()))
+    # Uncompressed BMP: reportlab compresses the pixels once itself (a PNG is inflated again first).
+    bitmap = io.BytesIO()
+    chart.pixels().save(bitmap, format="BMP")
+    bitmap.seek(0)
+    image = Image(bitmap)
     scale = min(WIDTH / image.imageWidth, MAX_CHART_HEIGHT / image.imageHeight)  # never taller than a page
     image.drawHeight = image.imageHeight * scale
     image.drawWidth = image.imageWidth * scale
