@@ -335,7 +335,7 @@ def test_schedule_runs_each_report_once_per_period_into_a_folder_and_by_email(
     assert isinstance(pdf, bytes) and "$37.65" in pdf_text(pdf)[1]
     body = next(p for p in mail.walk() if p.get_content_type() == "text/plain").get_payload(decode=True)
     assert isinstance(body, bytes) and b"Total spend: $4,300.00" in body
-    records = {(r["entry"], r["period"]): r for r in produced(schedule)}
+    records = {(r["entry"], r["period"]): r for r in produced(store)}
     assert records[("monthly-finance", "2026-10")]["status"] == "done"
     assert records[("monthly-finance", "2026-10")]["emailed"] == ["cfo@acme.example", "bu-lead@acme.example"]
 
@@ -346,11 +346,10 @@ def test_a_failed_run_is_retried_on_the_next_pass(store: Store, tmp_path: Path) 
             "smtp": {"host": "127.0.0.1", "port": 1, "from": "s@acme.example", "timeout_s": 2},
             "report": [{"name": "fin", "report": "finance", "email": "cfo@acme.example"}],
         },
-        default_state=tmp_path / "state",
     )
     [failed] = run_due(store, schedule, NOW)  # nothing listens on port 1
     assert failed.period == "2026-10" and failed.error is not None
-    assert produced(schedule) == []
+    assert produced(store) == []
     sent: list[Any] = []
     [ok] = run_due(store, schedule, NOW, send=lambda smtp, mail: sent.append(mail))
     assert ok.error is None and ok.emailed == ["cfo@acme.example"] and len(sent) == 1
@@ -360,7 +359,6 @@ def test_a_failed_run_is_retried_on_the_next_pass(store: Store, tmp_path: Path) 
 def test_due_period_edges() -> None:
     schedule = parse_schedule(
         {"report": [{"name": "f", "report": "finance", "day": 31, "time": "00:00", "folder": "x"}]},
-        default_state=Path("/tmp/unused"),
     )
     [entry] = schedule.entries
     # Day 31 in a 30-day month runs on the 30th.
@@ -385,7 +383,7 @@ def test_due_period_edges() -> None:
 )
 def test_schedule_file_is_validated(raw: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        parse_schedule(raw, default_state=Path("/tmp/unused"))
+        parse_schedule(raw)
 
 
 def test_cli_run_due_and_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -415,7 +413,6 @@ def test_the_gateway_loop_produces_due_reports_until_cancelled(store: Store, tmp
 
     schedule = parse_schedule(
         {"report": [{"name": "fin", "report": "finance", "format": "html", "folder": "out"}]},
-        default_state=tmp_path / "state",
         base=tmp_path,
     )
 
@@ -435,9 +432,7 @@ def test_the_gateway_loop_produces_due_reports_until_cancelled(store: Store, tmp
             await task
 
     asyncio.run(go())
-    assert [(r["entry"], r["period"], r["status"]) for r in produced(schedule)] == [
-        ("fin", "2026-10", "done")
-    ]
+    assert [(r["entry"], r["period"], r["status"]) for r in produced(store)] == [("fin", "2026-10", "done")]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["spendgate-finance-2026-10.html"]
 
 
@@ -475,3 +470,58 @@ def test_forty_teams_fit_the_page(tmp_path: Path) -> None:
     reader, text = pdf_text(report.outputs[0].content)
     assert "team-39" in text and "team-00" in text  # the tables still list every team
     assert len([image for page in reader.pages for image in page.images]) >= 5
+
+
+def test_replicas_sharing_the_database_make_each_report_once(database_url: str, tmp_path: Path) -> None:
+    """Two stores on one database (two replicas) race for the same period: one makes it."""
+    import threading
+
+    first, second = open_store(database_url), open_store(database_url)
+    first.migrate()
+    seed(first)
+    schedule = parse_schedule(
+        {"report": [{"name": "fin", "report": "finance", "format": "html", "folder": "out"}]}, base=tmp_path
+    )
+    results: list[Any] = []
+    barrier = threading.Barrier(2)
+
+    def replica(store: Store) -> None:
+        barrier.wait()
+        results.extend(run_due(store, schedule, NOW))
+
+    threads = [threading.Thread(target=replica, args=(s,)) for s in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [(r.entry, r.period, r.error) for r in results] == [("fin", "2026-10", None)]
+    runs = second.list_report_runs()
+    assert [(r["entry"], r["period"], r["status"]) for r in runs] == [("fin", "2026-10", "done")]
+    assert runs[0]["files"] == [str(tmp_path / "out" / "spendgate-finance-2026-10.html")]
+    # a claim left 'running' by a process that died is taken over once it is an hour old
+    assert first.claim_report_run(
+        entry="gov",
+        period="2026-10",
+        report="governance",
+        now="2026-11-01T08:00:00.000000Z",
+        by="a:1",
+        stale_before="2026-11-01T07:00:00.000000Z",
+    )
+    assert not second.claim_report_run(
+        entry="gov",
+        period="2026-10",
+        report="governance",
+        now="2026-11-01T08:30:00.000000Z",
+        by="b:2",
+        stale_before="2026-11-01T07:30:00.000000Z",
+    )
+    assert second.claim_report_run(
+        entry="gov",
+        period="2026-10",
+        report="governance",
+        now="2026-11-01T09:30:00.000000Z",
+        by="b:2",
+        stale_before="2026-11-01T08:30:00.000000Z",
+    )
+    first.close()
+    second.close()

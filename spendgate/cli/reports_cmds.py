@@ -150,7 +150,8 @@ def register(app: typer.Typer) -> None:
         """Each scheduled report, the period it is due for now, and what has been produced."""
         schedule = _schedule(file)
         moment = _moment(now, "--now") or datetime.now(UTC)
-        done = {(r["entry"], r["period"]): r for r in produced(schedule)}
+        with cli_store() as store:
+            done = {(r["entry"], r["period"]): r for r in produced(store)}
         rows = []
         for entry in schedule.entries:
             period = due_period(entry, moment).key
@@ -172,7 +173,7 @@ def register(app: typer.Typer) -> None:
         print_table(
             ["entry", "report", "every", "due_period", "status", "folder", "email"],
             [[*(r[c] for c in list(r)[:6]), ", ".join(r["email"])] for r in rows],
-            f"Scheduled reports (state in {schedule.state})",
+            "Scheduled reports",
         )
 
     del finance, governance, run_due_cmd, schedule_cmd

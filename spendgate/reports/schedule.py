@@ -22,20 +22,19 @@ email = ["cfo@acme.example"]
 
 A monthly entry produces the previous UTC month's report once its day and time have come in its
 time zone; a weekly one (`every = "week"`, `weekday = "monday"`) the previous ISO week (UTC). Each
-(entry, period) is claimed with a marker file created exclusively in the state folder before any
-work, so it is produced and sent once even when several passes or processes sharing the folder race;
-a failed run drops its claim and the next pass tries again.
+(entry, period) is claimed in the database (`report_runs`) before any work, so it is produced and
+sent once even when several passes, processes or replicas sharing the database race; a failed run
+drops its claim and the next pass tries again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import smtplib
+import socket
 import ssl
-import time as _time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,7 +83,6 @@ class Entry:
 @dataclass(frozen=True, slots=True)
 class Schedule:
     entries: tuple[Entry, ...]
-    state: Path
     smtp: Smtp | None = None
 
 
@@ -109,24 +107,22 @@ class RunResult:
 def load_schedule(path: Path) -> Schedule:
     with path.open("rb") as handle:
         raw = tomllib.load(handle)
-    return parse_schedule(raw, default_state=path.with_name(f"{path.stem}.state"), base=path.parent)
+    return parse_schedule(raw, base=path.parent)
 
 
-def parse_schedule(raw: dict[str, Any], default_state: Path, base: Path = Path(".")) -> Schedule:
+def parse_schedule(raw: dict[str, Any], base: Path = Path(".")) -> Schedule:
     raw = _resolve_env(raw)
-    unknown = set(raw) - {"smtp", "state", "report"}
+    unknown = set(raw) - {"smtp", "report"}
     if unknown:
         raise ValueError(f"unknown sections in the reports file: {', '.join(sorted(unknown))}")
     smtp = _smtp(raw["smtp"]) if "smtp" in raw else None
-    state = raw.get("state", {})
-    folder = Path(state["folder"]) if "folder" in state else default_state
     entries = [_entry(item, base) for item in raw.get("report", [])]
     names = [e.name for e in entries]
     if len(set(names)) != len(names):
         raise ValueError("each [[report]] needs its own name")
     if smtp is None and any(e.email for e in entries):
         raise ValueError("a [[report]] has email recipients: add an [smtp] section")
-    return Schedule(tuple(entries), folder if folder.is_absolute() else base / folder, smtp)
+    return Schedule(tuple(entries), smtp)
 
 
 def _smtp(raw: dict[str, Any]) -> Smtp:
@@ -234,42 +230,9 @@ def _monthly_run(year: int, month: int, entry: Entry, zone: ZoneInfo) -> datetim
 
 
 # --- once per period -----------------------------------------------------------------------------
-def _marker(state: Path, entry: Entry, period: Period) -> Path:
-    return state / f"{entry.name}--{period.key}.json"
-
-
-def _claim(path: Path, now: datetime) -> bool:
-    """Create the marker exclusively; False when another run holds it or has finished it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        try:
-            record = json.loads(path.read_text() or "{}")
-        except (OSError, ValueError):
-            return False
-        if record.get("status") == "running" and _time.time() - path.stat().st_mtime > STALE_CLAIM_S:
-            path.unlink(missing_ok=True)  # the run that claimed it died; take it over
-            return _claim(path, now)
-        return False
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"status": "running", "started_at": iso(now), "pid": os.getpid()}, handle)
-    return True
-
-
-def produced(schedule: Schedule) -> list[dict[str, Any]]:
-    """What the schedule has produced: one record per (entry, period), oldest first."""
-    if not schedule.state.is_dir():
-        return []
-    records = []
-    for path in sorted(schedule.state.glob("*--*.json")):
-        entry, _, period = path.stem.rpartition("--")
-        try:
-            record = json.loads(path.read_text() or "{}")
-        except ValueError:
-            record = {"status": "unreadable"}
-        records.append({"entry": entry, "period": period, **record})
-    return records
+def produced(store: Store) -> list[dict[str, Any]]:
+    """What the schedule has produced (or is producing): one record per (entry, period)."""
+    return store.list_report_runs()
 
 
 def run_due(
@@ -283,8 +246,15 @@ def run_due(
     results = []
     for entry in schedule.entries:
         period = due_period(entry, now)
-        marker = _marker(schedule.state, entry, period)
-        if not _claim(marker, now):
+        claimed = store.claim_report_run(
+            entry=entry.name,
+            period=period.key,
+            report=entry.report,
+            now=iso(now),
+            by=f"{socket.gethostname()}:{os.getpid()}",
+            stale_before=iso(now - timedelta(seconds=STALE_CLAIM_S)),
+        )
+        if not claimed:
             continue
         result = RunResult(entry.name, period.key)
         try:
@@ -304,18 +274,17 @@ def run_due(
                 (send or send_mail)(schedule.smtp, email_message(report, schedule.smtp.sender, entry.email))
                 result.emailed = list(entry.email)
         except Exception as exc:
-            marker.unlink(missing_ok=True)  # not produced: the next pass tries again
+            store.release_report_run(entry=entry.name, period=period.key)  # the next pass tries again
             result.error = f"{type(exc).__name__}: {exc}"
             log.exception("report %s for %s failed", entry.name, period.key)
         else:
-            record = {
-                "status": "done",
-                "report": entry.report,
-                "finished_at": iso(datetime.now(UTC)),
-                "files": result.files,
-                "emailed": result.emailed,
-            }
-            marker.write_text(json.dumps(record, indent=2))
+            store.finish_report_run(
+                entry=entry.name,
+                period=period.key,
+                finished_at=iso(datetime.now(UTC)),
+                files=result.files,
+                emailed=result.emailed,
+            )
         results.append(result)
     return results
 

@@ -184,6 +184,20 @@ class Store(Protocol):
         """Ledger rows in [since, until) with the columns a chargeback uses, plus org/team names."""
         ...
 
+    # --- scheduled report runs (see store/sql_reports.py) ---
+    def claim_report_run(
+        self, *, entry: str, period: str, report: str, now: str, by: str, stale_before: str
+    ) -> bool:
+        """Claim (entry, period) once across replicas; a running claim older than stale_before is
+        taken over."""
+        ...
+
+    def finish_report_run(
+        self, *, entry: str, period: str, finished_at: str, files: Sequence[str], emailed: Sequence[str]
+    ) -> None: ...
+    def release_report_run(self, *, entry: str, period: str) -> None: ...
+    def list_report_runs(self) -> list[dict[str, Any]]: ...
+
     # --- merged pull requests and GitHub identities (see store/sql_finance.py) ---
     def upsert_pull_requests(self, prs: Sequence[MergedPR], source: str) -> dict[str, int]:
         """Store merged PRs keyed by (repo, number); counts of new, updated and unchanged."""

@@ -113,6 +113,11 @@ class SQLStore(RollupQueries, BudgetQueries, AlertQueries, ReportQueries, Financ
         with self._lock:
             return self._run(self._sql(sql), params)
 
+    def _changed(self, sql: str, params: Sequence[Any]) -> int:
+        """Run one write; how many rows it changed (claims: the row count says who won)."""
+        with self._lock:
+            return self._run_many(self._sql(sql), [params])
+
     def _write(self, sql: str, params: Sequence[Any] = (), what: str = "") -> None:
         with self._lock:
             try:

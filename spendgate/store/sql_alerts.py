@@ -29,10 +29,6 @@ def _column(name: str) -> str:
 
 
 class AlertQueries(QueryMixin):
-    def _changed(self, sql: str, params: Sequence[Any]) -> int:
-        with self._lock:
-            return self._run_many(self._sql(sql), [params])
-
     # --- spend series ---
     def spend_hourly(
         self, by: str, since: str, until: str, where: tuple[str, str] | None = None

@@ -24,6 +24,9 @@ class QueryMixin:
     def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         raise NotImplementedError
 
+    def _changed(self, sql: str, params: Sequence[Any]) -> int:
+        raise NotImplementedError
+
     def _resolve(self, table: str, ref: str, what: str) -> dict[str, Any]:
         raise NotImplementedError
 

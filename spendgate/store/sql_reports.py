@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+import orjson
 
 from spendgate.store.sql_mixin import QueryMixin
 
@@ -43,3 +46,51 @@ class ReportQueries(QueryMixin):
             row["org_name"] = orgs.get(row["org_id"], row["org_id"])
             row["team_name"] = teams.get(row["team_id"], row["team_id"])
         return sorted(rows, key=lambda r: tuple("" if r[g] is None else str(r[g]) for g in CHARGEBACK_GROUPS))
+
+    # --- scheduled report runs ---
+    def claim_report_run(
+        self, *, entry: str, period: str, report: str, now: str, by: str, stale_before: str
+    ) -> bool:
+        """Claim (entry, period) for this process: True when it is ours to make. A claim that is
+        still running but older than `stale_before` (its process died) is taken over."""
+        if self._changed(
+            "INSERT INTO report_runs (entry, period, report, status, claimed_at, claimed_by)"
+            " VALUES (?, ?, ?, 'running', ?, ?) ON CONFLICT (entry, period) DO NOTHING",
+            (entry, period, report, now, by),
+        ):
+            return True
+        return bool(
+            self._changed(
+                "UPDATE report_runs SET claimed_at = ?, claimed_by = ? WHERE entry = ? AND period = ?"
+                " AND status = 'running' AND claimed_at < ?",
+                (now, by, entry, period, stale_before),
+            )
+        )
+
+    def finish_report_run(
+        self, *, entry: str, period: str, finished_at: str, files: Sequence[str], emailed: Sequence[str]
+    ) -> None:
+        self._write(
+            "UPDATE report_runs SET status = 'done', finished_at = ?, files = ?, emailed = ?"
+            " WHERE entry = ? AND period = ?",
+            (
+                finished_at,
+                orjson.dumps(list(files)).decode(),
+                orjson.dumps(list(emailed)).decode(),
+                entry,
+                period,
+            ),
+        )
+
+    def release_report_run(self, *, entry: str, period: str) -> None:
+        """Drop an unfinished claim (the run failed): the next pass tries again."""
+        self._write(
+            "DELETE FROM report_runs WHERE entry = ? AND period = ? AND status = 'running'", (entry, period)
+        )
+
+    def list_report_runs(self) -> list[dict[str, Any]]:
+        rows = self._query("SELECT * FROM report_runs ORDER BY claimed_at, entry, period")
+        for row in rows:
+            row["files"] = orjson.loads(row["files"])
+            row["emailed"] = orjson.loads(row["emailed"])
+        return rows
