@@ -280,13 +280,12 @@ def writer_path(store: Store, keys: list[Key], end: datetime, rows: int) -> tupl
     with_rollups = (time.perf_counter() - started) / len(made) * 1e6
     bare = [r.__class__(**(r.as_dict() | {"request_id": r.request_id + "b"})) for r in made]
     from spendgate.store.sql import _INSERT_LEDGER, ledger_values
-    from spendgate.store.sql_rollups import run_rows
 
     started = time.perf_counter()
     for i in range(0, len(bare), 500):
         with store._transaction() as tx:  # type: ignore[attr-defined]
             values = [ledger_values(r) for r in bare[i : i + 500]]
-            run_rows(tx, store._sql, _INSERT_LEDGER, values)  # type: ignore[attr-defined]
+            tx.run_many(store._sql(_INSERT_LEDGER), values)  # type: ignore[attr-defined]
     without = (time.perf_counter() - started) / len(bare) * 1e6
     return with_rollups, without
 

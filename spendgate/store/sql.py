@@ -25,7 +25,7 @@ from spendgate.store.sql_budgets import BudgetQueries
 from spendgate.store.sql_finance import FinanceQueries
 from spendgate.store.sql_reconcile import ReconcileQueries
 from spendgate.store.sql_reports import ReportQueries
-from spendgate.store.sql_rollups import RollupQueries, Tx, add_to_rollups, run_rows
+from spendgate.store.sql_rollups import RollupQueries, Tx, add_to_rollups
 
 # Only a repeated request id is ignored (a journal replay); any other violation is an error.
 _INSERT_LEDGER = (
@@ -157,7 +157,7 @@ class SQLStore(RollupQueries, BudgetQueries, AlertQueries, ReportQueries, Financ
                     present.add(row.request_id)
                     new.append(row)
             if new:
-                run_rows(tx, self._sql, _INSERT_LEDGER, [ledger_values(row) for row in new])
+                tx.run_many(self._sql(_INSERT_LEDGER), [ledger_values(row) for row in new])
                 add_to_rollups(tx, self._sql, new)
             return len(new)
 

@@ -95,17 +95,13 @@ _WORK_UPSERT = (
 )
 
 
-# Rows per multi-row INSERT: the database driver releases the GIL for each statement and must win it
-# back from a busy event loop (up to the 5 ms switch interval), so one statement per row made a
-# 500-row batch take seconds. 50 ledger rows are 2,100 parameters, far under SQLite's 32,766.
-ROWS_PER_STATEMENT = 50
-
-
 class Tx(Protocol):
     """One open transaction (SQL already in the backend's placeholder style)."""
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
-    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """A one-row `INSERT ... VALUES (...)` for many rows, batched the backend's best way."""
+        ...
 
 
 def daily_deltas(rows: Sequence[LedgerRow]) -> list[tuple[Any, ...]]:
@@ -184,30 +180,16 @@ def team_deltas(daily: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return [(*key, *sums[key]) for key in sorted(sums)]
 
 
-def run_rows(tx: Tx, sql: Any, one_row: str, rows: Sequence[Sequence[Any]]) -> None:
-    """Run a one-row `INSERT ... VALUES (?, ...) ...` for many rows, ROWS_PER_STATEMENT per
-    statement (the VALUES group repeated). `sql` turns `?` into the backend's placeholders."""
-    width = len(rows[0])
-    group = f"({', '.join('?' for _ in range(width))})"
-    full = sql(one_row.replace(group, ", ".join(group for _ in range(ROWS_PER_STATEMENT)), 1))
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        chunk = rows[start : start + ROWS_PER_STATEMENT]
-        statement = full
-        if len(chunk) < ROWS_PER_STATEMENT:
-            statement = sql(one_row.replace(group, ", ".join(group for _ in chunk), 1))
-        tx.run(statement, [value for row in chunk for value in row])
-
-
 def add_to_rollups(tx: Tx, sql: Any, rows: Sequence[LedgerRow]) -> None:
     """Add newly inserted ledger rows to the rollups, inside the caller's transaction. Each delta's
     key is unique within its statement, as a multi-row upsert requires."""
     daily = daily_deltas(rows)
     if daily:
-        run_rows(tx, sql, _DAILY_UPSERT, daily)
-        run_rows(tx, sql, _TEAM_UPSERT, team_deltas(daily))
+        tx.run_many(sql(_DAILY_UPSERT), daily)
+        tx.run_many(sql(_TEAM_UPSERT), team_deltas(daily))
     work = work_deltas([(r.started_at, r.team_id, r.tags, r.cost_nanos) for r in rows if r.tags])
     if work:
-        run_rows(tx, sql, _WORK_UPSERT, work)
+        tx.run_many(sql(_WORK_UPSERT), work)
 
 
 def day_split(

@@ -64,4 +64,6 @@ class _Tx:
         return list(self._cur.fetchall()) if self._cur.description else []
 
     def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        # psycopg pipelines executemany: one round trip, and the one-row statement is parsed once
+        # (a long multi-row statement is not cached and its parsing dominated the writer's time).
         self._cur.executemany(sql, rows)  # type: ignore[arg-type]

@@ -65,6 +65,12 @@ class SQLiteStore(SQLStore):
         return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
 
 
+# Rows per multi-row INSERT: sqlite3 releases the GIL for each statement and must win it back from
+# a busy event loop (up to the 5 ms switch interval), so one statement per row (executemany) made a
+# 500-row batch take seconds. 50 ledger rows are 2,100 parameters, far under SQLite's 32,766.
+ROWS_PER_STATEMENT = 50
+
+
 class _Tx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -73,4 +79,11 @@ class _Tx:
         return list(self._conn.execute(sql, params))
 
     def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self._conn.executemany(sql, rows)
+        """ROWS_PER_STATEMENT rows per statement: the VALUES group repeated."""
+        if not rows:
+            return
+        group = f"({', '.join('?' for _ in rows[0])})"
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[start : start + ROWS_PER_STATEMENT]
+            statement = sql.replace(group, ", ".join(group for _ in chunk), 1)
+            self._conn.execute(statement, [value for row in chunk for value in row])
