@@ -1,7 +1,7 @@
 """Admin API routes for budgets, exemptions and per-key rate limits.
 
 Included by `admin.api` under the master-key guard and its error mapping. The operations are
-the CLI's (`admin.service`); after a change this process reloads budgets (or keys) at once,
+the CLI's (`admin.budget_service`); after a change this process reloads budgets (or keys) at once,
 other replicas within SPENDGATE_BUDGET_REFRESH_S.
 """
 
@@ -13,7 +13,7 @@ from typing import Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from spendgate.admin import service
+from spendgate.admin import budget_service
 from spendgate.budgets.model import PERIODS, SCOPE_TYPES, Exemption, Tier
 from spendgate.budgets.recommend import RECOMMENDED_TIERS, tiers_text
 from spendgate.budgets.recommend import apply as apply_recommendations
@@ -47,7 +47,7 @@ class BudgetIn(BaseModel):
     )
     end: str | None = Field(None, description="Fixed period only: ISO end, exclusive.")
     tiers: str | list[TierModel] | None = Field(
-        None, description="Default alert=80,amber=110,hard=150. " + service.TIERS_HELP + ", or a list."
+        None, description="Default alert=80,amber=110,hard=150. " + budget_service.TIERS_HELP + ", or a list."
     )
     mode: Literal["enforce", "observe"] = Field("enforce", description="observe: record, block nothing.")
 
@@ -187,16 +187,16 @@ def budget_routes(gw: Gateway) -> APIRouter:
     store = gw.store
 
     def exemption_out(exemption: Exemption) -> ExemptionOut:
-        return ExemptionOut(**service.exemption_view(exemption, store.get_budget(exemption.budget_id)))
+        return ExemptionOut(**budget_service.exemption_view(exemption, store.get_budget(exemption.budget_id)))
 
     @router.get("/budgets", tags=["budgets"])
     def list_budgets(include_revoked: bool = Query(False)) -> list[BudgetStatusOut]:
-        return [BudgetStatusOut(**row) for row in service.budget_status(store, include_revoked)]
+        return [BudgetStatusOut(**row) for row in budget_service.budget_status(store, include_revoked)]
 
     @router.post("/budgets", tags=["budgets"], status_code=201)
     def create_budget(body: BudgetIn) -> BudgetOut:
         tiers = body.tiers
-        budget = service.create_budget(
+        budget = budget_service.create_budget(
             store,
             name=body.name,
             scope=body.scope,
@@ -210,21 +210,21 @@ def budget_routes(gw: Gateway) -> APIRouter:
             observe=body.mode == "observe",
         )
         gw.budgets.reload()  # applies at once in this process
-        return BudgetOut(**service.budget_view(budget, service.scope_names(store)))
+        return BudgetOut(**budget_service.budget_view(budget, budget_service.scope_names(store)))
 
     @router.post("/budgets/{ref}/revoke", tags=["budgets"])
     def revoke_budget(ref: str) -> BudgetOut:
         budget = store.revoke_budget(ref)
         gw.budgets.reload()
-        return BudgetOut(**service.budget_view(budget, service.scope_names(store)))
+        return BudgetOut(**budget_service.budget_view(budget, budget_service.scope_names(store)))
 
     @router.get("/budgets/events", tags=["budgets"])
     def budget_events(since: str | None = _SINCE) -> list[BudgetEventOut]:
-        return [BudgetEventOut(**row) for row in service.budget_events(store, since)]
+        return [BudgetEventOut(**row) for row in budget_service.budget_events(store, since)]
 
     @router.get("/budgets/would-block", tags=["budgets"])
     def would_block(since: str | None = _SINCE, until: str | None = _UNTIL) -> list[WouldBlockRow]:
-        return [WouldBlockRow(**row) for row in service.would_block_report(store, since, until)]
+        return [WouldBlockRow(**row) for row in budget_service.would_block_report(store, since, until)]
 
     @router.get(
         "/budgets/recommend",
@@ -236,7 +236,7 @@ def budget_routes(gw: Gateway) -> APIRouter:
         by: list[str] = Query(["team"], description="team and/or use_case (repeatable)."),
         min_usd: Decimal = Query(Decimal(1), description="Skip smaller monthly baselines."),
     ) -> list[RecommendationOut]:
-        recs = service.recommend_budgets(store, days=days, by=by, min_usd=min_usd)
+        recs = budget_service.recommend_budgets(store, days=days, by=by, min_usd=min_usd)
         return [RecommendationOut(**rec.view()) for rec in recs]
 
     @router.post("/budgets/recommend/apply", tags=["budgets"], status_code=201)
@@ -246,7 +246,7 @@ def budget_routes(gw: Gateway) -> APIRouter:
         min_usd: Decimal = Query(Decimal(1), description="Skip smaller monthly baselines."),
         enforce: bool = Query(False, description="Create them enforcing (default: observe mode)."),
     ) -> list[RecommendationOut]:
-        recs = service.recommend_budgets(store, days=days, by=by, min_usd=min_usd)
+        recs = budget_service.recommend_budgets(store, days=days, by=by, min_usd=min_usd)
         rows = apply_recommendations(store, recs, enforce=enforce)
         gw.budgets.reload()
         return [RecommendationOut(**row) for row in rows]
@@ -255,28 +255,30 @@ def budget_routes(gw: Gateway) -> APIRouter:
     def list_exemptions(
         status: str | None = Query(None, description="pending, approved or denied."),
     ) -> list[ExemptionOut]:
-        return [ExemptionOut(**row) for row in service.list_exemptions(store, status)]
+        return [ExemptionOut(**row) for row in budget_service.list_exemptions(store, status)]
 
     @router.post("/exemptions", tags=["exemptions"], status_code=201)
     def request_exemption(body: ExemptionIn) -> ExemptionOut:
-        exemption = service.request_exemption(store, **body.model_dump())
+        exemption = budget_service.request_exemption(store, **body.model_dump())
         return exemption_out(exemption)  # pending: nothing to reload until it is approved
 
     @router.post("/exemptions/{ref}/approve", tags=["exemptions"])
     def approve(ref: str, body: DecisionIn) -> ExemptionOut:
-        exemption = service.decide_exemption(store, ref, approve=True, by=body.by, note=body.note)
+        exemption = budget_service.decide_exemption(store, ref, approve=True, by=body.by, note=body.note)
         gw.budgets.reload()
         return exemption_out(exemption)
 
     @router.post("/exemptions/{ref}/deny", tags=["exemptions"])
     def deny(ref: str, body: DecisionIn) -> ExemptionOut:
-        exemption = service.decide_exemption(store, ref, approve=False, by=body.by, note=body.note)
+        exemption = budget_service.decide_exemption(store, ref, approve=False, by=body.by, note=body.note)
         gw.budgets.reload()
         return exemption_out(exemption)
 
     @router.post("/keys/{ref}/limits", tags=["keys"])
     def key_limits(ref: str, body: KeyLimitsIn) -> KeyLimitsOut:
-        limits = service.set_key_limits(store, ref, rpm=body.rpm, tpm=body.tpm, concurrency=body.concurrency)
+        limits = budget_service.set_key_limits(
+            store, ref, rpm=body.rpm, tpm=body.tpm, concurrency=body.concurrency
+        )
         gw.keyring.reload()  # the limits travel with the key's principal
         return KeyLimitsOut(**limits)
 

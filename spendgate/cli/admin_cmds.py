@@ -1,7 +1,7 @@
 """`spendgate orgs|teams|users|keys ...`: manage principals straight in the database.
 
 The CLI opens the store itself (no server needed), so it works on a fresh machine.
-The operations are the ones the HTTP admin API uses (`spendgate.admin.service`).
+The operations are the ones the HTTP admin API uses (`spendgate.admin.service`, `budget_service`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from spendgate.admin import service
+from spendgate.admin import budget_service, service
 from spendgate.config import Settings
 from spendgate.models import Org, Team, User
 from spendgate.store import Conflict, NotFound, Store, open_store
@@ -280,7 +280,9 @@ def _keys() -> typer.Typer:
     ) -> None:
         """Set a key's rate limits; limits not given stay as they are."""
         with cli_store() as store:
-            _show_one(service.set_key_limits(store, ref, rpm=rpm, tpm=tpm, concurrency=concurrency), fmt)
+            _show_one(
+                budget_service.set_key_limits(store, ref, rpm=rpm, tpm=tpm, concurrency=concurrency), fmt
+            )
 
     return group
 

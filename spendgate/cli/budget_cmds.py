@@ -1,7 +1,7 @@
 """`spendgate budgets ...` and `spendgate exemptions ...`: spend limits and their audited exceptions.
 
 Like the other admin commands these open the database directly; a running gateway picks the
-changes up within SPENDGATE_BUDGET_REFRESH_S. The operations live in `spendgate.admin.service`
+changes up within SPENDGATE_BUDGET_REFRESH_S. The operations live in `spendgate.admin.budget_service`
 (shared with the HTTP admin API).
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from spendgate.admin import service
+from spendgate.admin import budget_service
 from spendgate.budgets.model import PERIODS, SCOPE_TYPES
 from spendgate.budgets.recommend import RECOMMENDED_TIERS, tiers_text
 from spendgate.budgets.recommend import apply as apply_recommendations
@@ -67,13 +67,13 @@ def _budgets() -> typer.Typer:
         start: str | None = typer.Option(None, "--start", help="Fixed period start (ISO)."),
         end: str | None = typer.Option(None, "--end", help="Fixed period end (ISO, exclusive)."),
         timezone: str = typer.Option("UTC", "--timezone", help="Where periods start, e.g. Europe/Berlin."),
-        tiers: str | None = typer.Option(None, "--tiers", help=service.TIERS_HELP + "."),
+        tiers: str | None = typer.Option(None, "--tiers", help=budget_service.TIERS_HELP + "."),
         observe: bool = typer.Option(False, "--observe", help="Record what it would block; block nothing."),
         fmt: Format = FORMAT_OPTION,
     ) -> None:
         """Create a budget (default tiers alert=80,amber=110,hard=150: calls block at 150%)."""
         with cli_store() as store:
-            budget = service.create_budget(
+            budget = budget_service.create_budget(
                 store,
                 name=name,
                 scope=scope,
@@ -86,13 +86,13 @@ def _budgets() -> typer.Typer:
                 tiers=tiers,
                 observe=observe,
             )
-            _emit_one(service.budget_view(budget, service.scope_names(store)), fmt)
+            _emit_one(budget_service.budget_view(budget, budget_service.scope_names(store)), fmt)
 
     @group.command("list")
     def list_(include_revoked: bool = REVOKED_OPTION, fmt: Format = FORMAT_OPTION) -> None:
         """Budgets with this period's spend from the ledger, percent used and when they reset."""
         with cli_store() as store:
-            rows = service.budget_status(store, include_revoked)
+            rows = budget_service.budget_status(store, include_revoked)
         if fmt is Format.table:
             for row in rows:
                 row["used"] = f"{row['percent_used']}%"
@@ -105,13 +105,15 @@ def _budgets() -> typer.Typer:
     ) -> None:
         """Revoke a budget: it stops applying (its history stays)."""
         with cli_store() as store:
-            _emit_one(service.budget_view(store.revoke_budget(ref), service.scope_names(store)), fmt)
+            _emit_one(
+                budget_service.budget_view(store.revoke_budget(ref), budget_service.scope_names(store)), fmt
+            )
 
     @group.command("events")
     def events(since: str | None = SINCE_OPTION, fmt: Format = FORMAT_OPTION) -> None:
         """Tier crossings: the first time spend passed each tier in a period."""
         with cli_store() as store:
-            rows = service.budget_events(store, since)
+            rows = budget_service.budget_events(store, since)
         columns = ["crossed_at", "budget", "scope", "period_key", "tier", "percent", "threshold_usd"]
         _emit(rows, [*columns, "spend_usd", "observed", "request_id"], fmt)
 
@@ -121,7 +123,7 @@ def _budgets() -> typer.Typer:
     ) -> None:
         """Observation mode report: calls let through that a budget would have blocked."""
         with cli_store() as store:
-            rows = service.would_block_report(store, since, until)
+            rows = budget_service.would_block_report(store, since, until)
         columns = ["would_block", "scope", "mode", "requests", "cost_usd", "first_at", "last_at"]
         _emit(rows, columns, fmt, "Calls budgets would have blocked")
 
@@ -136,7 +138,7 @@ def _budgets() -> typer.Typer:
     ) -> None:
         """Propose monthly budgets from the ledger: baseline = average day x 30.4, soft 140%, hard 200%."""
         with cli_store() as store:
-            recs = service.recommend_budgets(store, days=days, by=by, min_usd=min_usd)
+            recs = budget_service.recommend_budgets(store, days=days, by=by, min_usd=min_usd)
             rows = (
                 apply_recommendations(store, recs, enforce=enforce) if do_apply else [r.view() for r in recs]
             )
@@ -173,7 +175,7 @@ def _exemptions() -> typer.Typer:
     ) -> None:
         """Ask for an exemption; it applies once someone other than the requester approves it."""
         with cli_store() as store:
-            exemption = service.request_exemption(
+            exemption = budget_service.request_exemption(
                 store,
                 budget=budget,
                 amount_usd=amount,
@@ -185,12 +187,12 @@ def _exemptions() -> typer.Typer:
                 reason=reason,
                 requested_by=requested_by,
             )
-            _emit_one(service.exemption_view(exemption, store.get_budget(exemption.budget_id)), fmt)
+            _emit_one(budget_service.exemption_view(exemption, store.get_budget(exemption.budget_id)), fmt)
 
     def decide(ref: str, approve: bool, by: str, note: str | None, fmt: Format) -> None:
         with cli_store() as store:
-            exemption = service.decide_exemption(store, ref, approve=approve, by=by, note=note)
-            _emit_one(service.exemption_view(exemption, store.get_budget(exemption.budget_id)), fmt)
+            exemption = budget_service.decide_exemption(store, ref, approve=approve, by=by, note=note)
+            _emit_one(budget_service.exemption_view(exemption, store.get_budget(exemption.budget_id)), fmt)
 
     @group.command("approve")
     def approve(
@@ -219,7 +221,7 @@ def _exemptions() -> typer.Typer:
     ) -> None:
         """The audit trail: who asked for what, when and why; who decided; active now or expired."""
         with cli_store() as store:
-            rows = service.list_exemptions(store, status)
+            rows = budget_service.list_exemptions(store, status)
         _emit(rows, EXEMPTION_COLUMNS, fmt)
 
     return group
