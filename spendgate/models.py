@@ -126,6 +126,15 @@ class LedgerRow:
 
 
 LEDGER_COLUMNS: tuple[str, ...] = tuple(LedgerRow.__dataclass_fields__)
+# The token counts a spend report sums, in display order.
+TOKEN_COLUMNS: tuple[str, ...] = (
+    "input_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cache_read_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
 
 SPEND_GROUPS: dict[str, str] = {
     # --by value -> ledger expression grouped on

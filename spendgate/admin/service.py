@@ -6,18 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from spendgate.auth import generate_key
-from spendgate.models import SPEND_GROUPS, ApiKey
+from spendgate.models import SPEND_GROUPS, TOKEN_COLUMNS, ApiKey
 from spendgate.pricing import format_usd
 from spendgate.store.base import Store
-
-TOKEN_FIELDS = (
-    "input_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "cache_read_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
 
 
 def create_key(
@@ -74,7 +65,7 @@ def spend_report(store: Store, by: str, since: str | None, until: str | None) ->
             "id": row["id"],
             "requests": int(row["requests"]),
         }
-        for field in TOKEN_FIELDS:
+        for field in TOKEN_COLUMNS:
             item[field] = int(row[field] or 0)
         item["estimated_requests"] = int(row["estimated_requests"] or 0)
         item["cost_usd"] = format_usd(int(row["cost_nanos"] or 0))

@@ -13,7 +13,7 @@ import typer
 
 from spendgate.admin import service
 from spendgate.cli.admin_cmds import Format, cli_store, console, print_json, print_table
-from spendgate.models import SPEND_GROUPS
+from spendgate.models import SPEND_GROUPS, TOKEN_COLUMNS
 from spendgate.pricing import NANOS_PER_USD, format_usd
 
 
@@ -24,7 +24,7 @@ class SpendFormat(StrEnum):
 
 
 def spend_columns(by: str) -> list[str]:
-    return [by, "id", "requests", *service.TOKEN_FIELDS, "estimated_requests", "cost_usd"]
+    return [by, "id", "requests", *TOKEN_COLUMNS, "estimated_requests", "cost_usd"]
 
 
 def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:

@@ -18,7 +18,17 @@ from typing import Any
 import orjson
 
 from spendgate.clock import utc_now_iso
-from spendgate.models import LEDGER_COLUMNS, SPEND_GROUPS, ApiKey, LedgerRow, Org, Principal, Team, User
+from spendgate.models import (
+    LEDGER_COLUMNS,
+    SPEND_GROUPS,
+    TOKEN_COLUMNS,
+    ApiKey,
+    LedgerRow,
+    Org,
+    Principal,
+    Team,
+    User,
+)
 from spendgate.store.base import Conflict, NotFound
 from spendgate.store.sql_alerts import AlertQueries
 from spendgate.store.sql_budgets import BudgetQueries
@@ -33,14 +43,6 @@ _INSERT_LEDGER = (
     f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)}) ON CONFLICT (request_id) DO NOTHING"
 )
 _ID_CHUNK = 500  # request ids per IN (...) lookup, well under SQLite's parameter limit
-_TOKEN_SUMS = (
-    "input_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "cache_read_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
 _NAME_TABLES = {"team": "teams", "user": "users", "key": "api_keys", "org": "orgs"}
 # savings --by value -> ledger column; a model's savings are grouped by the model asked for
 _SAVINGS_GROUPS = {
@@ -184,7 +186,7 @@ class SQLStore(RollupQueries, BudgetQueries, AlertQueries, ReportQueries, Financ
         column = SPEND_GROUPS[by]
         if by == "session":  # too many values for the rollup: the raw ledger, by its index
             return self._raw_spend(column, since, until)
-        measures = ["requests", *_TOKEN_SUMS, "cost_nanos", "estimated_requests"]
+        measures = ["requests", *TOKEN_COLUMNS, "cost_nanos", "estimated_requests"]
         rows = self.sum_grouped([column], measures, since, until)
         out = [{"id": r[column], "name": r[column], **{m: r[m] for m in measures}} for r in rows]
         self._name(out, by)
@@ -192,7 +194,7 @@ class SQLStore(RollupQueries, BudgetQueries, AlertQueries, ReportQueries, Financ
 
     def _raw_spend(self, column: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
         where, params = _period(since, until)
-        sums = ", ".join(f"SUM({c}) AS {c}" for c in _TOKEN_SUMS)
+        sums = ", ".join(f"SUM({c}) AS {c}" for c in TOKEN_COLUMNS)
         return self._query(
             f"SELECT {column} AS id, {column} AS name, COUNT(*) AS requests, {sums}, "
             f"SUM(cost_nanos) AS cost_nanos, SUM(estimated) AS estimated_requests "
