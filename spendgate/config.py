@@ -6,6 +6,7 @@ Secrets are `SecretStr`, so they never print by accident; `redacted()` is what
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -162,3 +163,18 @@ def _redact_url_password(url: str) -> str:
     if ":" in creds:
         creds = creds.split(":", 1)[0] + ":***"
     return f"{scheme}://{creds}@{host}"
+
+
+def resolve_env_refs(value: Any, what: str) -> Any:
+    """In a parsed TOML file (`what`: "the alerts file"), `env:NAME` strings become the environment
+    variable NAME, so secrets (webhook URLs, SMTP passwords) stay out of the file."""
+    if isinstance(value, dict):
+        return {k: resolve_env_refs(v, what) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_env_refs(v, what) for v in value]
+    if isinstance(value, str) and value.startswith("env:"):
+        name = value.removeprefix("env:")
+        if name not in os.environ:
+            raise ValueError(f"{what} refers to {name}, which is not set")
+        return os.environ[name]
+    return value

@@ -6,7 +6,6 @@ Any string value written as ``env:NAME`` is read from the environment variable N
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from datetime import time
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from spendgate.config import resolve_env_refs
 from spendgate.pricing import NANOS_PER_USD
 from spendgate.store.sql_alerts import ALERT_COLUMNS
 
@@ -84,7 +84,7 @@ def load_alerts_config(path: Path | None) -> AlertsConfig:
 
 
 def parse_alerts_config(data: dict[str, Any]) -> AlertsConfig:
-    data = _resolve_env(data)
+    data = resolve_env_refs(data, "the alerts file")
     unknown = set(data) - {"detect", "channels", "routes"}
     if unknown:
         raise ValueError(f"unknown sections in the alerts file: {', '.join(sorted(unknown))}")
@@ -135,16 +135,3 @@ def _detect(raw: dict[str, Any]) -> DetectParams:
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"[detect] unknown time zone {params.timezone!r}") from None
     return params
-
-
-def _resolve_env(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _resolve_env(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve_env(v) for v in value]
-    if isinstance(value, str) and value.startswith("env:"):
-        name = value.removeprefix("env:")
-        if name not in os.environ:
-            raise ValueError(f"the alerts file refers to {name}, which is not set")
-        return os.environ[name]
-    return value

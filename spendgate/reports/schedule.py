@@ -45,7 +45,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from spendgate.clock import iso
-from spendgate.config import Settings
+from spendgate.config import Settings, resolve_env_refs
 from spendgate.reports.produce import FORMATS, KINDS, Produced, produce, write
 from spendgate.store.base import Store
 
@@ -111,7 +111,7 @@ def load_schedule(path: Path) -> Schedule:
 
 
 def parse_schedule(raw: dict[str, Any], base: Path = Path(".")) -> Schedule:
-    raw = _resolve_env(raw)
+    raw = resolve_env_refs(raw, "the reports file")
     unknown = set(raw) - {"smtp", "report"}
     if unknown:
         raise ValueError(f"unknown sections in the reports file: {', '.join(sorted(unknown))}")
@@ -187,20 +187,6 @@ def _entry(raw: dict[str, Any], base: Path) -> Entry:
         folder=None if folder is None else (folder if folder.is_absolute() else base / folder),
         email=email,
     )
-
-
-def _resolve_env(value: Any) -> Any:
-    """`env:NAME` strings become the environment variable NAME (secrets stay out of the file)."""
-    if isinstance(value, dict):
-        return {k: _resolve_env(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve_env(v) for v in value]
-    if isinstance(value, str) and value.startswith("env:"):
-        name = value.removeprefix("env:")
-        if name not in os.environ:
-            raise ValueError(f"the reports file refers to {name}, which is not set")
-        return os.environ[name]
-    return value
 
 
 # --- when ----------------------------------------------------------------------------------------
