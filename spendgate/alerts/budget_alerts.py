@@ -59,33 +59,65 @@ def plan_budget_events(store: Store, config: AlertsConfig, now: datetime, names:
             "observed": bool(e["observed"]),
             "crossed_at": e["crossed_at"],
         }
-        alert_id = store.open_alert(
-            alert_key=key,
+        msg = _open(
+            store,
+            key=key,
             kind="budget",
-            group_by="budget",
-            group_value=e["budget_id"],
-            day=e["period_key"],
-            summary=summary,
-            details={**details, "title": title},
-            opened_at=iso(now),
-        )
-        if alert_id is None:
-            continue
-        msg = AlertMessage(
-            alert_id=alert_id,
-            kind="budget",
-            action="trigger",
+            budget_id=e["budget_id"],
+            budget_name=e["budget"],
+            period=e["period_key"],
             title=title,
             summary=summary,
-            dedup_key=f"spendgate:budget:{e['budget_id']}:{e['period_key']}:{e['tier']}",
-            severity=_SEVERITY.get(e["tier"], "warning"),
-            group=f"budget:{e['budget']}",
-            command="spendgate budgets list",
             details=details,
-            at=iso(now),
+            severity=_SEVERITY.get(e["tier"], "warning"),
+            now=now,
         )
-        out.append((msg, _route(config, e["scope_type"], e["scope_value"], names)))
+        if msg is not None:
+            out.append((msg, _route(config, e["scope_type"], e["scope_value"], names)))
     return out
+
+
+def _open(
+    store: Store,
+    *,
+    key: str,
+    kind: str,
+    budget_id: str,
+    budget_name: str,
+    period: str,
+    title: str,
+    summary: str,
+    details: dict[str, Any],
+    severity: str,
+    now: datetime,
+) -> AlertMessage | None:
+    """Record a budget or forecast alert and build its message; None when it was already open
+    (another replica, or an earlier pass, won). The dedup key is the alert key, prefixed."""
+    alert_id = store.open_alert(
+        alert_key=key,
+        kind=kind,
+        group_by="budget",
+        group_value=budget_id,
+        day=period,
+        summary=summary,
+        details={**details, "title": title},
+        opened_at=iso(now),
+    )
+    if alert_id is None:
+        return None
+    return AlertMessage(
+        alert_id=alert_id,
+        kind=kind,
+        action="trigger",
+        title=title,
+        summary=summary,
+        dedup_key=f"spendgate:{key}",
+        severity=severity,
+        group=f"budget:{budget_name}",
+        command="spendgate budgets list",
+        details=details,
+        at=iso(now),
+    )
 
 
 def forecast(store: Store, budget: Budget, now: datetime, run_rate_days: int) -> dict[str, Any] | None:
@@ -140,30 +172,19 @@ def plan_forecasts(store: Store, config: AlertsConfig, now: datetime, names: Nam
             "projected_usd": round(found["projected_nanos"] / 1e9, 2),
             "budget_usd": round(budget.amount_nanos / 1e9, 2),
         }
-        alert_id = store.open_alert(
-            alert_key=key,
+        msg = _open(
+            store,
+            key=key,
             kind="forecast",
-            group_by="budget",
-            group_value=budget.id,
-            day=found["period"],
-            summary=summary,
-            details={**details, "title": title},
-            opened_at=iso(now),
-        )
-        if alert_id is None:
-            continue
-        msg = AlertMessage(
-            alert_id=alert_id,
-            kind="forecast",
-            action="trigger",
+            budget_id=budget.id,
+            budget_name=budget.name,
+            period=found["period"],
             title=title,
             summary=summary,
-            dedup_key=f"spendgate:forecast:{budget.id}:{found['period']}",
-            severity="warning",
-            group=f"budget:{budget.name}",
-            command="spendgate budgets list",
             details=details,
-            at=iso(now),
+            severity="warning",
+            now=now,
         )
-        out.append((msg, _route(config, budget.scope_type, budget.scope_value, names)))
+        if msg is not None:
+            out.append((msg, _route(config, budget.scope_type, budget.scope_value, names)))
     return out
