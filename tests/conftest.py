@@ -15,6 +15,7 @@ from spendgate.config import Settings
 from spendgate.fake_upstream import FakeSettings, FakeUpstream
 from spendgate.gateway import Gateway
 from spendgate.servethread import ServerThread
+from tests.mailbox import Mailbox, smtp_server
 
 PROVIDER_ANTHROPIC_KEY = "sk-ant-provider-secret-0001"
 PROVIDER_OPENAI_KEY = "sk-openai-provider-secret-0001"
@@ -142,3 +143,10 @@ def redis_url() -> Iterator[tuple[str, str]]:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    """A local SMTP server: (its mailbox, its port)."""
+    with smtp_server() as server:
+        yield server

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -34,6 +33,7 @@ from spendgate.config import Settings
 from spendgate.models import LedgerRow
 from spendgate.servethread import ServerThread
 from spendgate.store import Store, open_store
+from tests.mailbox import Mailbox
 
 USD = 1_000_000_000
 TODAY = date(2026, 11, 24)  # a Tuesday
@@ -148,27 +148,6 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
     rec = Receiver()
     with ServerThread(rec.app(), lifespan="off") as server:
         yield rec, server.url
-
-
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's hook name
-        self.messages.append(envelope)
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Mailbox, int]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield box, port
-    controller.stop()
 
 
 def channels_config(url: str, smtp_port: int | None = None, **detect: Any) -> AlertsConfig:

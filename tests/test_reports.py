@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from pypdf import PdfReader
 from typer.testing import CliRunner
 
@@ -25,6 +23,7 @@ from spendgate.reports import data
 from spendgate.reports.produce import produce
 from spendgate.reports.schedule import due_period, load_schedule, parse_schedule, produced, run_due
 from spendgate.store import Store, open_store
+from tests.mailbox import Mailbox
 from tests.reports_seed import NOW, USD, seed
 
 
@@ -242,27 +241,6 @@ def test_cli_writes_finance_both_formats_and_a_named_pdf(
 
 
 # --- the schedule --------------------------------------------------------------------------------
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's hook name
-        self.messages.append(envelope)
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Mailbox, int]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield box, port
-    controller.stop()
-
-
 def write_schedule(tmp_path: Path, port: int) -> Path:
     path = tmp_path / "reports.toml"
     path.write_text(
