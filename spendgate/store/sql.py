@@ -35,7 +35,7 @@ from spendgate.store.sql_budgets import BudgetQueries
 from spendgate.store.sql_finance import FinanceQueries
 from spendgate.store.sql_reconcile import ReconcileQueries
 from spendgate.store.sql_reports import ReportQueries
-from spendgate.store.sql_rollups import RollupQueries, Tx, add_to_rollups
+from spendgate.store.sql_rollups import RollupQueries, Tx, add_to_rollups, in_range
 
 # Only a repeated request id is ignored (a journal replay); any other violation is an error.
 _INSERT_LEDGER = (
@@ -392,14 +392,8 @@ def _key(row: dict[str, Any]) -> ApiKey:
     return ApiKey(**item)
 
 
-def _period(since: str | None, until: str | None) -> tuple[str, list[str]]:
-    clauses, params = [], []
-    if since:
-        clauses.append("started_at >= ?")
-        params.append(since)
-    if until:
-        clauses.append("started_at < ?")
-        params.append(until)
+def _period(since: str | None, until: str | None) -> tuple[str, list[Any]]:
+    clauses, params = in_range("started_at", since or None, until or None)
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 

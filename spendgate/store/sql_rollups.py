@@ -297,12 +297,7 @@ class RollupQueries(QueryMixin):
         where: Mapping[str, str | None] | None,
     ) -> list[dict[str, Any]]:
         clauses, params = _filters(where, {g: g for g in _RAW_KEYS})
-        if first_day is not None:
-            clauses.append("day >= ?")
-            params.append(first_day)
-        if end_day is not None:
-            clauses.append("day < ?")
-            params.append(end_day)
+        _in_range(clauses, params, "day", first_day, end_day)
         select = [*groups, *(f"SUM({m}) AS {m}" for m in measures)]
         fine = any(c in ("user_id", "key_id") for c in (*groups, *(where or {})))
         return self._query(
@@ -321,12 +316,7 @@ class RollupQueries(QueryMixin):
         where: Mapping[str, str | None] | None,
     ) -> list[dict[str, Any]]:
         clauses, params = _filters(where, _RAW_KEYS)
-        if since is not None:
-            clauses.append("started_at >= ?")
-            params.append(since)
-        if until is not None:
-            clauses.append("started_at < ?")
-            params.append(until)
+        _in_range(clauses, params, "started_at", since, until)
         exprs = [_RAW_KEYS[g] for g in groups]
         select = [*(f"{e} AS {g}" for e, g in zip(exprs, groups, strict=True))]
         select += [f"SUM({MEASURES[m]}) AS {m}" for m in measures]
@@ -356,13 +346,8 @@ class RollupQueries(QueryMixin):
                 if any(kept):
                     _add(totals, (month, team, *kept), requests, cost)
         if months is not None:
-            clauses, params = ["(" + " OR ".join(f"{t} <> ''" for t in keep) + ")"], []
-            if months[0] is not None:
-                clauses.append("month >= ?")
-                params.append(months[0])
-            if months[1] is not None:
-                clauses.append("month < ?")
-                params.append(months[1])
+            clauses, params = in_range("month", *months)
+            clauses.append("(" + " OR ".join(f"{t} <> ''" for t in keep) + ")")
             columns = ", ".join(["month", "team_id", *keep])
             rows = self._query(
                 f"SELECT {columns}, SUM(requests) AS requests, SUM(cost_nanos) AS cost_nanos "
@@ -388,12 +373,7 @@ class RollupQueries(QueryMixin):
     def _tagged_rows(self, since: str | None, until: str | None) -> list[dict[str, Any]]:
         clause, params = _tagged_clause()
         clauses = [clause]
-        if since is not None:
-            clauses.append("started_at >= ?")
-            params.append(since)
-        if until is not None:
-            clauses.append("started_at < ?")
-            params.append(until)
+        _in_range(clauses, params, "started_at", since, until)
         return self._query(
             f"SELECT started_at, team_id, tags, cost_nanos FROM ledger WHERE {' AND '.join(clauses)}",
             params,
@@ -435,6 +415,23 @@ class RollupQueries(QueryMixin):
 
 def _tagged_clause() -> tuple[str, list[Any]]:
     return "(" + " OR ".join("tags LIKE ?" for _ in WORK_TAGS) + ")", [f'%"{t}":%' for t in WORK_TAGS]
+
+
+def in_range(column: str, first: str | None, end: str | None) -> tuple[list[str], list[Any]]:
+    """SQL conditions (and their parameters) for first <= column < end; a None bound is open."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    _in_range(clauses, params, column, first, end)
+    return clauses, params
+
+
+def _in_range(clauses: list[str], params: list[Any], column: str, first: str | None, end: str | None) -> None:
+    if first is not None:
+        clauses.append(f"{column} >= ?")
+        params.append(first)
+    if end is not None:
+        clauses.append(f"{column} < ?")
+        params.append(end)
 
 
 def _filters(where: Mapping[str, str | None] | None, exprs: dict[str, str]) -> tuple[list[str], list[Any]]:
