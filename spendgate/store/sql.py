@@ -57,8 +57,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
 
-# RollupQueries first: the other mixins declare its `sum_grouped` as a stub.
-class SQLStore(RollupQueries, BudgetQueries, AlertQueries, ReportQueries, FinanceQueries, ReconcileQueries):
+class SQLStore(BudgetQueries, AlertQueries, ReportQueries, FinanceQueries, ReconcileQueries, RollupQueries):
     """Subclasses set `placeholder` and implement `_connect`, `_run`, `_run_many`, `_begin`,
     `_is_unique_violation` and `_apply_migrations`."""
 

@@ -13,8 +13,7 @@ from typing import Any
 import orjson
 
 from spendgate.models import SPEND_GROUPS
-from spendgate.store.sql_mixin import QueryMixin
-from spendgate.store.sql_rollups import DAILY_KEYS
+from spendgate.store.sql_rollups import DAILY_KEYS, RollupQueries
 
 # Columns an alert may group or filter by (a subset of the spend groups).
 ALERT_COLUMNS = {name: SPEND_GROUPS[name] for name in ("team", "use_case", "key", "user", "cost_center")}
@@ -28,7 +27,7 @@ def _column(name: str) -> str:
     return column
 
 
-class AlertQueries(QueryMixin):
+class AlertQueries(RollupQueries):  # reads the rollups through sum_grouped
     # --- spend series ---
     def spend_hourly(
         self, by: str, since: str, until: str, where: tuple[str, str] | None = None

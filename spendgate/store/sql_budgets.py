@@ -11,13 +11,13 @@ import orjson
 from spendgate.budgets.model import PERIODS, SCOPE_COLUMNS, SCOPE_TYPES, Budget, BudgetEvent, Exemption, Tier
 from spendgate.clock import utc_now_iso
 from spendgate.store.base import Conflict, NotFound
-from spendgate.store.sql_mixin import QueryMixin
+from spendgate.store.sql_rollups import RollupQueries
 
 # scope type -> ledger column it filters on (tag and session are special-cased)
 _ID_TABLES = {"org": "orgs", "team": "teams", "user": "users", "key": "api_keys"}
 
 
-class BudgetQueries(QueryMixin):
+class BudgetQueries(RollupQueries):  # reads the rollups through sum_grouped
     # --- budgets ---
     def create_budget(
         self,

@@ -9,15 +9,14 @@ from spendgate.clock import utc_now_iso
 from spendgate.finance.github import MergedPR, normalise_repo
 from spendgate.models import SPEND_GROUPS
 from spendgate.store.base import Conflict
-from spendgate.store.sql_mixin import QueryMixin
-from spendgate.store.sql_rollups import WORK_TAGS
+from spendgate.store.sql_rollups import WORK_TAGS, RollupQueries
 
 _PR_FIELDS = ("author", "merged_at", "title", "base_ref", "head_ref", "url", "additions", "deletions")
 # ledger columns a cost-per-PR report can group spend by
 _MONTH_GROUPS = {"team": "team_id", "use_case": "use_case"}
 
 
-class FinanceQueries(QueryMixin):
+class FinanceQueries(RollupQueries):  # reads the rollups through sum_grouped
     # --- pull requests ---
     def upsert_pull_requests(self, prs: Sequence[MergedPR], source: str) -> dict[str, int]:
         """Store merged PRs keyed by (repo, number): counts of new, updated and unchanged.

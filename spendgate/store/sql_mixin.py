@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 
 class QueryMixin:
-    """Base of every query mixin. `SQLStore` provides the helpers and `RollupQueries` the rollup
-    reads; both come before this class in `SQLStore`'s method order, so these stubs never run."""
+    """Base of every query mixin. `SQLStore` provides these helpers; it comes before this class in
+    its own method order, so these stubs never run."""
 
     _lock: Any
 
@@ -31,17 +31,4 @@ class QueryMixin:
         raise NotImplementedError
 
     def _transaction(self) -> Any:
-        raise NotImplementedError
-
-    def sum_grouped(
-        self,
-        groups: Sequence[str],
-        measures: Sequence[str],
-        since: str | None,
-        until: str | None,
-        where: Mapping[str, str | None] | None = None,
-    ) -> list[dict[str, Any]]:
-        raise NotImplementedError
-
-    def work_spend(self, since: str, until: str, keep: Sequence[str] = ()) -> list[dict[str, Any]]:
         raise NotImplementedError

@@ -8,7 +8,7 @@ from typing import Any
 
 from spendgate.clock import utc_now_iso
 from spendgate.finance.provider_usage import ProviderUsage
-from spendgate.store.sql_mixin import QueryMixin
+from spendgate.store.sql_rollups import RollupQueries
 
 _VALUE_COLUMNS = (
     "input_tokens",
@@ -45,7 +45,7 @@ def _ints(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-class ReconcileQueries(QueryMixin):
+class ReconcileQueries(RollupQueries):  # reads the rollups through sum_grouped
     def upsert_provider_usage(self, rows: Sequence[ProviderUsage], source: str) -> dict[str, int]:
         """Store provider usage keyed by (day, provider, key id, model): a row already imported is
         replaced, never added to. Counts of new and replaced rows."""

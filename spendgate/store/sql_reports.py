@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from spendgate.store.sql_mixin import QueryMixin
+from spendgate.store.sql_rollups import RollupQueries
 
 # One chargeback line per (day, attribution, model, price) before it is split by token type.
 CHARGEBACK_GROUPS = (
@@ -34,7 +34,7 @@ CHARGEBACK_MEASURES = (
 )
 
 
-class ReportQueries(QueryMixin):
+class ReportQueries(RollupQueries):  # reads the rollups through sum_grouped
     def chargeback_rows(self, since: str, until: str) -> list[dict[str, Any]]:
         """Spend of calls started in [since, until) per UTC day, org, team, cost center, use case,
         provider, models, pricing tier and price, with request and token counts, plus `org_name`
