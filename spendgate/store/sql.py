@@ -91,8 +91,8 @@ class SQLStore(BudgetQueries, AlertQueries, ReportQueries, FinanceQueries, Recon
     def migrate(self) -> list[str]:
         applied = self._apply_migrations()
         if "0007_rollups" in applied:
-            # The migration summed the daily rollup in SQL; the work rollup needs JSON parsed.
-            self.rebuild_rollups()
+            # The migration summed the daily rollups in SQL; the work rollup needs JSON parsed.
+            self.rebuild_work_rollup()
         return applied
 
     @contextmanager

@@ -68,7 +68,6 @@ _RAW_KEYS: dict[str, str] = {
 TEAM_KEYS = tuple(k for k in DAILY_KEYS if k not in ("user_id", "key_id"))
 _TEAM_AT = [DAILY_KEYS.index(k) + 1 for k in TEAM_KEYS]  # positions in a daily delta (day first)
 WORK_TAGS = ("repo", "pr", "branch")
-_REBUILD_BATCH = 5000
 
 _DAILY_UPSERT = (
     f"INSERT INTO ledger_daily (day, {', '.join(DAILY_KEYS)}, {', '.join(MEASURES)}) "
@@ -337,11 +336,9 @@ class RollupQueries(QueryMixin):
         edges, months = month_split(since, until)
         totals: dict[tuple[str, ...], list[int]] = {}
         for edge_since, edge_until in edges:
-            items = [
-                (r["started_at"], r["team_id"], orjson.loads(r["tags"]), int(r["cost_nanos"]))
-                for r in self._tagged_rows(edge_since, edge_until)
-            ]
-            for month, team, *values, requests, cost in work_deltas(items):
+            for month, team, *values, requests, cost in work_deltas(
+                _work_items(self._tagged_rows(edge_since, edge_until))
+            ):
                 kept = tuple(values[i] for i in at)
                 if any(kept):
                     _add(totals, (month, team, *kept), requests, cost)
@@ -397,20 +394,30 @@ class RollupQueries(QueryMixin):
             daily = tx.run(self._sql("SELECT COUNT(*) AS n FROM ledger_daily"))[0]["n"]
             tx.run(self._sql("DELETE FROM ledger_daily_team"))
             tx.run(self._sql(_TEAM_FROM_DAILY))
-            tx.run(self._sql("DELETE FROM ledger_work_monthly"))
-            clause, params = _tagged_clause()
-            tagged = tx.run(
-                self._sql(f"SELECT started_at, team_id, tags, cost_nanos FROM ledger WHERE {clause}"), params
-            )
-            deltas = work_deltas(
-                [
-                    (r["started_at"], r["team_id"], orjson.loads(r["tags"]), int(r["cost_nanos"]))
-                    for r in tagged
-                ]
-            )
-            for start in range(0, len(deltas), _REBUILD_BATCH):
-                tx.run_many(self._sql(_WORK_UPSERT), deltas[start : start + _REBUILD_BATCH])
-        return {"daily_rows": int(daily), "tagged_calls": sum(d[5] for d in deltas)}
+            tagged = self._rebuild_work(tx)
+        return {"daily_rows": int(daily), "tagged_calls": tagged}
+
+    def rebuild_work_rollup(self) -> int:
+        """Recompute only `ledger_work_monthly` (the migration sums the daily rollups in SQL, but
+        this one needs the JSON tags parsed); returns the number of tagged calls."""
+        with self._transaction() as tx:
+            return self._rebuild_work(tx)
+
+    def _rebuild_work(self, tx: Tx) -> int:
+        tx.run(self._sql("DELETE FROM ledger_work_monthly"))
+        clause, params = _tagged_clause()
+        tagged = tx.run(
+            self._sql(f"SELECT started_at, team_id, tags, cost_nanos FROM ledger WHERE {clause}"), params
+        )
+        deltas = work_deltas(_work_items(tagged))
+        if deltas:
+            tx.run_many(self._sql(_WORK_UPSERT), deltas)
+        return sum(d[5] for d in deltas)
+
+
+def _work_items(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str | None, dict[str, Any], int]]:
+    """Ledger rows (started_at, team_id, tags as JSON text, cost_nanos) -> `work_deltas` input."""
+    return [(r["started_at"], r["team_id"], orjson.loads(r["tags"]), int(r["cost_nanos"])) for r in rows]
 
 
 def _tagged_clause() -> tuple[str, list[Any]]:
