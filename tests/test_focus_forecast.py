@@ -64,6 +64,7 @@ DECIMALS = (
 )
 DATETIMES = ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd")
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+FOCUS_RULES = "1.2.0.1"  # the FOCUS 1.2 rule set bundled with focus-validator 2.2
 DECIMAL_TEXT = re.compile(r"^-?\d+(\.\d+)?$")
 
 
@@ -239,9 +240,9 @@ def test_focus_csv_total_matches_ledger_to_the_nano(env: tuple[Store, CliRunner,
     # one row per (day, cost center, team, use case, model, token type)
     day1 = [r for r in rows if r["ChargePeriodStart"] == "2026-11-01T00:00:00Z"]
     assert sorted((r["x_TokenType"], r["BilledCost"], r["ConsumedQuantity"]) for r in day1) == [
-        ("cache_read", "0.0012", "4000"),
-        ("input", "0.006", "2000"),
-        ("output", "0.015", "1000"),
+        ("cache_read", "0.0012", "4000.0"),
+        ("input", "0.006", "2000.0"),
+        ("output", "0.015", "1000.0"),
     ]
     inp = next(r for r in day1 if r["x_TokenType"] == "input")
     assert inp["ListUnitPrice"] == "0.000003" and inp["PricingUnit"] == "Tokens"
@@ -322,34 +323,90 @@ def test_focus_parquet(env: tuple[Store, CliRunner, Path], tmp_path: Path) -> No
         assert nullable or table.column(name).null_count == 0, name
 
 
-def test_focus_validator(env: tuple[Store, CliRunner, Path], tmp_path: Path) -> None:
-    """The FinOps Foundation's validator, when installed and able to check FOCUS 1.2.
+@pytest.mark.parametrize("fmt", ["focus-csv", "focus-parquet"])
+def test_focus_validator(env: tuple[Store, CliRunner, Path], tmp_path: Path, fmt: str) -> None:
+    """The FinOps Foundation's validator (focus-validator 2.x, FOCUS 1.2 rules bundled) passes both exports.
 
-    Its latest release (1.0.0) checks only 0.5/1.0 (older column names, e.g. `Provider`), pins
-    numpy<2 (which pyarrow 26 cannot import with) and exits 0 even when validation fails, so: run it
-    from its own virtualenv via SPENDGATE_FOCUS_VALIDATOR, and read its output."""
+    It needs Python >= 3.12, so it lives in its own virtualenv: `.ci/run` creates it and sets
+    SPENDGATE_FOCUS_VALIDATOR, and then this test fails rather than skips if it cannot run."""
     exe = os.environ.get("SPENDGATE_FOCUS_VALIDATOR") or shutil.which("focus-validator")
     if not exe or not Path(exe).exists():
+        if os.environ.get("SPENDGATE_FOCUS_VALIDATOR"):
+            pytest.fail(f"SPENDGATE_FOCUS_VALIDATOR={exe} does not exist")
         pytest.skip("focus-validator not found: install it and set SPENDGATE_FOCUS_VALIDATOR=/path/to/it")
-    probe = subprocess.run([exe, "--supported-versions"], capture_output=True, text=True, timeout=120)
-    versions = probe.stdout.split()
-    if "1.2" not in versions:
-        pytest.skip(f"this focus-validator checks FOCUS {versions or probe.stderr[-200:]}, not 1.2")
+    if fmt == "focus-parquet":
+        pytest.importorskip("pyarrow")
     store, runner, prices = env
     _seed_month(store, prices)
-    out = tmp_path / "focus.csv"
-    result = runner.invoke(
-        build_app(), ["chargeback", "--month", "2026-11", "--format", "focus-csv", "--output", str(out)]
-    )
+    out = tmp_path / ("focus.csv" if fmt == "focus-csv" else "focus.parquet")
+    args = ["chargeback", "--month", "2026-11", "--format", fmt, "--output", str(out)]
+    result = runner.invoke(build_app(), args)
     assert result.exit_code == 0, result.output
+    # It reads its bundled currency list by a path relative to the working directory
+    # ('focus_validator/rules/currency_codes.csv'), so it runs from its own site-packages.
+    where = subprocess.run(
+        [str(Path(exe).parent / "python"), "-c", "import focus_validator as f; print(f.__path__[0])"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert where.returncode == 0, where.stderr
+    site = Path(where.stdout.strip()).parent
+    xml = tmp_path / "focus-validator.xml"
     check = subprocess.run(
-        [exe, "--data-file", str(out), "--validate-version", "1.2"],
+        # --block-download: the rules bundled with the validator, never GitHub (CI is offline)
+        [
+            *(exe, "--data-file", str(out), "--validate-version", FOCUS_RULES, "--block-download"),
+            *("--output-type", "unittest", "--output-destination", str(xml)),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=site,
     )
-    report = check.stdout + check.stderr
-    assert check.returncode == 0 and "failed" not in report.lower(), report
+    assert check.returncode == 0 and xml.exists(), (check.stdout + check.stderr)[-4000:]
+    results = _validator_results(xml)
+    passed = {rule for rule, outcome in results.items() if outcome == "pass"}
+    assert len(passed) >= 100, results  # it really checked the file
+    # The validator reports both branches of a nullability "either/or" rule and fails the one not
+    # taken (InvoiceId-C-004-C "MUST be null" when C-005-C "MUST NOT be null" holds, and the OR rule
+    # InvoiceId-C-003-C passes). A branch of a passing OR rule is not a failure; anything else is.
+    branches = _or_branches(site / "focus_validator" / "rules" / f"model-{FOCUS_RULES}.json")
+    failed = sorted(
+        rule
+        for rule, outcome in results.items()
+        if outcome == "fail" and not any(parent in passed for parent in branches.get(rule, ()))
+    )
+    assert failed == [], (failed, check.stdout[-4000:])
+
+
+def _validator_results(xml: Path) -> dict[str, str]:
+    """Rule id -> pass / fail / skip, from the validator's JUnit-style report."""
+    import xml.etree.ElementTree as ET
+
+    results = {}
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        rule = case.attrib["name"].split(" ::")[0]
+        outcome = "pass"
+        if case.find("failure") is not None or case.find("error") is not None:
+            outcome = "fail"
+        elif case.find("skipped") is not None:
+            outcome = "skip"
+        results[rule] = outcome
+    return results
+
+
+def _or_branches(model: Path) -> dict[str, list[str]]:
+    """Rule id -> the OR rules it is a branch of, from the validator's own rule model."""
+    rules = json.loads(model.read_text())["ModelRules"]
+    parents: dict[str, list[str]] = {}
+    for rule_id, rule in rules.items():
+        requirement = rule.get("ValidationCriteria", {}).get("Requirement", {})
+        if requirement.get("CheckFunction") == "OR":
+            for item in requirement.get("Items", []):
+                if item.get("CheckFunction") == "CheckModelRule":
+                    parents.setdefault(item["ModelRuleId"], []).append(rule_id)
+    return parents
 
 
 # --- the chargeback summary ---

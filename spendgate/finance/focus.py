@@ -64,6 +64,7 @@ FOCUS_COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("ContractedUnitPrice", "decimal", True),
     ("ProviderName", "string", False),
     ("PublisherName", "string", False),
+    ("InvoiceId", "string", True),
     ("InvoiceIssuerName", "string", False),
     ("RegionId", "string", True),
     ("RegionName", "string", True),
@@ -255,6 +256,9 @@ def _focus_row(
         "ContractedUnitPrice": unit_price,
         "ProviderName": provider_name,
         "PublisherName": provider_name,
+        # The month's chargeback acts as a provisional internal invoice per billing account, and
+        # FOCUS wants every such charge to carry its invoice's id.
+        "InvoiceId": f"spendgate-{org_id or 'unattributed'}-{period_start:%Y-%m}",
         "InvoiceIssuerName": provider_name,
         "RegionId": None,
         "RegionName": None,
@@ -287,15 +291,18 @@ def _text(value: Any) -> str:
     if isinstance(value, datetime):
         return iso_z(value)
     if isinstance(value, Decimal):
-        text = format(value, "f")
-        return text.rstrip("0").rstrip(".") if "." in text else text
+        # Always with a decimal point ("2000.0"): readers infer a CSV column's type from its text,
+        # and FOCUS wants decimal columns typed Decimal even when every value is whole.
+        whole, _, fraction = format(value, "f").partition(".")
+        return f"{whole}.{fraction.rstrip('0') or '0'}"
     if isinstance(value, dict):
         return json.dumps(value, sort_keys=True)
     return str(value)
 
 
 def to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    """FOCUS CSV: datetimes `YYYY-MM-DDTHH:MM:SSZ`, plain decimals, Tags as JSON, null as empty."""
+    """FOCUS CSV: datetimes `YYYY-MM-DDTHH:MM:SSZ`, plain decimals with a point (`2000.0`), Tags as
+    JSON, null as empty."""
     buffer = io.StringIO()
     names = [name for name, _, _ in FOCUS_COLUMNS]
     writer = csv.writer(buffer, lineterminator="\n")
