@@ -23,6 +23,7 @@ from spendgate.auth import Keyring
 from spendgate.budgets.counters import Counters, LocalCounters
 from spendgate.budgets.enforcer import BudgetEnforcer
 from spendgate.config import Settings
+from spendgate.extras import require
 from spendgate.finance.webhook import github_webhook as finance_webhook
 from spendgate.gateway import Gateway
 from spendgate.ledger import Journal, LedgerWriter, recover_journals
@@ -120,6 +121,8 @@ def create_app(settings: Settings | None = None) -> SpendgateApp:
     gw = build_gateway(settings)
     # A broken alerts file stops start-up here, not silently in a background task.
     alerts_config = load_alerts_config(settings.alerts_file) if settings.alerts_file else None
+    if settings.reports_file:
+        require("reports", "scheduled reports (SPENDGATE_REPORTS_FILE)")
     schedule = load_schedule(settings.reports_file) if settings.reports_file else None
     anthropic_root = settings.anthropic_base_url.rstrip("/")
     openai_root = settings.openai_base_url.rstrip("/")

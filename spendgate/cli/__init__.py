@@ -51,4 +51,10 @@ def build_app() -> typer.Typer:
 
 
 def main() -> None:
-    build_app()()
+    from spendgate.extras import MissingExtra
+
+    try:
+        build_app()()
+    except MissingExtra as exc:  # a feature whose extra is not installed: one line, no trace
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None

@@ -6,12 +6,14 @@ import random
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import typer
-from pydantic import SecretStr
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+
+from spendgate.extras import require
+
+if TYPE_CHECKING:  # rich and pydantic load when the demo runs, not with every CLI command
+    from rich.console import Console
 
 DEMO_PROVIDER_KEY = "sk-ant-demo-provider-key"
 
@@ -28,6 +30,11 @@ def register(app: typer.Typer) -> None:
 
 
 def run_demo(port: int, calls: int, wait: bool) -> None:
+    require("demo", "spendgate demo")
+    from pydantic import SecretStr
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from spendgate.admin.service import spend_report
     from spendgate.app import create_app
     from spendgate.config import Settings
@@ -120,6 +127,8 @@ def run_demo(port: int, calls: int, wait: bool) -> None:
 
 def _print_savings(console: Console, rows: list[dict[str, object]]) -> None:
     """What routing saved: cost on the models used against the models asked for."""
+    from rich.table import Table
+
     from spendgate.pricing import format_usd
 
     table = Table(title="Routing savings by rule (asked-for model vs model used)", title_justify="left")
@@ -138,6 +147,8 @@ def _print_savings(console: Console, rows: list[dict[str, object]]) -> None:
 
 
 def _print_spend(console: Console, by: str, rows: list[dict[str, object]]) -> None:
+    from rich.table import Table
+
     table = Table(title=f"Spend by {by.replace('_', ' ')}", title_justify="left")
     for column in (by, "requests", "input", "cache write", "cache read", "output", "cost (USD)"):
         table.add_column(column, justify="left" if column == by else "right", no_wrap=True)

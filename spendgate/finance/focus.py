@@ -22,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from spendgate.extras import require
 from spendgate.pricing import NANOS_PER_USD, ModelPrice, Pricer, Rate
 
 # (token type, ledger column, ModelPrice rate attribute or None for web search, SkuMeter)
@@ -334,6 +335,7 @@ def to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
 def write_parquet(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     """FOCUS Parquet: costs decimal(38,9), unit prices decimal(38,18), quantities decimal(38,0),
     datetimes UTC timestamps, Tags a JSON string."""
+    require("parquet", "the FOCUS Parquet export (--format focus-parquet)")
     import pyarrow as pa
     import pyarrow.parquet as pq
 

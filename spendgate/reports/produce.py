@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from spendgate.extras import require
 from spendgate.finance.focus import month_bounds
 from spendgate.reports import data
 from spendgate.reports.layout import Document, finance_document, governance_document
@@ -56,6 +57,7 @@ def produce(
 ) -> Produced:
     """The report as files. Finance covers one UTC month (default: the last complete one);
     governance a month too, or [since, until) when both are given."""
+    require("reports", f"the {kind} report")
     from spendgate.reports import charts as ch  # matplotlib loads only when a report is made
 
     now = now or datetime.now(UTC)
