@@ -279,7 +279,7 @@ def writer_path(store: Store, keys: list[Key], end: datetime, rows: int) -> tupl
         store.insert_ledger_rows(made[i : i + 500])
     with_rollups = (time.perf_counter() - started) / len(made) * 1e6
     bare = [r.__class__(**(r.as_dict() | {"request_id": r.request_id + "b"})) for r in made]
-    from spendgate.store.sql import _INSERT_LEDGER, ledger_values
+    from spendgate.store.sql_ledger import _INSERT_LEDGER, ledger_values
 
     started = time.perf_counter()
     for i in range(0, len(bare), 500):

@@ -28,6 +28,7 @@ from prometheus_client.utils import INF, floatToGoString
 
 from spendgate.budgets.enforcer import BudgetEnforcer
 from spendgate.budgets.failover import CountersUnavailable
+from spendgate.dimensions import METRIC_LABELS
 from spendgate.ledger import LedgerWriter
 from spendgate.models import LedgerRow
 from spendgate.store.base import Store
@@ -94,7 +95,7 @@ class _CallCollector(Collector):
         self.overhead_bounds = [*OVERHEAD_BUCKETS, INF]
 
     def collect(self) -> Iterator[Metric]:
-        names = ("team", "use_case", "model", "provider")
+        names = METRIC_LABELS
         cost = Metric("spendgate_cost_usd", "Spend in USD (the ledger is the exact record).", "counter")
         tokens = Metric("spendgate_tokens", "Tokens by type.", "counter")
         for key, spend in self.spend.items():

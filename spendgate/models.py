@@ -135,16 +135,3 @@ TOKEN_COLUMNS: tuple[str, ...] = (
     "output_tokens",
     "reasoning_tokens",
 )
-
-SPEND_GROUPS: dict[str, str] = {
-    # --by value -> ledger expression grouped on
-    "team": "team_id",
-    "user": "user_id",
-    "key": "key_id",
-    "use_case": "use_case",
-    "model": "upstream_model",
-    "cost_center": "cost_center",
-    "session": "session_id",
-    "org": "org_id",
-    "provider": "provider",
-}

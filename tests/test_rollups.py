@@ -267,7 +267,7 @@ def test_migration_backfills_an_existing_ledger(tmp_path: Path) -> None:
     import sqlite3
 
     from spendgate.models import LEDGER_COLUMNS
-    from spendgate.store.sql import ledger_values
+    from spendgate.store.sql_ledger import ledger_values
 
     conn = sqlite3.connect(path)
     conn.executemany(

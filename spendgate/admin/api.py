@@ -22,8 +22,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from spendgate import __version__
 from spendgate.admin import service
 from spendgate.admin.budgets_api import budget_routes
+from spendgate.dimensions import SPEND_BY
 from spendgate.gateway import Gateway
-from spendgate.models import SPEND_GROUPS, ApiKey, Org, Team, User
+from spendgate.models import ApiKey, Org, Team, User
 from spendgate.store.base import Conflict, NotFound
 
 # --- request / response models (they make /admin/openapi.json meaningful) ---
@@ -387,7 +388,7 @@ def _report_routes(gw: Gateway) -> APIRouter:
 
     @router.get("/spend", tags=["reports"])
     def spend(
-        by: str = Query("team", description="Group by: " + ", ".join(SPEND_GROUPS)),
+        by: str = Query("team", description="Group by: " + ", ".join(SPEND_BY)),
         since: str | None = Query(None, description="ISO date or datetime, inclusive."),
         until: str | None = Query(None, description="ISO date or datetime, exclusive."),
     ) -> list[SpendRow]:

@@ -16,6 +16,7 @@ from spendgate.admin.service import maybe_time
 from spendgate.budgets.model import HARD, Budget, Exemption, Tier, Window, window_for
 from spendgate.budgets.recommend import DailySpend, Recommendation, recommend
 from spendgate.clock import iso, utc_now_iso
+from spendgate.dimensions import NAMED, RECOMMEND_BY
 from spendgate.models import ApiKey
 from spendgate.pricing import NANOS_PER_USD, format_usd
 from spendgate.store.base import Conflict, NotFound, Store
@@ -24,7 +25,6 @@ from spendgate.store.base import Conflict, NotFound, Store
 
 TIERS_HELP = "name=percent[:action], comma-separated, e.g. alert=80,amber=110:downgrade:fast,hard=150"
 _TIER_NAME = re.compile(r"[a-z][a-z0-9_-]*")
-_ID_SCOPES = ("org", "team", "user", "key")
 EXEMPTION_STATUSES = ("pending", "approved", "denied")
 
 
@@ -112,13 +112,13 @@ def create_budget(
 def scope_names(store: Store) -> dict[str, str]:
     """Names of everything a budget can point to by id, for display."""
     names: dict[str, str] = {}
-    for list_all in (store.list_orgs, store.list_teams, store.list_users, store.list_keys):
-        names.update((item.id, item.name) for item in list_all(True))
+    for kind in NAMED:
+        names.update(store.names(kind))
     return names
 
 
 def scope_label(scope_type: str, scope_value: str, names: dict[str, str]) -> str:
-    if scope_type in _ID_SCOPES:
+    if scope_type in NAMED:
         return f"{scope_type}:{names.get(scope_value, scope_value)}"
     return f"{scope_type}:{scope_value}"
 
@@ -341,8 +341,6 @@ def key_limits_view(key: ApiKey) -> dict[str, Any]:
 
 # --- recommendations ---
 
-RECOMMEND_GROUPS = ("team", "use_case")
-
 
 def recommend_budgets(
     store: Store,
@@ -355,7 +353,7 @@ def recommend_budgets(
     """Proposed monthly budgets from the last `days` whole UTC days of the ledger."""
     if not 1 <= days <= 366:
         raise ValueError(f"--days must be 1..366, got {days}")
-    if not by or any(group not in RECOMMEND_GROUPS for group in by):
+    if not by or any(group not in RECOMMEND_BY for group in by):
         raise ValueError(f"--by must be team or use_case, got {', '.join(by) or 'nothing'}")
     min_nanos = parse_usd(min_usd, "--min-usd", zero_ok=True)
     first_day = (now or datetime.now(UTC)).astimezone(UTC).date() - timedelta(days=days)

@@ -17,6 +17,7 @@ from spendgate.admin.service import normalize_time
 from spendgate.attribution import attribute
 from spendgate.auth import KEY_PREFIX, hash_key
 from spendgate.clock import utc_now_iso
+from spendgate.dimensions import SAVINGS_BY, column_of
 from spendgate.models import Principal
 from spendgate.pricing import NANOS_PER_USD, ModelPrice, Pricer, format_usd
 from spendgate.providers.anthropic import AnthropicProvider
@@ -27,7 +28,6 @@ from spendgate.routing.policy import Policy, Rule, load_policy
 from spendgate.routing.router import Route, Router, RouteRequest
 from spendgate.store.base import Conflict, NotFound, Store
 
-SAVINGS_BY = ("team", "use_case", "rule", "model")
 SAVINGS_COLUMNS = ("id", "requests", "routed_requests", "cost_usd", "counterfactual_usd", "savings_usd")
 PROVIDERS = ("anthropic", "openai")
 
@@ -284,8 +284,7 @@ def _price_view(price: ModelPrice | None) -> dict[str, str] | None:
 def savings_report(store: Store, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
     """Per group: requests, routed requests, actual and counterfactual cost, savings (exact USD
     strings) and savings as a percent of the counterfactual; largest savings first."""
-    if by not in SAVINGS_BY:
-        raise ValueError(f"--by must be one of {', '.join(SAVINGS_BY)}")
+    column_of(by, SAVINGS_BY)  # a clear error for an unknown group
     rows = store.savings(
         by, normalize_time(since) if since else None, normalize_time(until) if until else None
     )

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from spendgate.auth import generate_key
-from spendgate.models import SPEND_GROUPS, TOKEN_COLUMNS, ApiKey
+from spendgate.dimensions import SPEND_BY, column_of
+from spendgate.models import TOKEN_COLUMNS, ApiKey
 from spendgate.pricing import format_usd
 from spendgate.store.base import Store
 
@@ -55,8 +56,7 @@ def key_view(key: ApiKey) -> dict[str, Any]:
 
 def spend_report(store: Store, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
     """Spend grouped by one dimension; `cost_usd` is an exact decimal string."""
-    if by not in SPEND_GROUPS:
-        raise ValueError(f"--by must be one of {', '.join(SPEND_GROUPS)}")
+    column_of(by, SPEND_BY)  # a clear error for an unknown group
     rows = store.spend(by, normalize_time(since) if since else None, normalize_time(until) if until else None)
     out = []
     for row in rows:

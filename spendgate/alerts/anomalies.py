@@ -21,14 +21,18 @@ from spendgate.alerts.detector import (
     rank_contributors,
 )
 from spendgate.clock import iso
+from spendgate.dimensions import CONTRIBUTOR_BY
 from spendgate.store.base import Store
-from spendgate.store.sql_alerts import CONTRIBUTOR_COLUMNS
 
 Outgoing = tuple[AlertMessage, list[Channel]]
 
 
 def usd(nanos: float) -> str:
     return f"${nanos / 1e9:,.2f}"
+
+
+# Alerts show teams, keys and users by name (an org-wide alert shows the org's id).
+NAMED_KINDS = ("team", "key", "user")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +43,7 @@ class Names:
 
     @classmethod
     def load(cls, store: Store) -> Names:
-        return cls(
-            {
-                "team": {t.id: t.name for t in store.list_teams(include_revoked=True)},
-                "key": {k.id: k.name for k in store.list_keys(include_revoked=True)},
-                "user": {u.id: u.name for u in store.list_users(include_revoked=True)},
-            }
-        )
+        return cls({kind: store.names(kind) for kind in NAMED_KINDS})
 
     def of(self, kind: str, value: str) -> str:
         return self.names.get(kind, {}).get(value, value)
@@ -63,7 +61,7 @@ def contributors(
     start = iso(local_midnight(today, zone))
     days = baseline_days(today, params)
     out: dict[str, list[Contributor]] = {}
-    for dim in CONTRIBUTOR_COLUMNS:
+    for dim in CONTRIBUTOR_BY:
         if dim == params.by:
             continue
         now_spend = store.spend_totals(dim, start, iso(now), where=(params.by, value))

@@ -23,7 +23,7 @@ EVENT_HORIZON = timedelta(days=1)
 
 
 def _route(config: AlertsConfig, scope_type: str, scope_value: str, names: Names) -> list[Channel]:
-    if scope_type in ("team", "user", "key"):
+    if scope_type in names.names:
         return config.channels_for(scope_value, names.of(scope_type, scope_value))
     return config.channels_for(scope_value)
 

@@ -14,8 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from spendgate.config import resolve_env_refs
+from spendgate.dimensions import ALERT_BY
 from spendgate.pricing import NANOS_PER_USD
-from spendgate.store.sql_alerts import ALERT_COLUMNS
 
 CHANNEL_TYPES = ("slack", "pagerduty", "webhook", "email")
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -124,8 +124,8 @@ def _detect(raw: dict[str, Any]) -> DetectParams:
         else:
             raise ValueError(f"unknown [detect] setting {key!r}")
     params = DetectParams(**values)
-    if params.by not in ALERT_COLUMNS:
-        raise ValueError(f"[detect] by must be one of {', '.join(ALERT_COLUMNS)}")
+    if params.by not in ALERT_BY:
+        raise ValueError(f"[detect] by must be one of {', '.join(ALERT_BY)}")
     if params.threshold <= 1:
         raise ValueError("[detect] threshold must be above 1")
     if params.baseline_days < 1 or params.same_weekday_weeks < 0:

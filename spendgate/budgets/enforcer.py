@@ -19,6 +19,7 @@ from typing import Any
 from spendgate.budgets.counters import Charge, Counters, RateResult
 from spendgate.budgets.model import HARD, Budget, BudgetEvent, Exemption, Window, window_for
 from spendgate.clock import iso
+from spendgate.dimensions import SCOPE_BY
 from spendgate.models import Principal
 from spendgate.pricing import format_usd
 from spendgate.store.base import Store
@@ -107,15 +108,12 @@ class BudgetEnforcer:
             if kind == "tag":
                 k, _, v = value.partition("=")
                 match = scope.tags.get(k) == v or (k == "use_case" and scope.use_case == v)
+            elif kind == "use_case":
+                match = scope.use_case == value
             else:
-                match = value == {
-                    "org": p.org_id,
-                    "team": p.team_id,
-                    "user": p.user_id,
-                    "key": p.key_id,
-                    "cost_center": p.cost_center,
-                    "use_case": scope.use_case,
-                }.get(kind)
+                # The other column scopes are Principal fields, named like the ledger's columns.
+                dimension = SCOPE_BY.get(kind)
+                match = dimension is not None and getattr(p, dimension.column) == value
             if match:
                 out.append((budget, None))
         return out

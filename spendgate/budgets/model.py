@@ -7,17 +7,10 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from spendgate.clock import iso
+from spendgate.dimensions import SCOPE_BY
 
-SCOPE_TYPES = ("org", "team", "user", "key", "cost_center", "use_case", "tag", "session")
-# Scopes that are one ledger column (tag and session scopes are matched otherwise).
-SCOPE_COLUMNS = {
-    "org": "org_id",
-    "team": "team_id",
-    "user": "user_id",
-    "key": "key_id",
-    "cost_center": "cost_center",
-    "use_case": "use_case",
-}
+# The scopes that are one ledger column (dimensions.SCOPE_BY), then tags and sessions.
+SCOPE_TYPES = (*SCOPE_BY, "tag", "session")
 PERIODS = ("month", "week", "day", "fixed")
 HARD = "hard"
 

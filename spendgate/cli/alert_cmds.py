@@ -18,8 +18,8 @@ from spendgate.alerts.config import AlertsConfig, load_alerts_config
 from spendgate.alerts.scheduler import PassResult, check_once, deliverer_for
 from spendgate.cli.admin_cmds import FORMAT_OPTION, Format, cli_store, fail, print_json, print_table
 from spendgate.config import Settings
+from spendgate.dimensions import ALERT_BY
 from spendgate.store.base import Store
-from spendgate.store.sql_alerts import ALERT_COLUMNS
 
 NOW_OPTION = typer.Option(None, "--now", help="Pretend it is this ISO time (UTC unless it has an offset).")
 
@@ -135,7 +135,7 @@ def _alerts() -> typer.Typer:
     @group.command("detail")
     def detail(
         value: str = typer.Option(..., "--value", help="The group: a team (name or id), use case, key, ..."),
-        by: str = typer.Option("team", "--by", help="|".join(ALERT_COLUMNS) + "."),
+        by: str = typer.Option("team", "--by", help="|".join(ALERT_BY) + "."),
         day: str | None = typer.Option(
             None, "--day", help="Local date (default: today); shows the whole day."
         ),
@@ -148,8 +148,8 @@ def _alerts() -> typer.Typer:
 
         settings = Settings()
         params = replace(_config(settings).detect, by=by)
-        if by not in ALERT_COLUMNS:
-            fail(f"--by must be one of {', '.join(ALERT_COLUMNS)}")
+        if by not in ALERT_BY:
+            fail(f"--by must be one of {', '.join(ALERT_BY)}")
         moment = _moment(now)
         today = moment.astimezone(params.zone).date()
         if day is not None:
@@ -200,7 +200,7 @@ def _anomalies() -> typer.Typer:
         thresholds: str = typer.Option("2,3", "--thresholds", help="Comma-separated ratios, e.g. 2,3,4."),
         since: str = typer.Option(..., "--since", help="First local date replayed."),
         until: str | None = typer.Option(None, "--until", help="Replay up to this date (default: today)."),
-        by: str = typer.Option("team", "--by", help="|".join(ALERT_COLUMNS) + "."),
+        by: str = typer.Option("team", "--by", help="|".join(ALERT_BY) + "."),
         fmt: Format = FORMAT_OPTION,
     ) -> None:
         """Replay the daily check over history: alerts each threshold would have fired, per group and
@@ -208,8 +208,8 @@ def _anomalies() -> typer.Typer:
         from dataclasses import replace
 
         settings = Settings()
-        if by not in ALERT_COLUMNS:
-            fail(f"--by must be one of {', '.join(ALERT_COLUMNS)}")
+        if by not in ALERT_BY:
+            fail(f"--by must be one of {', '.join(ALERT_BY)}")
         params = replace(_config(settings).detect, by=by)
         try:
             levels = [float(t) for t in thresholds.split(",") if t.strip()]

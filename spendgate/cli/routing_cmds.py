@@ -18,6 +18,7 @@ from spendgate.admin import routing_service
 from spendgate.cli.admin_cmds import Format, cli_store, console, fail, print_json
 from spendgate.cli.spend_cmd import SpendFormat, emit_report
 from spendgate.config import Settings
+from spendgate.dimensions import SAVINGS_BY
 from spendgate.pricing import Pricer
 from spendgate.routing.policy import PolicyError
 
@@ -209,7 +210,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def savings(
         by: str = typer.Option(
-            "team", "--by", help="Group by: " + "|".join(routing_service.SAVINGS_BY) + "."
+            "team", "--by", help="Group by: " + "|".join(SAVINGS_BY) + "."
         ),
         since: str | None = typer.Option(None, "--since", help="From this ISO date/datetime (inclusive)."),
         until: str | None = typer.Option(None, "--until", help="Up to this ISO date/datetime (exclusive)."),

@@ -13,7 +13,8 @@ import typer
 
 from spendgate.admin import service
 from spendgate.cli.admin_cmds import Format, cli_store, console, print_json, print_table
-from spendgate.models import SPEND_GROUPS, TOKEN_COLUMNS
+from spendgate.dimensions import SPEND_BY
+from spendgate.models import TOKEN_COLUMNS
 from spendgate.pricing import NANOS_PER_USD, format_usd
 
 
@@ -99,7 +100,7 @@ def _spend_table(rows: Sequence[dict[str, Any]], by: str, title: str) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def spend(
-        by: str = typer.Option("team", "--by", help="Group by: " + "|".join(SPEND_GROUPS) + "."),
+        by: str = typer.Option("team", "--by", help="Group by: " + "|".join(SPEND_BY) + "."),
         since: str | None = typer.Option(None, "--since", help="From this ISO date/datetime (inclusive)."),
         until: str | None = typer.Option(None, "--until", help="Up to this ISO date/datetime (exclusive)."),
         fmt: SpendFormat = typer.Option(SpendFormat.table, "--format", help="Output format."),

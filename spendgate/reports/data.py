@@ -14,8 +14,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any
 
-from spendgate.budgets.model import SCOPE_COLUMNS
 from spendgate.clock import iso
+from spendgate.dimensions import SCOPE_BY
 from spendgate.finance import cost_per_pr as cpp
 from spendgate.finance import forecast as fc
 from spendgate.finance.focus import month_bounds
@@ -331,10 +331,11 @@ def _budget_lines(
     for budget in store.list_budgets():
         if budget.period != "month" or budget.scope_type == "session":
             continue
-        column = SCOPE_COLUMNS.get(budget.scope_type)
-        if column is None:  # a free-form tag: its own query
+        scope = SCOPE_BY.get(budget.scope_type)
+        if scope is None:  # a free-form tag: its own query
             actual = store.budget_spend(budget.scope_type, budget.scope_value, since, stop)
         else:
+            column = scope.column
             if column not in grouped:
                 rows = store.sum_grouped([column], ["cost_nanos"], since, stop)
                 grouped[column] = {r[column]: int(r["cost_nanos"]) for r in rows}

@@ -12,19 +12,16 @@ from typing import Any
 
 import orjson
 
-from spendgate.models import SPEND_GROUPS
-from spendgate.store.sql_rollups import DAILY_KEYS, RollupQueries
-
-# Columns an alert may group or filter by (a subset of the spend groups).
-ALERT_COLUMNS = {name: SPEND_GROUPS[name] for name in ("team", "use_case", "key", "user", "cost_center")}
-CONTRIBUTOR_COLUMNS = {name: SPEND_GROUPS[name] for name in ("key", "user", "use_case", "model", "session")}
+from spendgate.dimensions import ALERT_BY, CONTRIBUTOR_BY, ROLLUP_KEYS
+from spendgate.store.sql_rollups import RollupQueries
 
 
 def _column(name: str) -> str:
-    column = {**ALERT_COLUMNS, **CONTRIBUTOR_COLUMNS}.get(name)
-    if column is None:
+    """The ledger column of a dimension an alert groups or filters by."""
+    dimension = ALERT_BY.get(name) or CONTRIBUTOR_BY.get(name)
+    if dimension is None:
         raise ValueError(f"cannot group alerts by {name!r}")
-    return column
+    return dimension.column
 
 
 class AlertQueries(RollupQueries):  # reads the rollups through sum_grouped
@@ -51,7 +48,7 @@ class AlertQueries(RollupQueries):  # reads the rollups through sum_grouped
         From the daily rollup (plus the raw ledger for partial days), except by session."""
         column = _column(by)
         filters = {} if where is None else {_column(where[0]): where[1]}
-        if column in DAILY_KEYS and all(c in DAILY_KEYS for c in filters):
+        if column in ROLLUP_KEYS and all(c in ROLLUP_KEYS for c in filters):
             rows = self.sum_grouped([column], ["cost_nanos"], since, until, filters)
             return {r[column]: int(r["cost_nanos"] or 0) for r in rows}
         clauses, params = ["started_at >= ?", "started_at < ?"], [since, until]

@@ -8,13 +8,11 @@ from typing import Any
 
 import orjson
 
-from spendgate.budgets.model import PERIODS, SCOPE_COLUMNS, SCOPE_TYPES, Budget, BudgetEvent, Exemption, Tier
+from spendgate.budgets.model import PERIODS, SCOPE_TYPES, Budget, BudgetEvent, Exemption, Tier
 from spendgate.clock import utc_now_iso
+from spendgate.dimensions import SCOPE_BY
 from spendgate.store.base import Conflict, NotFound
 from spendgate.store.sql_rollups import RollupQueries
-
-# scope type -> ledger column it filters on (tag and session are special-cased)
-_ID_TABLES = {"org": "orgs", "team": "teams", "user": "users", "key": "api_keys"}
 
 
 class BudgetQueries(RollupQueries):  # reads the rollups through sum_grouped
@@ -43,9 +41,10 @@ class BudgetQueries(RollupQueries):  # reads the rollups through sum_grouped
             raise ValueError("mode must be enforce or observe")
         if amount_nanos <= 0:
             raise ValueError("a budget's amount must be positive")
-        if scope_type in _ID_TABLES:
+        table = SCOPE_BY[scope_type].names_table if scope_type in SCOPE_BY else None
+        if table is not None:
             # Names are friendlier on the command line; the ledger holds ids.
-            scope_value = self._resolve(_ID_TABLES[scope_type], scope_value, scope_type)["id"]
+            scope_value = self._resolve(table, scope_value, scope_type)["id"]
         if scope_type == "tag" and "=" not in scope_value:
             raise ValueError("a tag scope is key=value, e.g. use_case=autonomous-agent")
         from spendgate.budgets.model import DEFAULT_TIERS
@@ -105,8 +104,8 @@ class BudgetQueries(RollupQueries):  # reads the rollups through sum_grouped
         """Settled spend in a budget's scope and period (seeds counters; budget-versus-actual).
         Attribution scopes read the daily rollup (partial days from the ledger); sessions and
         free-form tags read the ledger."""
-        if scope_type in SCOPE_COLUMNS:
-            column = SCOPE_COLUMNS[scope_type]
+        if scope_type in SCOPE_BY:
+            column = SCOPE_BY[scope_type].column
             rows = self.sum_grouped([], ["cost_nanos"], since, until, {column: scope_value})
             return int(rows[0]["cost_nanos"]) if rows else 0
         clauses = ["started_at >= ?", "started_at < ?"]

@@ -6,14 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from spendgate.clock import utc_now_iso
+from spendgate.dimensions import MONTHLY_BY, SPEND_BY
 from spendgate.finance.github import MergedPR, normalise_repo
-from spendgate.models import SPEND_GROUPS
 from spendgate.store.base import Conflict
 from spendgate.store.sql_rollups import WORK_TAGS, RollupQueries
 
 _PR_FIELDS = ("author", "merged_at", "title", "base_ref", "head_ref", "url", "additions", "deletions")
-# ledger columns a cost-per-PR report can group spend by
-_MONTH_GROUPS = {"team": "team_id", "use_case": "use_case"}
 
 
 class FinanceQueries(RollupQueries):  # reads the rollups through sum_grouped
@@ -150,7 +148,7 @@ class FinanceQueries(RollupQueries):  # reads the rollups through sum_grouped
     # --- spend for cost per PR (from the daily rollups) ---
     def spend_by_month(self, by: str, since: str, until: str) -> list[dict[str, Any]]:
         """Ledger spend per group value (team id or use case) and UTC month ('2026-11')."""
-        column = _MONTH_GROUPS[by]
+        column = MONTHLY_BY[by].column
         months: dict[tuple[Any, str], list[int]] = {}
         for row in self.sum_grouped([column, "day"], ["requests", "cost_nanos"], since, until):
             total = months.setdefault((row[column], row["day"][:7]), [0, 0])
@@ -166,9 +164,9 @@ class FinanceQueries(RollupQueries):  # reads the rollups through sum_grouped
     def spend_daily(self, by: str, since: str, until: str) -> list[dict[str, Any]]:
         """Spend per group value (any `spend --by` group but session) and UTC day ('2026-11-28'):
         rows of value, day, requests, cost_nanos, oldest day first."""
-        if by not in SPEND_GROUPS or by == "session":
+        if by not in SPEND_BY or not SPEND_BY[by].rollup:
             raise ValueError(f"cannot give daily spend by {by!r}")
-        column = SPEND_GROUPS[by]
+        column = SPEND_BY[by].column
         rows = self.sum_grouped([column, "day"], ["requests", "cost_nanos"], since, until)
         out = [
             {"value": r[column], "day": r["day"], "requests": r["requests"], "cost_nanos": r["cost_nanos"]}

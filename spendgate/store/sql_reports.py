@@ -7,21 +7,22 @@ from typing import Any
 
 import orjson
 
+from spendgate.dimensions import select
 from spendgate.store.sql_rollups import RollupQueries
 
 # One chargeback line per (day, attribution, model, price) before it is split by token type.
-CHARGEBACK_GROUPS = (
-    "day",
-    "org_id",
-    "team_id",
+_CHARGEBACK_BY = select(
+    "org",
+    "team",
     "cost_center",
     "use_case",
     "provider",
     "requested_model",
-    "upstream_model",
+    "model",
     "pricing_tier",
     "price_ref",
 )
+CHARGEBACK_GROUPS = ("day", *(d.column for d in _CHARGEBACK_BY.values()))
 CHARGEBACK_MEASURES = (
     "requests",
     "input_tokens",
@@ -40,8 +41,8 @@ class ReportQueries(RollupQueries):  # reads the rollups through sum_grouped
         provider, models, pricing tier and price, with request and token counts, plus `org_name`
         and `team_name` (the id when the org or team is unknown); oldest day first."""
         rows = self.sum_grouped(CHARGEBACK_GROUPS, CHARGEBACK_MEASURES, since, until)
-        orgs = {r["id"]: r["name"] for r in self._query("SELECT id, name FROM orgs")}
-        teams = {r["id"]: r["name"] for r in self._query("SELECT id, name FROM teams")}
+        orgs = self.names("org")
+        teams = self.names("team")
         for row in rows:
             row["org_name"] = orgs.get(row["org_id"], row["org_id"])
             row["team_name"] = teams.get(row["team_id"], row["team_id"])

@@ -14,30 +14,17 @@ through its `started_at` index, so any period is answered exactly and at most tw
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
+from spendgate.dimensions import DIMENSIONS, PER_USER_COLUMNS, ROLLUP_KEYS, TEAM_ROLLUP_KEYS
 from spendgate.models import LedgerRow
-from spendgate.store.sql_mixin import QueryMixin
+from spendgate.store.sql_mixin import QueryMixin, Tx
 
-DAILY_KEYS = (
-    "org_id",
-    "team_id",
-    "user_id",
-    "key_id",
-    "cost_center",
-    "use_case",
-    "provider",
-    "requested_model",
-    "upstream_model",
-    "billed_model",
-    "route_rule",
-    "pricing_tier",
-    "price_ref",
-)
 # measure -> the raw-ledger expression it sums
 MEASURES: dict[str, str] = {
     "requests": "1",
@@ -57,34 +44,31 @@ MEASURES: dict[str, str] = {
 }
 # rollup key column -> the raw-ledger expression it holds ('' for none)
 _RAW_KEYS: dict[str, str] = {
-    **{k: f"COALESCE({k}, '')" for k in DAILY_KEYS},
-    "use_case": "use_case",
-    "provider": "provider",
-    "billed_model": "COALESCE(response_model, upstream_model, requested_model, '')",
+    **{d.column: d.raw for d in DIMENSIONS if d.rollup},
     "day": "SUBSTR(started_at, 1, 10)",
 }
 # `ledger_daily_team` is `ledger_daily` without the user and key: ~20x fewer rows, and what every
 # query that does not group or filter by user or key reads.
-TEAM_KEYS = tuple(k for k in DAILY_KEYS if k not in ("user_id", "key_id"))
-_TEAM_AT = [DAILY_KEYS.index(k) + 1 for k in TEAM_KEYS]  # positions in a daily delta (day first)
+_TEAM_AT = [ROLLUP_KEYS.index(k) + 1 for k in TEAM_ROLLUP_KEYS]  # positions in a daily delta (day first)
 WORK_TAGS = ("repo", "pr", "branch")
 
 _DAILY_UPSERT = (
-    f"INSERT INTO ledger_daily (day, {', '.join(DAILY_KEYS)}, {', '.join(MEASURES)}) "
-    f"VALUES ({', '.join('?' for _ in range(1 + len(DAILY_KEYS) + len(MEASURES)))}) "
-    f"ON CONFLICT (day, {', '.join(DAILY_KEYS)}) DO UPDATE SET "
+    f"INSERT INTO ledger_daily (day, {', '.join(ROLLUP_KEYS)}, {', '.join(MEASURES)}) "
+    f"VALUES ({', '.join('?' for _ in range(1 + len(ROLLUP_KEYS) + len(MEASURES)))}) "
+    f"ON CONFLICT (day, {', '.join(ROLLUP_KEYS)}) DO UPDATE SET "
     + ", ".join(f"{m} = ledger_daily.{m} + excluded.{m}" for m in MEASURES)
 )
 _TEAM_UPSERT = (
-    f"INSERT INTO ledger_daily_team (day, {', '.join(TEAM_KEYS)}, {', '.join(MEASURES)}) "
-    f"VALUES ({', '.join('?' for _ in range(1 + len(TEAM_KEYS) + len(MEASURES)))}) "
-    f"ON CONFLICT (day, {', '.join(TEAM_KEYS)}) DO UPDATE SET "
+    f"INSERT INTO ledger_daily_team (day, {', '.join(TEAM_ROLLUP_KEYS)}, {', '.join(MEASURES)}) "
+    f"VALUES ({', '.join('?' for _ in range(1 + len(TEAM_ROLLUP_KEYS) + len(MEASURES)))}) "
+    f"ON CONFLICT (day, {', '.join(TEAM_ROLLUP_KEYS)}) DO UPDATE SET "
     + ", ".join(f"{m} = ledger_daily_team.{m} + excluded.{m}" for m in MEASURES)
 )
 _TEAM_FROM_DAILY = (
-    f"INSERT INTO ledger_daily_team (day, {', '.join(TEAM_KEYS)}, {', '.join(MEASURES)}) "
-    f"SELECT day, {', '.join(TEAM_KEYS)}, {', '.join(f'SUM({m})' for m in MEASURES)} FROM ledger_daily "
-    f"GROUP BY day, {', '.join(TEAM_KEYS)}"
+    f"INSERT INTO ledger_daily_team (day, {', '.join(TEAM_ROLLUP_KEYS)}, {', '.join(MEASURES)}) "
+    f"SELECT day, {', '.join(TEAM_ROLLUP_KEYS)}, {', '.join(f'SUM({m})' for m in MEASURES)} "
+    "FROM ledger_daily "
+    f"GROUP BY day, {', '.join(TEAM_ROLLUP_KEYS)}"
 )
 _WORK_UPSERT = (
     "INSERT INTO ledger_work_monthly (month, team_id, repo, pr, branch, requests, cost_nanos) "
@@ -94,35 +78,24 @@ _WORK_UPSERT = (
 )
 
 
-class Tx(Protocol):
-    """One open transaction (SQL already in the backend's placeholder style)."""
+def _billed_model(r: LedgerRow) -> str | None:
+    """The Python twin of the `billed_model` key's SQL expression (dimensions.py)."""
+    return r.response_model or r.upstream_model or r.requested_model
 
-    def run(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
-    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """A one-row `INSERT ... VALUES (...)` for many rows, batched the backend's best way."""
-        ...
+
+# How `daily_deltas` reads each rollup key from a row, in key order ('' stands for None).
+_KEY_READERS: tuple[Callable[[LedgerRow], str | None], ...] = tuple(
+    {"billed_model": _billed_model}.get(d.name) or operator.attrgetter(d.column)
+    for d in DIMENSIONS
+    if d.rollup
+)
 
 
 def daily_deltas(rows: Sequence[LedgerRow]) -> list[tuple[Any, ...]]:
     """Rows -> `ledger_daily` upsert parameters, one per key, in key order."""
     sums: dict[tuple[str, ...], list[int]] = {}
     for r in rows:
-        key = (
-            r.started_at[:10],
-            r.org_id or "",
-            r.team_id or "",
-            r.user_id or "",
-            r.key_id or "",
-            r.cost_center or "",
-            r.use_case,
-            r.provider,
-            r.requested_model or "",
-            r.upstream_model or "",
-            r.response_model or r.upstream_model or r.requested_model or "",
-            r.route_rule or "",
-            r.pricing_tier or "",
-            r.price_ref or "",
-        )
+        key = (r.started_at[:10], *(read(r) or "" for read in _KEY_READERS))
         routed = (
             r.route_rule is not None
             and r.upstream_model is not None
@@ -298,7 +271,7 @@ class RollupQueries(QueryMixin):
         clauses, params = _filters(where, {g: g for g in _RAW_KEYS})
         _in_range(clauses, params, "day", first_day, end_day)
         select = [*groups, *(f"SUM({m}) AS {m}" for m in measures)]
-        fine = any(c in ("user_id", "key_id") for c in (*groups, *(where or {})))
+        fine = any(c in PER_USER_COLUMNS for c in (*groups, *(where or {})))
         return self._query(
             f"SELECT {', '.join(select)} FROM {'ledger_daily' if fine else 'ledger_daily_team'}"
             + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
@@ -380,14 +353,14 @@ class RollupQueries(QueryMixin):
     def rebuild_rollups(self) -> dict[str, int]:
         """Recompute both rollups from the ledger, in one transaction: after the migration that
         adds them, or for an operator who suspects drift. Returns the counts it summed."""
-        columns = ["day", *DAILY_KEYS]
+        columns = ["day", *ROLLUP_KEYS]
         select = ", ".join([*(_RAW_KEYS[c] for c in columns), *(f"SUM({e})" for e in MEASURES.values())])
         group = ", ".join(_RAW_KEYS[c] for c in columns)
         with self._transaction() as tx:
             tx.run(self._sql("DELETE FROM ledger_daily"))
             tx.run(
                 self._sql(
-                    f"INSERT INTO ledger_daily (day, {', '.join(DAILY_KEYS)}, {', '.join(MEASURES)}) "
+                    f"INSERT INTO ledger_daily (day, {', '.join(ROLLUP_KEYS)}, {', '.join(MEASURES)}) "
                     f"SELECT {select} FROM ledger GROUP BY {group}"
                 )
             )

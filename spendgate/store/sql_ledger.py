@@ -1,0 +1,124 @@
+"""The ledger and spend queries, part of the shared SQL store: rows in (with their rollups), rows
+and grouped spend out."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from spendgate.dimensions import BY_NAME, SAVINGS_BY, SPEND_BY, column_of
+from spendgate.models import LEDGER_COLUMNS, TOKEN_COLUMNS, LedgerRow
+from spendgate.store.sql_rollups import RollupQueries, add_to_rollups, in_range
+
+# Only a repeated request id is ignored (a journal replay); any other violation is an error.
+_INSERT_LEDGER = (
+    f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)}) ON CONFLICT (request_id) DO NOTHING"
+)
+_ID_CHUNK = 500  # request ids per IN (...) lookup, well under SQLite's parameter limit
+
+
+class LedgerQueries(RollupQueries):  # reads the rollups through sum_grouped
+    def insert_ledger_rows(self, rows: Sequence[LedgerRow]) -> int:
+        # Request ids are unique per replica and a journal segment is replayed by one process,
+        # so rows not present when the transaction starts are exactly the rows it inserts.
+        with self._transaction() as tx:
+            present: set[str] = set()
+            ids = [row.request_id for row in rows]
+            for start in range(0, len(ids), _ID_CHUNK):
+                chunk = ids[start : start + _ID_CHUNK]
+                found = tx.run(
+                    self._sql(
+                        f"SELECT request_id FROM ledger WHERE request_id IN ({', '.join('?' for _ in chunk)})"
+                    ),
+                    chunk,
+                )
+                present.update(r["request_id"] for r in found)
+            new: list[LedgerRow] = []
+            for row in rows:
+                if row.request_id not in present:
+                    present.add(row.request_id)
+                    new.append(row)
+            if new:
+                tx.run_many(self._sql(_INSERT_LEDGER), [ledger_values(row) for row in new])
+                add_to_rollups(tx, self._sql, new)
+            return len(new)
+
+    def ledger_rows(
+        self, since: str | None = None, until: str | None = None, latest: int | None = None
+    ) -> list[dict[str, Any]]:
+        where, params = _period(since, until)
+        if latest is None:
+            rows = self._query(f"SELECT * FROM ledger {where} ORDER BY started_at", params)
+        else:
+            rows = self._query(
+                f"SELECT * FROM (SELECT * FROM ledger {where} ORDER BY started_at DESC LIMIT ?) AS latest "
+                "ORDER BY started_at",
+                [*params, latest],
+            )
+        out = []
+        for row in rows:
+            item = dict(row)
+            item["tags"] = orjson.loads(item["tags"])
+            out.append(item)
+        return out
+
+    def spend(self, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
+        column = SPEND_BY[by].column
+        if by == "session":  # too many values for the rollup: the raw ledger, by its index
+            return self._raw_spend(column, since, until)
+        measures = ["requests", *TOKEN_COLUMNS, "cost_nanos", "estimated_requests"]
+        rows = self.sum_grouped([column], measures, since, until)
+        out = [{"id": r[column], "name": r[column], **{m: r[m] for m in measures}} for r in rows]
+        self._name(out, by)
+        return sorted(out, key=lambda r: (-r["cost_nanos"], str(r["id"])))
+
+    def _raw_spend(self, column: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
+        where, params = _period(since, until)
+        sums = ", ".join(f"SUM({c}) AS {c}" for c in TOKEN_COLUMNS)
+        return self._query(
+            f"SELECT {column} AS id, {column} AS name, COUNT(*) AS requests, {sums}, "
+            f"SUM(cost_nanos) AS cost_nanos, SUM(estimated) AS estimated_requests "
+            f"FROM ledger {where} GROUP BY {column} ORDER BY cost_nanos DESC",
+            params,
+        )
+
+    def savings(self, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
+        column = column_of(by, SAVINGS_BY)
+        # Routed: a rule picked a model other than the one asked for. A row without a
+        # counterfactual (failed, or from before routing) would have cost what it did.
+        measures = ["requests", "routed_requests", "cost_nanos", "counterfactual_nanos"]
+        rows = self.sum_grouped([column], measures, since, until)
+        out = [{"id": r[column], "name": r[column], **{m: r[m] for m in measures}} for r in rows]
+        self._name(out, by)
+        return out
+
+    def _name(self, rows: list[dict[str, Any]], by: str) -> None:
+        """Set each row's `name` from the named table when `by` has one (the id when unknown)."""
+        if by not in BY_NAME or BY_NAME[by].names_table is None or not rows:
+            return
+        names = self.names(by)
+        for row in rows:
+            row["name"] = names.get(row["id"], row["id"])
+
+
+def _period(since: str | None, until: str | None) -> tuple[str, list[Any]]:
+    clauses, params = in_range("started_at", since or None, until or None)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+_ROW_VALUES = operator.attrgetter(*LEDGER_COLUMNS)
+_TAGS = LEDGER_COLUMNS.index("tags")
+_BOOLS = tuple(i for i, f in enumerate(LedgerRow.__dataclass_fields__.values()) if f.type in ("bool", bool))
+
+
+def ledger_values(row: LedgerRow) -> list[Any]:
+    """The row as insert parameters, in column order: tags as JSON text, booleans as 0/1."""
+    values: list[Any] = list(_ROW_VALUES(row))
+    values[_TAGS] = orjson.dumps(values[_TAGS]).decode()
+    for i in _BOOLS:
+        values[i] = int(values[i])
+    return values
