@@ -54,6 +54,7 @@ class BudgetReading:
     scope: str  # scope type: org, team, user, key, cost_center, use_case, tag
     utilization: float  # settled spend / budget amount (the 80/110/150% tiers are 0.8/1.1/1.5)
     remaining_usd: float  # room left before the hard limit, net of reservations in flight
+    tiers: tuple[tuple[str, float], ...] = ()  # (tier name, ratio of the amount), this budget's own
 
 
 class _Spend:
@@ -186,7 +187,8 @@ class _StateCollector(Collector):
             )
         utilization = GaugeMetricFamily(
             "spendgate_budget_utilization_ratio",
-            "Settled spend in the budget's current period over its amount (tiers: 0.8, 1.1, 1.5).",
+            "Settled spend in the budget's current period over its amount "
+            "(its tiers: spendgate_budget_tier_ratio).",
             labels=["budget", "scope"],
         )
         remaining = GaugeMetricFamily(
@@ -194,11 +196,20 @@ class _StateCollector(Collector):
             "USD left before the budget's hard limit, net of reservations in flight (0 when past it).",
             labels=["budget", "scope"],
         )
+        tiers = GaugeMetricFamily(
+            "spendgate_budget_tier_ratio",
+            "Each tier of the budget (alert, amber, hard) as a ratio of its amount, so alert rules "
+            "compare utilization with the budget's own tiers.",
+            labels=["budget", "scope", "tier"],
+        )
         for reading in self.budgets:
             utilization.add_metric([reading.budget, reading.scope], reading.utilization)
             remaining.add_metric([reading.budget, reading.scope], reading.remaining_usd)
+            for tier, ratio in reading.tiers:
+                tiers.add_metric([reading.budget, reading.scope, tier], ratio)
         yield utilization
         yield remaining
+        yield tiers
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -293,6 +304,7 @@ class Metrics:
                     scope=budget.scope_type,
                     utilization=spent / budget.amount_nanos if budget.amount_nanos else 0.0,
                     remaining_usd=max(budget.limit_nanos() - spent - reserved, 0) / _NANOS_PER_USD,
+                    tiers=tuple((t.name, t.percent / 100) for t in budget.tiers),
                 )
             )
         self._state.budgets = readings

@@ -13,6 +13,7 @@ import pytest
 
 from spendgate.budgets.model import Budget, Tier, window_for
 from spendgate.clock import iso
+from spendgate.pricing import format_usd
 from tests.conftest import RunningGateway
 
 PROMPT = "y" * 3200  # bounds input at >= 1067 tokens, above the 1000 the fake reports
@@ -229,6 +230,18 @@ def test_exemption_lifecycle(gateway: RunningGateway) -> None:
         "vp@acme",
         "lead@acme",
     )
+    # Once the exemption's room is used up too, the 429 names it, so the arithmetic adds up.
+    for _ in range(15):
+        refused = post()
+        if refused.status_code == 429:
+            break
+    assert refused.status_code == 429
+    amount = CALL_NANOS * 100 // 150
+    limit = amount * 150 // 100 + 10 * CALL_NANOS
+    assert (
+        f"hard limit ${format_usd(limit)} (150% of ${format_usd(amount)} + "
+        f"${format_usd(10 * CALL_NANOS)} from exemption {exemption.id})"
+    ) in refused.json()["error"]["message"]
     # An exemption whose window has passed gives no room.
     expired = store.create_exemption(
         budget="small",

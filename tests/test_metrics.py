@@ -140,6 +140,10 @@ def test_budget_gauges_read_the_counters_and_the_ledger(gateway: RunningGateway)
     assert value(samples, "spendgate_budget_utilization_ratio", **labels) == pytest.approx(0.0372)
     # hard limit 150% of $1, minus the spend
     assert value(samples, "spendgate_budget_remaining_usd", **labels) == pytest.approx(1.5 - 0.0372)
+    tiers = {
+        t: value(samples, "spendgate_budget_tier_ratio", **labels, tier=t) for t in ("alert", "amber", "hard")
+    }
+    assert tiers == {"alert": 0.8, "amber": 1.1, "hard": 1.5}
     assert value(samples, "spendgate_reservations_in_flight") == 0
     # a budget no call has touched yet (no counter): read from the ledger
     gateway.rows()
@@ -318,6 +322,62 @@ def _without_annotations(rules: str) -> str:
         if skip_deeper_than is None:
             out.append(line)
     return "\n".join(out) + "\n"
+
+
+TIERS_TEST = """
+rule_files: [{rules}]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # default tiers (0.8 / 1.1 / 1.5) at 0.9: the alert tier
+      - series: 'spendgate_budget_utilization_ratio{{budget="std", scope="team", instance="a"}}'
+        values: '0.9x10'
+      - series: 'spendgate_budget_tier_ratio{{budget="std", scope="team", tier="alert", instance="a"}}'
+        values: '0.8x10'
+      - series: 'spendgate_budget_tier_ratio{{budget="std", scope="team", tier="amber", instance="a"}}'
+        values: '1.1x10'
+      - series: 'spendgate_budget_tier_ratio{{budget="std", scope="team", tier="hard", instance="a"}}'
+        values: '1.5x10'
+      # custom tiers 0.5 / 0.7 / 1.0 at 0.9: amber (the constants 0.8 / 1.1 would call it alert)
+      - series: 'spendgate_budget_utilization_ratio{{budget="tight", scope="tag", instance="a"}}'
+        values: '0.9x10'
+      - series: 'spendgate_budget_tier_ratio{{budget="tight", scope="tag", tier="alert", instance="a"}}'
+        values: '0.5x10'
+      - series: 'spendgate_budget_tier_ratio{{budget="tight", scope="tag", tier="amber", instance="a"}}'
+        values: '0.7x10'
+      - series: 'spendgate_budget_tier_ratio{{budget="tight", scope="tag", tier="hard", instance="a"}}'
+        values: '1.0x10'
+      # custom hard limit at 1.2, reached at 1.25 (the constant 1.5 would not page)
+      - series: 'spendgate_budget_utilization_ratio{{budget="low-cap", scope="user", instance="a"}}'
+        values: '1.25x10'
+      - series: 'spendgate_budget_tier_ratio{{budget="low-cap", scope="user", tier="alert", instance="a"}}'
+        values: '0.8x10'
+      - series: 'spendgate_budget_tier_ratio{{budget="low-cap", scope="user", tier="hard", instance="a"}}'
+        values: '1.2x10'
+    alert_rule_test:
+      - eval_time: 9m
+        alertname: SpendgateBudgetAlertTier
+        exp_alerts:
+          - exp_labels: {{severity: warning, budget: std, scope: team}}
+      - eval_time: 9m
+        alertname: SpendgateBudgetAmberTier
+        exp_alerts:
+          - exp_labels: {{severity: critical, budget: tight, scope: tag}}
+      - eval_time: 9m
+        alertname: SpendgateBudgetHardLimit
+        exp_alerts:
+          - exp_labels: {{severity: page, budget: low-cap, scope: user}}
+"""
+
+
+def test_budget_tier_rules_follow_each_budgets_tiers(tmp_path: Path) -> None:
+    promtool = _promtool()
+    rules = tmp_path / "alerts.yml"
+    rules.write_text(_without_annotations((OPS / "prometheus" / "alerts.yml").read_text()))
+    test_file = tmp_path / "tiers_test.yml"
+    test_file.write_text(TIERS_TEST.format(rules=rules))
+    _run(promtool, "test", "rules", str(test_file))
 
 
 def test_spike_rule_fires_at_3x_not_2x(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ class Applied:
     window: Window
     charge: Charge
     session_id: str | None
+    exemptions: tuple[tuple[str, int], ...] = ()  # (exemption id, headroom nanos) raising the limit
 
 
 @dataclass(slots=True)
@@ -136,14 +137,15 @@ class BudgetEnforcer:
             window = self._window(budget, now)
             if window is None:
                 continue
-            extra = 0
+            exemptions: tuple[tuple[str, int], ...] = ()
             if budget.id in self._exemptions:
                 now_iso = iso(datetime.fromtimestamp(now, UTC))
-                extra = sum(
-                    e.headroom_nanos(budget)
+                exemptions = tuple(
+                    (e.id, e.headroom_nanos(budget))
                     for e in self._exemptions[budget.id]
                     if e.active(now_iso, scope.use_case)
                 )
+            extra = sum(headroom for _, headroom in exemptions)
             counter = f"b:{budget.id}:{window.key}" + (f":{session}" if session else "")
             charge = Charge(
                 counter=counter,
@@ -151,7 +153,7 @@ class BudgetEnforcer:
                 enforce=budget.mode == "enforce" and not self._observe_all,
                 ttl_s=int(window.end.timestamp() - now) + _COUNTER_GRACE_S,
             )
-            decision.applied.append(Applied(budget, window, charge, session))
+            decision.applied.append(Applied(budget, window, charge, session, exemptions))
         if not decision.applied:
             return decision
         charges = [a.charge for a in decision.applied]
@@ -303,7 +305,9 @@ def rejection_message(decision: Decision) -> str:
         + (f" + ${format_usd(in_flight)} reserved by calls in flight" if in_flight else "")
         + f", this call's worst case ${format_usd(decision.amount)}, hard limit "
         f"${format_usd(blocked.charge.limit)} "
-        f"({budget.hard_percent}% of ${format_usd(budget.amount_nanos)}). "
+        f"({budget.hard_percent}% of ${format_usd(budget.amount_nanos)}"
+        + "".join(f" + ${format_usd(nanos)} from exemption {eid}" for eid, nanos in blocked.exemptions)
+        + "). "
         f"It resets at {blocked.window.end_iso}. "
         + (
             "Reservations are released the moment calls end, so retrying shortly may fit; a smaller "
