@@ -37,6 +37,7 @@ class Target:
     startup_s: float | None = None
     notes: list[str] = field(default_factory=list)
     workdir: Path | None = None  # removed on stop
+    processes: int = 1  # serving processes (a whole core each, at most)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -136,10 +137,16 @@ BUDGET_SCRIPT = (
 
 
 def start_spendgate(
-    logs: Path, fake: Target, name: str = "spendgate", budgets: int = 0, redis_url: str | None = None
+    logs: Path,
+    fake: Target,
+    name: str = "spendgate",
+    budgets: int = 0,
+    redis_url: str | None = None,
+    workers: int = 1,
 ) -> Target:
     """Spendgate on a fresh SQLite file; with `budgets`, that many budgets apply to every call
-    (enforced, never exhausted), on in-process counters or, with `redis_url`, on Redis."""
+    (enforced, never exhausted), on in-process counters or, with `redis_url`, on Redis; with
+    `workers`, `spendgate serve --workers N`."""
     workdir = Path(tempfile.mkdtemp(prefix="spendgate-bench-"))
     try:
         env = spendgate_env(workdir, fake)
@@ -151,6 +158,8 @@ def start_spendgate(
             run_json([sys.executable, "-c", BUDGET_SCRIPT], 60, {**env, "BENCH_BUDGETS": str(budgets)})
         port = free_port()
         argv = [sys.executable, "-m", "spendgate", "serve", "--host", HOST, "--port", str(port)]
+        if workers > 1:
+            argv += ["--workers", str(workers)]
         proc = Proc(name, argv, env, logs / f"{name}.log")
         url = f"http://{HOST}:{port}"
         startup = proc.wait_ready(f"{url}/healthz", READY_TIMEOUT_S)
@@ -160,25 +169,29 @@ def start_spendgate(
     notes = ["fresh SQLite database and spool in a temporary folder"]
     if budgets:
         notes.append(f"{budgets} budgets apply to every call" + (" (Redis counters)" if redis_url else ""))
-    return Target(name, url, key, proc, startup, notes, workdir)
+    if workers > 1:
+        notes.append(f"spendgate serve --workers {workers}")
+    return Target(name, url, key, proc, startup, notes, workdir, max(workers, 1))
 
 
-def ledger_rows(target: Target, expected: int, wait_s: float = 5.0) -> int | None:
-    """Rows in a Spendgate target's ledger, once the writer has caught up (at most `wait_s`)."""
+def ledger_ids(target: Target, expected: int, wait_s: float = 30.0) -> list[str] | None:
+    """The client call id of every row in a Spendgate target's ledger, once the writer has caught
+    up with `expected` rows (waiting at most `wait_s`)."""
     if target.workdir is None:
         return None
     db = target.workdir / "spendgate.db"
     deadline = time.monotonic() + wait_s
-    count = None
+    ids: list[str] | None = None
     while True:
         try:
             with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
-                count = int(conn.execute("SELECT count(*) FROM ledger").fetchone()[0])
+                query = "SELECT client_request_id FROM ledger"
+                ids = [str(row[0]) for row in conn.execute(query)]
         except sqlite3.Error:
-            count = None
-        if (count is not None and count >= expected) or time.monotonic() > deadline:
-            return count
-        time.sleep(0.2)
+            ids = None
+        if (ids is not None and len(ids) >= expected) or time.monotonic() > deadline:
+            return ids
+        time.sleep(0.5)
 
 
 def ensure_litellm(logs: Path) -> Path:
