@@ -138,8 +138,8 @@ def check_auth(headers: dict[str, str], state: FakeState, request_id: str) -> Re
     return error_response(401, "authentication_error", "invalid x-api-key", request_id)
 
 
-async def _prepare(request: Request) -> tuple[FakeState, str, Controls, dict[str, Any]] | Response:
-    """Shared front half of the POST endpoints: record, controls, latency, auth, mode errors, JSON."""
+async def front(request: Request) -> tuple[FakeState, str, Controls, bytes] | Response:
+    """Shared front half of every endpoint: record, controls, latency, auth, mode errors."""
     state = fake_state(request)
     body, headers = await state.ingest(request)
     request_id = "req_fake" + state.next_id()
@@ -153,13 +153,30 @@ async def _prepare(request: Request) -> tuple[FakeState, str, Controls, dict[str
         return denied
     if controls.mode in MODE_ERRORS:
         return error_response(*MODE_ERRORS[controls.mode], request_id)
+    return state, request_id, controls, body
+
+
+def message_params_error(payload: dict[str, Any]) -> str | None:
+    """What is wrong with a Messages request body, as Anthropic words it; None when it is fine."""
+    if not isinstance(payload.get("model"), str):
+        return "model: Field required"
+    if not isinstance(payload.get("messages"), list):
+        return "messages: Field required"
+    return None
+
+
+async def _prepare(request: Request) -> tuple[FakeState, str, Controls, dict[str, Any]] | Response:
+    """``front``, then the body as a Messages request (model and messages present)."""
+    ready = await front(request)
+    if isinstance(ready, Response):
+        return ready
+    state, request_id, controls, body = ready
     payload = parse_json_object(body)
     if isinstance(payload, str):
         return error_response(400, "invalid_request_error", payload, request_id)
-    if not isinstance(payload.get("model"), str):
-        return error_response(400, "invalid_request_error", "model: Field required", request_id)
-    if not isinstance(payload.get("messages"), list):
-        return error_response(400, "invalid_request_error", "messages: Field required", request_id)
+    problem = message_params_error(payload)
+    if problem is not None:
+        return error_response(400, "invalid_request_error", problem, request_id)
     return state, request_id, controls, payload
 
 
@@ -176,35 +193,20 @@ async def messages(request: Request) -> Response:
     if isinstance(prepared, Response):
         return prepared
     state, request_id, controls, payload = prepared
-    max_tokens = payload.get("max_tokens")
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        return error_response(400, "invalid_request_error", "max_tokens: Field required", request_id)
-    model: str = payload["model"]
-    output = min(max_tokens, controls.output_tokens)
-    thinking = payload.get("thinking")
-    thinks = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
-    thinking_tokens = output // 2 if thinks else 0
-    prompt = prompt_usage(payload, model, state.prompt_cache)
-    usage = build_usage(prompt, output, controls.usage)
-    reply = _Reply(
-        message_id="msg_fake" + request_id[8:],
-        model=model,
-        thinking_tokens=thinking_tokens if thinks else None,
-        text_tokens=output - thinking_tokens,
-        stop_reason="max_tokens" if max_tokens < controls.output_tokens else "end_turn",
-        usage=usage,
-    )
+    reply = make_reply(payload, state, controls, "msg_fake" + request_id[8:])
+    if isinstance(reply, str):
+        return error_response(400, "invalid_request_error", reply, request_id)
     headers = {"request-id": request_id}
     if payload.get("stream") is True:
         assets: AnthropicAssets = request.app.state.anthropic
         events = _stream_events(reply, state, assets, controls.mode)
         cut = controls.mode == "stream-cut"
         return EventStreamResponse(events, headers=headers, delay_s=controls.chunk_delay_s, cut=cut)
-    return json_response(_message_json(reply, state), headers=headers)
+    return json_response(message_json(reply, state), headers=headers)
 
 
 @dataclass(frozen=True, slots=True)
-class _Reply:
+class Reply:
     message_id: str
     model: str
     thinking_tokens: int | None  # None: no thinking block
@@ -213,7 +215,32 @@ class _Reply:
     usage: dict[str, Any]
 
 
-def _message_json(reply: _Reply, state: FakeState) -> dict[str, Any]:
+def make_reply(payload: dict[str, Any], state: FakeState, controls: Controls, message_id: str) -> Reply | str:
+    """The answer to a valid Messages request (the prompt cache updated), or what is wrong with it."""
+    problem = message_params_error(payload)
+    if problem is not None:
+        return problem
+    max_tokens = payload.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        return "max_tokens: Field required"
+    model: str = payload["model"]
+    output = min(max_tokens, controls.output_tokens)
+    thinking = payload.get("thinking")
+    thinks = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+    thinking_tokens = output // 2 if thinks else 0
+    prompt = prompt_usage(payload, model, state.prompt_cache)
+    usage = build_usage(prompt, output, controls.usage)
+    return Reply(
+        message_id=message_id,
+        model=model,
+        thinking_tokens=thinking_tokens if thinks else None,
+        text_tokens=output - thinking_tokens,
+        stop_reason="max_tokens" if max_tokens < controls.output_tokens else "end_turn",
+        usage=usage,
+    )
+
+
+def message_json(reply: Reply, state: FakeState) -> dict[str, Any]:
     content: list[dict[str, Any]] = []
     if reply.thinking_tokens is not None:
         thinking = state.thinking.text(reply.thinking_tokens)
@@ -231,7 +258,7 @@ def _message_json(reply: _Reply, state: FakeState) -> dict[str, Any]:
     }
 
 
-def _stream_events(reply: _Reply, state: FakeState, assets: AnthropicAssets, mode: str) -> list[bytes]:
+def _stream_events(reply: Reply, state: FakeState, assets: AnthropicAssets, mode: str) -> list[bytes]:
     start_usage = {**reply.usage, "output_tokens": 1}
     skeleton: dict[str, Any] = {
         "id": reply.message_id,

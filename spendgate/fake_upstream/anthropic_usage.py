@@ -83,7 +83,7 @@ def _cache_control(item: object) -> dict[str, Any] | None:
     return cc if isinstance(cc, dict) else None
 
 
-def prompt_usage(payload: dict[str, Any], model: str, cache: BoundedMap) -> PromptUsage:
+def prompt_usage(payload: dict[str, Any], model: str, cache: BoundedMap[int]) -> PromptUsage:
     """Input tokens split into uncached / cache read / cache write, simulating the prompt cache.
 
     The prefix up to the last ``cache_control`` breakpoint is cached. It is read up to the longest

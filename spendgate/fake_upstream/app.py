@@ -8,7 +8,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from spendgate.fake_upstream import anthropic_api, openai_api
+from spendgate.fake_upstream import (
+    anthropic_api,
+    anthropic_batches,
+    openai_api,
+    openai_embeddings,
+    openai_responses,
+)
 from spendgate.fake_upstream.common import FakeState, fake_state, is_anthropic_request, json_response
 from spendgate.fake_upstream.settings import FakeSettings
 
@@ -46,8 +52,20 @@ def create_fake_app(settings: FakeSettings) -> Starlette:
         routes=[
             Route("/v1/messages", anthropic_api.messages, methods=["POST"]),
             Route("/v1/messages/count_tokens", anthropic_api.count_tokens, methods=["POST"]),
+            Route("/v1/messages/batches", anthropic_batches.create, methods=["POST"]),
+            Route("/v1/messages/batches", anthropic_batches.list_batches, methods=["GET"]),
+            Route("/v1/messages/batches/{batch_id}", anthropic_batches.retrieve, methods=["GET"]),
+            Route("/v1/messages/batches/{batch_id}", anthropic_batches.delete, methods=["DELETE"]),
+            Route("/v1/messages/batches/{batch_id}/cancel", anthropic_batches.cancel, methods=["POST"]),
+            Route("/v1/messages/batches/{batch_id}/results", anthropic_batches.results, methods=["GET"]),
             Route("/api/hello", anthropic_api.hello, methods=["HEAD", "GET"]),
             Route("/v1/chat/completions", openai_api.chat_completions, methods=["POST"]),
+            Route("/v1/responses", openai_responses.create, methods=["POST"]),
+            Route("/v1/responses/input_tokens", openai_responses.input_tokens, methods=["POST"]),
+            Route("/v1/responses/{response_id}", openai_responses.retrieve, methods=["GET"]),
+            Route("/v1/responses/{response_id}", openai_responses.delete, methods=["DELETE"]),
+            Route("/v1/responses/{response_id}/cancel", openai_responses.cancel, methods=["POST"]),
+            Route("/v1/embeddings", openai_embeddings.embeddings, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/_fake/requests", recorded_requests, methods=["GET", "DELETE"]),
         ],

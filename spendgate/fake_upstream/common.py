@@ -7,7 +7,7 @@ import itertools
 from collections import deque
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -18,30 +18,35 @@ from spendgate.fake_upstream.text import ANSWER_TEXT, THINKING_TEXT, Corpus
 
 MODES = frozenset(
     {"ok", "error-400", "error-401", "error-429", "error-500", "error-529"}
-    | {"stream-error", "stream-cut", "unknown-event"}
+    | {"stream-error", "stream-cut", "stream-failed", "unknown-event"}
 )
 CACHE_ENTRIES = 10_000  # bound on remembered prompt-cache prefixes
+STORED_ENTRIES = 10_000  # bound on stored responses and batches
+V = TypeVar("V")
 
 
 class ControlError(ValueError):
     """A malformed ``x-fake-*`` header; answered with a 400."""
 
 
-class BoundedMap:
+class BoundedMap(Generic[V]):
     """A dict that forgets its oldest entries beyond ``limit``."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.data: dict[Hashable, int] = {}
+        self.data: dict[Hashable, V] = {}
 
-    def get(self, key: Hashable) -> int | None:
+    def get(self, key: Hashable) -> V | None:
         return self.data.get(key)
 
-    def put(self, key: Hashable, value: int) -> None:
+    def put(self, key: Hashable, value: V) -> None:
         self.data.pop(key, None)
         self.data[key] = value
         if len(self.data) > self.limit:
             del self.data[next(iter(self.data))]
+
+    def pop(self, key: Hashable) -> V | None:
+        return self.data.pop(key, None)
 
 
 @dataclass(slots=True)
@@ -51,7 +56,10 @@ class FakeState:
     settings: FakeSettings
     recorded: deque[RecordedRequest] = field(init=False)
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
-    prompt_cache: BoundedMap = field(default_factory=lambda: BoundedMap(CACHE_ENTRIES))
+    prompt_cache: BoundedMap[int] = field(default_factory=lambda: BoundedMap(CACHE_ENTRIES))
+    # Stored Responses API objects and Message Batches, by id (what GET, DELETE and cancel read).
+    responses: BoundedMap[dict[str, Any]] = field(default_factory=lambda: BoundedMap(STORED_ENTRIES))
+    batches: BoundedMap[Any] = field(default_factory=lambda: BoundedMap(STORED_ENTRIES))
     answer: Corpus = field(default_factory=lambda: Corpus.build(ANSWER_TEXT))
     thinking: Corpus = field(default_factory=lambda: Corpus.build(THINKING_TEXT))
 
@@ -93,6 +101,7 @@ class Controls:
     chunk_delay_s: float
     output_tokens: int
     usage: dict[str, Any] | None
+    batch_s: float = 0  # how long a Message Batch created by this request takes to end
 
 
 def _number(headers: Mapping[str, str], name: str, default: float) -> float:
@@ -137,6 +146,7 @@ def parse_controls(headers: Mapping[str, str], settings: FakeSettings, body: byt
         chunk_delay_s=_number(headers, "x-fake-chunk-delay-ms", settings.chunk_delay_ms) / 1000,
         output_tokens=int(_number(headers, "x-fake-output-tokens", settings.output_tokens)),
         usage=usage,
+        batch_s=_number(headers, "x-fake-batch-ms", settings.batch_ms) / 1000,
     )
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from spendgate.fake_upstream.common import (
-    BoundedMap,
     ControlError,
+    Controls,
     FakeState,
     bearer_token,
     fake_state,
@@ -22,8 +20,8 @@ from spendgate.fake_upstream.common import (
     parse_controls,
     parse_json_object,
     pause,
-    tokens_for,
 )
+from spendgate.fake_upstream.openai_usage import build_usage, chat_prompt_pieces, prompt_tokens
 from spendgate.fake_upstream.streaming import EventStreamResponse
 
 MODELS = (  # id, created, owned_by
@@ -66,10 +64,6 @@ STREAM_ERROR = {
         "code": "service_unavailable",
     }
 }
-CACHE_MIN_TOKENS = 1024  # shorter prompts are never cached
-CACHE_KEY_CHARS = CACHE_MIN_TOKENS * 4  # the cache is keyed on the first 1024 tokens
-CACHE_GRANULE = 128  # cached counts come in multiples of 128
-IMAGE_CHARS = 1600 * 4
 
 
 def models_body() -> bytes:
@@ -96,74 +90,6 @@ def check_auth(headers: dict[str, str], state: FakeState, request_id: str) -> Re
     return error_response(401, message, "invalid_request_error", "invalid_api_key", request_id)
 
 
-# ---- token accounting ----------------------------------------------------------------------------
-
-
-def _prompt_pieces(payload: dict[str, Any]) -> Iterator[str]:
-    """The prompt's text in cache-prefix order: tools first, then every message."""
-    tools = payload.get("tools")
-    if tools:
-        yield orjson.dumps(tools).decode()
-    messages = payload.get("messages")
-    for message in messages if isinstance(messages, list) else ():
-        if not isinstance(message, dict):
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            yield content
-        elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and part.get("type") == "text":
-                    yield str(part.get("text", ""))
-                elif isinstance(part, dict) and part.get("type") == "image_url":
-                    yield " " * IMAGE_CHARS
-                else:
-                    yield orjson.dumps(part).decode()
-        for call in message.get("tool_calls") or ():
-            function = call.get("function", {}) if isinstance(call, dict) else {}
-            yield str(function.get("name", "")) + str(function.get("arguments", ""))
-
-
-def prompt_tokens(payload: dict[str, Any], model: str, cache: BoundedMap) -> tuple[int, int]:
-    """(prompt tokens, cached tokens). Long prompts whose first 1024 tokens were seen before hit the cache."""
-    pieces = list(_prompt_pieces(payload))
-    total = max(1, tokens_for(sum(map(len, pieces))))
-    if total < CACHE_MIN_TOKENS:
-        return total, 0
-    head = "".join(pieces)[:CACHE_KEY_CHARS]
-    key = (model, hashlib.blake2b(head.encode(), digest_size=16).digest())
-    previous = cache.get(key)
-    cache.put(key, total)
-    cached = min(previous, total) // CACHE_GRANULE * CACHE_GRANULE if previous else 0
-    return total, cached
-
-
-def build_usage(
-    prompt: int, cached: int, completion: int, reasoning: int, override: dict[str, Any] | None
-) -> dict[str, Any]:
-    usage: dict[str, Any] = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-        "completion_tokens_details": {
-            "reasoning_tokens": reasoning,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0,
-        },
-    }
-    if not override:
-        return usage
-    for key, value in override.items():
-        current = usage.get(key)
-        usage[key] = {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
-    if "total_tokens" not in override:
-        parts = (usage.get("prompt_tokens"), usage.get("completion_tokens"))
-        usage["total_tokens"] = sum(p for p in parts if isinstance(p, int))
-    return usage
-
-
 # ---- handlers ------------------------------------------------------------------------------------
 
 
@@ -177,7 +103,18 @@ class _Reply:
     usage: dict[str, Any]
 
 
-async def chat_completions(request: Request) -> Response:
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A request past the shared checks: recorded, paced, authenticated, its mode errors answered."""
+
+    state: FakeState
+    request_id: str
+    controls: Controls
+    body: bytes
+
+
+async def prepare(request: Request) -> Prepared | Response:
+    """Shared front half of every OpenAI endpoint: record, controls, latency, auth, mode errors."""
     state = fake_state(request)
     body, headers = await state.ingest(request)
     request_id = "req_fake" + state.next_id()
@@ -191,33 +128,43 @@ async def chat_completions(request: Request) -> Response:
         return denied
     if controls.mode in MODE_ERRORS:
         return error_response(*MODE_ERRORS[controls.mode], request_id)
-    payload = parse_json_object(body)
+    return Prepared(state, request_id, controls, body)
+
+
+def missing(name: str, request_id: str, message: str | None = None) -> Response:
+    message = message or f"Missing required parameter: '{name}'."
+    return error_response(
+        400, message, "invalid_request_error", "missing_required_parameter", request_id, name
+    )
+
+
+async def prepare_json(request: Request) -> tuple[Prepared, dict[str, Any], str] | Response:
+    """``prepare``, then the body as a JSON object with a string ``model``."""
+    prepared = await prepare(request)
+    if isinstance(prepared, Response):
+        return prepared
+    payload = parse_json_object(prepared.body)
     if isinstance(payload, str):
-        return error_response(400, payload, "invalid_request_error", "invalid_json", request_id)
+        return error_response(400, payload, "invalid_request_error", "invalid_json", prepared.request_id)
     model = payload.get("model")
     if not isinstance(model, str):
-        return error_response(
-            400,
-            "you must provide a model parameter",
-            "invalid_request_error",
-            "missing_required_parameter",
-            request_id,
-            "model",
-        )
+        return missing("model", prepared.request_id, "you must provide a model parameter")
+    return prepared, payload, model
+
+
+async def chat_completions(request: Request) -> Response:
+    ready = await prepare_json(request)
+    if isinstance(ready, Response):
+        return ready
+    prepared, payload, model = ready
+    state, request_id, controls = prepared.state, prepared.request_id, prepared.controls
     if not isinstance(payload.get("messages"), list):
-        return error_response(
-            400,
-            "Missing required parameter: 'messages'.",
-            "invalid_request_error",
-            "missing_required_parameter",
-            request_id,
-            "messages",
-        )
+        return missing("messages", request_id)
     cap = payload.get("max_completion_tokens") or payload.get("max_tokens")
     wanted = controls.output_tokens
     completion = min(cap, wanted) if isinstance(cap, int) and cap > 0 else wanted
     reasoning = completion // 2 if model.startswith(REASONING_PREFIXES) else 0
-    prompt, cached = prompt_tokens(payload, model, state.prompt_cache)
+    prompt, cached = prompt_tokens(chat_prompt_pieces(payload), model, state.prompt_cache)
     reply = _Reply(
         completion_id="chatcmpl-fake" + request_id[8:],
         created=int(time.time()),

@@ -14,6 +14,7 @@ class FakeSettings:
     latency_ms: float = 0  # delay before response headers
     chunk_delay_ms: float = 0  # delay between stream events
     output_tokens: int = 24  # default output length
+    batch_ms: float = 0  # how long a Message Batch takes to end after it is created
     record_requests: int = 200  # keep the last N requests; 0 disables recording
 
 

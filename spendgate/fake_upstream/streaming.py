@@ -43,14 +43,21 @@ async def _client_left(receive: Receive, delay_s: float) -> bool:
 
 
 class EventStreamResponse(Response):
-    """Sends each event as its own body chunk. No task group per request: this is the hot path."""
+    """Sends each event (or line) as its own body chunk. No task group per request: this is the hot path."""
 
     media_type = "text/event-stream"
 
     def __init__(
-        self, events: list[bytes], *, headers: dict[str, str], delay_s: float = 0, cut: bool = False
+        self,
+        events: list[bytes],
+        *,
+        headers: dict[str, str],
+        delay_s: float = 0,
+        cut: bool = False,
+        media_type: str = "text/event-stream",
     ) -> None:
         self.status_code = 200
+        self.media_type = media_type
         self.background = None
         self.events = events
         self.delay_s = delay_s
