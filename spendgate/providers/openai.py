@@ -17,6 +17,7 @@ from spendgate.providers.base import (
     Metered,
     RequestInfo,
     SSEBuffer,
+    StreamMeter,
     as_int,
     forwardable_request_headers,
     rough_tokens,
@@ -123,7 +124,7 @@ class OpenAIProvider:
             usage=usage_from(data.get("usage") or {}), response_model=data.get("model"), complete=True
         )
 
-    def stream_meter(self, info: RequestInfo) -> OpenAIStreamMeter:
+    def stream_meter(self, info: RequestInfo) -> StreamMeter:
         return OpenAIStreamMeter(hide_usage=not info.wants_usage_chunk)
 
     def route_features(self, info: RequestInfo) -> tuple[bool, bool, int]:

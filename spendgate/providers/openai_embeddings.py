@@ -1,0 +1,45 @@
+"""OpenAI embeddings adapter: `/v1/embeddings`, JSON only, priced on its input tokens."""
+
+from __future__ import annotations
+
+import orjson
+
+from spendgate.pricing import Usage
+from spendgate.providers.base import ClientError, Metered, RequestInfo, as_int, rough_tokens
+from spendgate.providers.openai import OpenAIProvider
+from spendgate.providers.openai_responses import json_object
+
+
+class OpenAIEmbeddingsProvider(OpenAIProvider):
+    """Embeddings: OpenAI's error format and headers; usage is `prompt_tokens` alone."""
+
+    endpoint_path = "/embeddings"
+
+    def parse(self, body: bytes, path: str) -> RequestInfo:
+        data = json_object(body)
+        model = data.get("model")
+        if not isinstance(model, str) or not model:
+            raise ClientError(400, "invalid_request_error", "Missing required parameter: 'model'.")
+        if data.get("input") in (None, "", []):
+            raise ClientError(400, "invalid_request_error", "Missing required parameter: 'input'.")
+        # No output tokens: the worst case is the input alone.
+        return RequestInfo(model=model, stream=False, max_tokens=1, body=data, path=path)
+
+    def upstream_body(self, body: bytes, info: RequestInfo, model: str) -> bytes:
+        return body if model == info.model else orjson.dumps({**info.body, "model": model})
+
+    def meter_json(self, body: bytes) -> Metered:
+        data = orjson.loads(body)
+        usage = data.get("usage") or {}
+        return Metered(
+            usage=Usage(input_tokens=as_int(usage.get("prompt_tokens"))),
+            response_model=data.get("model"),
+            complete=True,
+        )
+
+    def route_features(self, info: RequestInfo) -> tuple[bool, bool, int]:
+        given = info.body.get("input")
+        return False, False, len(given) if isinstance(given, list) else 1
+
+    def estimate_input_tokens(self, info: RequestInfo) -> int:
+        return rough_tokens(len(orjson.dumps(info.body.get("input"))))
