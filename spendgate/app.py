@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import hmac
 import logging
@@ -27,6 +28,7 @@ from spendgate.extras import require
 from spendgate.finance.webhook import github_webhook as finance_webhook
 from spendgate.gateway import Gateway
 from spendgate.ledger import Journal, LedgerWriter, recover_journals
+from spendgate.ledger.quarantine import land_checked
 from spendgate.metrics import CONTENT_TYPE, Metrics
 from spendgate.passthrough import relay, wants_anthropic
 from spendgate.pricing import Pricer
@@ -47,7 +49,7 @@ def build_gateway(settings: Settings) -> Gateway:
     store = open_store(settings.database_url)
     store.migrate()
     spool = settings.resolved_spool_dir()
-    recover_journals(spool, store.insert_ledger_rows)
+    _, replayed = recover_journals(spool, functools.partial(land_checked, store))
     secret = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
     openai_secret = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     keyring = Keyring(store.active_principals, settings.key_cache_refresh_s)
@@ -58,6 +60,7 @@ def build_gateway(settings: Settings) -> Gateway:
         settings.ledger_batch_size,
         settings.ledger_flush_interval_s,
     )
+    ledger.rows_quarantined += replayed.quarantined
     budgets = BudgetEnforcer(
         store,
         build_counters(settings),
@@ -145,8 +148,18 @@ def create_app(settings: Settings | None = None) -> SpendgateApp:
         return Response(status_code=200)
 
     async def health(request: Request) -> Response:
+        # A writer stuck on the database for too long is unhealthy: rows pile up in the journal.
+        stall = gw.ledger.stall_s
+        healthy = stall <= settings.ledger_stall_unhealthy_s
         return JSONResponse(
-            {"status": "ok", "version": __version__, "ledger_queue_depth": gw.ledger.queue_depth}
+            {
+                "status": "ok" if healthy else "unhealthy",
+                "version": __version__,
+                "ledger_queue_depth": gw.ledger.queue_depth,
+                "ledger_stall_s": round(stall, 3),
+                "ledger_rows_quarantined": gw.ledger.rows_quarantined,
+            },
+            200 if healthy else 503,
         )
 
     metrics_token = settings.metrics_token.get_secret_value() if settings.metrics_token else None

@@ -6,17 +6,17 @@ Tags come from, in order of precedence: the `x-spendgate-tags` header, the reque
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from spendgate.models import Principal
-from spendgate.providers.base import ClientError
+from spendgate.providers.base import MAX_NAME_CHARS, ClientError, has_control_chars
 
 UNTAGGED = "untagged"
 TAGS_HEADER = "x-spendgate-tags"
-_MAX_TAGS = 32
-_MAX_LEN = 200
+MAX_TAGS = 32
+_MAX_HEADER = 1000  # user-agent: long enough for any real client's
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,17 +42,17 @@ def attribute(principal: Principal, headers: Mapping[str, str], metadata: Mappin
     return Attribution(
         use_case=use_case,
         tags=tags,
-        session_id=headers.get("x-claude-code-session-id"),
-        agent_id=headers.get("x-claude-code-agent-id"),
-        parent_agent_id=headers.get("x-claude-code-parent-agent-id"),
-        client_request_id=headers.get("x-client-request-id"),
-        user_agent=headers.get("user-agent"),
+        session_id=_header(headers, "x-claude-code-session-id"),
+        agent_id=_header(headers, "x-claude-code-agent-id"),
+        parent_agent_id=_header(headers, "x-claude-code-parent-agent-id"),
+        client_request_id=_header(headers, "x-client-request-id"),
+        user_agent=_header(headers, "user-agent", _MAX_HEADER),
     )
 
 
 def parse_tags(text: str) -> dict[str, str]:
     """`use_case=code-review,repo=api` -> {'use_case': 'code-review', 'repo': 'api'}."""
-    tags: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
     for part in text.split(","):
         if not part.strip():
             continue
@@ -65,22 +65,41 @@ def parse_tags(text: str) -> dict[str, str]:
                 f"{TAGS_HEADER} must be comma-separated key=value pairs, e.g. use_case=code-review,repo=api; "
                 f"got {part.strip()[:60]!r}",
             )
-        tags[key[:_MAX_LEN]] = value[:_MAX_LEN]
-    if len(tags) > _MAX_TAGS:
-        raise ClientError(400, "invalid_request_error", f"{TAGS_HEADER} carries more than {_MAX_TAGS} tags")
+        pairs.append((key, value))
+    return checked_tags(pairs, TAGS_HEADER)
+
+
+def checked_tags(pairs: Iterable[tuple[str, str]], source: str) -> dict[str, str]:
+    """The one cap for tags from every source: at most MAX_TAGS, each key and value cut to
+    MAX_NAME_CHARS, and no control characters (the ledger's text columns refuse NUL)."""
+    tags: dict[str, str] = {}
+    for key, value in pairs:
+        if len(tags) >= MAX_TAGS:
+            raise ClientError(400, "invalid_request_error", f"{source} carries more than {MAX_TAGS} tags")
+        if has_control_chars(key) or has_control_chars(value):
+            raise ClientError(
+                400, "invalid_request_error", f"{source}: tag {key[:60]!r} contains control characters"
+            )
+        tags[key[:MAX_NAME_CHARS]] = value[:MAX_NAME_CHARS]
     return tags
 
 
 def _metadata_tags(metadata: Mapping[str, Any]) -> dict[str, str]:
     # OpenAI's metadata is a free map of strings; Anthropic's accepts only user_id, so
-    # Anthropic callers tag with the header instead.
+    # Anthropic callers tag with the header instead. Types were checked by the provider's parse.
     tags: dict[str, str] = {}
     raw = metadata.get("tags")
     if isinstance(raw, str):
         tags.update(parse_tags(raw))
     elif isinstance(raw, dict):
-        tags.update({str(k)[:_MAX_LEN]: str(v)[:_MAX_LEN] for k, v in raw.items()})
+        tags.update(checked_tags(((str(k), str(v)) for k, v in raw.items()), "metadata.tags"))
     use_case = metadata.get("use_case")
     if isinstance(use_case, str) and use_case:
-        tags["use_case"] = use_case[:_MAX_LEN]
+        tags.update(checked_tags([("use_case", use_case)], "metadata.use_case"))
     return tags
+
+
+def _header(headers: Mapping[str, str], name: str, limit: int = MAX_NAME_CHARS) -> str | None:
+    # The HTTP server refuses control characters in headers; only the length is ours to cap.
+    value = headers.get(name)
+    return value[:limit] if value is not None else None

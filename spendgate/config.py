@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     upstream_max_connections: int = Field(1000, description="Pooled connections per provider host.")
     ledger_batch_size: int = Field(500, description="Most ledger rows written in one transaction.")
     ledger_flush_interval_s: float = Field(0.2, description="Longest a ledger row waits before its batch.")
+    ledger_stall_unhealthy_s: float = Field(
+        60.0,
+        description="/healthz answers 503 once the oldest row the ledger writer holds has waited this "
+        "long for the database (an outage; rows stay safe in the journal meanwhile).",
+    )
     journal_segment_bytes: int = Field(
         16 * 1024 * 1024, description="Journal segment size before it rotates (bytes)."
     )

@@ -179,6 +179,16 @@ class _StateCollector(Collector):
             "Ledger rows written to the database by this process.",
             value=self._ledger.rows_written,
         )
+        yield CounterMetricFamily(
+            "spendgate_ledger_rows_quarantined",
+            "Ledger rows the database refused for good, kept in ledger_quarantine (this process).",
+            value=self._ledger.rows_quarantined,
+        )
+        yield GaugeMetricFamily(
+            "spendgate_ledger_stall_seconds",
+            "How long the oldest row the ledger writer holds has waited for the database.",
+            value=self._ledger.stall_s,
+        )
         if self.in_flight is not None:
             yield GaugeMetricFamily(
                 "spendgate_reservations_in_flight",

@@ -1,4 +1,4 @@
-"""`spendgate spend` (spend grouped by a dimension) and `spendgate ledger tail` (latest calls)."""
+"""`spendgate spend` (spend grouped by a dimension) and `spendgate ledger` (latest calls, quarantine)."""
 
 from __future__ import annotations
 
@@ -170,6 +170,22 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"rebuilt ledger_daily ({counts['daily_rows']} rows) and ledger_work_monthly "
             f"({counts['tagged_calls']} tagged calls)"
+        )
+
+    @ledger.command("quarantine")
+    def quarantine(
+        limit: int = typer.Option(50, "--limit", "-n", help="How many of the newest rows."),
+        fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+    ) -> None:
+        """Rows the database refused for good (kept whole, blocking nothing), newest first."""
+        with cli_store() as store:
+            rows = store.quarantined_ledger_rows(limit)
+        if fmt is Format.json:
+            print_json(rows)
+            return
+        print_table(
+            ["request_id", "quarantined_at", "reason"],
+            [[r["request_id"], r["quarantined_at"], r["reason"]] for r in rows],
         )
 
     app.add_typer(ledger, name="ledger")

@@ -10,7 +10,9 @@ key, so a row already written is never counted twice.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
+import json
 import logging
 import os
 import time
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import orjson
 
+from spendgate.ledger.quarantine import Landed
 from spendgate.models import LedgerRow
 
 log = logging.getLogger(__name__)
@@ -54,7 +57,10 @@ class Journal:
 
     def append(self, row: LedgerRow) -> Segment:
         """Persist one row past a crash of this process; returns its segment."""
-        line = orjson.dumps(row) + b"\n"  # a dataclass: its fields in order, as row.as_dict()
+        try:
+            line = orjson.dumps(row) + b"\n"  # a dataclass: its fields in order, as row.as_dict()
+        except TypeError:  # a value orjson refuses (an int past 64 bits): never lose the row for it
+            line = json.dumps(dataclasses.asdict(row), default=str).encode() + b"\n"
         segment = self.current
         os.write(segment.fd, line)
         segment.written += 1
@@ -89,11 +95,15 @@ class Journal:
                 self.segments.remove(segment)
 
 
-def recover_journals(directory: Path, insert: Callable[[Sequence[LedgerRow]], int]) -> tuple[int, int]:
-    """Replay segments left by dead processes; returns (rows read, rows newly inserted)."""
+def recover_journals(directory: Path, land: Callable[[Sequence[LedgerRow]], Landed]) -> tuple[int, Landed]:
+    """Replay segments left by dead processes; returns (rows read, what landed).
+
+    Never stops start-up: a row the database refuses for good is quarantined by `land`, and a
+    segment that cannot be replayed now (the database went away) is kept for the next start.
+    """
     if not directory.exists():
-        return 0, 0
-    read = inserted = 0
+        return 0, Landed()
+    read, landed = 0, Landed()
     for path in sorted(directory.glob("journal-*.jsonl")):
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -106,14 +116,21 @@ def recover_journals(directory: Path, insert: Callable[[Sequence[LedgerRow]], in
                 continue  # a live process owns it
             rows = _read_rows(path)
             for start in range(0, len(rows), 1000):
-                inserted += insert(rows[start : start + 1000])
+                landed += land(rows[start : start + 1000])
             read += len(rows)
             path.unlink(missing_ok=True)
+        except Exception:
+            log.exception("could not replay %s now; it is kept for the next start", path.name)
         finally:
             os.close(fd)
     if read:
-        log.info("replayed %d journal rows, %d were not yet in the ledger", read, inserted)
-    return read, inserted
+        log.info(
+            "replayed %d journal rows: %d were not yet in the ledger, %d quarantined",
+            read,
+            landed.inserted,
+            landed.quarantined,
+        )
+    return read, landed
 
 
 def _read_rows(path: Path) -> list[LedgerRow]:
@@ -123,6 +140,6 @@ def _read_rows(path: Path) -> list[LedgerRow]:
             continue
         try:
             rows.append(LedgerRow(**orjson.loads(line)))
-        except (orjson.JSONDecodeError, TypeError):
+        except (orjson.JSONDecodeError, TypeError):  # TypeError: not an object of the row's fields
             log.warning("skipping a torn line in %s", path.name)
     return rows

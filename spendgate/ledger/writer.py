@@ -10,6 +10,7 @@ from collections import Counter
 
 from spendgate.budgets.model import BudgetEvent
 from spendgate.ledger.journal import Journal, Segment
+from spendgate.ledger.quarantine import land
 from spendgate.models import LedgerRow
 from spendgate.store.base import Store
 
@@ -28,8 +29,12 @@ class LedgerWriter:
         self._thread = threading.Thread(target=self._run, name="spendgate-ledger-writer", daemon=True)
         self._idle = threading.Event()
         self._idle.set()
+        self._stopping = threading.Event()
         self.rows_written = 0
+        self.rows_quarantined = 0  # this process's, replay at start-up included
         self.last_write_lag_s = 0.0
+        # monotonic time the oldest row not yet in the database was taken by the writer, or None
+        self._pending_since: float | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -50,6 +55,12 @@ class LedgerWriter:
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def stall_s(self) -> float:
+        """How long the oldest row the writer holds has waited for the database (0: none held)."""
+        since = self._pending_since
+        return 0.0 if since is None else max(0.0, time.monotonic() - since)
+
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until everything recorded so far is in the database (tests, shutdown)."""
         deadline = time.monotonic() + timeout
@@ -59,8 +70,11 @@ class LedgerWriter:
         return False
 
     def stop(self, timeout: float = 30.0) -> None:
+        # Rows the database cannot take now stay in the journal: the next start replays them.
+        self._stopping.set()
         self._queue.put(_STOP)
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
         self._journal.close()
 
     def _run(self) -> None:
@@ -69,6 +83,7 @@ class LedgerWriter:
             batch: list[tuple[LedgerRow, Segment]] = []
             events: list[BudgetEvent] = []
             item = self._queue.get()
+            self._pending_since = time.monotonic()
             if item is not _STOP and not full:
                 # Let rows gather for one interval, then take them all: the thread wakes once per
                 # batch rather than once per call (each wake-up costs the event loop the GIL).
@@ -95,6 +110,7 @@ class LedgerWriter:
                 self._write(batch)
             if events:
                 self._write_events(events)
+            self._pending_since = None
             if self._queue.empty():
                 self._idle.set()
 
@@ -109,13 +125,15 @@ class LedgerWriter:
         delay = 0.1
         while True:
             try:
-                self._store.insert_ledger_rows(rows)
+                landed = land(self._store, rows)  # a row refused for good is quarantined, not retried
                 break
-            except Exception:  # the rows are safe in the journal: keep trying, never drop them
+            except Exception:  # an outage: the rows are safe in the journal, keep trying
                 log.exception("ledger write failed; retrying in %.1fs", delay)
-                time.sleep(delay)
+                if self._stopping.wait(delay):
+                    return  # shutting down: left uncommitted in the journal for the next start
                 delay = min(delay * 2, 5.0)
-        self.rows_written += len(rows)
+        self.rows_written += landed.inserted
+        self.rows_quarantined += landed.quarantined
         self.last_write_lag_s = time.time() - _epoch(rows[0].ended_at)
         for segment, count in Counter(segment for _, segment in batch).items():
             self._journal.mark_committed(segment, count)

@@ -14,7 +14,12 @@ from spendgate.providers.base import (
     RequestInfo,
     SSEBuffer,
     as_int,
+    as_object,
+    clean_text,
     forwardable_request_headers,
+    read_metadata,
+    read_stream,
+    read_token_limit,
     rough_tokens,
     sse_fields,
 )
@@ -44,19 +49,18 @@ class AnthropicProvider:
         self.base_url = base_url.rstrip("/")
 
     def parse(self, body: bytes, path: str) -> RequestInfo:
-        data = _json_object(body)
+        data = _jsonas_object(body)
         model = data.get("model")
         if not isinstance(model, str) or not model:
             raise ClientError(400, "invalid_request_error", "model: Field required (a model name string)")
-        max_tokens = data.get("max_tokens")
-        if path.endswith("/messages") and (not isinstance(max_tokens, int) or max_tokens < 1):
+        max_tokens = read_token_limit(data, "max_tokens")
+        if path.endswith("/messages") and max_tokens is None:
             raise ClientError(400, "invalid_request_error", "max_tokens: Field required (a positive integer)")
-        metadata = data.get("metadata")
         return RequestInfo(
             model=model,
-            stream=data.get("stream") is True,
-            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
-            metadata=metadata if isinstance(metadata, dict) else {},
+            stream=read_stream(data),
+            max_tokens=max_tokens,
+            metadata=read_metadata(data),
             body=data,
             path=path,
         )
@@ -84,12 +88,14 @@ class AnthropicProvider:
             error = orjson.loads(body).get("error")
         except (orjson.JSONDecodeError, AttributeError):
             return None
-        return error.get("type") if isinstance(error, dict) else None
+        return clean_text(error.get("type")) if isinstance(error, dict) else None
 
     def meter_json(self, body: bytes) -> Metered:
         data = orjson.loads(body)
         return Metered(
-            usage=usage_from(data.get("usage") or {}), response_model=data.get("model"), complete=True
+            usage=usage_from(as_object(data.get("usage"))),
+            response_model=clean_text(data.get("model")),
+            complete=True,
         )
 
     def stream_meter(self, info: RequestInfo) -> AnthropicStreamMeter:
@@ -192,17 +198,17 @@ class AnthropicStreamMeter:
             return
         kind = payload.get("type") if isinstance(payload, dict) else None
         if kind == "message_start":
-            message = payload.get("message") or {}
-            self._model = message.get("model")
-            self._usage = usage_from(message.get("usage") or {})
+            message = as_object(payload.get("message"))
+            self._model = clean_text(message.get("model"))
+            self._usage = usage_from(as_object(message.get("usage")))
         elif kind == "message_delta":
-            self._usage = usage_from(payload.get("usage") or {}, self._usage)
+            self._usage = usage_from(as_object(payload.get("usage")), self._usage)
             self._saw_delta = True
         elif kind == "message_stop":
             self._done = True
         elif kind == "error":
-            error = payload.get("error") or {}
-            self._error = error.get("type", "api_error") if isinstance(error, dict) else "api_error"
+            error = payload.get("error")
+            self._error = (clean_text(error.get("type")) if isinstance(error, dict) else None) or "api_error"
 
     @property
     def finished(self) -> bool:
@@ -239,7 +245,7 @@ def estimate_input_tokens(body: dict[str, Any]) -> int:
     return rough_tokens(sum(len(orjson.dumps(p)) for p in parts if p is not None))
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
+def _jsonas_object(body: bytes) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -6,6 +6,7 @@ speaks the provider's error format, and meters usage from a JSON body or a strea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -119,8 +120,79 @@ def rough_tokens(chars: int) -> int:
     return max(1, -(-chars // 4))
 
 
+# A token count past this is no real call's (a 64-bit column would overflow on the cost long
+# before): the provider's number is treated as missing, like a negative one.
+MAX_TOKEN_COUNT = 1_000_000_000
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0 and C1 controls: NUL the database refuses
+MAX_NAME_CHARS = 200  # a tag, a use case, a model name as the ledger keeps it
+
+
 def as_int(value: Any) -> int:
-    return value if isinstance(value, int) and value > 0 else 0
+    """A count from a provider's usage: a whole number in range, else 0 (`true` is no count)."""
+    return value if type(value) is int and 0 < value <= MAX_TOKEN_COUNT else 0
+
+
+def as_object(value: Any) -> dict[str, Any]:
+    """A JSON object from a provider's answer, or {} when it is anything else."""
+    return value if isinstance(value, dict) else {}
+
+
+def clean_text(value: Any, limit: int = MAX_NAME_CHARS) -> str | None:
+    """A string from a provider (model, error type) as the ledger may keep it: controls dropped,
+    length capped; anything but a string is None."""
+    if not isinstance(value, str):
+        return None
+    if not value.isprintable():  # the common case skips the regex
+        value = _CONTROL_CHARS.sub("", value)
+    return value[:limit]
+
+
+def has_control_chars(text: str) -> bool:
+    return not text.isprintable() and _CONTROL_CHARS.search(text) is not None
+
+
+def read_stream(data: Mapping[str, Any]) -> bool:
+    """The `stream` field: absent, null or a boolean."""
+    stream = data.get("stream")
+    if stream is None or isinstance(stream, bool):
+        return stream is True
+    raise ClientError(400, "invalid_request_error", "stream: must be a boolean (true or false)")
+
+
+def read_token_limit(data: Mapping[str, Any], name: str) -> int | None:
+    """An output-token limit (`max_tokens`): absent, null or a whole number from 1 to MAX_TOKEN_COUNT."""
+    value = data.get(name)
+    if value is None:
+        return None
+    if type(value) is not int or not 1 <= value <= MAX_TOKEN_COUNT:
+        raise ClientError(
+            400, "invalid_request_error", f"{name}: must be a whole number from 1 to {MAX_TOKEN_COUNT}"
+        )
+    return value
+
+
+def read_metadata(data: Mapping[str, Any]) -> dict[str, Any]:
+    """`metadata`: absent, null or an object; `use_case` in it a string and `tags` a string or an
+    object of scalar values (what attribution reads; other keys are the provider's to judge)."""
+    metadata = data.get("metadata")
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise ClientError(400, "invalid_request_error", "metadata: must be an object")
+    use_case = metadata.get("use_case")
+    if use_case is not None and not isinstance(use_case, str):
+        raise ClientError(400, "invalid_request_error", "metadata.use_case: must be a string")
+    tags = metadata.get("tags")
+    scalars = (str, int, float, bool)
+    if not (
+        tags is None
+        or isinstance(tags, str)
+        or (isinstance(tags, dict) and all(isinstance(v, scalars) for v in tags.values()))
+    ):
+        raise ClientError(
+            400, "invalid_request_error", "metadata.tags: must be 'key=value,...' or an object of strings"
+        )
+    return metadata
 
 
 class SSEBuffer:

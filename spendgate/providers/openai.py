@@ -19,7 +19,12 @@ from spendgate.providers.base import (
     SSEBuffer,
     StreamMeter,
     as_int,
+    as_object,
+    clean_text,
     forwardable_request_headers,
+    read_metadata,
+    read_stream,
+    read_token_limit,
     rough_tokens,
     sse_fields,
 )
@@ -65,16 +70,18 @@ class OpenAIProvider:
             raise ClientError(400, "invalid_request_error", "you must provide a model parameter")
         if not isinstance(data.get("messages"), list):
             raise ClientError(400, "invalid_request_error", "'messages' is a required property (a list)")
-        stream = data.get("stream") is True
+        stream = read_stream(data)
         options = data.get("stream_options")
+        if options is not None and not isinstance(options, dict):
+            raise ClientError(400, "invalid_request_error", "stream_options: must be an object")
         wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-        limit = data.get("max_completion_tokens", data.get("max_tokens"))
-        metadata = data.get("metadata")
+        limit = read_token_limit(data, "max_completion_tokens")
+        legacy = read_token_limit(data, "max_tokens")
         return RequestInfo(
             model=model,
             stream=stream,
-            max_tokens=limit if isinstance(limit, int) else None,
-            metadata=metadata if isinstance(metadata, dict) else {},
+            max_tokens=limit if limit is not None else legacy,
+            metadata=read_metadata(data),
             wants_usage_chunk=wants_usage or not stream,
             body=data,
             path=path,
@@ -116,12 +123,14 @@ class OpenAIProvider:
             return None
         if not isinstance(error, dict):
             return None
-        return error.get("code") or error.get("type")
+        return clean_text(error.get("code") or error.get("type"))
 
     def meter_json(self, body: bytes) -> Metered:
         data = orjson.loads(body)
         return Metered(
-            usage=usage_from(data.get("usage") or {}), response_model=data.get("model"), complete=True
+            usage=usage_from(as_object(data.get("usage"))),
+            response_model=clean_text(data.get("model")),
+            complete=True,
         )
 
     def stream_meter(self, info: RequestInfo) -> StreamMeter:
@@ -141,8 +150,8 @@ class OpenAIProvider:
 
 def usage_from(raw: dict[str, Any]) -> Usage:
     """OpenAI usage -> Usage. prompt_tokens INCLUDES cached (and cache-write) tokens: split them out."""
-    prompt = raw.get("prompt_tokens_details") or {}
-    completion = raw.get("completion_tokens_details") or {}
+    prompt = as_object(raw.get("prompt_tokens_details"))
+    completion = as_object(raw.get("completion_tokens_details"))
     cached = as_int(prompt.get("cached_tokens"))
     written = as_int(prompt.get("cache_write_tokens"))
     return Usage(
@@ -208,9 +217,10 @@ class OpenAIStreamMeter:
         if not isinstance(payload, dict):
             return False
         if "error" in payload and isinstance(payload["error"], dict):
-            self._error = payload["error"].get("code") or payload["error"].get("type") or "server_error"
+            error = payload["error"]
+            self._error = clean_text(error.get("code") or error.get("type")) or "server_error"
             return False
-        self._model = payload.get("model") or self._model
+        self._model = clean_text(payload.get("model")) or self._model
         choices = payload.get("choices") or []
         for choice in choices:
             delta = choice.get("delta") or {}

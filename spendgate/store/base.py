@@ -33,6 +33,14 @@ class Store(Protocol):
         """Insert rows, ignoring request ids already present (replays are idempotent)."""
         ...
 
+    def quarantine_ledger_rows(self, items: Sequence[tuple[str, str, str]]) -> int:
+        """Keep rows the database refused for good: (request id, reason, row as ASCII JSON) each."""
+        ...
+
+    def quarantined_ledger_rows(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Quarantined rows, newest first: request_id, quarantined_at, reason, row_json."""
+        ...
+
     def ledger_rows(
         self, since: str | None = None, until: str | None = None, latest: int | None = None
     ) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from spendgate.store.sql_budgets import BudgetQueries
 from spendgate.store.sql_finance import FinanceQueries
 from spendgate.store.sql_ledger import LedgerQueries
 from spendgate.store.sql_principals import PrincipalQueries
+from spendgate.store.sql_quarantine import QuarantineQueries
 from spendgate.store.sql_reconcile import ReconcileQueries
 from spendgate.store.sql_reports import ReportQueries
 
@@ -20,6 +21,7 @@ class SQLStore(
     ReportQueries,
     FinanceQueries,
     ReconcileQueries,
+    QuarantineQueries,
 ):
     """Every query class on one connection; a backend package subclasses it (sqlite/, postgres/)."""
 
