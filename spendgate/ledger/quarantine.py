@@ -16,6 +16,7 @@ import json
 import logging
 from collections.abc import Sequence
 from types import MappingProxyType
+from typing import Any
 
 from spendgate.models import LedgerRow
 from spendgate.store.base import Store
@@ -60,7 +61,7 @@ _INT64 = 2**63
 def row_problem(row: LedgerRow) -> str | None:
     """Why a row read back from a journal does not fit the ledger's columns, or None."""
     for name, (kind, nullable) in _KINDS.items():
-        value = getattr(row, name)
+        value: Any = getattr(row, name)
         if value is None and nullable:
             continue
         if type(value) is not kind:  # exact: a bool is no token count, a float no integer

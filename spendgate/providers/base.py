@@ -142,9 +142,8 @@ def clean_text(value: Any, limit: int = MAX_NAME_CHARS) -> str | None:
     length capped; anything but a string is None."""
     if not isinstance(value, str):
         return None
-    if not value.isprintable():  # the common case skips the regex
-        value = _CONTROL_CHARS.sub("", value)
-    return value[:limit]
+    text: str = value if value.isprintable() else _CONTROL_CHARS.sub("", value)  # common case: no regex
+    return text[:limit]
 
 
 def has_control_chars(text: str) -> bool:
