@@ -66,9 +66,11 @@ def row_problem(row: LedgerRow) -> str | None:
             continue
         if type(value) is not kind:  # exact: a bool is no token count, a float no integer
             return f"{name}: {type(value).__name__} where {kind.__name__} belongs"
-        if kind is int and not -_INT64 <= value < _INT64:
+        if isinstance(value, int) and not -_INT64 <= value < _INT64:
             return f"{name}: {value} is past 64 bits"
-        if kind is dict and not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        if isinstance(value, dict) and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
             return f"{name}: not an object of strings"
     return None
 
