@@ -13,13 +13,12 @@ class QuarantineQueries(QueryMixin):
     def quarantine_ledger_rows(self, items: Sequence[tuple[str, str, str]]) -> int:
         """(request id, reason, row as ASCII JSON) each; a row already there is left as it is."""
         now = utc_now_iso()
-        return self._run_many(
-            self._sql(
-                "INSERT INTO ledger_quarantine (request_id, quarantined_at, reason, row_json) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING"
-            ),
-            [(request_id, now, reason, row_json) for request_id, reason, row_json in items],
+        sql = self._sql(
+            "INSERT INTO ledger_quarantine (request_id, quarantined_at, reason, row_json) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING"
         )
+        with self._lock:
+            return self._run_many(sql, [(rid, now, reason, row_json) for rid, reason, row_json in items])
 
     def quarantined_ledger_rows(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Newest first: request_id, quarantined_at, reason, row_json."""
