@@ -199,7 +199,7 @@ async def messages(request: Request) -> Response:
     headers = {"request-id": request_id}
     if payload.get("stream") is True:
         assets: AnthropicAssets = request.app.state.anthropic
-        events = _stream_events(reply, state, assets, controls.mode)
+        events = stream_events(reply, state, assets, controls.mode)
         cut = controls.mode == "stream-cut"
         return EventStreamResponse(events, headers=headers, delay_s=controls.chunk_delay_s, cut=cut)
     return json_response(message_json(reply, state), headers=headers)
@@ -215,15 +215,18 @@ class Reply:
     usage: dict[str, Any]
 
 
-def make_reply(payload: dict[str, Any], state: FakeState, controls: Controls, message_id: str) -> Reply | str:
-    """The answer to a valid Messages request (the prompt cache updated), or what is wrong with it."""
-    problem = message_params_error(payload)
+def make_reply(
+    payload: dict[str, Any], state: FakeState, controls: Controls, message_id: str, model: str | None = None
+) -> Reply | str:
+    """The answer to a valid Messages request (the prompt cache updated), or what is wrong with it.
+    `model`: the model named in the path (the Bedrock and Vertex fakes), where the body has none."""
+    problem = message_params_error(payload if model is None else {**payload, "model": model})
     if problem is not None:
         return problem
     max_tokens = payload.get("max_tokens")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         return "max_tokens: Field required"
-    model: str = payload["model"]
+    model = model or payload["model"]
     output = min(max_tokens, controls.output_tokens)
     thinking = payload.get("thinking")
     thinks = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
@@ -258,7 +261,7 @@ def message_json(reply: Reply, state: FakeState) -> dict[str, Any]:
     }
 
 
-def _stream_events(reply: Reply, state: FakeState, assets: AnthropicAssets, mode: str) -> list[bytes]:
+def stream_events(reply: Reply, state: FakeState, assets: AnthropicAssets, mode: str) -> list[bytes]:
     start_usage = {**reply.usage, "output_tokens": 1}
     skeleton: dict[str, Any] = {
         "id": reply.message_id,

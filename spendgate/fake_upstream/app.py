@@ -1,4 +1,4 @@
-"""The ASGI app: one server speaking both providers, plus ``/_fake/requests`` for inspection."""
+"""The ASGI app: one server speaking every provider, plus ``/_fake/requests`` for inspection."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from starlette.routing import Route
 from spendgate.fake_upstream import (
     anthropic_api,
     anthropic_batches,
+    bedrock_api,
     openai_api,
     openai_embeddings,
     openai_responses,
+    vertex_api,
 )
 from spendgate.fake_upstream.common import FakeState, fake_state, is_anthropic_request, json_response
 from spendgate.fake_upstream.settings import FakeSettings
@@ -67,6 +69,16 @@ def create_fake_app(settings: FakeSettings) -> Starlette:
             Route("/v1/responses/{response_id}/cancel", openai_responses.cancel, methods=["POST"]),
             Route("/v1/embeddings", openai_embeddings.embeddings, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
+            # Bedrock: the runtime, and the control plane's listing, on the same server
+            Route("/model/{rest:path}", bedrock_api.runtime, methods=["POST"]),
+            Route("/inference-profiles", bedrock_api.inference_profiles, methods=["GET"]),
+            # Vertex AI, and the OAuth token endpoint a service-account key file names
+            Route(
+                "/v1/projects/{project}/locations/{region}/publishers/anthropic/models/{rest}",
+                vertex_api.predict,
+                methods=["POST"],
+            ),
+            Route("/token", vertex_api.token, methods=["POST"]),
             Route("/_fake/requests", recorded_requests, methods=["GET", "DELETE"]),
         ],
         exception_handlers={404: http_error, 405: http_error},

@@ -62,6 +62,7 @@ class FakeState:
     batches: BoundedMap[Any] = field(default_factory=lambda: BoundedMap(STORED_ENTRIES))
     answer: Corpus = field(default_factory=lambda: Corpus.build(ANSWER_TEXT))
     thinking: Corpus = field(default_factory=lambda: Corpus.build(THINKING_TEXT))
+    google_tokens: set[str] = field(default_factory=set)  # access tokens the Vertex fake issued
 
     def __post_init__(self) -> None:
         self.recorded = deque(maxlen=max(self.settings.record_requests, 0))

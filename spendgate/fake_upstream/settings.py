@@ -11,6 +11,10 @@ class FakeSettings:
 
     anthropic_api_key: str | None = None  # when set, other keys get a 401
     openai_api_key: str | None = None
+    aws_access_key_id: str | None = None  # when set (with the secret), Bedrock calls need its SigV4
+    aws_secret_access_key: str | None = None
+    google_public_key: str | None = None  # PEM; when set, the token grant is checked and Vertex calls
+    # need a token the fake issued
     latency_ms: float = 0  # delay before response headers
     chunk_delay_ms: float = 0  # delay between stream events
     output_tokens: int = 24  # default output length
