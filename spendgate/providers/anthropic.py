@@ -196,7 +196,16 @@ class AnthropicStreamMeter:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
             return
-        kind = payload.get("type") if isinstance(payload, dict) else None
+        if isinstance(payload, dict):
+            self.on_event(payload)
+
+    def count_delta(self, chars: int) -> None:
+        """A content delta of about `chars` characters went by (for the estimate of a cut stream)."""
+        self._delta_chars += chars
+
+    def on_event(self, payload: dict[str, Any]) -> None:
+        """One decoded stream event (also fed by the Bedrock meter, which unwraps them)."""
+        kind = payload.get("type")
         if kind == "message_start":
             message = as_object(payload.get("message"))
             self._model = clean_text(message.get("model"))

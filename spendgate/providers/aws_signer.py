@@ -1,0 +1,90 @@
+"""SigV4 for Bedrock with botocore, credentials from the standard AWS chain, off the event loop.
+
+The chain (environment, shared config and credentials files, SSO, web identity, container and
+instance roles) may read files or call a metadata endpoint: that happens in a thread, once at
+first use and then again before the credentials expire, never inside a call. Signing itself
+is CPU only. Credentials are never logged or put in an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from spendgate.providers.extras import require
+
+# Refresh in the background this long before expiry; below the second bound, a call waits for it.
+ADVISORY_REFRESH_S = 15 * 60
+MANDATORY_REFRESH_S = 60
+
+
+class NoAwsCredentials(Exception):
+    """The standard chain found no credentials (or the region is unknown)."""
+
+
+def _botocore() -> Any:
+    return require("botocore.session", "bedrock", "Amazon Bedrock support")
+
+
+def default_region() -> str | None:
+    """The region the AWS configuration names (AWS_REGION, AWS_DEFAULT_REGION, the profile's)."""
+    if os.environ.get("AWS_REGION"):
+        return os.environ["AWS_REGION"]
+    region = _botocore().get_session().get_config_variable("region")
+    return str(region) if region else None
+
+
+class AwsSigner:
+    """Signs requests for one service and region with the chain's current credentials."""
+
+    def __init__(self, region: str, service: str = "bedrock") -> None:
+        self.region = region
+        self.service = service
+        self._credentials: Any = None  # botocore Credentials (maybe refreshable)
+        self._frozen: Any = None  # ReadOnlyCredentials: what a signature uses
+        self._loading: asyncio.Task[None] | None = None
+
+    async def ready(self) -> None:
+        """Make sure usable credentials are at hand; waits only at first use or past expiry."""
+        if self._frozen is not None and not self._refresh_needed(MANDATORY_REFRESH_S):
+            if self._refresh_needed(ADVISORY_REFRESH_S) and self._loading is None:
+                self._loading = asyncio.create_task(self._load())  # refresh ahead, keep signing
+            return
+        if self._loading is None:
+            self._loading = asyncio.create_task(self._load())
+        await asyncio.shield(self._loading)
+
+    async def _load(self) -> None:
+        try:
+            await asyncio.to_thread(self._resolve)
+        finally:
+            self._loading = None
+
+    def _resolve(self) -> None:
+        if self._credentials is None:
+            credentials = _botocore().get_session().get_credentials()
+            if credentials is None:
+                raise NoAwsCredentials(
+                    "no AWS credentials in the standard chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                    "AWS_PROFILE, web identity, container or instance role)"
+                )
+            self._credentials = credentials
+        # get_frozen_credentials refreshes a refreshable set when it is due (blocking: we are in a thread)
+        self._frozen = self._credentials.get_frozen_credentials()
+
+    def _refresh_needed(self, within_s: int) -> bool:
+        check = getattr(self._credentials, "refresh_needed", None)
+        return bool(check(within_s)) if callable(check) else False
+
+    def sign(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> dict[str, str]:
+        """`headers` plus X-Amz-Date, the session token if any, and Authorization. Call `ready()` first."""
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        if self._frozen is None:
+            raise NoAwsCredentials("AWS credentials are not loaded yet")
+        request = AWSRequest(method=method, url=url, headers=dict(headers), data=body)
+        SigV4Auth(self._frozen, self.service, self.region).add_auth(request)
+        return dict(request.headers.items())

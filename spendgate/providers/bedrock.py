@@ -1,0 +1,412 @@
+"""Amazon Bedrock adapter: `/bedrock/model/{modelId}/{invoke, invoke-with-response-stream, converse,
+converse-stream}` and the `inference-profiles` listing, for Anthropic models.
+
+The client authenticates to Spendgate with its virtual key; Spendgate signs the upstream call with
+SigV4 (`aws_signer.py`). The model is in the path, so the body travels unchanged. Streams are AWS
+event streams: botocore's reader frames each message and the bytes go to the client as they came.
+`invoke` bodies and their stream events are Anthropic's (base64 inside each `chunk`), so their
+usage is read by the Anthropic meter; Converse has its own usage shape.
+
+Prices: the model id is the price key (`us.`/`eu.`/`apac.`/`global.` inference profiles and bare
+`anthropic.` ids), looked up under the `bedrock` provider, which genai-prices maps to its AWS
+Bedrock table, regional profiles at their premium.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from spendgate.pricing import Usage
+from spendgate.providers.anthropic import AnthropicStreamMeter, estimate_input_tokens, usage_from
+from spendgate.providers.base import ClientError, Metered, RequestInfo, as_int, rough_tokens
+from spendgate.providers.extras import require
+
+PATH_PREFIX = "/bedrock/model/"
+PROFILES_PATH = "/bedrock/inference-profiles"
+EVENT_STREAM = "application/vnd.amazon.eventstream"
+ACTIONS = {  # action -> streams?
+    "invoke": False,
+    "invoke-with-response-stream": True,
+    "converse": False,
+    "converse-stream": True,
+}
+EXCEPTIONS = {  # HTTP status -> the Bedrock exception name clients read from x-amzn-ErrorType
+    400: "ValidationException",
+    401: "UnrecognizedClientException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    408: "ModelTimeoutException",
+    413: "ValidationException",
+    424: "ModelErrorException",
+    429: "ThrottlingException",
+    500: "InternalServerException",
+    501: "InternalServerException",
+    502: "InternalServerException",
+    503: "ServiceUnavailableException",
+    504: "ModelTimeoutException",
+    529: "ServiceUnavailableException",
+}
+# Request headers with a meaning to Bedrock (guardrails, trace, latency tier); the rest
+# (the virtual key, Claude Code's own headers) stay with Spendgate.
+_FORWARDED = ("content-type", "accept")
+_FORWARDED_PREFIX = "x-amzn-bedrock-"
+# `{"bytes":"` + base64 of `{"type":"content_block_delt`: the stream's commonest event, recognised
+# without decoding (27 bytes encode to 36 characters whatever follows).
+_DELTA_CHUNK = b'{"bytes":"' + base64.b64encode(b'{"type":"content_block_delt')
+_SKIPPED_CHUNKS = (
+    b'{"bytes":"' + base64.b64encode(b'{"type":"ping"}'),
+    b'{"bytes":"' + base64.b64encode(b'{"type":"content_block_s'),  # start and stop (24 bytes: no padding)
+)
+_CONVERSE_DELTA = b"\x07\x00\x11contentBlockDelta"  # the :event-type header's string value
+_LENGTHS = struct.Struct(">II")  # a message's prelude: total length, headers length (then its CRC)
+_PRELUDE = 12
+_MAX_MESSAGE = 16 * 1024 * 1024 + 128 * 1024  # botocore's limits: 16 MiB payload, 128 KiB headers
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """`/bedrock/model/{modelId}/{action}` -> (modelId, action); the id may hold slashes (an ARN)."""
+    model, _, action = path.removeprefix(PATH_PREFIX).rpartition("/")
+    if not path.startswith(PATH_PREFIX) or not model or action not in ACTIONS:
+        raise ClientError(
+            404,
+            "not_found",
+            f"Unknown Bedrock operation {path!r}: expected {PATH_PREFIX}{{modelId}}/"
+            "invoke, invoke-with-response-stream, converse or converse-stream",
+        )
+    return model, action
+
+
+def is_anthropic_model(model: str) -> bool:
+    return "anthropic." in model or model.startswith("claude")
+
+
+class BedrockProvider:
+    name = "bedrock"
+    endpoint_path = PATH_PREFIX  # a prefix: the model id and action follow
+    stream_content_type = EVENT_STREAM
+
+    def __init__(self, region: str | None = None, base_url: str | None = None) -> None:
+        self._region = region
+        self._base_url = base_url.rstrip("/") if base_url else None
+        self._signer: Any = None  # AwsSigner, built at first use (botocore is an optional extra)
+
+    # --- where calls go -----------------------------------------------------------------
+    @property
+    def region(self) -> str:
+        if self._region is None:
+            from spendgate.providers.aws_signer import default_region
+
+            self._region = default_region()
+            if self._region is None:
+                raise ClientError(
+                    500, "config", "Spendgate has no AWS region for Bedrock: set SPENDGATE_BEDROCK_REGION"
+                )
+        return self._region
+
+    @property
+    def base_url(self) -> str:
+        """The runtime endpoint (SPENDGATE_BEDROCK_BASE_URL overrides it, e.g. a VPC endpoint)."""
+        return self._base_url or f"https://bedrock-runtime.{self.region}.amazonaws.com"
+
+    @property
+    def control_url(self) -> str:
+        """Bedrock's control plane (the inference-profiles listing); with an override, the same base."""
+        return self._base_url or f"https://bedrock.{self.region}.amazonaws.com"
+
+    def upstream_path(self, info: RequestInfo, model: str) -> str:
+        _, action = split_path(info.path)
+        # Encoded as the AWS SDKs encode a path label (`:` and `/` too): the signature covers it.
+        return f"/model/{quote(model, safe='')}/{action}"
+
+    # --- the request --------------------------------------------------------------------
+    def parse(self, body: bytes, path: str) -> RequestInfo:
+        model, action = split_path(path)
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            raise ClientError(
+                400, "ValidationException", "Malformed input request: the body must be a JSON object."
+            )
+        if action.startswith("converse"):
+            config = data.get("inferenceConfig")
+            max_tokens = config.get("maxTokens") if isinstance(config, dict) else None
+            metadata = data.get("requestMetadata")
+        else:
+            if not is_anthropic_model(model):
+                raise ClientError(
+                    400,
+                    "ValidationException",
+                    f"Spendgate meters InvokeModel for Anthropic models only, not {model!r}; "
+                    "use converse for other models.",
+                )
+            max_tokens = data.get("max_tokens")
+            if not isinstance(max_tokens, int) or max_tokens < 1:
+                raise ClientError(
+                    400,
+                    "ValidationException",
+                    "Malformed input request: max_tokens (a positive integer) is required.",
+                )
+            metadata = data.get("metadata")
+        return RequestInfo(
+            model=model,
+            stream=ACTIONS[action],
+            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+            metadata=metadata if isinstance(metadata, dict) else {},
+            path=path,
+            body=data,
+        )
+
+    def upstream_body(self, body: bytes, info: RequestInfo, model: str) -> bytes:
+        return body  # the model travels in the path: the body is forwarded byte for byte
+
+    def upstream_headers(self, incoming: Mapping[str, str]) -> dict[str, str]:
+        headers = {
+            k: v
+            for k, v in incoming.items()
+            if k.lower() in _FORWARDED or k.lower().startswith(_FORWARDED_PREFIX)
+        }
+        headers.setdefault("content-type", "application/json")
+        return headers
+
+    async def ready(self) -> None:
+        """Credentials at hand (first use and expiry only wait, in a thread)."""
+        if self._signer is None:
+            from spendgate.providers.aws_signer import AwsSigner
+
+            self._signer = AwsSigner(self.region)
+        await self._signer.ready()
+
+    def sign(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> dict[str, str]:
+        assert self._signer is not None, "BedrockProvider.ready() was not awaited"
+        signed: dict[str, str] = self._signer.sign(method, url, headers, body)
+        return signed
+
+    def route_features(self, info: RequestInfo) -> tuple[bool, bool, int]:
+        body = info.body
+        messages = body.get("messages")
+        count = len(messages) if isinstance(messages, list) else 0
+        if info.path.endswith(("/converse", "/converse-stream")):
+            extra = body.get("additionalModelRequestFields")
+            thinking = isinstance(extra, dict) and isinstance(extra.get("thinking"), dict)
+            return bool(body.get("toolConfig")), thinking, count
+        thinking = isinstance(body.get("thinking"), dict) and body["thinking"].get("type") in (
+            "enabled",
+            "adaptive",
+        )
+        return bool(body.get("tools")), bool(thinking), count
+
+    def estimate_input_tokens(self, info: RequestInfo) -> int:
+        body = info.body
+        if info.path.endswith(("/converse", "/converse-stream")):
+            parts = [body.get("system"), body.get("messages"), body.get("toolConfig")]
+            return rough_tokens(sum(len(orjson.dumps(p)) for p in parts if p is not None))
+        return estimate_input_tokens(body)
+
+    # --- errors, in Bedrock's words -----------------------------------------------------
+    def error_body(self, status: int, error_type: str, message: str, request_id: str) -> bytes:
+        # Bedrock's body is {"message": ...}; the name also goes in x-amzn-ErrorType (error_headers).
+        return orjson.dumps({"message": message})
+
+    def error_headers(self, status: int) -> dict[str, str]:
+        return {"x-amzn-ErrorType": EXCEPTIONS.get(status, "InternalServerException")}
+
+    def error_type_of(self, body: bytes) -> str | None:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        kind = data.get("__type") or data.get("code")
+        return str(kind).rsplit("#", 1)[-1] if kind else "bedrock_error"
+
+    # --- usage ------------------------------------------------------------------------
+    def meter_json(self, body: bytes) -> Metered:
+        data = orjson.loads(body)
+        usage = data.get("usage") or {}
+        if "inputTokens" in usage or "output" in data:  # a Converse answer
+            return Metered(usage=converse_usage(usage), complete=True)
+        return Metered(usage=usage_from(usage), response_model=data.get("model"), complete=True)
+
+    def stream_meter(self, info: RequestInfo) -> BedrockStreamMeter | ConverseStreamMeter:
+        if info.path.endswith("/converse-stream"):
+            return ConverseStreamMeter()
+        return BedrockStreamMeter()
+
+
+def converse_usage(raw: dict[str, Any]) -> Usage:
+    """Converse usage -> Usage. `inputTokens` is the uncached input; cache reads and writes are
+    reported beside it (Converse does not split writes by TTL: they count as 5-minute writes)."""
+    return Usage(
+        input_tokens=as_int(raw.get("inputTokens")),
+        cache_read_tokens=as_int(raw.get("cacheReadInputTokens")),
+        cache_write_5m_tokens=as_int(raw.get("cacheWriteInputTokens")),
+        output_tokens=as_int(raw.get("outputTokens")),
+    )
+
+
+class _EventStreamReader:
+    """Splits an AWS event stream into messages and parses the ones the meter needs with botocore.
+
+    Framing reads the two lengths at the head of each message (its prelude). A message the meter
+    only counts (a content delta: most of a stream) is recognised by the start of its payload and
+    not parsed further; every other message goes through botocore's parser, which checks both CRCs
+    and decodes the headers. A damaged stream stops the reading (the call is then recorded as
+    estimated), never the relay.
+    """
+
+    __slots__ = ("_pending", "broken", "error")
+
+    def __init__(self) -> None:
+        require("botocore.eventstream", "bedrock", "Amazon Bedrock support")
+        self._pending = b""
+        self.broken = False
+        self.error: str | None = None
+
+    def frames(self, chunk: bytes) -> list[bytes]:
+        """The messages completed by `chunk`, whole (prelude to CRC)."""
+        if self.broken:
+            return []
+        data = self._pending + chunk if self._pending else chunk
+        out: list[bytes] = []
+        at, size = 0, len(data)
+        while size - at >= _PRELUDE:
+            total, headers_length = _LENGTHS.unpack_from(data, at)
+            if total < _PRELUDE + 4 or total > _MAX_MESSAGE or headers_length > total - _PRELUDE - 4:
+                self.broken = True  # not an event stream (or damaged): stop reading, keep relaying
+                return out
+            if size - at < total:
+                break
+            out.append(data[at : at + total])
+            at += total
+        self._pending = data[at:]
+        return out
+
+    def parse(self, frame: bytes) -> tuple[dict[str, Any], bytes] | None:
+        """botocore's reading of one message: (headers, payload) of an event; None otherwise."""
+        from botocore.eventstream import EventStreamBuffer, ParserError
+
+        buffer = EventStreamBuffer()
+        buffer.add_data(frame)
+        try:
+            message = next(buffer)
+        except (ParserError, StopIteration):
+            self.broken = True
+            return None
+        headers = message.headers
+        kind = headers.get(":message-type")
+        if kind == "event":
+            return headers, message.payload
+        if kind in ("exception", "error"):
+            # An error after the 200 (throttling, model stream error): the provider's last word.
+            self.error = str(headers.get(":exception-type") or headers.get(":error-code") or kind)
+        return None
+
+
+def payload_of(frame: bytes) -> bytes:
+    """A message's payload, unparsed: after the prelude and headers, before the message CRC."""
+    headers_length = int.from_bytes(frame[4:8], "big")
+    return frame[_PRELUDE + headers_length : -4]
+
+
+class BedrockStreamMeter:
+    """InvokeModelWithResponseStream: each `chunk` holds one Anthropic stream event in base64."""
+
+    __slots__ = ("_events", "_reader")
+
+    def __init__(self) -> None:
+        self._reader = _EventStreamReader()
+        self._events = AnthropicStreamMeter()
+
+    def feed(self, chunk: bytes) -> bytes:
+        for frame in self._reader.frames(chunk):
+            payload = payload_of(frame)
+            if payload.startswith(_DELTA_CHUNK):
+                # Only needed if the stream is cut before message_delta: count, don't decode.
+                end = payload.find(b'"', len(_DELTA_CHUNK))
+                self._events.count_delta(max(0, (end - 10) * 3 // 4 - 80))
+            elif payload.startswith(_SKIPPED_CHUNKS):
+                continue  # ping, content_block_start/stop: nothing to meter
+            else:
+                parsed = self._reader.parse(frame)
+                if parsed is not None and parsed[0].get(":event-type") == "chunk":
+                    self._read(parsed[1])
+        return chunk
+
+    def _read(self, payload: bytes) -> None:
+        try:
+            event = orjson.loads(base64.b64decode(orjson.loads(payload)["bytes"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return
+        if isinstance(event, dict):
+            self._events.on_event(event)
+
+    def flush(self) -> bytes:
+        return b""
+
+    @property
+    def finished(self) -> bool:
+        return self._events.finished or self._reader.error is not None
+
+    def result(self) -> Metered:
+        result = self._events.result()
+        if self._reader.error is not None:
+            result.error_type = result.error_type or self._reader.error
+            result.complete = False
+        if self._reader.broken:
+            result.estimated = True
+            result.complete = False
+        return result
+
+
+class ConverseStreamMeter:
+    """ConverseStream: JSON events; usage arrives in the last one, `metadata`."""
+
+    __slots__ = ("_delta_chars", "_reader", "_usage")
+
+    def __init__(self) -> None:
+        self._reader = _EventStreamReader()
+        self._usage: Usage | None = None
+        self._delta_chars = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        for frame in self._reader.frames(chunk):
+            headers_end = _PRELUDE + int.from_bytes(frame[4:8], "big")
+            if _CONVERSE_DELTA in frame[_PRELUDE:headers_end]:
+                # Only needed if the stream is cut before `metadata`: count, don't parse.
+                self._delta_chars += max(0, len(frame) - headers_end - 64)
+                continue
+            parsed = self._reader.parse(frame)
+            if parsed is None or parsed[0].get(":event-type") != "metadata":
+                continue
+            try:
+                usage = orjson.loads(parsed[1]).get("usage")
+            except (orjson.JSONDecodeError, AttributeError):
+                continue
+            if isinstance(usage, dict):
+                self._usage = converse_usage(usage)
+        return chunk
+
+    def flush(self) -> bytes:
+        return b""
+
+    @property
+    def finished(self) -> bool:
+        return self._usage is not None or self._reader.error is not None
+
+    def result(self) -> Metered:
+        if self._usage is not None:
+            return Metered(
+                usage=self._usage, complete=self._reader.error is None, error_type=self._reader.error
+            )
+        # Cut before `metadata`: output estimated from the text seen; the prompt is estimated on settling.
+        output = rough_tokens(self._delta_chars) if self._delta_chars else 0
+        return Metered(usage=Usage(output_tokens=output), estimated=True, error_type=self._reader.error)

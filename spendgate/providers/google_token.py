@@ -1,0 +1,69 @@
+"""Google OAuth access tokens for Vertex AI from Application Default Credentials (google-auth).
+
+Finding the credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud's file, the metadata server)
+and refreshing the token are blocking HTTP calls: they run in a thread, once at first use and
+then ahead of the token's expiry, so a call only reads a cached string. A service-account key
+file's `token_uri` is honoured, as google-auth does. The token is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from spendgate.providers.extras import require
+
+SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+ADVISORY_REFRESH_S = 5 * 60  # refresh in the background this long before expiry
+MANDATORY_REFRESH_S = 30  # below this, a call waits for the new token
+
+
+class NoGoogleCredentials(Exception):
+    """Application Default Credentials found nothing usable, or the token grant failed."""
+
+
+class GoogleTokenSource:
+    def __init__(self) -> None:
+        self._credentials: Any = None
+        self._token: str | None = None
+        self._expiry: datetime | None = None
+        self._loading: asyncio.Task[None] | None = None
+
+    def _seconds_left(self) -> float:
+        if self._expiry is None:
+            return float("inf")
+        return (self._expiry - datetime.now(UTC)).total_seconds()
+
+    async def token(self) -> str:
+        """A valid access token; waits only at first use or when the cached one is about to expire."""
+        left = self._seconds_left() if self._token else 0.0
+        if left > MANDATORY_REFRESH_S:
+            if left < ADVISORY_REFRESH_S and self._loading is None:
+                self._loading = asyncio.create_task(self._load())  # refresh ahead, keep using this one
+        else:
+            if self._loading is None:
+                self._loading = asyncio.create_task(self._load())
+            await asyncio.shield(self._loading)
+        assert self._token is not None
+        return self._token
+
+    async def _load(self) -> None:
+        try:
+            await asyncio.to_thread(self._refresh)
+        finally:
+            self._loading = None
+
+    def _refresh(self) -> None:
+        google_auth = require("google.auth", "vertex", "Google Vertex AI support")
+        transport = require("google.auth.transport.requests", "vertex", "Google Vertex AI support")
+        try:
+            if self._credentials is None:
+                self._credentials, _ = google_auth.default(scopes=[SCOPE])
+            self._credentials.refresh(transport.Request())
+        except google_auth.exceptions.GoogleAuthError as exc:
+            # google-auth's messages name the file or endpoint, never the key or token.
+            raise NoGoogleCredentials(f"Google credentials: {type(exc).__name__}: {exc}") from None
+        self._token = self._credentials.token
+        expiry = self._credentials.expiry  # naive UTC, as google-auth keeps it
+        self._expiry = expiry.replace(tzinfo=UTC) if expiry is not None else None

@@ -1,0 +1,97 @@
+"""Google Vertex AI adapter: `/vertex_ai/v1/projects/{p}/locations/{r}/publishers/anthropic/models/
+{model}:rawPredict` and `:streamRawPredict`.
+
+The body is a Messages body without `model` (the model is in the path) and the answer is
+Anthropic's JSON or SSE, unchanged: this adapter speaks Anthropic's vocabulary (errors, usage,
+stream meter) and differs in where calls go and how they authenticate: a Google OAuth token from
+Application Default Credentials (`google_token.py`) replaces the client's virtual key.
+
+Prices: the Vertex model id (`claude-sonnet-4-5@20250929`) under the `vertex` provider, which
+genai-prices maps to its Google table.
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+
+from spendgate.providers.anthropic import AnthropicProvider
+from spendgate.providers.base import ClientError, RequestInfo
+from spendgate.providers.google_token import GoogleTokenSource
+
+PATH_PREFIX = "/vertex_ai/v1/"
+_PATH = re.compile(
+    r"^/vertex_ai/v1/projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)"
+    r"/publishers/anthropic/models/(?P<model>[^/:]+):(?P<method>rawPredict|streamRawPredict)$"
+)
+
+
+def regional_base(region: str) -> str:
+    """Vertex's endpoint for a region, as Google's SDKs choose it."""
+    if region == "global":
+        return "https://aiplatform.googleapis.com"
+    if region in ("us", "eu"):  # multi-region endpoints
+        return f"https://aiplatform.{region}.rep.googleapis.com"
+    return f"https://{region}-aiplatform.googleapis.com"
+
+
+class VertexProvider(AnthropicProvider):
+    name = "vertex"
+    endpoint_path = PATH_PREFIX  # a prefix: project, region, model and method follow
+
+    def __init__(self, base_url: str | None = None) -> None:
+        super().__init__(api_key=None, base_url=base_url or "")
+        self._override = base_url.rstrip("/") if base_url else None
+        self._tokens = GoogleTokenSource()
+
+    def base_for(self, region: str) -> str:
+        """SPENDGATE_VERTEX_BASE_URL, or the region's own endpoint."""
+        return self._override or regional_base(region)
+
+    def parse(self, body: bytes, path: str) -> RequestInfo:
+        found = _PATH.match(path)
+        if found is None:
+            raise ClientError(
+                404,
+                "not_found_error",
+                f"Unknown Vertex AI path {path!r}: expected {PATH_PREFIX}projects/{{project}}/locations/"
+                "{region}/publishers/anthropic/models/{model}:rawPredict or :streamRawPredict",
+            )
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ClientError(
+                400, "invalid_request_error", f"The request body is not valid JSON: {exc}"
+            ) from None
+        if not isinstance(data, dict):
+            raise ClientError(400, "invalid_request_error", "The request body must be a JSON object")
+        max_tokens = data.get("max_tokens")
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ClientError(400, "invalid_request_error", "max_tokens: Field required (a positive integer)")
+        metadata = data.get("metadata")
+        return RequestInfo(
+            model=found["model"],
+            stream=data.get("stream") is True,
+            max_tokens=max_tokens,
+            metadata=metadata if isinstance(metadata, dict) else {},
+            path=path,
+            body=data,
+        )
+
+    def upstream_url(self, info: RequestInfo, model: str) -> str:
+        found = _PATH.match(info.path)
+        assert found is not None  # parse() accepted this path
+        project, region, method = found["project"], found["region"], found["method"]
+        return (
+            f"{self.base_for(region)}/v1/projects/{project}/locations/{region}"
+            f"/publishers/anthropic/models/{model}:{method}"
+        )
+
+    def upstream_body(self, body: bytes, info: RequestInfo, model: str) -> bytes:
+        return body  # the model travels in the path: the body is forwarded byte for byte
+
+    async def authorize(self, headers: dict[str, str]) -> dict[str, str]:
+        """`headers` (Anthropic's forwarding: anthropic-* travel, no provider key) with the current
+        Google access token (cached; refreshed off the event loop)."""
+        return {**headers, "authorization": f"Bearer {await self._tokens.token()}"}

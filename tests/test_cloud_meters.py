@@ -1,0 +1,224 @@
+"""The Bedrock and Vertex adapters' parts tested directly: event-stream meters fed real fake-upstream
+streams split at every byte boundary, the model-id price mapping, and the optional-extra message."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from spendgate.fake_upstream import FakeUpstream
+from spendgate.pricing import Pricer, cost_of
+from spendgate.providers.base import ClientError, Metered
+from spendgate.providers.bedrock import BedrockProvider, split_path
+from spendgate.providers.extras import MissingExtra, require
+from spendgate.providers.vertex import VertexProvider, regional_base
+
+MODEL = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+USAGE = {
+    "input_tokens": 120,
+    "cache_read_input_tokens": 30,
+    "cache_creation_input_tokens": 7,
+    "output_tokens": 40,
+}
+INVOKE = {
+    "anthropic_version": "bedrock-2023-05-31",
+    "max_tokens": 64,
+    "messages": [{"role": "user", "content": "hi"}],
+}
+CONVERSE = {
+    "messages": [{"role": "user", "content": [{"text": "hello there"}]}],
+    "inferenceConfig": {"maxTokens": 64},
+}
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as upstream:
+        yield upstream
+
+
+def fetch(fake: FakeUpstream, action: str, body: object, **headers: str) -> bytes:
+    request = urllib.request.Request(
+        f"{fake.url}/model/{MODEL}/{action}",
+        data=orjson.dumps(body),
+        headers={"content-type": "application/json", "x-fake-usage": orjson.dumps(USAGE).decode(), **headers},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return bytes(response.read())
+    except Exception as exc:  # a cut stream: whatever arrived
+        partial = getattr(exc, "partial", None)
+        if partial is None:
+            raise
+        return bytes(partial)
+
+
+def meter_split(provider: BedrockProvider, action: str, stream: bytes, at: int) -> tuple[Metered, bytes]:
+    info = provider.parse(
+        orjson.dumps(CONVERSE if "converse" in action else INVOKE), f"/bedrock/model/{MODEL}/{action}"
+    )
+    meter = provider.stream_meter(info)
+    relayed = meter.feed(stream[:at]) + meter.feed(stream[at:]) + meter.flush()
+    return meter.result(), relayed
+
+
+def test_invoke_stream_meter_at_every_split(fake: FakeUpstream) -> None:
+    stream = fetch(fake, "invoke-with-response-stream", INVOKE)
+    provider = BedrockProvider("us-east-1")
+    for at in range(len(stream) + 1):
+        result, relayed = meter_split(provider, "invoke-with-response-stream", stream, at)
+        assert relayed == stream  # bytes relayed unchanged
+        assert not result.estimated and result.complete and result.error_type is None
+        usage = result.usage
+        assert (
+            usage.input_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_5m_tokens,
+            usage.output_tokens,
+        ) == (
+            120,
+            30,
+            7,
+            40,
+        )
+        assert result.response_model == "claude-haiku-4-5-20251001"
+
+
+def test_converse_stream_meter_at_every_split(fake: FakeUpstream) -> None:
+    stream = fetch(fake, "converse-stream", CONVERSE)
+    provider = BedrockProvider("us-east-1")
+    for at in range(len(stream) + 1):
+        result, relayed = meter_split(provider, "converse-stream", stream, at)
+        assert relayed == stream
+        assert not result.estimated and result.complete
+        usage = result.usage
+        assert (
+            usage.input_tokens,
+            usage.cache_read_tokens,
+            usage.cache_write_5m_tokens,
+            usage.output_tokens,
+        ) == (
+            120,
+            30,
+            7,
+            40,
+        )
+
+
+@pytest.mark.parametrize("action", ["invoke-with-response-stream", "converse-stream"])
+def test_cut_stream_is_estimated_never_zero(fake: FakeUpstream, action: str) -> None:
+    body = CONVERSE if "converse" in action else INVOKE
+    stream = fetch(fake, action, body, **{"x-fake-mode": "stream-cut"})
+    result, _ = meter_split(BedrockProvider("us-east-1"), action, stream, len(stream) // 2)
+    assert result.estimated and not result.complete
+    assert result.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("action", ["invoke-with-response-stream", "converse-stream"])
+def test_exception_message_ends_the_stream(fake: FakeUpstream, action: str) -> None:
+    body = CONVERSE if "converse" in action else INVOKE
+    stream = fetch(fake, action, body, **{"x-fake-mode": "stream-error"})
+    provider = BedrockProvider("us-east-1")
+    info = provider.parse(orjson.dumps(body), f"/bedrock/model/{MODEL}/{action}")
+    meter = provider.stream_meter(info)
+    meter.feed(stream)
+    assert meter.finished
+    assert meter.result().error_type == "modelStreamErrorException"
+
+
+@pytest.mark.parametrize("where", [1, -10])  # the first message's length; the last message's payload
+def test_damaged_stream_is_relayed_and_estimated(fake: FakeUpstream, where: int) -> None:
+    stream = bytearray(fetch(fake, "invoke-with-response-stream", INVOKE))
+    stream[where] ^= 0xFF  # botocore's reader (or the framing) refuses the rest
+    result, relayed = meter_split(BedrockProvider("us-east-1"), "invoke-with-response-stream", bytes(stream), 0)
+    assert relayed == bytes(stream)
+    assert result.estimated and not result.complete
+
+
+def test_json_meters(fake: FakeUpstream) -> None:
+    provider = BedrockProvider("us-east-1")
+    invoke = provider.meter_json(fetch(fake, "invoke", INVOKE))
+    converse = provider.meter_json(fetch(fake, "converse", CONVERSE))
+    for result in (invoke, converse):
+        assert (result.usage.input_tokens, result.usage.output_tokens, result.usage.cache_read_tokens) == (
+            120,
+            40,
+            30,
+        )
+
+
+def test_paths_and_endpoints() -> None:
+    assert split_path(f"/bedrock/model/{MODEL}/invoke") == (MODEL, "invoke")
+    arn = "arn:aws:bedrock:us-east-1:111122223333:application-inference-profile/abc123"
+    assert split_path(f"/bedrock/model/{arn}/converse") == (arn, "converse")
+    with pytest.raises(ClientError):
+        split_path(f"/bedrock/model/{MODEL}/delete")
+    provider = BedrockProvider("eu-west-1")
+    assert provider.base_url == "https://bedrock-runtime.eu-west-1.amazonaws.com"
+    assert provider.control_url == "https://bedrock.eu-west-1.amazonaws.com"
+    info = provider.parse(orjson.dumps(INVOKE), f"/bedrock/model/{MODEL}/invoke")
+    assert (
+        provider.upstream_path(info, MODEL) == "/model/us.anthropic.claude-haiku-4-5-20251001-v1%3A0/invoke"
+    )
+    assert BedrockProvider("x", "http://127.0.0.1:1/").base_url == "http://127.0.0.1:1"
+    assert regional_base("us-east5") == "https://us-east5-aiplatform.googleapis.com"
+    assert regional_base("global") == "https://aiplatform.googleapis.com"
+    vertex = VertexProvider()
+    path = (
+        "/vertex_ai/v1/projects/p1/locations/europe-west1/publishers/anthropic/models/"
+        "claude-haiku-4-5@20251001:rawPredict"
+    )
+    vinfo = vertex.parse(b'{"anthropic_version":"vertex-2023-10-16","max_tokens":5,"messages":[]}', path)
+    assert vinfo.model == "claude-haiku-4-5@20251001" and not vinfo.stream
+    assert vertex.upstream_url(vinfo, "claude-sonnet-4-6") == (
+        "https://europe-west1-aiplatform.googleapis.com/v1/projects/p1/locations/europe-west1"
+        "/publishers/anthropic/models/claude-sonnet-4-6:rawPredict"
+    )
+
+
+# List prices in USD per million tokens (input, output), from the price sheet (pricing.md); Bedrock's
+# regional and cross-region profiles of 4.5+ models cost 10% more than its global ones.
+SHEET = {"haiku-4-5": (Decimal(1), Decimal(5)), "sonnet-4-5": (Decimal(3), Decimal(15))}
+REGIONAL = Decimal("1.1")
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "family", "factor"),
+    [
+        ("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0", "sonnet-4-5", REGIONAL),
+        ("bedrock", "eu.anthropic.claude-haiku-4-5-20251001-v1:0", "haiku-4-5", REGIONAL),
+        ("bedrock", "apac.anthropic.claude-sonnet-4-5-20250929-v1:0", "sonnet-4-5", REGIONAL),
+        ("bedrock", "anthropic.claude-haiku-4-5-20251001-v1:0", "haiku-4-5", REGIONAL),
+        ("bedrock", "global.anthropic.claude-sonnet-4-5-20250929-v1:0", "sonnet-4-5", Decimal(1)),
+        ("bedrock", "global.anthropic.claude-haiku-4-5-20251001-v1:0", "haiku-4-5", Decimal(1)),
+        ("vertex", "claude-haiku-4-5@20251001", "haiku-4-5", Decimal(1)),
+        ("vertex", "claude-sonnet-4-5@20250929", "sonnet-4-5", Decimal(1)),
+    ],
+)
+def test_cloud_model_ids_price_from_the_price_data(
+    provider: str, model: str, family: str, factor: Decimal
+) -> None:
+    price = Pricer().price(provider, model)
+    assert price is not None, model
+    inp, out = SHEET[family]
+    assert price.input.base == inp * factor and price.output.base == out * factor
+    assert price.cache_read.base == inp * factor / 10 and price.cache_write_5m.base == inp * factor * Decimal(
+        "1.25"
+    )
+    from spendgate.pricing import Usage
+
+    cost = cost_of(price, Usage(input_tokens=1000, output_tokens=100))
+    assert cost.nanos == int((1000 * inp + 100 * out) * factor * 1000)  # USD/MTok -> nano-dollars per token
+
+
+def test_unknown_bedrock_model_has_no_price() -> None:
+    assert Pricer().price("bedrock", "arn:aws:bedrock:us-east-1:1:application-inference-profile/abc") is None
+
+
+def test_missing_extra_names_it() -> None:
+    with pytest.raises(MissingExtra, match=r"pip install 'spendgate\[bedrock\]'"):
+        require("spendgate_no_such_module", "bedrock", "Amazon Bedrock support")
