@@ -35,6 +35,23 @@ class Settings(BaseSettings):
         "https://api.openai.com/v1", description="Upstream OpenAI API root, with /v1."
     )
     openai_api_key: SecretStr | None = Field(None, description="Provider key sent to OpenAI.")
+    bedrock_region: str | None = Field(
+        None,
+        description="AWS region of the Bedrock runtime behind /bedrock/; default: the AWS configuration's "
+        "(AWS_REGION, AWS_DEFAULT_REGION, the profile's region). Credentials come from the standard AWS "
+        "chain (environment, profiles, SSO, container and instance roles).",
+    )
+    bedrock_base_url: str | None = Field(
+        None,
+        description="Overrides https://bedrock-runtime.{region}.amazonaws.com (a VPC endpoint, or a test "
+        "fake); the inference-profiles listing then goes to the same base.",
+    )
+    vertex_base_url: str | None = Field(
+        None,
+        description="Overrides https://{region}-aiplatform.googleapis.com for /vertex_ai/v1/ (a Private "
+        "Service Connect endpoint, or a test fake). Credentials: Application Default Credentials "
+        "(GOOGLE_APPLICATION_CREDENTIALS, gcloud, the metadata server).",
+    )
     master_key: SecretStr | None = Field(
         None, description="Bearer token for the /admin/ API; the admin API is disabled when unset."
     )
