@@ -24,7 +24,14 @@ import orjson
 
 from spendgate.pricing import Usage
 from spendgate.providers.anthropic import AnthropicStreamMeter, estimate_input_tokens, usage_from
-from spendgate.providers.base import ClientError, Metered, RequestInfo, as_int, rough_tokens
+from spendgate.providers.base import (
+    ClientError,
+    Metered,
+    RequestInfo,
+    as_int,
+    forwardable_request_headers,
+    rough_tokens,
+)
 from spendgate.providers.extras import require
 
 PATH_PREFIX = "/bedrock/model/"
@@ -52,10 +59,6 @@ EXCEPTIONS = {  # HTTP status -> the Bedrock exception name clients read from x-
     504: "ModelTimeoutException",
     529: "ServiceUnavailableException",
 }
-# Request headers with a meaning to Bedrock (guardrails, trace, latency tier); the rest
-# (the virtual key, Claude Code's own headers) stay with Spendgate.
-_FORWARDED = ("content-type", "accept")
-_FORWARDED_PREFIX = "x-amzn-bedrock-"
 # `{"bytes":"` + base64 of `{"type":"content_block_delt`: the stream's commonest event, recognised
 # without decoding (27 bytes encode to 36 characters whatever follows).
 _DELTA_CHUNK = b'{"bytes":"' + base64.b64encode(b'{"type":"content_block_delt')
@@ -168,12 +171,14 @@ class BedrockProvider:
         return body  # the model travels in the path: the body is forwarded byte for byte
 
     def upstream_headers(self, incoming: Mapping[str, str]) -> dict[str, str]:
+        # Everything a direct call would carry travels (Bedrock ignores what it does not know), and
+        # is signed with it; never the client's credential or its own AWS signing headers.
         headers = {
             k: v
-            for k, v in incoming.items()
-            if k.lower() in _FORWARDED or k.lower().startswith(_FORWARDED_PREFIX)
+            for k, v in forwardable_request_headers(incoming).items()
+            if not k.lower().startswith("x-amz-")
         }
-        headers.setdefault("content-type", "application/json")
+        headers["accept-encoding"] = "identity"
         return headers
 
     async def ready(self) -> None:
