@@ -134,7 +134,9 @@ def test_exception_message_ends_the_stream(fake: FakeUpstream, action: str) -> N
 def test_damaged_stream_is_relayed_and_estimated(fake: FakeUpstream, where: int) -> None:
     stream = bytearray(fetch(fake, "invoke-with-response-stream", INVOKE))
     stream[where] ^= 0xFF  # botocore's reader (or the framing) refuses the rest
-    result, relayed = meter_split(BedrockProvider("us-east-1"), "invoke-with-response-stream", bytes(stream), 0)
+    result, relayed = meter_split(
+        BedrockProvider("us-east-1"), "invoke-with-response-stream", bytes(stream), 0
+    )
     assert relayed == bytes(stream)
     assert result.estimated and not result.complete
 
