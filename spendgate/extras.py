@@ -16,6 +16,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "reports": ("matplotlib", "reportlab", "jinja2"),
     "parquet": ("pyarrow",),
     "demo": ("anthropic", "openai"),
+    "bedrock": ("botocore",),
+    "vertex": ("google.auth",),
 }
 
 

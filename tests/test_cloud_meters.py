@@ -10,11 +10,11 @@ from decimal import Decimal
 import orjson
 import pytest
 
+from spendgate.extras import EXTRAS, MissingExtra, require
 from spendgate.fake_upstream import FakeUpstream
 from spendgate.pricing import Pricer, cost_of
 from spendgate.providers.base import ClientError, Metered
 from spendgate.providers.bedrock import BedrockProvider, split_path
-from spendgate.providers.extras import MissingExtra, require
 from spendgate.providers.vertex import VertexProvider, regional_base
 
 MODEL = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
@@ -221,6 +221,7 @@ def test_unknown_bedrock_model_has_no_price() -> None:
     assert Pricer().price("bedrock", "arn:aws:bedrock:us-east-1:1:application-inference-profile/abc") is None
 
 
-def test_missing_extra_names_it() -> None:
+def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(EXTRAS, "bedrock", ("spendgate_no_such_module",))
     with pytest.raises(MissingExtra, match=r"pip install 'spendgate\[bedrock\]'"):
-        require("spendgate_no_such_module", "bedrock", "Amazon Bedrock support")
+        require("bedrock", "Amazon Bedrock support")

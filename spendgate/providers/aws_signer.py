@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from spendgate.providers.extras import require
+from spendgate.extras import require
 
 # Refresh in the background this long before expiry; below the second bound, a call waits for it.
 ADVISORY_REFRESH_S = 15 * 60
@@ -25,7 +25,10 @@ class NoAwsCredentials(Exception):
 
 
 def _botocore() -> Any:
-    return require("botocore.session", "bedrock", "Amazon Bedrock support")
+    require("bedrock", "Amazon Bedrock support")
+    import botocore.session
+
+    return botocore.session
 
 
 def default_region() -> str | None:

@@ -32,7 +32,6 @@ from spendgate.providers.base import (
     forwardable_request_headers,
     rough_tokens,
 )
-from spendgate.providers.extras import require
 
 PATH_PREFIX = "/bedrock/model/"
 PROFILES_PATH = "/bedrock/inference-profiles"
@@ -271,7 +270,6 @@ class _EventStreamReader:
     __slots__ = ("_pending", "broken", "error")
 
     def __init__(self) -> None:
-        require("botocore.eventstream", "bedrock", "Amazon Bedrock support")
         self._pending = b""
         self.broken = False
         self.error: str | None = None

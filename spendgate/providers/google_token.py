@@ -12,7 +12,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from spendgate.providers.extras import require
+from spendgate.extras import require
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 ADVISORY_REFRESH_S = 5 * 60  # refresh in the background this long before expiry
@@ -55,13 +55,16 @@ class GoogleTokenSource:
             self._loading = None
 
     def _refresh(self) -> None:
-        google_auth = require("google.auth", "vertex", "Google Vertex AI support")
-        transport = require("google.auth.transport.requests", "vertex", "Google Vertex AI support")
+        require("vertex", "Google Vertex AI support")
+        import google.auth
+        from google.auth.exceptions import GoogleAuthError
+        from google.auth.transport.requests import Request
+
         try:
             if self._credentials is None:
-                self._credentials, _ = google_auth.default(scopes=[SCOPE])
-            self._credentials.refresh(transport.Request())
-        except google_auth.exceptions.GoogleAuthError as exc:
+                self._credentials, _ = google.auth.default(scopes=[SCOPE])  # type: ignore[no-untyped-call]
+            self._credentials.refresh(Request())
+        except GoogleAuthError as exc:
             # google-auth's messages name the file or endpoint, never the key or token.
             raise NoGoogleCredentials(f"Google credentials: {type(exc).__name__}: {exc}") from None
         self._token = self._credentials.token
