@@ -24,6 +24,7 @@ from spendgate.auth import Keyring
 from spendgate.budgets.counters import Counters, LocalCounters
 from spendgate.budgets.enforcer import BudgetEnforcer
 from spendgate.config import Settings
+from spendgate.drain import Drain, closing
 from spendgate.extras import require
 from spendgate.finance.webhook import github_webhook as finance_webhook
 from spendgate.gateway import Gateway
@@ -103,15 +104,18 @@ def build_counters(settings: Settings) -> Counters:
 class SpendgateApp:
     """The ASGI app: the metered endpoints served raw (the hot path), everything else by Starlette."""
 
-    def __init__(self, app: Starlette, proxies: dict[str, ProxyEndpoint]) -> None:
+    def __init__(self, app: Starlette, proxies: dict[str, ProxyEndpoint], drain: Drain) -> None:
         self.app = app
         self.proxies = proxies  # by request path; POST only (Starlette answers other methods with 405)
+        self.drain = drain
 
     @property
     def state(self) -> State:
         return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.drain.draining and scope["type"] == "http":
+            send = closing(send)  # no call may follow down this connection (see drain.py)
         if scope["type"] == "http" and scope["method"] == "POST":
             endpoint = self.proxies.get(scope["path"])
             if endpoint is not None:
@@ -147,6 +151,8 @@ def create_app(settings: Settings | None = None) -> SpendgateApp:
     async def hello(request: Request) -> Response:
         return Response(status_code=200)
 
+    drain = Drain(settings.drain_delay_s)
+
     async def health(request: Request) -> Response:
         # A writer stuck on the database for too long is unhealthy: rows pile up in the journal.
         stall = gw.ledger.stall_s
@@ -158,9 +164,16 @@ def create_app(settings: Settings | None = None) -> SpendgateApp:
                 "ledger_queue_depth": gw.ledger.queue_depth,
                 "ledger_stall_s": round(stall, 3),
                 "ledger_rows_quarantined": gw.ledger.rows_quarantined,
+                "draining": drain.draining,  # still 200: a drain must not get the process killed
             },
             200 if healthy else 503,
         )
+
+    async def ready(request: Request) -> Response:
+        # Readiness: a load balancer sends calls only while this says 200.
+        if drain.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        return JSONResponse({"status": "ready"})
 
     metrics_token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
 
@@ -194,7 +207,8 @@ def create_app(settings: Settings | None = None) -> SpendgateApp:
             asyncio.create_task(run_reports_forever(gw.store, settings, schedule=schedule)),
         ]
         try:
-            yield
+            with drain.on_sigterm():
+                yield
         finally:
             for task in background:
                 task.cancel()
@@ -214,13 +228,14 @@ def create_app(settings: Settings | None = None) -> SpendgateApp:
         Route("/v1/models", models, methods=["GET"]),
         Route("/api/hello", hello, methods=["GET", "HEAD"]),
         Route("/healthz", health, methods=["GET"]),
+        Route("/readyz", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/webhooks/github", github_webhook, methods=["POST"]),
         Mount("/admin", app=create_admin_app(gw)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gateway = gw
-    return SpendgateApp(app, proxies)
+    return SpendgateApp(app, proxies, drain)
 
 
 def create_served_app(settings: Settings | None = None) -> SpendgateApp:

@@ -134,6 +134,16 @@ class Settings(BaseSettings):
         description="Secret of the GitHub webhook (pull_request events) that POSTs merged PRs to "
         "/webhooks/github; the endpoint answers 503 when unset.",
     )
+    drain_delay_s: float = Field(
+        5.0,
+        description="On SIGTERM, how long the gateway keeps serving with /readyz at 503 (so a load "
+        "balancer stops sending it calls) before it closes its port.",
+    )
+    drain_timeout_s: int = Field(
+        120,
+        description="After the port closes, the longest the gateway waits for calls in flight "
+        "(streams included) before it stops; the ledger is flushed after them.",
+    )
     gateway_provider_key_ids: str | None = Field(
         None,
         description="Comma-separated provider key ids of the gateway's own upstream keys (e.g. "

@@ -19,7 +19,7 @@ def free_port() -> int:
 def start_gateway(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "spendgate", "serve", "--port", str(port)],
-        env=env,
+        env={"SPENDGATE_DRAIN_DELAY_S": "0", **env},  # tests stop it at once unless they test the drain
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

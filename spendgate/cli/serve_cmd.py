@@ -19,6 +19,19 @@ def register(app: typer.Typer) -> None:
         """Run the gateway: point ANTHROPIC_BASE_URL / the OpenAI base URL at it."""
         run_server(Settings(), host, port, workers)
 
+    @app.command()
+    def migrate() -> None:
+        """Apply the database's pending schema migrations, once, and list them (a deploy step before
+        the replicas start; each replica also applies any it finds pending, under a lock)."""
+        from spendgate.store import open_store
+
+        store = open_store(Settings().database_url)
+        try:
+            applied = store.migrate()
+        finally:
+            store.close()
+        typer.echo("\n".join(f"applied {name}" for name in applied) if applied else "schema up to date")
+
     @app.command("config")
     def show_config() -> None:
         """Show every setting in force, secrets redacted."""
@@ -62,6 +75,7 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
             access_log=False,
             log_level=settings.log_level,
             lifespan="on",
+        timeout_graceful_shutdown=settings.drain_timeout_s,
         )
         return
     uvicorn.run(
@@ -73,4 +87,5 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
         access_log=False,
         log_level=settings.log_level,
         lifespan="on",
+        timeout_graceful_shutdown=settings.drain_timeout_s,
     )
