@@ -17,7 +17,8 @@ import openai
 from anthropic.types import MessageParam, TextBlockParam
 
 from spendgate.admin.service import create_key
-from spendgate.store.base import Conflict, Store
+from spendgate.store.base import Conflict
+from spendgate.store.principals import PrincipalStore
 
 ORG = "demo-corp"
 TEAMS = {  # team -> (cost center, users)
@@ -47,7 +48,7 @@ class DemoKey:
     secret: str
 
 
-def seed(store: Store) -> list[DemoKey]:
+def seed(store: PrincipalStore) -> list[DemoKey]:
     """Create the demo org, teams and users if missing; mint one fresh key per user."""
     _ignore_conflict(lambda: store.create_org(ORG))
     existing_teams = {t.name for t in store.list_teams()}

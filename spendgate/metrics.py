@@ -31,7 +31,7 @@ from spendgate.budgets.failover import CountersUnavailable
 from spendgate.dimensions import METRIC_LABELS
 from spendgate.ledger import LedgerWriter
 from spendgate.models import LedgerRow
-from spendgate.store.base import Store
+from spendgate.store.budgets import BudgetStore
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ class _StateCollector(Collector):
 class Metrics:
     """Every Spendgate metric, in a registry of its own."""
 
-    def __init__(self, ledger: LedgerWriter, budgets: BudgetEnforcer, store: Store) -> None:
+    def __init__(self, ledger: LedgerWriter, budgets: BudgetEnforcer, store: BudgetStore) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self._budgets = budgets
         self._store = store

@@ -26,6 +26,7 @@ from spendgate.dimensions import SPEND_BY
 from spendgate.gateway import Gateway
 from spendgate.models import ApiKey, Org, Team, User
 from spendgate.store.base import Conflict, NotFound
+from spendgate.store.principals import PrincipalStore
 
 # --- request / response models (they make /admin/openapi.json meaningful) ---
 
@@ -296,7 +297,7 @@ def _key(key: ApiKey) -> KeyOut:
 def _principal_routes(gw: Gateway) -> APIRouter:
     # Plain `def` routes: FastAPI runs them in its threadpool, as the store is blocking.
     router = APIRouter()
-    store = gw.store
+    store: PrincipalStore = gw.store
 
     @router.get("/orgs", tags=["orgs"])
     def list_orgs(include_revoked: bool = Query(False, description=_REVOKED_HELP)) -> list[OrgOut]:

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from spendgate.admin.service import maybe_time
@@ -19,7 +19,19 @@ from spendgate.clock import iso, utc_now_iso
 from spendgate.dimensions import NAMED, RECOMMEND_BY
 from spendgate.models import ApiKey
 from spendgate.pricing import NANOS_PER_USD, format_usd
-from spendgate.store.base import Conflict, NotFound, Store
+from spendgate.store.base import Conflict, NotFound
+from spendgate.store.budgets import BudgetStore
+from spendgate.store.principals import NameStore, PrincipalStore
+from spendgate.store.spend import SpendStore
+
+
+class BudgetNames(BudgetStore, NameStore, Protocol):
+    """Budgets shown with the names of what they limit."""
+
+
+class BudgetSpend(BudgetNames, SpendStore, Protocol):
+    """Budgets against the spend in their periods."""
+
 
 # --- budgets ---
 
@@ -68,7 +80,7 @@ def check_tiers(tiers: Sequence[Tier]) -> tuple[Tier, ...]:
 
 
 def create_budget(
-    store: Store,
+    store: BudgetStore,
     *,
     name: str,
     scope: str,
@@ -109,7 +121,7 @@ def create_budget(
     )
 
 
-def scope_names(store: Store) -> dict[str, str]:
+def scope_names(store: NameStore) -> dict[str, str]:
     """Names of everything a budget can point to by id, for display."""
     names: dict[str, str] = {}
     for kind in NAMED:
@@ -136,7 +148,7 @@ def budget_view(budget: Budget, names: dict[str, str]) -> dict[str, Any]:
 
 
 def budget_status(
-    store: Store, include_revoked: bool = False, now: datetime | None = None
+    store: BudgetSpend, include_revoked: bool = False, now: datetime | None = None
 ) -> list[dict[str, Any]]:
     """Every budget with its current period and the ledger's spend in it so far."""
     moment = now or datetime.now(UTC)
@@ -168,7 +180,7 @@ def budget_status(
     return out
 
 
-def _spent(store: Store, budget: Budget, window: Window) -> tuple[int, str | None]:
+def _spent(store: BudgetSpend, budget: Budget, window: Window) -> tuple[int, str | None]:
     if budget.scope_type == "session" and budget.scope_value == "*":
         # A cap per session: what matters is the session closest to it.
         sessions = [r for r in store.spend("session", window.start_iso, window.end_iso) if r["id"]]
@@ -180,7 +192,7 @@ def _spent(store: Store, budget: Budget, window: Window) -> tuple[int, str | Non
     return spent, None
 
 
-def budget_events(store: Store, since: str | None = None) -> list[dict[str, Any]]:
+def budget_events(store: BudgetNames, since: str | None = None) -> list[dict[str, Any]]:
     names = scope_names(store)
     return [
         {
@@ -195,7 +207,7 @@ def budget_events(store: Store, since: str | None = None) -> list[dict[str, Any]
 
 
 def would_block_report(
-    store: Store, since: str | None = None, until: str | None = None
+    store: BudgetNames, since: str | None = None, until: str | None = None
 ) -> list[dict[str, Any]]:
     """Per budget: calls observation mode let through that it would have blocked.
 
@@ -227,7 +239,7 @@ def would_block_report(
 
 
 def request_exemption(
-    store: Store,
+    store: BudgetStore,
     *,
     budget: str,
     reason: str,
@@ -271,14 +283,16 @@ def request_exemption(
     )
 
 
-def decide_exemption(store: Store, ref: str, *, approve: bool, by: str, note: str | None = None) -> Exemption:
+def decide_exemption(
+    store: BudgetStore, ref: str, *, approve: bool, by: str, note: str | None = None
+) -> Exemption:
     if not by.strip():
         raise ValueError("say who decides (--by)")  # an anonymous decision is no audit trail
     return store.decide_exemption(ref, approve=approve, decided_by=by.strip(), note=note or None)
 
 
 def list_exemptions(
-    store: Store, status: str | None = None, now: datetime | None = None
+    store: BudgetStore, status: str | None = None, now: datetime | None = None
 ) -> list[dict[str, Any]]:
     if status is not None and status not in EXEMPTION_STATUSES:
         raise ValueError(f"status must be one of {', '.join(EXEMPTION_STATUSES)}, got {status!r}")
@@ -311,7 +325,12 @@ def exemption_view(exemption: Exemption, budget: Budget | None, now_iso: str | N
 
 
 def set_key_limits(
-    store: Store, ref: str, *, rpm: int | None = None, tpm: int | None = None, concurrency: int | None = None
+    store: PrincipalStore,
+    ref: str,
+    *,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    concurrency: int | None = None,
 ) -> dict[str, Any]:
     """Set a key's limits: a limit left out stays as it is, 0 removes it."""
     for flag, value in (("rpm", rpm), ("tpm", tpm), ("concurrency", concurrency)):
@@ -324,7 +343,7 @@ def set_key_limits(
     return key_limits_view(find_key(store, key.id))
 
 
-def find_key(store: Store, ref: str) -> ApiKey:
+def find_key(store: PrincipalStore, ref: str) -> ApiKey:
     """A key by id, name or prefix (revoked ones included, as the store matches them too)."""
     matches = [k for k in store.list_keys(include_revoked=True) if ref in (k.id, k.name, k.key_prefix)]
     if not matches:
@@ -343,7 +362,7 @@ def key_limits_view(key: ApiKey) -> dict[str, Any]:
 
 
 def recommend_budgets(
-    store: Store,
+    store: SpendStore,
     *,
     days: int = 60,
     by: Sequence[str] = ("team",),
@@ -361,7 +380,7 @@ def recommend_budgets(
     return recommend(rows, window_start=first_day, days=days, min_baseline_nanos=min_nanos)
 
 
-def daily_spend(store: Store, by: str, first_day: date, days: int) -> list[DailySpend]:
+def daily_spend(store: SpendStore, by: str, first_day: date, days: int) -> list[DailySpend]:
     """Spend per group per UTC day. One grouped query per day on the indexed started_at; a
     single GROUP BY day rollup in the store would be one round trip instead of `days`."""
     out = []

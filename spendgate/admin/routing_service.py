@@ -26,7 +26,9 @@ from spendgate.providers.openai import OpenAIProvider
 from spendgate.routing.explain import complexity_parts, fallback_models, first_match, route_request_for
 from spendgate.routing.policy import Policy, Rule, load_policy
 from spendgate.routing.router import Route, Router, RouteRequest
-from spendgate.store.base import Conflict, NotFound, Store
+from spendgate.store.base import Conflict, NotFound
+from spendgate.store.principals import PrincipalStore
+from spendgate.store.spend import SpendStore
 
 SAVINGS_COLUMNS = ("id", "requests", "routed_requests", "cost_usd", "counterfactual_usd", "savings_usd")
 PROVIDERS = ("anthropic", "openai")
@@ -103,7 +105,7 @@ def _allowlists(loaded: LoadedPolicy, scope: str) -> dict[str, dict[str, Any]]:
 # --- explain ---
 
 
-def resolve_principal(store: Store, ref: str) -> Principal:
+def resolve_principal(store: PrincipalStore, ref: str) -> Principal:
     """A usable key by its secret, id, name or display prefix (as the gateway would accept it)."""
     active = store.active_principals()
     principal = active.get(hash_key(ref))
@@ -281,7 +283,7 @@ def _price_view(price: ModelPrice | None) -> dict[str, str] | None:
 # --- savings ---
 
 
-def savings_report(store: Store, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
+def savings_report(store: SpendStore, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
     """Per group: requests, routed requests, actual and counterfactual cost, savings (exact USD
     strings) and savings as a percent of the counterfactual; largest savings first."""
     column_of(by, SAVINGS_BY)  # a clear error for an unknown group

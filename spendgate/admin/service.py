@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from spendgate.auth import generate_key
 from spendgate.dimensions import SPEND_BY, column_of
 from spendgate.models import TOKEN_COLUMNS, ApiKey
 from spendgate.pricing import format_usd
-from spendgate.store.base import Store
+from spendgate.store.ledger import LedgerStore
+from spendgate.store.principals import NameStore, PrincipalStore
+from spendgate.store.spend import SpendStore
+
+
+class LedgerNames(LedgerStore, NameStore, Protocol):
+    """Ledger rows with their teams' names."""
 
 
 def create_key(
-    store: Store,
+    store: PrincipalStore,
     *,
     name: str,
     team: str,
@@ -54,7 +60,7 @@ def key_view(key: ApiKey) -> dict[str, Any]:
     }
 
 
-def spend_report(store: Store, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
+def spend_report(store: SpendStore, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
     """Spend grouped by one dimension; `cost_usd` is an exact decimal string."""
     column_of(by, SPEND_BY)  # a clear error for an unknown group
     rows = store.spend(by, normalize_time(since) if since else None, normalize_time(until) if until else None)
@@ -74,13 +80,13 @@ def spend_report(store: Store, by: str, since: str | None, until: str | None) ->
 
 
 def ledger_tail(
-    store: Store, limit: int = 20, since: str | None = None, until: str | None = None
+    store: LedgerNames, limit: int = 20, since: str | None = None, until: str | None = None
 ) -> list[dict[str, Any]]:
     """The latest `limit` ledger rows, oldest first, each with its team's name and exact `cost_usd`."""
     if limit < 1:
         raise ValueError("limit must be at least 1")
     rows = store.ledger_rows(maybe_time(since), maybe_time(until), latest=limit)
-    teams = {team.id: team.name for team in store.list_teams(include_revoked=True)}
+    teams = store.names("team")
     out = []
     for row in rows:
         item = dict(row)

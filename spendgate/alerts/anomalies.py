@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from spendgate.alerts.channels import AlertMessage
 from spendgate.alerts.config import AlertsConfig, Channel, DetectParams
@@ -22,7 +22,13 @@ from spendgate.alerts.detector import (
 )
 from spendgate.clock import iso
 from spendgate.dimensions import CONTRIBUTOR_BY
-from spendgate.store.base import Store
+from spendgate.store.alerts import AlertStore
+from spendgate.store.principals import NameStore
+from spendgate.store.spend import SpendStore
+
+
+class AnomalyStore(AlertStore, SpendStore, NameStore, Protocol):
+    """Spend series to check, alerts to open and resolve once, names to show."""
 
 Outgoing = tuple[AlertMessage, list[Channel]]
 
@@ -42,7 +48,7 @@ class Names:
     names: dict[str, dict[str, str]]
 
     @classmethod
-    def load(cls, store: Store) -> Names:
+    def load(cls, store: NameStore) -> Names:
         return cls({kind: store.names(kind) for kind in NAMED_KINDS})
 
     def of(self, kind: str, value: str) -> str:
@@ -54,7 +60,7 @@ def detail_command(by: str, value: str, day: date) -> str:
 
 
 def contributors(
-    store: Store, params: DetectParams, value: str, today: date, now: datetime, names: Names
+    store: SpendStore, params: DetectParams, value: str, today: date, now: datetime, names: Names
 ) -> dict[str, list[Contributor]]:
     """Per dimension (key, user, use case, model, session): who added most over their own baseline."""
     zone = params.zone
@@ -105,7 +111,7 @@ def top_contributor(found: dict[str, list[Contributor]], increase_nanos: float) 
 
 
 def explain(
-    store: Store, params: DetectParams, value: str, today: date, now: datetime, names: Names
+    store: SpendStore, params: DetectParams, value: str, today: date, now: datetime, names: Names
 ) -> tuple[Assessment, dict[str, list[Contributor]]]:
     """The detector's view of one group today, with contributors (what `alerts detail` prints)."""
     zone = params.zone
@@ -232,7 +238,7 @@ def resolve_message(row: dict[str, Any], note: str, now: datetime, label: str) -
     )
 
 
-def plan_anomalies(store: Store, config: AlertsConfig, now: datetime) -> list[Outgoing]:
+def plan_anomalies(store: AnomalyStore, config: AlertsConfig, now: datetime) -> list[Outgoing]:
     """Evaluate every group; open alerts that fire (once per group and day), resolve those that cleared."""
     params = config.detect
     zone = params.zone

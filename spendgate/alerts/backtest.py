@@ -15,7 +15,7 @@ from typing import Any
 from spendgate.alerts.config import DetectParams
 from spendgate.alerts.detector import assess, daily_series, hour_start, local_day, local_midnight
 from spendgate.clock import iso
-from spendgate.store.base import Store
+from spendgate.store.spend import SpendStore
 
 
 def replay(
@@ -57,7 +57,7 @@ def _column(threshold: float) -> str:
 
 
 def backtest(
-    store: Store,
+    store: SpendStore,
     params: DetectParams,
     thresholds: Sequence[float],
     since: date,

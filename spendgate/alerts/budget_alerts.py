@@ -7,7 +7,7 @@ month, when month-to-date spend plus the recent daily run-rate over the days lef
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from spendgate.alerts.anomalies import Names, Outgoing, usd
@@ -15,7 +15,13 @@ from spendgate.alerts.channels import AlertMessage
 from spendgate.alerts.config import AlertsConfig, Channel
 from spendgate.budgets.model import Budget, window_for
 from spendgate.clock import iso
-from spendgate.store.base import Store
+from spendgate.store.alerts import AlertStore
+from spendgate.store.budgets import BudgetStore
+
+
+class BudgetAlertStore(AlertStore, BudgetStore, Protocol):
+    """Budget events and forecasts, opened as alerts once."""
+
 
 _SEVERITY = {"alert": "warning", "amber": "error", "hard": "critical"}
 # Events older than this when first seen are history, not news (e.g. alerts just switched on).
@@ -32,7 +38,9 @@ def _scope(scope_type: str, scope_value: str, names: Names) -> str:
     return f"{scope_type} {names.of(scope_type, scope_value)}"
 
 
-def plan_budget_events(store: Store, config: AlertsConfig, now: datetime, names: Names) -> list[Outgoing]:
+def plan_budget_events(
+    store: BudgetAlertStore, config: AlertsConfig, now: datetime, names: Names
+) -> list[Outgoing]:
     events = store.list_budget_events(since=iso(now - EVENT_HORIZON))
     keys = {f"budget:{e['budget_id']}:{e['period_key']}:{e['tier']}": e for e in events}
     seen = store.alert_keys(list(keys))
@@ -78,7 +86,7 @@ def plan_budget_events(store: Store, config: AlertsConfig, now: datetime, names:
 
 
 def _open(
-    store: Store,
+    store: AlertStore,
     *,
     key: str,
     kind: str,
@@ -120,7 +128,7 @@ def _open(
     )
 
 
-def forecast(store: Store, budget: Budget, now: datetime, run_rate_days: int) -> dict[str, Any] | None:
+def forecast(store: BudgetStore, budget: Budget, now: datetime, run_rate_days: int) -> dict[str, Any] | None:
     """Month-end projection for a monthly budget: month-to-date + daily run-rate x days left (from now)."""
     window = window_for(budget, now)
     if budget.period != "month" or budget.scope_type == "session" or window is None:
@@ -142,7 +150,9 @@ def forecast(store: Store, budget: Budget, now: datetime, run_rate_days: int) ->
     }
 
 
-def plan_forecasts(store: Store, config: AlertsConfig, now: datetime, names: Names) -> list[Outgoing]:
+def plan_forecasts(
+    store: BudgetAlertStore, config: AlertsConfig, now: datetime, names: Names
+) -> list[Outgoing]:
     out: list[Outgoing] = []
     for budget in store.list_budgets():
         found = forecast(store, budget, now, config.detect.forecast_days)

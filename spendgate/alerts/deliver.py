@@ -13,7 +13,7 @@ import aiohttp
 from spendgate.alerts.channels import AlertMessage, DeliveryError, send
 from spendgate.alerts.config import Channel
 from spendgate.clock import utc_now_iso
-from spendgate.store.base import Store
+from spendgate.store.alerts import AlertStore
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ class Deliverer:
 
     def __init__(
         self,
-        store: Store,
+        store: AlertStore,
         *,
         attempts: int = 5,
         base_delay_s: float = 2.0,

@@ -13,15 +13,21 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
-from spendgate.alerts.anomalies import Names, Outgoing, plan_anomalies
+from spendgate.alerts.anomalies import AnomalyStore, Names, Outgoing, plan_anomalies
 from spendgate.alerts.budget_alerts import plan_budget_events, plan_forecasts
 from spendgate.alerts.config import AlertsConfig, load_alerts_config
 from spendgate.alerts.deliver import Deliverer
 from spendgate.config import Settings
-from spendgate.store.base import Store
+from spendgate.store.alerts import AlertStore
+from spendgate.store.budgets import BudgetStore
 
 log = logging.getLogger(__name__)
+
+
+class AlertSource(AnomalyStore, BudgetStore, Protocol):
+    """What one pass reads and claims: spend, budgets, alerts and names."""
 
 
 @dataclass(slots=True)
@@ -31,7 +37,7 @@ class PassResult:
     deliveries: int = 0  # (message, channel) pairs dispatched
 
 
-def plan(store: Store, config: AlertsConfig, now: datetime) -> list[Outgoing]:
+def plan(store: AlertSource, config: AlertsConfig, now: datetime) -> list[Outgoing]:
     """Every message one pass should send (blocking: run in a thread)."""
     out = plan_anomalies(store, config, now)
     names = Names.load(store)
@@ -42,7 +48,9 @@ def plan(store: Store, config: AlertsConfig, now: datetime) -> list[Outgoing]:
     return out
 
 
-async def check_once(store: Store, config: AlertsConfig, deliverer: Deliverer, now: datetime) -> PassResult:
+async def check_once(
+    store: AlertSource, config: AlertsConfig, deliverer: Deliverer, now: datetime
+) -> PassResult:
     """One pass: plan in a thread, then dispatch deliveries in the background (not awaited)."""
     result = PassResult()
     for msg, channels in await asyncio.to_thread(plan, store, config, now):
@@ -53,7 +61,7 @@ async def check_once(store: Store, config: AlertsConfig, deliverer: Deliverer, n
 
 
 def deliverer_for(
-    store: Store, settings: Settings, on_result: Callable[[str, bool], None] | None = None
+    store: AlertStore, settings: Settings, on_result: Callable[[str, bool], None] | None = None
 ) -> Deliverer:
     return Deliverer(
         store,
@@ -64,7 +72,7 @@ def deliverer_for(
 
 
 async def run_alerts_forever(
-    store: Store,
+    store: AlertSource,
     settings: Settings,
     *,
     clock: Callable[[], datetime] | None = None,

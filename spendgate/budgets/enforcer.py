@@ -22,7 +22,7 @@ from spendgate.clock import iso
 from spendgate.dimensions import SCOPE_BY
 from spendgate.models import Principal
 from spendgate.pricing import format_usd
-from spendgate.store.base import Store
+from spendgate.store.budgets import BudgetStore
 
 log = logging.getLogger(__name__)
 _COUNTER_GRACE_S = 2 * 86400  # a counter outlives its period by two days, then Redis forgets it
@@ -65,7 +65,7 @@ class Decision:
 class BudgetEnforcer:
     def __init__(
         self,
-        store: Store,
+        store: BudgetStore,
         counters: Counters,
         *,
         observe_all: bool,

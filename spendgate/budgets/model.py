@@ -1,56 +1,39 @@
-"""Budgets as data: scope, amount, period (in a time zone) and tiers."""
+"""Budgets as data: scope, amount, period (in a time zone) and tiers.
+
+The rows themselves (`Budget`, `Tier`, `Exemption`, `BudgetEvent`) are the store's
+(`store/budgets.py`) and are re-exported here; this module adds their periods (`window_for`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from spendgate.clock import iso
-from spendgate.dimensions import SCOPE_BY
+from spendgate.store.budgets import (
+    DEFAULT_TIERS,
+    HARD,
+    PERIODS,
+    SCOPE_TYPES,
+    Budget,
+    BudgetEvent,
+    Exemption,
+    Tier,
+)
 
-# The scopes that are one ledger column (dimensions.SCOPE_BY), then tags and sessions.
-SCOPE_TYPES = (*SCOPE_BY, "tag", "session")
-PERIODS = ("month", "week", "day", "fixed")
-HARD = "hard"
-
-
-@dataclass(frozen=True, slots=True)
-class Tier:
-    name: str  # alert, amber, hard (the hard tier is the limit that blocks)
-    percent: int
-    action: str | None = None  # e.g. "downgrade:fast" on amber, used by routing
-
-
-DEFAULT_TIERS = (Tier("alert", 80), Tier("amber", 110), Tier(HARD, 150))
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    id: str
-    name: str
-    scope_type: str
-    scope_value: str
-    amount_nanos: int
-    period: str = "month"
-    timezone: str = "UTC"
-    tiers: tuple[Tier, ...] = DEFAULT_TIERS
-    mode: str = "enforce"  # or "observe": record what would happen, block nothing
-    window_start: str | None = None
-    window_end: str | None = None
-    created_at: str = ""
-    revoked_at: str | None = None
-
-    @property
-    def hard_percent(self) -> int:
-        return next((t.percent for t in self.tiers if t.name == HARD), 100)
-
-    def limit_nanos(self, extra_nanos: int = 0) -> int:
-        """Spend at which calls are refused: the hard tier of the budget, plus exemptions."""
-        return self.amount_nanos * self.hard_percent // 100 + extra_nanos
-
-    def scope_label(self) -> str:
-        return f"{self.scope_type}:{self.scope_value}"
+__all__ = [
+    "DEFAULT_TIERS",
+    "HARD",
+    "PERIODS",
+    "SCOPE_TYPES",
+    "Budget",
+    "BudgetEvent",
+    "Exemption",
+    "Tier",
+    "Window",
+    "window_for",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,50 +80,6 @@ def window_for(budget: Budget, now: datetime) -> Window | None:
         end_local = _midnight(next_first, zone)
         key = first.strftime("%Y-%m")
     return Window(key, start_local.astimezone(UTC), end_local.astimezone(UTC))
-
-
-@dataclass(frozen=True, slots=True)
-class Exemption:
-    id: str
-    budget_id: str
-    starts_at: str
-    ends_at: str
-    reason: str
-    requested_by: str
-    requested_at: str
-    status: str  # pending, approved, denied
-    amount_nanos: int | None = None
-    percent: int | None = None
-    use_case: str | None = None
-    decided_by: str | None = None
-    decided_at: str | None = None
-    decision_note: str | None = None
-
-    def headroom_nanos(self, budget: Budget) -> int:
-        if self.amount_nanos is not None:
-            return self.amount_nanos
-        return budget.amount_nanos * (self.percent or 0) // 100
-
-    def active(self, now_iso: str, use_case: str) -> bool:
-        return (
-            self.status == "approved"
-            and self.starts_at <= now_iso < self.ends_at
-            and (self.use_case is None or self.use_case == use_case)
-        )
-
-
-@dataclass(slots=True)
-class BudgetEvent:
-    budget_id: str
-    period_key: str
-    tier: str
-    percent: int
-    spend_nanos: int
-    limit_nanos: int
-    crossed_at: str
-    request_id: str | None = None
-    observed: bool = False
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def _midnight(day: object, zone: ZoneInfo) -> datetime:

@@ -25,7 +25,7 @@ from spendgate.budgets.model import HARD, Tier
 from spendgate.pricing import format_usd
 
 if TYPE_CHECKING:
-    from spendgate.store.base import Store
+    from spendgate.store.budgets import BudgetStore
 
 DAYS_PER_MONTH = Fraction(304, 10)
 CENT_NANOS = 10_000_000
@@ -142,7 +142,9 @@ def recommend(
     return out
 
 
-def apply(store: Store, recs: Sequence[Recommendation], *, enforce: bool = False) -> list[dict[str, Any]]:
+def apply(
+    store: BudgetStore, recs: Sequence[Recommendation], *, enforce: bool = False
+) -> list[dict[str, Any]]:
     """Create the proposed budgets (observe mode unless `enforce`), skipping names in use."""
     taken = {b.name for b in store.list_budgets(include_revoked=True)}  # names stay taken when revoked
     out = []

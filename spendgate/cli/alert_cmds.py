@@ -15,11 +15,11 @@ import typer
 from spendgate.alerts.anomalies import Names, contributor_line, explain, usd
 from spendgate.alerts.backtest import backtest
 from spendgate.alerts.config import AlertsConfig, load_alerts_config
-from spendgate.alerts.scheduler import PassResult, check_once, deliverer_for
+from spendgate.alerts.scheduler import AlertSource, PassResult, check_once, deliverer_for
 from spendgate.cli.admin_cmds import FORMAT_OPTION, Format, cli_store, fail, print_json, print_table
 from spendgate.config import Settings
 from spendgate.dimensions import ALERT_BY
-from spendgate.store.base import Store
+from spendgate.store.principals import NameStore
 
 NOW_OPTION = typer.Option(None, "--now", help="Pretend it is this ISO time (UTC unless it has an offset).")
 
@@ -38,7 +38,7 @@ def _config(settings: Settings) -> AlertsConfig:
         fail(f"alerts file: {exc}")
 
 
-def _resolve_value(store: Store, by: str, ref: str) -> str:
+def _resolve_value(store: NameStore, by: str, ref: str) -> str:
     """A team/key/user name or id -> the id the ledger holds (other groups are used as given)."""
     names = Names.load(store).names.get(by, {})
     if ref in names:
@@ -49,7 +49,7 @@ def _resolve_value(store: Store, by: str, ref: str) -> str:
     return matches[0] if matches else ref
 
 
-async def _check(store: Store, settings: Settings, config: AlertsConfig, now: datetime) -> PassResult:
+async def _check(store: AlertSource, settings: Settings, config: AlertsConfig, now: datetime) -> PassResult:
     async with deliverer_for(store, settings) as deliverer:
         result = await check_once(store, config, deliverer, now)
         await deliverer.drain()

@@ -19,7 +19,7 @@ from spendgate.cli.spend_cmd import to_csv
 from spendgate.finance import cost_per_pr as cpp
 from spendgate.finance.github import normalise_repo, parse_csv, parse_gh_json
 from spendgate.pricing import format_usd
-from spendgate.store import Store
+from spendgate.store.principals import NameStore
 
 REPORT_COLUMNS = ["month", "spend_usd", "merged_prs", "cost_per_pr_usd", "cost_per_pr_usd_rounded"]
 PER_PR_COLUMNS = ["repo", "number", "title", "author", "team", "merged_at", "calls", "spend_usd"]
@@ -152,14 +152,14 @@ def _emit_one(row: dict[str, Any], fmt: Format) -> None:
         print_table(["field", "value"], list(row.items()))
 
 
-def _with_team_names(store: Store, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    names = {t.id: t.name for t in store.list_teams(include_revoked=True)}
+def _with_team_names(store: NameStore, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    names = store.names("team")
     return [
         {**r, "team": names.get(r["team_id"], r["team_id"]) if r["team_id"] else cpp.UNMAPPED} for r in rows
     ]
 
 
-def cost_per_pr_report(store: Store, by: str, months: Sequence[str]) -> list[cpp.CostPerPR]:
+def cost_per_pr_report(store: cpp.PRSpend, by: str, months: Sequence[str]) -> list[cpp.CostPerPR]:
     """The report's rows (kept here for callers of the CLI module; the work is in finance)."""
     return cpp.report(store, by, months)
 
@@ -223,7 +223,7 @@ def _table_row(row: dict[str, Any], by: str) -> list[Any]:
     ]
 
 
-def _per_pr(store: Store, window: Sequence[str], fmt: ReportFormat) -> None:
+def _per_pr(store: cpp.PRSpend, window: Sequence[str], fmt: ReportFormat) -> None:
     since, until = cpp.window_bounds(window)
     prs = _with_team_names(store, store.merged_pull_requests(since, None))
     calls = store.tagged_spend(["pr", "branch"], since, until)

@@ -12,12 +12,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from spendgate.pricing import NANOS_PER_USD, format_usd
+from spendgate.store.finance import FinanceStore
+from spendgate.store.principals import NameStore
+from spendgate.store.spend import SpendStore
 
-if TYPE_CHECKING:
-    from spendgate.store.base import Store
+
+class PRSpend(FinanceStore, SpendStore, NameStore, Protocol):
+    """Merged PRs and the spend to divide among them."""
+
 
 UNMAPPED = "unmapped"
 GROUPS = ("team", "repo", "use_case")
@@ -209,11 +214,11 @@ def _match(
     return candidates[0] if len(candidates) == 1 else None
 
 
-def report(store: Store, by: str, months: Sequence[str]) -> list[CostPerPR]:
+def report(store: PRSpend, by: str, months: Sequence[str]) -> list[CostPerPR]:
     """The report's rows: spend from the ledger and merged PRs, per group and UTC month."""
     since, until = window_bounds(months)
     prs = store.merged_pull_requests(since, until)
-    names = {t.id: t.name for t in store.list_teams(include_revoked=True)}
+    names = store.names("team")
     if by == "team":
         spend = sum_spend(store.spend_by_month("team", since, until), names)
         counts = count_prs(prs, "team_id", names)

@@ -1,6 +1,7 @@
 """GitHub input: webhook signature checks and payloads, `gh pr list --json` output and CSV backfills.
 
-Everything here is pure (bytes and text in, `MergedPR` out); storing is the store's job.
+Everything here is pure (bytes and text in, `MergedPR` out); storing is the store's job (the row
+type and `normalise_repo` are the store's, `store/finance.py`, re-exported here).
 """
 
 from __future__ import annotations
@@ -11,29 +12,15 @@ import hmac
 import io
 import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from spendgate.clock import iso
+from spendgate.store.finance import MergedPR as MergedPR
+from spendgate.store.finance import normalise_repo as normalise_repo
 
-_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _PR_URL = re.compile(r"github\.com/([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)/pull/(\d+)")
 CSV_COLUMNS = ("repo", "number", "author", "merged_at")
-
-
-@dataclass(frozen=True)
-class MergedPR:
-    repo: str  # lower-cased owner/name
-    number: int
-    author: str  # lower-cased login
-    merged_at: str  # ISO-8601 UTC with a Z, as in the ledger
-    title: str | None = None
-    base_ref: str | None = None
-    head_ref: str | None = None
-    url: str | None = None
-    additions: int | None = None
-    deletions: int | None = None
 
 
 def sign(secret: bytes, body: bytes) -> str:
@@ -46,13 +33,6 @@ def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
     if not header:
         return False
     return hmac.compare_digest(sign(secret, body).encode(), header.strip().encode())
-
-
-def normalise_repo(repo: str) -> str:
-    name = repo.strip().removeprefix("https://github.com/").strip("/")
-    if not _REPO.match(name):
-        raise ValueError(f"a repository is OWNER/NAME, not {repo!r}")
-    return name.lower()
 
 
 def normalise_time(value: str) -> str:

@@ -22,6 +22,8 @@ from typing import Any
 
 import aiohttp
 
+from spendgate.store.finance import ProviderUsage as ProviderUsage
+
 PROVIDERS = ("anthropic", "openai")
 NO_KEY_SPLIT = "*"
 DEFAULT_BASE_URLS = {"anthropic": "https://api.anthropic.com", "openai": "https://api.openai.com"}
@@ -45,24 +47,6 @@ _MAX_PAGES = 10_000
 
 class ProviderAPIError(RuntimeError):
     """The provider answered with an error, or with something that is not a usage/cost page."""
-
-
-@dataclass(frozen=True)
-class ProviderUsage:
-    day: str  # YYYY-MM-DD, UTC
-    provider: str
-    api_key_id: str
-    model: str
-    input_tokens: int = 0  # uncached input
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    requests: int | None = None
-    cost_nanos: int | None = None
-
-    @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.day, self.provider, self.api_key_id, self.model)
 
 
 def merge(rows: Iterable[ProviderUsage]) -> list[ProviderUsage]:

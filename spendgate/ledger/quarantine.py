@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from spendgate.models import LedgerRow
-from spendgate.store.base import Store
+from spendgate.store.ledger import LedgerStore
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def row_problem(row: LedgerRow) -> str | None:
     return None
 
 
-def land_checked(store: Store, rows: Sequence[LedgerRow]) -> Landed:
+def land_checked(store: LedgerStore, rows: Sequence[LedgerRow]) -> Landed:
     """`land` for rows read back from a journal: rows of the wrong shape are quarantined first."""
     landed, fit = Landed(), []
     for row in rows:
@@ -87,7 +87,7 @@ def land_checked(store: Store, rows: Sequence[LedgerRow]) -> Landed:
     return landed + land(store, fit)
 
 
-def land(store: Store, rows: Sequence[LedgerRow]) -> Landed:
+def land(store: LedgerStore, rows: Sequence[LedgerRow]) -> Landed:
     """Insert `rows`; quarantine those the database refuses for good. Raises on an outage."""
     if not rows:
         return Landed()
@@ -102,7 +102,7 @@ def land(store: Store, rows: Sequence[LedgerRow]) -> Landed:
     return land(store, rows[:middle]) + land(store, rows[middle:])
 
 
-def _quarantine(store: Store, row: LedgerRow, why: BaseException | str) -> int:
+def _quarantine(store: LedgerStore, row: LedgerRow, why: BaseException | str) -> int:
     text = why if isinstance(why, str) else f"{type(why).__name__}: {why}"
     reason = text.encode("ascii", "backslashreplace").decode()
     reason = reason.replace("\x00", "\\x00")[:_REASON_CHARS]

@@ -12,7 +12,7 @@ from spendgate.budgets.model import BudgetEvent
 from spendgate.ledger.journal import Journal, Segment
 from spendgate.ledger.quarantine import land
 from spendgate.models import LedgerRow
-from spendgate.store.base import Store
+from spendgate.store.ledger import LedgerStore
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,9 @@ _STOP = object()
 
 
 class LedgerWriter:
-    def __init__(self, store: Store, journal: Journal, batch_size: int, flush_interval_s: float) -> None:
+    def __init__(
+        self, store: LedgerStore, journal: Journal, batch_size: int, flush_interval_s: float
+    ) -> None:
         self._store = store
         self._journal = journal
         self._batch_size = batch_size

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
-from typing import Any
+from typing import Any, Protocol
 
 from spendgate.clock import iso
 from spendgate.dimensions import SCOPE_BY
@@ -20,7 +20,15 @@ from spendgate.finance import cost_per_pr as cpp
 from spendgate.finance import forecast as fc
 from spendgate.finance.focus import month_bounds
 from spendgate.pricing import NANOS_PER_USD, format_usd
-from spendgate.store.base import Store
+from spendgate.store.alerts import AlertStore
+from spendgate.store.budgets import BudgetStore
+from spendgate.store.finance import FinanceStore
+from spendgate.store.principals import NameStore
+from spendgate.store.spend import SpendStore
+
+
+class ReportSource(SpendStore, BudgetStore, AlertStore, FinanceStore, NameStore, Protocol):
+    """What the finance and governance reports read."""
 
 TREND_MONTHS = 6
 TOP = 10
@@ -171,7 +179,7 @@ class GovernanceReport:
 
 
 # --- gathering -----------------------------------------------------------------------------------
-def finance_report(store: Store, month: str, now: datetime | None = None) -> FinanceReport:
+def finance_report(store: ReportSource, month: str, now: datetime | None = None) -> FinanceReport:
     """Everything the finance report shows for one UTC month; `now` cuts a month in progress."""
     now = now or datetime.now(UTC)
     start, end = month_bounds(month)
@@ -179,7 +187,7 @@ def finance_report(store: Store, month: str, now: datetime | None = None) -> Fin
         raise ValueError(f"{month} has not started yet")
     until = min(end, now)
     since_s, until_s = iso(start), iso(until)
-    team_names = {t.id: t.name for t in store.list_teams(include_revoked=True)}
+    team_names = store.names("team")
 
     teams = _slices(store.spend("team", since_s, until_s))
     total = sum(s.cost_nanos for s in teams)
@@ -214,7 +222,7 @@ def finance_report(store: Store, month: str, now: datetime | None = None) -> Fin
 
 
 def governance_report(
-    store: Store, since: datetime, until: datetime, label: str, now: datetime | None = None
+    store: ReportSource, since: datetime, until: datetime, label: str, now: datetime | None = None
 ) -> GovernanceReport:
     """The engineering view of [since, until): who spends, on what, and what went wrong."""
     now = now or datetime.now(UTC)
@@ -279,7 +287,7 @@ def _daily(rows: Iterable[Mapping[str, Any]], since: datetime, until: datetime) 
     return out
 
 
-def _monthly(store: Store, window: Sequence[str], until: datetime) -> list[tuple[str, int]]:
+def _monthly(store: ReportSource, window: Sequence[str], until: datetime) -> list[tuple[str, int]]:
     since, end = cpp.window_bounds(window)
     sums: dict[str, int] = defaultdict(int)
     for row in store.spend_by_month("team", since, min(end, iso(until))):
@@ -322,7 +330,7 @@ def trend_line(points: Sequence[tuple[int, Decimal]]) -> tuple[float, float] | N
 
 
 def _budget_lines(
-    store: Store, team_names: Mapping[str, str], start: datetime, end: datetime, until: datetime
+    store: ReportSource, team_names: Mapping[str, str], start: datetime, end: datetime, until: datetime
 ) -> list[BudgetLine]:
     """Each live monthly budget against the spend in its scope this UTC month."""
     since, stop = iso(start), iso(min(end, until))
@@ -347,7 +355,7 @@ def _budget_lines(
 
 
 def _forecast(
-    store: Store, team_names: Mapping[str, str], start: datetime, end: datetime, now: datetime
+    store: ReportSource, team_names: Mapping[str, str], start: datetime, end: datetime, now: datetime
 ) -> Forecast:
     budgets = fc.monthly_budgets(store.list_budgets(), "team")
     if now < end:  # the month is in progress: project its end

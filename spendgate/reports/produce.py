@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from spendgate.extras import require
 from spendgate.finance.focus import month_bounds
 from spendgate.reports import data
+from spendgate.reports.data import ReportSource
 from spendgate.reports.layout import Document, finance_document, governance_document
-from spendgate.store.base import Store
 
 if TYPE_CHECKING:
     from spendgate.reports.charts import Chart
@@ -46,7 +46,7 @@ def previous_month(now: datetime) -> str:
 
 
 def produce(
-    store: Store,
+    store: ReportSource,
     kind: str,
     *,
     month: str | None = None,

@@ -41,13 +41,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from spendgate.clock import iso
 from spendgate.config import Settings, resolve_env_refs
+from spendgate.reports.data import ReportSource
 from spendgate.reports.produce import FORMATS, KINDS, Produced, produce, write
-from spendgate.store.base import Store
+from spendgate.store.reports import ReportStore
+
+
+class ScheduleStore(ReportSource, ReportStore, Protocol):
+    """The reports' figures and the runs claimed once across replicas."""
 
 log = logging.getLogger(__name__)
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -216,13 +221,13 @@ def _monthly_run(year: int, month: int, entry: Entry, zone: ZoneInfo) -> datetim
 
 
 # --- once per period -----------------------------------------------------------------------------
-def produced(store: Store) -> list[dict[str, Any]]:
+def produced(store: ReportStore) -> list[dict[str, Any]]:
     """What the schedule has produced (or is producing): one record per (entry, period)."""
     return store.list_report_runs()
 
 
 def run_due(
-    store: Store,
+    store: ScheduleStore,
     schedule: Schedule,
     now: datetime | None = None,
     send: Callable[[Smtp, EmailMessage], None] | None = None,
@@ -309,7 +314,7 @@ def send_mail(smtp: Smtp, mail: EmailMessage) -> None:
 
 # --- in the gateway ------------------------------------------------------------------------------
 async def run_reports_forever(
-    store: Store,
+    store: ScheduleStore,
     settings: Settings,
     *,
     schedule: Schedule | None = None,

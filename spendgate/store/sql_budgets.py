@@ -8,10 +8,10 @@ from typing import Any
 
 import orjson
 
-from spendgate.budgets.model import PERIODS, SCOPE_TYPES, Budget, BudgetEvent, Exemption, Tier
 from spendgate.clock import utc_now_iso
 from spendgate.dimensions import SCOPE_BY
 from spendgate.store.base import Conflict, NotFound
+from spendgate.store.budgets import DEFAULT_TIERS, PERIODS, SCOPE_TYPES, Budget, BudgetEvent, Exemption, Tier
 from spendgate.store.sql_rollups import RollupQueries
 
 
@@ -47,8 +47,6 @@ class BudgetQueries(RollupQueries):  # reads the rollups through sum_grouped
             scope_value = self._resolve(table, scope_value, scope_type)["id"]
         if scope_type == "tag" and "=" not in scope_value:
             raise ValueError("a tag scope is key=value, e.g. use_case=autonomous-agent")
-        from spendgate.budgets.model import DEFAULT_TIERS
-
         budget = Budget(
             id=f"bud_{secrets.token_hex(8)}",
             name=name,
@@ -247,18 +245,6 @@ class BudgetQueries(RollupQueries):  # reads the rollups through sum_grouped
             Exemption(**r)
             for r in self._query(f"SELECT * FROM exemptions {where} ORDER BY requested_at", params)
         ]
-
-    # --- rate limits ---
-    def set_key_limits(self, ref: str, rpm: int | None, tpm: int | None, concurrency: int | None) -> None:
-        rows = self._query(
-            "SELECT id FROM api_keys WHERE id = ? OR name = ? OR key_prefix = ?", (ref, ref, ref)
-        )
-        if len(rows) != 1:
-            raise NotFound(f"no single key matches {ref!r}")
-        self._write(
-            "UPDATE api_keys SET rpm_limit = ?, tpm_limit = ?, concurrency_limit = ? WHERE id = ?",
-            (rpm, tpm, concurrency, rows[0]["id"]),
-        )
 
 
 def _tiers_json(tiers: Sequence[Tier]) -> str:

@@ -7,8 +7,8 @@ from typing import Any
 
 from spendgate.clock import utc_now_iso
 from spendgate.dimensions import MONTHLY_BY, SPEND_BY
-from spendgate.finance.github import MergedPR, normalise_repo
 from spendgate.store.base import Conflict
+from spendgate.store.finance import MergedPR, normalise_repo
 from spendgate.store.sql_rollups import WORK_TAGS, RollupQueries
 
 _PR_FIELDS = ("author", "merged_at", "title", "base_ref", "head_ref", "url", "additions", "deletions")

@@ -169,6 +169,18 @@ class PrincipalQueries(QueryMixin):
             for r in rows
         }
 
+    # --- rate limits ---
+    def set_key_limits(self, ref: str, rpm: int | None, tpm: int | None, concurrency: int | None) -> None:
+        rows = self._query(
+            "SELECT id FROM api_keys WHERE id = ? OR name = ? OR key_prefix = ?", (ref, ref, ref)
+        )
+        if len(rows) != 1:
+            raise NotFound(f"no single key matches {ref!r}")
+        self._write(
+            "UPDATE api_keys SET rpm_limit = ?, tpm_limit = ?, concurrency_limit = ? WHERE id = ?",
+            (rpm, tpm, concurrency, rows[0]["id"]),
+        )
+
     def _revoke(self, table: str, row_id: str) -> dict[str, Any]:
         self._write(
             f"UPDATE {table} SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", (utc_now_iso(), row_id)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from spendgate.clock import utc_now_iso
-from spendgate.finance.provider_usage import ProviderUsage
+from spendgate.store.finance import ProviderUsage
 from spendgate.store.sql_rollups import RollupQueries
 
 _VALUE_COLUMNS = (

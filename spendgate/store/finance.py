@@ -1,0 +1,86 @@
+"""The finance domain of the store: merged pull requests, GitHub deliveries and identities
+(`store/sql_finance.py`), provider-reported usage and the ledger's spend per day and model that
+`spendgate reconcile` compares (`store/sql_reconcile.py`)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class MergedPR:
+    repo: str  # lower-cased owner/name
+    number: int
+    author: str  # lower-cased login
+    merged_at: str  # ISO-8601 UTC with a Z, as in the ledger
+    title: str | None = None
+    base_ref: str | None = None
+    head_ref: str | None = None
+    url: str | None = None
+    additions: int | None = None
+    deletions: int | None = None
+
+
+def normalise_repo(repo: str) -> str:
+    name = repo.strip().removeprefix("https://github.com/").strip("/")
+    if not _REPO.match(name):
+        raise ValueError(f"a repository is OWNER/NAME, not {repo!r}")
+    return name.lower()
+
+
+@dataclass(frozen=True)
+class ProviderUsage:
+    day: str  # YYYY-MM-DD, UTC
+    provider: str
+    api_key_id: str
+    model: str
+    input_tokens: int = 0  # uncached input
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    requests: int | None = None
+    cost_nanos: int | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.day, self.provider, self.api_key_id, self.model)
+
+
+class FinanceStore(Protocol):
+    """Merged PRs, GitHub deliveries and identities. Methods are blocking."""
+
+    def upsert_pull_requests(self, prs: Sequence[MergedPR], source: str) -> dict[str, int]:
+        """Store merged PRs keyed by (repo, number); counts of new, updated and unchanged."""
+        ...
+
+    def merged_pull_requests(
+        self, since: str | None = None, until: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Merged PRs with team_id (author's user's team, else the repository's) and mapped_by."""
+        ...
+
+    def unmapped_pr_authors(self) -> list[dict[str, Any]]: ...
+    def github_delivery_seen(self, delivery_id: str) -> bool: ...
+    def record_github_delivery(self, delivery_id: str, event: str) -> bool: ...
+    def map_github_login(self, login: str, user: str) -> dict[str, Any]: ...
+    def map_repo_team(self, repo: str, team: str) -> dict[str, Any]: ...
+    def list_github_identities(self) -> list[dict[str, Any]]: ...
+    def list_repo_teams(self) -> list[dict[str, Any]]: ...
+
+
+class ReconcileStore(Protocol):
+    """Provider-reported usage and the ledger's spend to compare it with. Methods are blocking."""
+
+    def upsert_provider_usage(self, rows: Sequence[ProviderUsage], source: str) -> dict[str, int]:
+        """Store provider usage keyed by (day, provider, key id, model); counts of new and replaced."""
+        ...
+
+    def provider_usage_rows(self, since_day: str, until_day: str) -> list[dict[str, Any]]: ...
+    def metered_by_day_model(self, since: str, until: str) -> list[dict[str, Any]]:
+        """Ledger spend per UTC day, provider and billed model: metered_requests, cost_nanos."""
+        ...

@@ -1,0 +1,41 @@
+"""The ledger domain of the store: one row per call in (with the budget tier crossings the calls
+caused), rows out, and the rollups kept in step (`store/sql_ledger.py`, `store/sql_rollups.py`;
+tier events: `store/sql_budgets.py`; rows refused for good: `store/sql_quarantine.py`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from spendgate.models import LedgerRow
+from spendgate.store.budgets import BudgetEvent
+
+
+class LedgerStore(Protocol):
+    """The ledger writer's and `spendgate ledger`'s part. Methods are blocking."""
+
+    def insert_ledger_rows(self, rows: Sequence[LedgerRow]) -> int:
+        """Insert rows, ignoring request ids already present (replays are idempotent)."""
+        ...
+
+    def quarantine_ledger_rows(self, items: Sequence[tuple[str, str, str]]) -> int:
+        """Keep rows the database refused for good: (request id, reason, row as ASCII JSON) each."""
+        ...
+
+    def quarantined_ledger_rows(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Quarantined rows, newest first: request_id, quarantined_at, reason, row_json."""
+        ...
+
+    def insert_budget_events(self, events: Sequence[BudgetEvent]) -> None:
+        """Record tier crossings; one per (budget, period, tier), later duplicates ignored."""
+        ...
+
+    def ledger_rows(
+        self, since: str | None = None, until: str | None = None, latest: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows in the period, oldest first; only the `latest` N when given."""
+        ...
+
+    def rebuild_rollups(self) -> dict[str, int]:
+        """Recompute the daily rollups from the ledger; counts of rollup rows and tagged calls."""
+        ...
