@@ -1,9 +1,10 @@
-"""Latency of the budget step alone: BudgetEnforcer.reserve + settle, local and Redis-backed.
+"""Latency of the budget step alone: BudgetEnforcer.reserve + settle, local, shared and Redis.
 
     python bench/budget_bench.py [--iterations 5000] [--budgets 5] [--redis redis://127.0.0.1:6379/0]
 
 Builds a real store (temp SQLite) with N budgets that all apply to one key, then times the
-reserve (the part on the request path) and the settle, each call's figures in microseconds.
+reserve (the part on the request path) and the settle, each call's figures in microseconds, on
+in-process counters, on the LMDB file workers share, and on Redis with --redis.
 Bounded loop; Redis on loopback only; its keys use a random prefix and are deleted afterwards.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from spendgate.admin.service import create_key
 from spendgate.budgets.counters import Counters, LocalCounters
 from spendgate.budgets.enforcer import BudgetEnforcer, CallScope
+from spendgate.budgets.shared_counters import SharedCounters
 from spendgate.store import open_store
 
 
@@ -88,6 +90,11 @@ async def main() -> None:
     print(f"{args.budgets} budgets apply to each call; {args.iterations} calls")
     with tempfile.TemporaryDirectory() as folder:
         report("local", *await measure(LocalCounters(), args.budgets, args.iterations, Path(folder)))
+        shared = SharedCounters(Path(folder) / "counters")
+        try:
+            report("shared", *await measure(shared, args.budgets, args.iterations, Path(folder)))
+        finally:
+            await shared.close()
         if args.redis:
             from spendgate.budgets.redis_counters import RedisCounters
 

@@ -90,8 +90,13 @@ def build_gateway(settings: Settings) -> Gateway:
 
 
 def build_counters(settings: Settings) -> Counters:
-    """Local counters for one process; Redis (with its outage policy) for several replicas."""
+    """Redis (with its outage policy) for replicas on several hosts; an LMDB file for the processes
+    of one host (`serve --workers N`); in memory for one process."""
     if not settings.redis_url:
+        if settings.counters_dir is not None:
+            from spendgate.budgets.shared_counters import SharedCounters
+
+            return SharedCounters(settings.counters_dir)
         return LocalCounters()
     from spendgate.budgets.failover import FailoverCounters
     from spendgate.budgets.redis_counters import RedisCounters

@@ -89,6 +89,11 @@ class Settings(BaseSettings):
         description="Redis for budget counters and rate limits shared by replicas (redis://host:port/db).",
     )
     redis_prefix: str = Field("spendgate:", description="Prefix of every Redis key Spendgate writes.")
+    counters_dir: Path | None = Field(
+        None,
+        description="Folder of the budget counters and rate limits that the gateway processes of one "
+        "host share without Redis (an LMDB file); 'serve --workers N' uses '<spool dir>/counters'.",
+    )
     redis_failure_mode: Literal["closed", "open"] = Field(
         "closed",
         description="Redis unreachable: 'closed' refuses calls that have budgets (503); 'open' enforces "

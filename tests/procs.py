@@ -16,9 +16,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_gateway(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def start_gateway(env: dict[str, str], port: int, workers: int = 1) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "spendgate", "serve", "--port", str(port)],
+        [sys.executable, "-m", "spendgate", "serve", "--port", str(port), "--workers", str(workers)],
         env={"SPENDGATE_DRAIN_DELAY_S": "0", **env},  # tests stop it at once unless they test the drain
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

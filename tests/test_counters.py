@@ -1,4 +1,5 @@
-"""Budget counters and rate limits: the same scenarios against LocalCounters and RedisCounters.
+"""Budget counters and rate limits: the same scenarios against LocalCounters, SharedCounters (the
+LMDB file the workers of one host share) and RedisCounters.
 
 RedisCounters runs only when SPENDGATE_TEST_REDIS_URL is set (CI sets it); then an unreachable
 Redis fails the test. Each test uses its own key prefix and deletes its keys afterwards.
@@ -10,12 +11,14 @@ import asyncio
 import os
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
 from spendgate.budgets.counters import Charge, Counters, LocalCounters
 from spendgate.budgets.redis_counters import RedisCounters
+from spendgate.budgets.shared_counters import SharedCounters
 from tests.conftest import REDIS_ENV
 
 Factory = Callable[[], Counters]
@@ -44,10 +47,12 @@ def redis_factory(redis_url: str) -> Iterator[Callable[[], RedisCounters]]:
                 admin.delete(*keys)
 
 
-@pytest.fixture(params=["local", "redis"])
-def make(request: pytest.FixtureRequest) -> Factory:
+@pytest.fixture(params=["local", "shared", "redis"])
+def make(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
     if request.param == "local":
         return LocalCounters
+    if request.param == "shared":
+        return lambda: SharedCounters(tmp_path / "counters")
     factory: Factory = request.getfixturevalue("redis_factory")
     return factory
 
@@ -219,6 +224,25 @@ def test_two_replicas_share_one_budget(redis_factory: Callable[[], RedisCounters
         finally:
             await a.close()
             await b.close()
+
+    asyncio.run(main())
+
+
+def test_shared_counters_outlive_a_restart(tmp_path: Path) -> None:
+    """Like Redis, the counters file keeps spend and reservations when its processes restart."""
+
+    async def main() -> None:
+        first = SharedCounters(tmp_path / "counters")
+        await first.seed("b:keep", 40, HOUR)
+        assert (await first.reserve("r1", [charge("b:keep", 100)], 30, 60)).ok
+        await first.close()
+        second = SharedCounters(tmp_path / "counters")
+        try:
+            assert await second.reservations_in_flight() == 1
+            assert await second.snapshot(["b:keep", "b:none"]) == [(40, 30), None]
+            assert await second.settle("r1", 20) == [60]
+        finally:
+            await second.close()
 
     asyncio.run(main())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import typer
 
@@ -14,7 +15,9 @@ def register(app: typer.Typer) -> None:
     def serve(
         host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
         port: int = typer.Option(8787, "--port", help="Port to listen on."),
-        workers: int = typer.Option(1, "--workers", help="Worker processes (each its own ledger journal)."),
+        workers: int = typer.Option(
+            1, "--workers", help="Worker processes (each its own ledger journal; budget counters shared)."
+        ),
     ) -> None:
         """Run the gateway: point ANTHROPIC_BASE_URL / the OpenAI base URL at it."""
         run_server(Settings(), host, port, workers)
@@ -58,11 +61,14 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     if workers > 1:
-        if not settings.redis_url:
-            logging.getLogger("spendgate").warning(
-                "%d workers without SPENDGATE_REDIS_URL: each keeps its own budget and rate-limit "
-                "counters, so budgets are enforced per worker. Set SPENDGATE_REDIS_URL to share them.",
-                workers,
+        if not settings.redis_url and settings.counters_dir is None:
+            # The workers build their own Settings from the environment: this is how they find
+            # the one counters file they share (per-worker counters would let N workers spend N
+            # times a budget).
+            counters_dir = settings.resolved_spool_dir() / "counters"
+            os.environ["SPENDGATE_COUNTERS_DIR"] = str(counters_dir)
+            logging.getLogger("spendgate").info(
+                "%d workers share budget counters and rate limits in %s", workers, counters_dir
             )
         uvicorn.run(
             "spendgate.app:create_served_app",
