@@ -160,7 +160,69 @@ def test_redis_outage(
         proxy.restore()
         time.sleep(2.1)  # the failover retries Redis after two seconds
         after = post(server.url)
-        assert after.status_code in (200, 429) and after.status_code != 503
+        if mode == "closed":
+            assert after.status_code == 200
+        else:
+            # The two calls settled locally were added to the shared counter: the budget stays spent.
+            assert after.status_code == 429, after.text
+        assert gw.ledger.wait_idle(10)
+        calls = 2 if mode == "closed" else 3
+        assert sum(r["cost_nanos"] for r in gw.store.ledger_rows()) == calls * CALL_NANOS
+
+
+def test_redis_fail_open_two_replicas_overrun_at_most_twice_the_room_and_resync(
+    tmp_path: Path, fake: FakeUpstream, redis_proxy: tuple[TcpProxy, str, str], redis_url: tuple[str, str]
+) -> None:
+    proxy, url, prefix = redis_proxy
+    apps = []
+    for name in ("a", "b"):
+        settings = gateway_settings(
+            tmp_path,
+            fake,
+            redis_url=url,
+            redis_prefix=prefix,
+            redis_failure_mode="open",
+            spool_dir=tmp_path / f"spool-{name}",
+        )
+        apps.append(create_app(settings))
+    a, b = (app.state.gateway for app in apps)
+    key = seed(a.store)
+    room = 3 * CALL_NANOS
+    a.store.create_budget(
+        name="team",
+        scope_type="team",
+        scope_value="platform",
+        amount_nanos=(worst_nanos(1000) + room) * 100 // 150,  # room for exactly 3 calls
+    )
+    for gw in (a, b):
+        gw.keyring.reload()
+        gw.budgets.reload()
+    post = lambda url: httpx.post(f"{url}/v1/messages", json=body(), headers=headers(key))  # noqa: E731
+    with ServerThread(apps[0]) as one, ServerThread(apps[1]) as two:
+        assert post(one.url).status_code == 200  # through Redis
+        assert a.ledger.wait_idle(10)
+        proxy.cut()
+        during = {}
+        for server, gw in ((one, a), (two, b)):
+            codes = [post(server.url).status_code for _ in range(4)]
+            assert gw.ledger.wait_idle(10)
+            during[server.url] = codes.count(200)
+            assert codes.count(200) <= 2 and codes[-1] == 429, codes  # each: at most the room left
+        proxy.restore()
+        time.sleep(2.1)  # the failover retries Redis after two seconds
+        # Each replica adds its outage spend to the shared counter before it reserves again.
+        assert post(one.url).status_code == 429
+        assert post(two.url).status_code == 429
+        assert a.ledger.wait_idle(10) and b.ledger.wait_idle(10)
+    spent = sum(r["cost_nanos"] for r in open_store(a.settings.database_url).ledger_rows())
+    assert spent == (1 + sum(during.values())) * CALL_NANOS
+    assert spent <= CALL_NANOS + 2 * (room - CALL_NANOS)  # at most N x the room left at the cut
+    import redis
+
+    client = redis.Redis.from_url(redis_url[0])
+    [counter] = list(client.scan_iter(match=f"{prefix}c:*"))
+    assert int(client.hget(counter, "s") or 0) == spent  # every call counted once in the shared counter
+    client.close()
 
 
 def test_postgres_outage_spools_and_lands_exactly_once(

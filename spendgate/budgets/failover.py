@@ -3,18 +3,24 @@
 `closed` (default): calls that have budgets or rate limits are refused with a 503 while
 Redis is unreachable: no spend escapes the shared counters. `open`: this replica enforces
 on its own local counters (seeded from the ledger) until Redis answers again; N replicas
-may then spend up to N times a budget's remaining room for the outage's duration.
+may then spend up to N times a budget's remaining room for the outage's duration. When Redis
+answers again, each replica first adds what it settled locally to the shared counters (once:
+the sync carries an id Redis remembers), so the room spent during the outage stays spent.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
-from spendgate.budgets.counters import Charge, Counters, LocalCounters, RateResult, ReserveResult
+from spendgate.budgets.counters import Charge, LocalCounters, RateResult, ReserveResult
+
+if TYPE_CHECKING:  # the proxy imports CountersUnavailable: no Redis client at start without Redis
+    from spendgate.budgets.redis_counters import RedisCounters
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -26,12 +32,14 @@ class CountersUnavailable(Exception):
 
 
 class FailoverCounters:
-    def __init__(self, primary: Counters, mode: Literal["closed", "open"]) -> None:
+    def __init__(self, primary: RedisCounters, mode: Literal["closed", "open"]) -> None:
         self.primary = primary
         self.local = LocalCounters()
         self.mode = mode
         self._down_since: float | None = None
-        self._local_reservations: set[str] = set()
+        self._local_reservations: dict[str, list[str]] = {}  # reservation id -> its counters
+        self._unsynced: dict[str, int] = {}  # spend settled locally, not yet in the shared counters
+        self._sync: tuple[str, dict[str, int]] | None = None  # being added; retried with its id
 
     @property
     def degraded(self) -> bool:
@@ -41,6 +49,8 @@ class FailoverCounters:
         if self._down_since is not None and time.monotonic() - self._down_since < _RETRY_S:
             return await self._fallback(local)
         try:
+            if self._down_since is not None or self._unsynced or self._sync is not None:
+                await self._add_local_spend()  # before anything reads the shared counters
             result = await primary()
         except (ConnectionError, OSError, TimeoutError) as exc:
             if self._down_since is None:
@@ -58,7 +68,20 @@ class FailoverCounters:
         if self._down_since is not None:
             log.warning("Redis is back; shared counters resume")
             self._down_since = None
+            # The next outage seeds afresh from the ledger, not from this one's stale counts.
+            self.local = LocalCounters()
         return result
+
+    async def _add_local_spend(self) -> None:
+        if self._sync is None:
+            if not self._unsynced:
+                return
+            self._sync, self._unsynced = (secrets.token_hex(8), self._unsynced), {}
+        sync_id, amounts = self._sync
+        await self.primary.add_spent(sync_id, amounts)
+        if self._sync is not None and self._sync[0] == sync_id:
+            self._sync = None
+            log.warning("added the spend settled during the Redis outage to %d shared counters", len(amounts))
 
     async def _fallback(self, local: Callable[[], Awaitable[T]]) -> T:
         if self.mode == "closed":
@@ -77,7 +100,7 @@ class FailoverCounters:
             lambda: self.local.reserve(reservation_id, charges, amount, ttl_s),
         )
         if self.degraded and result.ok:
-            self._local_reservations.add(reservation_id)
+            self._local_reservations[reservation_id] = [c.counter for c in charges]
         return result
 
     async def seed(self, counter: str, spent: int, ttl_s: int) -> None:
@@ -86,14 +109,15 @@ class FailoverCounters:
         )
 
     async def settle(self, reservation_id: str, actual: int) -> list[int]:
-        if reservation_id in self._local_reservations:
-            self._local_reservations.discard(reservation_id)
+        counters = self._local_reservations.pop(reservation_id, None)
+        if counters is not None:
+            for counter in counters if actual else ():
+                self._unsynced[counter] = self._unsynced.get(counter, 0) + actual
             return await self.local.settle(reservation_id, actual)
         return await self._call(lambda: self.primary.settle(reservation_id, actual), _empty)
 
     async def release(self, reservation_id: str) -> None:
-        if reservation_id in self._local_reservations:
-            self._local_reservations.discard(reservation_id)
+        if self._local_reservations.pop(reservation_id, None) is not None:
             await self.local.release(reservation_id)
             return
         await self._call(lambda: self.primary.release(reservation_id), _none)

@@ -14,6 +14,7 @@ Key layout (every key starts with `prefix`):
     {p}rt:{key id}   zset  token entries of the last 60 s, member "<ms>:<nonce>:<tokens>"
     {p}rs:{key id}   str   sum of the tokens in rt (kept in step, so a check is O(1) amortised)
     {p}rc:{key id}   str   requests in flight (expires, so a crashed replica's slots come back)
+    {p}sync:{id}     str   a replica's outage spend, added once (`add_spent`; expires after a day)
 
 Amounts are int64 nanos. Lua numbers are doubles (exact only below 2**53, about $9M in nanos),
 so the scripts never do arithmetic on amounts: HINCRBY does it in int64, and the limit check
@@ -254,6 +255,20 @@ return 0
 )
 
 
+# KEYS: the sync marker, then counter keys. ARGV: marker ttl_s, then the amount per counter.
+# Adds spend settled on a replica's local counters during an outage, once per marker: a sync
+# retried after a lost reply is not counted twice. A counter gone meanwhile is skipped: it is
+# seeded again from the ledger, which holds that spend.
+_ADD_SPENT = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('HINCRBY', KEYS[i], 's', ARGV[i]) end
+end
+return 1
+"""
+SYNC_MARKER_TTL_S = 86_400
+
+
 def _opt(value: int | None) -> str:
     return "" if value is None else str(value)
 
@@ -289,6 +304,7 @@ class RedisCounters:
         self._expire = self._client.register_script(_EXPIRE)
         self._rate_acquire = self._client.register_script(_RATE_ACQUIRE)
         self._rate_release = self._client.register_script(_RATE_RELEASE)
+        self._add_spent = self._client.register_script(_ADD_SPENT)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX) -> RedisCounters:
@@ -331,6 +347,12 @@ class RedisCounters:
 
     async def seed(self, counter: str, spent: int, ttl_s: int) -> None:
         await self._seed(keys=[self._counter_key(counter)], args=[str(spent), ttl_s])
+
+    async def add_spent(self, sync_id: str, amounts: dict[str, int]) -> bool:
+        """Add settled spend to counters, once per `sync_id`; False if that id was already applied."""
+        keys = [f"{self._prefix}sync:{sync_id}"] + [self._counter_key(name) for name in amounts]
+        args: list[str | int] = [SYNC_MARKER_TTL_S, *(str(v) for v in amounts.values())]
+        return bool(await self._add_spent(keys=keys, args=args))
 
     async def settle(self, reservation_id: str, actual: int) -> list[int]:
         keys = self._reservation_keys(reservation_id)
