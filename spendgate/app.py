@@ -53,7 +53,7 @@ def build_gateway(settings: Settings) -> Gateway:
     _, replayed = recover_journals(spool, functools.partial(land_checked, store))
     secret = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
     openai_secret = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-    keyring = Keyring(store.active_principals, settings.key_cache_refresh_s)
+    keyring = Keyring(store.active_principals, settings.key_cache_refresh_s, settings.key_negative_cache_s)
     keyring.reload()
     ledger = LedgerWriter(
         store,
@@ -85,7 +85,7 @@ def build_gateway(settings: Settings) -> Gateway:
         ledger=ledger,
         budgets=budgets,
         router=Router(load_policy(settings.routing_policy_file)),
-        metrics=Metrics(ledger, budgets, store),
+        metrics=Metrics(ledger, budgets, store, keyring),
     )
 
 

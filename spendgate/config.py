@@ -76,6 +76,11 @@ class Settings(BaseSettings):
         description="How often keys are reloaded from the database, so keys created or revoked by "
         "another process take effect.",
     )
+    key_negative_cache_s: float = Field(
+        30.0,
+        description="How long a key the database does not know is refused without looking it up "
+        "again (new keys are looked up at once on their first call).",
+    )
     routing_policy_file: Path | None = Field(
         None,
         description="TOML routing policy (rules, tiers, allowlists, fallbacks); default: the built-in one.",

@@ -26,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from prometheus_client.utils import INF, floatToGoString
 
+from spendgate.auth import Keyring
 from spendgate.budgets.enforcer import BudgetEnforcer
 from spendgate.budgets.failover import CountersUnavailable
 from spendgate.dimensions import METRIC_LABELS
@@ -158,8 +159,9 @@ def _histogram(
 class _StateCollector(Collector):
     """Ledger writer state and the last budget readings, produced at scrape time."""
 
-    def __init__(self, ledger: LedgerWriter) -> None:
+    def __init__(self, ledger: LedgerWriter, keyring: Keyring) -> None:
         self._ledger = ledger
+        self._keyring = keyring
         self.budgets: list[BudgetReading] = []
         self.in_flight: int | None = None
 
@@ -188,6 +190,17 @@ class _StateCollector(Collector):
             "spendgate_ledger_stall_seconds",
             "How long the oldest row the ledger writer holds has waited for the database.",
             value=self._ledger.stall_s,
+        )
+        yield CounterMetricFamily(
+            "spendgate_key_lookups",
+            "Keys not in memory looked up in the database, one at a time (new keys, unknown keys).",
+            value=self._keyring.lookups,
+        )
+        yield CounterMetricFamily(
+            "spendgate_key_lookups_skipped",
+            "Calls with an unknown key refused without a database lookup (remembered as unknown, "
+            "or past the lookup rate).",
+            value=self._keyring.unknown_refused,
         )
         if self.in_flight is not None:
             yield GaugeMetricFamily(
@@ -228,7 +241,9 @@ class _StateCollector(Collector):
 class Metrics:
     """Every Spendgate metric, in a registry of its own."""
 
-    def __init__(self, ledger: LedgerWriter, budgets: BudgetEnforcer, store: BudgetStore) -> None:
+    def __init__(
+        self, ledger: LedgerWriter, budgets: BudgetEnforcer, store: BudgetStore, keyring: Keyring
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self._budgets = budgets
         self._store = store
@@ -241,7 +256,7 @@ class Metrics:
             ["channel", "outcome"],
             registry=r,
         )
-        self._state = _StateCollector(ledger)
+        self._state = _StateCollector(ledger, keyring)
         r.register(self._state)
 
     # --- the call path ---

@@ -46,6 +46,7 @@ class PrincipalStore(NameStore, Protocol):
         """A key's requests/tokens per minute and calls in flight (None: no limit)."""
         ...
 
-    def active_principals(self) -> dict[str, Principal]:
-        """Every usable key (not revoked, team/org/user not revoked), by key hash."""
+    def active_principals(self, key_hash: str | None = None) -> dict[str, Principal]:
+        """Every usable key (not revoked, team/org/user not revoked), by key hash; only `key_hash`'s
+        if given."""
         ...

@@ -143,13 +143,14 @@ class PrincipalQueries(QueryMixin):
             raise Conflict(f"{len(rows)} keys match {ref!r}; use the id")
         return _key(self._revoke("api_keys", rows[0]["id"]))
 
-    def active_principals(self) -> dict[str, Principal]:
-        rows = self._query(
+    def active_principals(self, key_hash: str | None = None) -> dict[str, Principal]:
+        sql = (
             "SELECT k.*, t.cost_center, t.name AS team_name FROM api_keys k JOIN teams t ON t.id = k.team_id "
             "JOIN orgs o ON o.id = k.org_id LEFT JOIN users u ON u.id = k.user_id "
             "WHERE k.revoked_at IS NULL AND t.revoked_at IS NULL AND o.revoked_at IS NULL "
             "AND u.revoked_at IS NULL"
         )
+        rows = self._query(sql) if key_hash is None else self._query(f"{sql} AND k.key_hash = ?", (key_hash,))
         return {
             r["key_hash"]: Principal(
                 key_id=r["id"],
