@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from spendgate.auth import generate_key
 from spendgate.dimensions import SPEND_BY, column_of
 from spendgate.models import TOKEN_COLUMNS, ApiKey
 from spendgate.pricing import format_usd
@@ -29,6 +28,8 @@ def create_key(
     expires_at: str | None = None,
 ) -> tuple[ApiKey, str]:
     """Mint a virtual key; the secret is returned here once and never stored."""
+    from spendgate.auth import generate_key  # here: reports and the CLI need no request path
+
     secret, key_hash, prefix = generate_key()
     key = store.create_key(
         key_hash=key_hash,

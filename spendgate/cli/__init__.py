@@ -1,6 +1,8 @@
-"""The `spendgate` command line, split by command group (one module each).
+"""The `spendgate` command line, split by command group (one module each, which declares the group
+and all its commands; `common.py` holds what they share).
 
-Each module exposes ``register(app)``; nothing is built at import time.
+Each module exposes ``register(app)``; nothing is built at import time, and a command imports what
+it needs when it runs. The settings are read once per invocation (`common.settings()`).
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from spendgate.cli import (
     admin_cmds,
     alert_cmds,
     budget_cmds,
+    chargeback_cmd,
     demo_cmd,
     fake_cmd,
     finance_cmds,
+    forecast_cmd,
     reconcile_cmds,
     report_cmds,
-    reports_cmds,
     routing_cmds,
     serve_cmd,
     spend_cmd,
@@ -40,9 +43,10 @@ def build_app() -> typer.Typer:
         alert_cmds,
         demo_cmd,
         fake_cmd,
+        chargeback_cmd,
+        forecast_cmd,
         report_cmds,
         finance_cmds,
-        reports_cmds,
         reconcile_cmds,
     )
     for module in modules:

@@ -6,40 +6,49 @@ for its deliveries; the other commands read the alerts tables and the ledger.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from spendgate.alerts.anomalies import Names, contributor_line, explain, usd
-from spendgate.alerts.backtest import backtest
-from spendgate.alerts.config import AlertsConfig, load_alerts_config
-from spendgate.alerts.scheduler import AlertSource, PassResult, check_once, deliverer_for
-from spendgate.cli.admin_cmds import FORMAT_OPTION, Format, cli_store, fail, print_json, print_table
-from spendgate.config import Settings
+from spendgate.cli.common import (
+    FORMAT_OPTION,
+    Format,
+    cli_store,
+    fail,
+    moment,
+    print_json,
+    print_table,
+    settings,
+)
 from spendgate.dimensions import ALERT_BY
-from spendgate.store.principals import NameStore
+
+if TYPE_CHECKING:  # the alert loop and its HTTP client load when a command runs
+    from spendgate.alerts.config import AlertsConfig
+    from spendgate.alerts.scheduler import AlertSource, PassResult
+    from spendgate.config import Settings
+    from spendgate.store.principals import NameStore
 
 NOW_OPTION = typer.Option(None, "--now", help="Pretend it is this ISO time (UTC unless it has an offset).")
 
 
 def _moment(text: str | None) -> datetime:
-    if text is None:
-        return datetime.now(UTC)
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment(text) or datetime.now(UTC)
 
 
-def _config(settings: Settings) -> AlertsConfig:
+def _config() -> AlertsConfig:
+    from spendgate.alerts.config import load_alerts_config
+
     try:
-        return load_alerts_config(settings.alerts_file)
+        return load_alerts_config(settings().alerts_file)
     except (OSError, ValueError) as exc:
         fail(f"alerts file: {exc}")
 
 
 def _resolve_value(store: NameStore, by: str, ref: str) -> str:
     """A team/key/user name or id -> the id the ledger holds (other groups are used as given)."""
+    from spendgate.alerts.anomalies import Names
+
     names = Names.load(store).names.get(by, {})
     if ref in names:
         return ref
@@ -50,6 +59,8 @@ def _resolve_value(store: NameStore, by: str, ref: str) -> str:
 
 
 async def _check(store: AlertSource, settings: Settings, config: AlertsConfig, now: datetime) -> PassResult:
+    from spendgate.alerts.scheduler import check_once, deliverer_for
+
     async with deliverer_for(store, settings) as deliverer:
         result = await check_once(store, config, deliverer, now)
         await deliverer.drain()
@@ -62,10 +73,11 @@ def _alerts() -> typer.Typer:
     @group.command("check")
     def check(now: str | None = NOW_OPTION, fmt: Format = FORMAT_OPTION) -> None:
         """Run one alert pass now (as the gateway does every SPENDGATE_ALERTS_INTERVAL_S) and deliver."""
-        settings = Settings()
-        config = _config(settings)
+        import asyncio
+
+        config = _config()
         with cli_store() as store:
-            result = asyncio.run(_check(store, settings, config, _moment(now)))
+            result = asyncio.run(_check(store, settings(), config, _moment(now)))
             ids = set(result.triggered) | set(result.resolved)
             rows = [r for r in store.list_alerts() if r["id"] in ids]
             delivered = store.list_alert_deliveries()
@@ -146,8 +158,9 @@ def _alerts() -> typer.Typer:
         model, session), each against its own baseline."""
         from dataclasses import replace
 
-        settings = Settings()
-        params = replace(_config(settings).detect, by=by)
+        from spendgate.alerts.anomalies import Names, contributor_line, explain, usd
+
+        params = replace(_config().detect, by=by)
         if by not in ALERT_BY:
             fail(f"--by must be one of {', '.join(ALERT_BY)}")
         moment = _moment(now)
@@ -207,10 +220,12 @@ def _anomalies() -> typer.Typer:
         month."""
         from dataclasses import replace
 
-        settings = Settings()
+        from spendgate.alerts.anomalies import Names
+        from spendgate.alerts.backtest import backtest
+
         if by not in ALERT_BY:
             fail(f"--by must be one of {', '.join(ALERT_BY)}")
-        params = replace(_config(settings).detect, by=by)
+        params = replace(_config().detect, by=by)
         try:
             levels = [float(t) for t in thresholds.split(",") if t.strip()]
         except ValueError:

@@ -16,7 +16,7 @@ from spendgate.admin import budget_service
 from spendgate.budgets.model import PERIODS, SCOPE_TYPES
 from spendgate.budgets.recommend import RECOMMENDED_TIERS, tiers_text
 from spendgate.budgets.recommend import apply as apply_recommendations
-from spendgate.cli.admin_cmds import FORMAT_OPTION, REVOKED_OPTION, Format, cli_store, print_json, print_table
+from spendgate.cli.common import FORMAT_OPTION, REVOKED_OPTION, Format, cli_store, print_json, print_table
 
 SINCE_OPTION = typer.Option(None, "--since", help="From this ISO date/datetime (inclusive).")
 UNTIL_OPTION = typer.Option(None, "--until", help="Up to this ISO date/datetime (exclusive).")

@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from spendgate.cli.common import settings
 from spendgate.extras import require
 
 if TYPE_CHECKING:  # rich and pydantic load when the demo runs, not with every CLI command
     from rich.console import Console
+
+    from spendgate.config import Settings
 
 DEMO_PROVIDER_KEY = "sk-ant-demo-provider-key"
 
@@ -26,10 +29,10 @@ def register(app: typer.Typer) -> None:
         wait: bool = typer.Option(True, "--wait/--no-wait", help="Keep the gateway running afterwards."),
     ) -> None:
         """Run the gateway against a fake provider, drive a mixed workload, show who spent what."""
-        run_demo(port, calls, wait)
+        run_demo(settings(), port, calls, wait)
 
 
-def run_demo(port: int, calls: int, wait: bool) -> None:
+def run_demo(base: Settings, port: int, calls: int, wait: bool) -> None:
     require("demo", "spendgate demo")
     from pydantic import SecretStr
     from rich.console import Console
@@ -37,7 +40,6 @@ def run_demo(port: int, calls: int, wait: bool) -> None:
 
     from spendgate.admin.service import spend_report
     from spendgate.app import create_app
-    from spendgate.config import Settings
     from spendgate.demo import plan, run_call, seed
     from spendgate.fake_upstream import FakeSettings, FakeUpstream
     from spendgate.servethread import ServerThread
@@ -53,7 +55,7 @@ def run_demo(port: int, calls: int, wait: bool) -> None:
             chunk_delay_ms=2,
         )
     ).start()
-    settings = Settings().model_copy(
+    settings = base.model_copy(
         update={
             "anthropic_base_url": fake.url,
             "openai_base_url": fake.openai_url,

@@ -1,4 +1,4 @@
-"""`spendgate prs ...`, `spendgate identities ...` and `spendgate report cost-per-pr`.
+"""`spendgate prs ...`, `spendgate identities ...` and the `cost-per-pr` command of `spendgate report`.
 
 Merged PRs come in by webhook (`POST /webhooks/github`) or by the backfill here; identities say
 which team a PR counts for; the report divides each team's ledger spend by its merged PRs.
@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from spendgate.cli.admin_cmds import FORMAT_OPTION, Format, cli_store, print_json, print_table
-from spendgate.cli.spend_cmd import to_csv
+from spendgate.cli.common import (
+    FORMAT_OPTION,
+    Format,
+    ReportFormat,
+    cli_store,
+    print_json,
+    print_table,
+    show_one,
+    to_csv,
+)
 from spendgate.finance import cost_per_pr as cpp
 from spendgate.finance.github import normalise_repo, parse_csv, parse_gh_json
 from spendgate.pricing import format_usd
@@ -23,12 +30,6 @@ from spendgate.store.principals import NameStore
 
 REPORT_COLUMNS = ["month", "spend_usd", "merged_prs", "cost_per_pr_usd", "cost_per_pr_usd_rounded"]
 PER_PR_COLUMNS = ["repo", "number", "title", "author", "team", "merged_at", "calls", "spend_usd"]
-
-
-class ReportFormat(StrEnum):
-    table = "table"
-    json = "json"
-    csv = "csv"
 
 
 def _read(file: str) -> str:
@@ -118,7 +119,7 @@ def _identities() -> typer.Typer:
         """Map a GitHub login to a user: their merged PRs count for the user's team."""
         with cli_store() as store:
             row = store.map_github_login(github, user)
-        _emit_one(row, fmt)
+        show_one(row, fmt)
 
     @group.command("repo")
     def repo(
@@ -129,7 +130,7 @@ def _identities() -> typer.Typer:
         """Per-repository fallback: PRs here by unmapped authors count for this team."""
         with cli_store() as store:
             row = store.map_repo_team(repo, team)
-        _emit_one(row, fmt)
+        show_one(row, fmt)
 
     @group.command("list")
     def list_(fmt: Format = FORMAT_OPTION) -> None:
@@ -145,13 +146,6 @@ def _identities() -> typer.Typer:
     return group
 
 
-def _emit_one(row: dict[str, Any], fmt: Format) -> None:
-    if fmt is Format.json:
-        print_json(row)
-    else:
-        print_table(["field", "value"], list(row.items()))
-
-
 def _with_team_names(store: NameStore, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     names = store.names("team")
     return [
@@ -159,56 +153,36 @@ def _with_team_names(store: NameStore, rows: Sequence[dict[str, Any]]) -> list[d
     ]
 
 
-def cost_per_pr_report(store: cpp.PRSpend, by: str, months: Sequence[str]) -> list[cpp.CostPerPR]:
-    """The report's rows (kept here for callers of the CLI module; the work is in finance)."""
-    return cpp.report(store, by, months)
-
-
-def _report_group(app: typer.Typer) -> typer.Typer:
-    """The `report` group, shared with other report commands whichever module registers first."""
-    for info in app.registered_groups:
-        if info.name == "report" and info.typer_instance is not None:
-            return info.typer_instance
-    group = typer.Typer(help="Finance reports.", no_args_is_help=True)
-    app.add_typer(group, name="report")
-    return group
+def cost_per_pr(
+    months: int = typer.Option(6, "--months", help="The last N UTC months, this one included."),
+    by: str = typer.Option("team", "--by", help="|".join(cpp.GROUPS) + "."),
+    last: str | None = typer.Option(None, "--month", help="Last month of the window (YYYY-MM)."),
+    per_pr: bool = typer.Option(False, "--per-pr", help="Spend per merged PR from calls tagged pr/branch."),
+    fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", help="Output format."),
+) -> None:
+    """Cost per merged PR per team (or repo, use case) and UTC month, with month-over-month change."""
+    with cli_store() as store:
+        window = cpp.month_window(months, last)
+        if per_pr:
+            _per_pr(store, window, fmt)
+            return
+        rows = [r.view(by) for r in cpp.report(store, by, window)]
+    columns = [by, *REPORT_COLUMNS, "change_pct"]
+    if fmt is ReportFormat.json:
+        print_json(rows)
+    elif fmt is ReportFormat.csv:
+        typer.echo(to_csv(rows, columns), nl=False)
+    else:
+        print_table(
+            [by, "month", "spend_usd", "merged_prs", "cost_per_pr_usd", "change"],
+            [_table_row(r, by) for r in rows],
+            f"Cost per merged PR by {by}, {window[0]} .. {window[-1]} (UTC months)",
+        )
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(_prs(), name="prs")
     app.add_typer(_identities(), name="identities")
-    report = _report_group(app)
-
-    @report.command("cost-per-pr")
-    def cost_per_pr(
-        months: int = typer.Option(6, "--months", help="The last N UTC months, this one included."),
-        by: str = typer.Option("team", "--by", help="|".join(cpp.GROUPS) + "."),
-        last: str | None = typer.Option(None, "--month", help="Last month of the window (YYYY-MM)."),
-        per_pr: bool = typer.Option(
-            False, "--per-pr", help="Spend per merged PR from calls tagged pr/branch."
-        ),
-        fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", help="Output format."),
-    ) -> None:
-        """Cost per merged PR per team (or repo, use case) and UTC month, with month-over-month change."""
-        with cli_store() as store:
-            window = cpp.month_window(months, last)
-            if per_pr:
-                _per_pr(store, window, fmt)
-                return
-            rows = [r.view(by) for r in cost_per_pr_report(store, by, window)]
-        columns = [by, *REPORT_COLUMNS, "change_pct"]
-        if fmt is ReportFormat.json:
-            print_json(rows)
-        elif fmt is ReportFormat.csv:
-            typer.echo(to_csv(rows, columns), nl=False)
-        else:
-            print_table(
-                [by, "month", "spend_usd", "merged_prs", "cost_per_pr_usd", "change"],
-                [_table_row(r, by) for r in rows],
-                f"Cost per merged PR by {by}, {window[0]} .. {window[-1]} (UTC months)",
-            )
-
-    del cost_per_pr
 
 
 def _table_row(row: dict[str, Any], by: str) -> list[Any]:

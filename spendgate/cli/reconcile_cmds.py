@@ -3,21 +3,18 @@ gateway) and `spendgate reconcile import` (provider usage and cost from the admi
 
 from __future__ import annotations
 
-import asyncio
-import os
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import typer
 
-from spendgate.cli.admin_cmds import Format, cli_store, fail, print_json, print_table
-from spendgate.config import Settings
-from spendgate.finance import provider_usage as pu
-from spendgate.finance import reconcile as rc
-from spendgate.pricing import format_usd
+from spendgate.cli.common import Format, cli_store, fail, print_json, print_table, settings
+
+if TYPE_CHECKING:  # the provider clients (aiohttp) load when a command runs
+    from spendgate.finance.reconcile import Reconciliation
+    from spendgate.store.finance import ProviderUsage
 
 
 class Provider(StrEnum):
@@ -26,6 +23,8 @@ class Provider(StrEnum):
 
 
 def _usd(nanos: int | None) -> str:
+    from spendgate.pricing import format_usd
+
     return "-" if nanos is None else format_usd(nanos)
 
 
@@ -33,7 +32,9 @@ def _pct(value: Any) -> str:
     return "-" if value is None else f"{value}%"
 
 
-def _read_file(file: Path, provider: str) -> tuple[list[pu.ProviderUsage], str]:
+def _read_file(file: Path, provider: str) -> tuple[list[ProviderUsage], str]:
+    from spendgate.finance import provider_usage as pu
+
     try:
         text = file.read_text(encoding="utf-8-sig")
     except OSError as exc:
@@ -48,7 +49,15 @@ def _read_file(file: Path, provider: str) -> tuple[list[pu.ProviderUsage], str]:
 
 def _fetch(
     provider: str, key_env: str, since: str, until: str | None, base_url: str | None
-) -> list[pu.ProviderUsage]:
+) -> list[ProviderUsage]:
+    import asyncio
+    import os
+
+    import aiohttp
+
+    from spendgate.finance import provider_usage as pu
+    from spendgate.finance import reconcile as rc
+
     admin_key = os.environ.get(key_env, "").strip()
     if not admin_key:
         fail(f"environment variable {key_env} (the admin key) is not set")
@@ -63,7 +72,9 @@ def _fetch(
         fail(f"cannot reach the {provider} admin API: {type(exc).__name__}")
 
 
-def _print_report(report: rc.Reconciliation) -> None:
+def _print_report(report: Reconciliation) -> None:
+    from spendgate.pricing import format_usd
+
     print_table(
         ["day", "provider", "model", "requests", "metered_usd", "billed_usd", "coverage", "difference_usd"],
         [
@@ -137,13 +148,15 @@ def register(app: typer.Typer) -> None:
         that are not the gateway's own (traffic that bypasses the gateway)."""
         if ctx.invoked_subcommand is not None:
             return
+        from spendgate.finance import reconcile as rc
+
         if since is None:
             fail("--since is required (or use `spendgate reconcile import`)")
         try:
             start, end = rc.day_window(since, until, datetime.now(UTC).date())
         except ValueError as exc:
             fail(str(exc))
-        gateway_keys = rc.parse_key_ids(Settings().gateway_provider_key_ids)
+        gateway_keys = rc.parse_key_ids(settings().gateway_provider_key_ids)
         with cli_store() as store:
             report = rc.reconcile(
                 store.metered_by_day_model(start, end),

@@ -1,202 +1,207 @@
-"""`spendgate chargeback` (monthly spend by cost center, and the FOCUS 1.2 export) and
-`spendgate forecast` (month-end projection against monthly budgets); both also answer as
-`spendgate report chargeback` and `spendgate report forecast`."""
+"""The `spendgate report` group, declared here with all its commands: `finance` and `governance`
+(the two audiences' reports as HTML and PDF), `run-due` (the scheduled ones, once, for cron),
+`schedule`, and `chargeback`, `forecast` and `cost-per-pr`, whose commands live in their own
+modules (`chargeback` and `forecast` also answer at the top level)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
-from spendgate.cli.admin_cmds import Format, cli_store, fail, print_json, print_table
-from spendgate.cli.finance_cmds import _report_group
-from spendgate.clock import iso
-from spendgate.config import Settings
-from spendgate.finance import focus
-from spendgate.finance import forecast as fc
-from spendgate.pricing import Pricer, format_usd
+from spendgate.cli.chargeback_cmd import chargeback
+from spendgate.cli.common import (
+    FORMAT_OPTION,
+    Format,
+    cli_store,
+    fail,
+    moment,
+    print_json,
+    print_table,
+    settings,
+)
+from spendgate.cli.finance_cmds import cost_per_pr
+from spendgate.cli.forecast_cmd import forecast
+
+if TYPE_CHECKING:  # the report libraries load when a report is made
+    from spendgate.reports.schedule import Schedule
 
 
-class ChargebackFormat(StrEnum):
-    table = "table"
-    json = "json"
-    focus_csv = "focus-csv"
-    focus_parquet = "focus-parquet"
+class OutputFormat(StrEnum):
+    html = "html"
+    pdf = "pdf"
+    both = "both"
 
 
-class ForecastBy(StrEnum):
-    team = "team"
-    cost_center = "cost_center"
+FORMAT = typer.Option(OutputFormat.both, "--format", help="html, pdf or both.")
+OUTPUT = typer.Option(
+    Path("."),
+    "--output",
+    "-o",
+    help="Folder to write into (default: here), or a file name ending .html/.pdf with one format.",
+)
+NOW = typer.Option(None, "--now", help="Pretend it is this ISO time (for tests and cron catch-up).")
 
 
-def _percent(part: int, whole: int) -> str:
-    return f"{part * 100 / whole:.1f}%" if whole else "-"
+def _formats(fmt: OutputFormat) -> tuple[str, ...]:
+    from spendgate.reports.produce import FORMATS
+
+    return FORMATS if fmt is OutputFormat.both else (fmt.value,)
 
 
-def _summary_json(month: str, tree: list[dict[str, Any]]) -> dict[str, Any]:
-    def money(node: dict[str, Any]) -> dict[str, Any]:
-        out = {k: v for k, v in node.items() if k not in ("cost_nanos", "teams", "use_cases")}
-        out["cost_usd"] = format_usd(node["cost_nanos"])
-        if "teams" in node:
-            out["teams"] = [money(t) for t in node["teams"]]
-        if "use_cases" in node:
-            out["use_cases"] = [money(u) for u in node["use_cases"]]
-        return out
+def _make(
+    kind: str,
+    fmt: OutputFormat,
+    output: Path,
+    month: str | None,
+    now: datetime | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> None:
+    from spendgate.reports.produce import produce, write
 
-    total = sum(c["cost_nanos"] for c in tree)
-    return {"month": month, "total_usd": format_usd(total), "cost_centers": [money(c) for c in tree]}
-
-
-def _summary_table(month: str, tree: list[dict[str, Any]]) -> None:
-    total = sum(c["cost_nanos"] for c in tree)
-    rows: list[list[Any]] = []
-    for center in tree:
-        cc = center["cost_center"] or "(none)"
-        rows.append(
-            [
-                cc,
-                "",
-                "",
-                center["requests"],
-                format_usd(center["cost_nanos"]),
-                _percent(center["cost_nanos"], total),
-            ]
-        )
-        for team in center["teams"]:
-            name = team["team"] or "(none)"
-            rows.append(
-                [
-                    "",
-                    name,
-                    "",
-                    team["requests"],
-                    format_usd(team["cost_nanos"]),
-                    _percent(team["cost_nanos"], total),
-                ]
+    with cli_store() as store:
+        try:
+            report = produce(
+                store, kind, month=month, since=since, until=until, formats=_formats(fmt), now=now
             )
-            for uc in team["use_cases"]:
-                rows.append(
-                    [
-                        "",
-                        "",
-                        uc["use_case"],
-                        uc["requests"],
-                        format_usd(uc["cost_nanos"]),
-                        _percent(uc["cost_nanos"], total),
-                    ]
-                )
-    rows.append(
-        ["total", "", "", sum(c["requests"] for c in tree), format_usd(total), _percent(total, total)]
-    )
-    print_table(
-        ["cost_center", "team", "use_case", "requests", "cost_usd", "share"], rows, f"Chargeback {month}"
-    )
-
-
-def _now(text: str | None) -> datetime:
-    if text is None:
-        return datetime.now(UTC)
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        except ValueError as exc:
+            fail(str(exc))
+    for path in write(report.outputs, output):
+        typer.echo(str(path))
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
-    def chargeback(
-        month: str = typer.Option(..., "--month", help="The month, YYYY-MM (UTC)."),
-        fmt: ChargebackFormat = typer.Option(ChargebackFormat.table, "--format", help="Output format."),
-        output: Path | None = typer.Option(
-            None, "--output", "-o", help="Write to this file (needed for Parquet)."
-        ),
-    ) -> None:
-        """Monthly spend by cost center, team and use case; or the FinOps FOCUS 1.2 export."""
-        try:
-            start, end = focus.month_bounds(month)
-        except ValueError as exc:
-            fail(str(exc))
-        if fmt is ChargebackFormat.focus_parquet and output is None:
-            fail("--format focus-parquet needs --output FILE")
-        if fmt is ChargebackFormat.table and output is not None:
-            fail("--output needs --format json, focus-csv or focus-parquet")
-        with cli_store() as store:
-            rows = store.chargeback_rows(iso(start), iso(end))
-        if fmt in (ChargebackFormat.focus_csv, ChargebackFormat.focus_parquet):
-            lines = focus.focus_rows(rows, month, Pricer(Settings().price_overrides_file))
-            if fmt is ChargebackFormat.focus_parquet:
-                assert output is not None
-                focus.write_parquet(lines, output)
-                typer.echo(f"wrote {len(lines)} FOCUS rows to {output}", err=True)
-                return
-            text = focus.to_csv(lines)
-        else:
-            tree = focus.summarize(rows)
-            if fmt is ChargebackFormat.table:
-                _summary_table(month, tree)
-                return
-            text = json.dumps(_summary_json(month, tree), indent=2) + "\n"
-        if output is None:
-            typer.echo(text, nl=False)
-        else:
-            output.write_text(text)
+    report = typer.Typer(help="Finance reports.", no_args_is_help=True)
+    report.command("chargeback")(chargeback)
+    report.command("forecast")(forecast)
+    report.command("cost-per-pr")(cost_per_pr)
 
-    @app.command("forecast")
-    def forecast_cmd(
-        by: ForecastBy = typer.Option(ForecastBy.team, "--by", help="Project per team or cost center."),
-        month: str | None = typer.Option(None, "--month", help="YYYY-MM (UTC); default: this month."),
-        now_text: str | None = typer.Option(None, "--now", help="Pretend it is this ISO time (for tests)."),
-        fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+    @report.command("finance")
+    def finance(
+        month: str | None = typer.Option(
+            None, "--month", help="YYYY-MM (UTC); default: the last complete month."
+        ),
+        fmt: OutputFormat = FORMAT,
+        output: Path = OUTPUT,
+        now: str | None = NOW,
     ) -> None:
-        """Month-end spend projection: month-to-date + 7-day run-rate x days left, against budgets."""
-        now = _now(now_text)
-        try:
-            start, end = focus.month_bounds(month or now.strftime("%Y-%m"))
-        except ValueError as exc:
-            fail(str(exc))
-        if start > now:
-            fail(f"{month} has not started yet")
-        now = min(now, end)
-        with cli_store() as store:
-            mtd = store.spend_totals(by.value, iso(start), iso(now))
-            rate_start, rate_end = fc.run_rate_window(now)
-            recent = store.spend_totals(by.value, iso(rate_start), iso(rate_end))
-            budgets = fc.monthly_budgets(store.list_budgets(), by.value)
-            names = (
-                {t.id: t.name for t in store.list_teams(include_revoked=True)}
-                if by is ForecastBy.team
-                else {}
-            )
-        projections = fc.forecast(mtd, recent, budgets, names, fc.days_left(now, end))
-        rows = [fc.as_dict(p, by.value, format_usd) for p in projections]
-        if fmt is Format.json:
-            print_json(rows)
-            return
-        columns = [
-            "mtd_usd",
-            "run_rate_usd_per_day",
-            "projected_usd",
-            "budget_usd",
-            "projected_percent_of_budget",
-        ]
-        print_table(
-            [
-                by.value,
-                "mtd_usd",
-                "usd_per_day_7d",
-                "projected_usd",
-                "budget_usd",
-                "projected_%",
-                "over_by_usd",
-            ],
-            [[r[by.value] or "(none)", *(r[c] for c in columns), r["over_by_usd"]] for r in rows],
-            f"Month-end forecast {start:%Y-%m} ({float(fc.days_left(now, end)):.2f} days left; "
-            "run-rate = average of the last 7 complete UTC days)",
+        """The finance report: spend trend, cost per merged PR by team with trend lines, budget
+        versus actual, forecast, top use cases, routing savings. Prints the files written."""
+        _make("finance", fmt, output, month, moment(now, "--now"))
+
+    @report.command("governance")
+    def governance(
+        month: str | None = typer.Option(
+            None, "--month", help="YYYY-MM (UTC); default: the last complete month."
+        ),
+        since: str | None = typer.Option(None, "--since", help="Start (ISO date, UTC) instead of a month."),
+        until: str | None = typer.Option(None, "--until", help="End, exclusive (ISO date, UTC)."),
+        fmt: OutputFormat = FORMAT,
+        output: Path = OUTPUT,
+        now: str | None = NOW,
+    ) -> None:
+        """The engineering view: spend by team, use case and model, top keys and users, anomalies and
+        budget tiers crossed. Prints the files written."""
+        if (since is None) != (until is None):
+            fail("give both --since and --until, or neither")
+        if since is not None and month is not None:
+            fail("give --month or --since/--until, not both")
+        _make(
+            "governance",
+            fmt,
+            output,
+            month,
+            moment(now, "--now"),
+            moment(since, "--since"),
+            moment(until, "--until"),
         )
 
-    # The same commands under `report`, beside the finance and governance reports.
-    report = _report_group(app)
-    report.command("chargeback")(chargeback)
-    report.command("forecast")(forecast_cmd)
+    @report.command("run-due")
+    def run_due_cmd(
+        file: Path | None = typer.Option(
+            None, "--file", help="The schedule (default: SPENDGATE_REPORTS_FILE)."
+        ),
+        now: str | None = NOW,
+        fmt: Format = FORMAT_OPTION,
+    ) -> None:
+        """Produce the scheduled reports that are due and not produced yet for their period, once
+        (what the gateway does every SPENDGATE_REPORTS_INTERVAL_S). For cron."""
+        import dataclasses
+
+        from spendgate.reports.schedule import run_due
+
+        schedule = _schedule(file)
+        with cli_store() as store:
+            results = run_due(store, schedule, moment(now, "--now"))
+        rows = [dataclasses.asdict(r) for r in results]
+        if fmt is Format.json:
+            print_json(rows)
+        else:
+            print_table(
+                ["entry", "period", "files", "emailed", "error"],
+                [
+                    [r.entry, r.period, "\n".join(r.files), ", ".join(r.emailed), r.error or ""]
+                    for r in results
+                ],
+                "Reports produced" if results else "No report due",
+            )
+        if any(r.error for r in results):
+            raise typer.Exit(1)
+
+    @report.command("schedule")
+    def schedule_cmd(
+        file: Path | None = typer.Option(
+            None, "--file", help="The schedule (default: SPENDGATE_REPORTS_FILE)."
+        ),
+        now: str | None = NOW,
+        fmt: Format = FORMAT_OPTION,
+    ) -> None:
+        """Each scheduled report, the period it is due for now, and what has been produced."""
+        from spendgate.reports.schedule import due_period, produced
+
+        schedule = _schedule(file)
+        at = moment(now, "--now") or datetime.now(UTC)
+        with cli_store() as store:
+            done = {(r["entry"], r["period"]): r for r in produced(store)}
+        rows = []
+        for entry in schedule.entries:
+            period = due_period(entry, at).key
+            record = done.get((entry.name, period), {})
+            rows.append(
+                {
+                    "entry": entry.name,
+                    "report": entry.report,
+                    "every": entry.every,
+                    "due_period": period,
+                    "status": record.get("status", "due"),
+                    "folder": None if entry.folder is None else str(entry.folder),
+                    "email": list(entry.email),
+                }
+            )
+        if fmt is Format.json:
+            print_json({"entries": rows, "produced": list(done.values())})
+            return
+        print_table(
+            ["entry", "report", "every", "due_period", "status", "folder", "email"],
+            [[*(r[c] for c in list(r)[:6]), ", ".join(r["email"])] for r in rows],
+            "Scheduled reports",
+        )
+
+    app.add_typer(report, name="report")
+    del finance, governance, run_due_cmd, schedule_cmd
+
+
+def _schedule(file: Path | None) -> Schedule:
+    from spendgate.reports.schedule import load_schedule
+
+    path = file or settings().reports_file
+    if path is None:
+        fail("no schedule: pass --file or set SPENDGATE_REPORTS_FILE")
+    try:
+        return load_schedule(path)
+    except (OSError, ValueError) as exc:
+        fail(f"{path}: {exc}")

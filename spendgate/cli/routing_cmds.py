@@ -10,17 +10,24 @@ import sys
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from spendgate.admin import routing_service
-from spendgate.cli.admin_cmds import Format, cli_store, console, fail, print_json
-from spendgate.cli.spend_cmd import SpendFormat, emit_report
-from spendgate.config import Settings
+from spendgate.cli.common import (
+    Format,
+    ReportFormat,
+    cli_store,
+    console,
+    emit_report,
+    fail,
+    print_json,
+    settings,
+)
 from spendgate.dimensions import SAVINGS_BY
-from spendgate.pricing import Pricer
-from spendgate.routing.policy import PolicyError
+
+if TYPE_CHECKING:
+    from spendgate.admin.routing_service import LoadedPolicy
 
 POLICY_OPTION = typer.Option(
     None, "--policy", help="A policy TOML file; default: SPENDGATE_ROUTING_POLICY_FILE, else the built-in."
@@ -32,9 +39,12 @@ class ProviderName(StrEnum):
     openai = "openai"
 
 
-def _load(path: Path | None) -> routing_service.LoadedPolicy:
+def _load(path: Path | None) -> LoadedPolicy:
+    from spendgate.admin import routing_service
+    from spendgate.routing.policy import PolicyError
+
     try:
-        return routing_service.load(path or Settings().routing_policy_file)
+        return routing_service.load(path or settings().routing_policy_file)
     except PolicyError as exc:
         fail(str(exc))
 
@@ -141,11 +151,15 @@ def print_policy(view: dict[str, Any]) -> None:
 
 
 def savings_columns(by: str) -> list[str]:
+    from spendgate.admin import routing_service
+
     return [by, *routing_service.SAVINGS_COLUMNS, "savings_pct"]
 
 
 def _savings_table(rows: Sequence[dict[str, Any]], by: str, title: str) -> None:
     from rich.table import Table
+
+    from spendgate.admin import routing_service
 
     numbers = ["requests", "routed_requests", "cost_usd", "counterfactual_usd", "savings_usd", "savings_pct"]
     table = Table(title=title)
@@ -176,6 +190,9 @@ def register(app: typer.Typer) -> None:
         fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
     ) -> None:
         """Route a request body as the gateway would (no provider is called) and show why."""
+        from spendgate.admin import routing_service
+        from spendgate.pricing import Pricer
+
         loaded = _load(policy)
         body = _read_body(source)
         with cli_store() as store:
@@ -186,7 +203,7 @@ def register(app: typer.Typer) -> None:
                 routing_service.provider_for(provider.value),
                 routing_service.parse_headers(header),
                 body,
-                Pricer(Settings().price_overrides_file),
+                Pricer(settings().price_overrides_file),
             )
         if fmt is Format.json:
             print_json(result)
@@ -199,6 +216,8 @@ def register(app: typer.Typer) -> None:
         fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
     ) -> None:
         """Print the policy in force (tiers, rules in order, allowlists, fallbacks); validates a file."""
+        from spendgate.admin import routing_service
+
         view = routing_service.policy_view(_load(policy))
         if fmt is Format.json:
             print_json(view)
@@ -209,14 +228,14 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def savings(
-        by: str = typer.Option(
-            "team", "--by", help="Group by: " + "|".join(SAVINGS_BY) + "."
-        ),
+        by: str = typer.Option("team", "--by", help="Group by: " + "|".join(SAVINGS_BY) + "."),
         since: str | None = typer.Option(None, "--since", help="From this ISO date/datetime (inclusive)."),
         until: str | None = typer.Option(None, "--until", help="Up to this ISO date/datetime (exclusive)."),
-        fmt: SpendFormat = typer.Option(SpendFormat.table, "--format", help="Output format."),
+        fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", help="Output format."),
     ) -> None:
         """What routing saved: actual cost against the cost on the models asked for, exact USD."""
+        from spendgate.admin import routing_service
+
         with cli_store() as store:
             rows = routing_service.savings_report(store, by, since, until)
         title = f"Savings by {by} ({since or 'start'} .. {until or 'now'})"

@@ -1,13 +1,17 @@
-"""`spendgate serve`: run the gateway."""
+"""`spendgate serve` (run the gateway), `spendgate migrate` and `spendgate config`."""
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 import typer
 
-from spendgate.config import Settings
+from spendgate.cli.common import settings
+
+if TYPE_CHECKING:
+    from spendgate.config import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -20,7 +24,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Run the gateway: point ANTHROPIC_BASE_URL / the OpenAI base URL at it."""
-        run_server(Settings(), host, port, workers)
+        run_server(settings(), host, port, workers)
 
     @app.command()
     def migrate() -> None:
@@ -28,7 +32,7 @@ def register(app: typer.Typer) -> None:
         the replicas start; each replica also applies any it finds pending, under a lock)."""
         from spendgate.store import open_store
 
-        store = open_store(Settings().database_url)
+        store = open_store(settings().database_url)
         try:
             applied = store.migrate()
         finally:
@@ -43,8 +47,7 @@ def register(app: typer.Typer) -> None:
 
         from spendgate.config import describe_settings
 
-        settings = Settings()
-        values = settings.redacted()
+        values = settings().redacted()
         table = Table("variable", "value", "help")
         for env, _, help_text in describe_settings():
             name = env.removeprefix("SPENDGATE_").lower()
@@ -81,7 +84,7 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
             access_log=False,
             log_level=settings.log_level,
             lifespan="on",
-        timeout_graceful_shutdown=settings.drain_timeout_s,
+            timeout_graceful_shutdown=settings.drain_timeout_s,
         )
         return
     uvicorn.run(

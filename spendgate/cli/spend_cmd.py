@@ -2,57 +2,33 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Callable, Sequence
-from decimal import Decimal
-from enum import StrEnum
+from collections.abc import Sequence
 from typing import Any
 
 import typer
 
-from spendgate.admin import service
-from spendgate.cli.admin_cmds import Format, cli_store, console, print_json, print_table
+from spendgate.cli.common import (
+    Format,
+    ReportFormat,
+    cli_store,
+    console,
+    emit_report,
+    print_json,
+    print_table,
+)
 from spendgate.dimensions import SPEND_BY
 from spendgate.models import TOKEN_COLUMNS
-from spendgate.pricing import NANOS_PER_USD, format_usd
-
-
-class SpendFormat(StrEnum):
-    table = "table"
-    json = "json"
-    csv = "csv"
 
 
 def spend_columns(by: str) -> list[str]:
     return [by, "id", "requests", *TOKEN_COLUMNS, "estimated_requests", "cost_usd"]
 
 
-def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def emit_report(
-    rows: Sequence[dict[str, Any]],
-    fmt: SpendFormat,
-    columns: Sequence[str],
-    table: Callable[[Sequence[dict[str, Any]], str], None],
-    title: str,
-) -> None:
-    """A grouped report as JSON, CSV or a table: shared by `spend` and `savings`."""
-    if fmt is SpendFormat.json:
-        print_json(rows)
-    elif fmt is SpendFormat.csv:
-        typer.echo(to_csv(rows, columns), nl=False)
-    else:
-        table(rows, title)
-
-
 def total_usd(rows: Sequence[dict[str, Any]]) -> str:
+    from decimal import Decimal
+
+    from spendgate.pricing import NANOS_PER_USD, format_usd
+
     # Each cost_usd came from integer nanos, so this round trip is exact.
     nanos = sum(int(Decimal(row["cost_usd"]) * NANOS_PER_USD) for row in rows)
     return format_usd(nanos)
@@ -103,9 +79,11 @@ def register(app: typer.Typer) -> None:
         by: str = typer.Option("team", "--by", help="Group by: " + "|".join(SPEND_BY) + "."),
         since: str | None = typer.Option(None, "--since", help="From this ISO date/datetime (inclusive)."),
         until: str | None = typer.Option(None, "--until", help="Up to this ISO date/datetime (exclusive)."),
-        fmt: SpendFormat = typer.Option(SpendFormat.table, "--format", help="Output format."),
+        fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", help="Output format."),
     ) -> None:
         """Spend grouped by one dimension, in exact USD."""
+        from spendgate.admin import service
+
         with cli_store() as store:
             rows = service.spend_report(store, by, since, until)
         title = f"Spend by {by} ({since or 'start'} .. {until or 'now'})"
@@ -121,6 +99,8 @@ def register(app: typer.Typer) -> None:
         fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
     ) -> None:
         """The latest ledger rows, oldest first."""
+        from spendgate.admin import service
+
         with cli_store() as store:
             rows = service.ledger_tail(store, limit, since, until)
         if fmt is Format.json:
