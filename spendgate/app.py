@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.datastructures import State
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -33,7 +34,9 @@ from spendgate.ledger.quarantine import land_checked
 from spendgate.metrics import CONTENT_TYPE, Metrics
 from spendgate.passthrough import relay, wants_anthropic
 from spendgate.pricing import Pricer
+from spendgate.providers.anthropic import STATUS_ERROR_TYPES as ANTHROPIC_ERROR_TYPES
 from spendgate.providers.anthropic import AnthropicProvider
+from spendgate.providers.openai import STATUS_ERROR_TYPES as OPENAI_ERROR_TYPES
 from spendgate.providers.openai import OpenAIProvider
 from spendgate.proxy import ProxyEndpoint
 from spendgate.reports.schedule import load_schedule, run_reports_forever
@@ -238,7 +241,21 @@ def create_app(settings: Settings | None = None) -> SpendgateApp:
         Route("/webhooks/github", github_webhook, methods=["POST"]),
         Mount("/admin", app=create_admin_app(gw)),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    async def not_routed(request: Request, exc: Exception) -> Response:
+        # An unknown path or method gets JSON in the format of the API its path belongs to.
+        assert isinstance(exc, HTTPException)
+        provider, types = (
+            (gw.openai, OPENAI_ERROR_TYPES)
+            if request.url.path.startswith(_OPENAI_PATHS) and not wants_anthropic(request)
+            else (gw.anthropic, ANTHROPIC_ERROR_TYPES)
+        )
+        message = f"Spendgate has no {request.method} {request.url.path[:200]}"
+        body = provider.error_body(
+            exc.status_code, types.get(exc.status_code, "invalid_request_error"), message, ""
+        )
+        return Response(body, exc.status_code, headers=exc.headers, media_type="application/json")
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_routed})
     app.state.gateway = gw
     return SpendgateApp(app, proxies, drain)
 
@@ -255,6 +272,10 @@ def create_served_app(settings: Settings | None = None) -> SpendgateApp:
     gc.collect()
     gc.freeze()
     return app
+
+
+# Paths of the OpenAI API (its own error format); everything else answers in Anthropic's.
+_OPENAI_PATHS = ("/v1/chat", "/v1/responses", "/v1/embeddings", "/v1/models", "/v1/completions")
 
 
 def _url(root: str, path: str, request: Request) -> str:

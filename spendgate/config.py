@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = Field(
         None, description="Bearer token for the /admin/ API; the admin API is disabled when unset."
     )
+    admin_docs_public: bool = Field(
+        False,
+        description="Serve /admin/openapi.json and /admin/docs without the master key (they describe "
+        "the admin API, never its data).",
+    )
     max_body_bytes: int = Field(32 * 1024 * 1024, description="Largest request body accepted (bytes).")
     upstream_connect_timeout_s: float = Field(10.0, description="Seconds to connect to a provider.")
     upstream_read_timeout_s: float = Field(

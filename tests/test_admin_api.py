@@ -203,7 +203,9 @@ def test_error_mapping(admin: Admin) -> None:
 
 
 def test_openapi_and_docs_reachable_through_the_mount(admin: Admin) -> None:
-    response = admin.client.get("/admin/openapi.json")
+    for path in ("/admin/openapi.json", "/admin/docs"):
+        assert error_of(admin.client.get(path), 401)["type"] == "authentication_error"
+    response = admin.client.get("/admin/openapi.json", headers=AUTH)
     assert response.status_code == 200
     spec = response.json()
     assert spec["servers"] == [{"url": "/admin"}]
@@ -220,8 +222,15 @@ def test_openapi_and_docs_reachable_through_the_mount(admin: Admin) -> None:
     assert "key_hash" not in response.text
     assert set(spec["components"]["securitySchemes"]) == {"HTTPBearer", "APIKeyHeader"}
 
-    docs = admin.client.get("/admin/docs")
+    docs = admin.client.get("/admin/docs", headers={"x-api-key": MASTER})
     assert docs.status_code == 200 and "/admin/openapi.json" in docs.text
+
+
+def test_admin_docs_can_be_published(tmp_path: Path) -> None:
+    app = create_app(settings(tmp_path, admin_docs_public=True))
+    with ServerThread(app) as server:
+        assert httpx.get(f"{server.url}/admin/openapi.json").status_code == 200
+        assert httpx.get(f"{server.url}/admin/orgs").status_code == 401  # the data still needs the key
 
 
 def ledger_row(n: int, team_id: str, started_at: str, cost_nanos: int, **extra: Any) -> LedgerRow:

@@ -22,9 +22,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from spendgate import __version__
 from spendgate.admin import service
 from spendgate.admin.budgets_api import budget_routes
+from spendgate.admin.inputs import MAX_TEXT_CHARS, AdminInput, Name
 from spendgate.dimensions import SPEND_BY
 from spendgate.gateway import Gateway
+from spendgate.ledger.quarantine import refused_for_good
 from spendgate.models import ApiKey, Org, Team, User
+from spendgate.providers.base import has_control_chars
 from spendgate.store.base import Conflict, NotFound
 from spendgate.store.principals import PrincipalStore
 
@@ -40,8 +43,8 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class OrgIn(BaseModel):
-    name: str = Field(min_length=1, examples=["acme"])
+class OrgIn(AdminInput):
+    name: Name = Field(examples=["acme"])
 
 
 class OrgOut(BaseModel):
@@ -51,9 +54,9 @@ class OrgOut(BaseModel):
     revoked_at: str | None = None
 
 
-class TeamIn(BaseModel):
+class TeamIn(AdminInput):
     org: str = Field(min_length=1, description="Org name or id.", examples=["acme"])
-    name: str = Field(min_length=1, examples=["platform"])
+    name: Name = Field(examples=["platform"])
     cost_center: str = Field(min_length=1, examples=["CC-100"])
 
 
@@ -66,9 +69,9 @@ class TeamOut(BaseModel):
     revoked_at: str | None = None
 
 
-class UserIn(BaseModel):
+class UserIn(AdminInput):
     team: str = Field(min_length=1, description="Team name or id.", examples=["platform"])
-    name: str = Field(min_length=1, examples=["ada"])
+    name: Name = Field(examples=["ada"])
     email: str | None = Field(None, examples=["ada@example.com"])
 
 
@@ -81,12 +84,14 @@ class UserOut(BaseModel):
     revoked_at: str | None = None
 
 
-class KeyIn(BaseModel):
-    name: str = Field(min_length=1, examples=["ada-laptop"])
+class KeyIn(AdminInput):
+    name: Name = Field(examples=["ada-laptop"])
     team: str = Field(min_length=1, description="Team name or id.", examples=["platform"])
     user: str | None = Field(None, description="User name or id (must be in the team).")
     use_case: str | None = Field(None, description="Default use case for calls made with this key.")
-    tags: dict[str, str] = Field(default_factory=dict, description="Default tags for calls with this key.")
+    tags: dict[Name, Name] = Field(
+        default_factory=dict, max_length=32, description="Default tags for calls with this key."
+    )
     expires_at: str | None = Field(
         None, description="ISO-8601 date or datetime (UTC unless it has an offset).", examples=["2026-12-31"]
     )
@@ -215,6 +220,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
         return _error(exc.status_code, kind, str(exc.detail))
 
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Never a stack trace or plain text: a value the database refused is the caller's to mend.
+        if refused_for_good(exc):
+            return _error(400, "invalid_request_error", "the database refused a value of this request")
+        return _error(500, "api_error", "internal error; see the gateway's log")
+
+    app.add_exception_handler(Exception, unexpected)
     app.add_exception_handler(AdminError, admin_error)
     app.add_exception_handler(NotFound, not_found)
     # Conflict subclasses ValueError; Starlette picks the most specific handler by MRO.
@@ -227,6 +239,37 @@ def _install_error_handlers(app: FastAPI) -> None:
 # --- auth ---
 
 
+def check_master(gw: Gateway, presented: str | None) -> None:
+    """Raise the AdminError a caller without the master key gets."""
+    master = gw.settings.master_key
+    if master is None:
+        raise AdminError(
+            403,
+            "permission_error",
+            "The admin API is disabled: set SPENDGATE_MASTER_KEY to a secret and send it as "
+            "'Authorization: Bearer <master key>' or 'x-api-key'.",
+        )
+    if not presented:
+        raise AdminError(
+            401,
+            "authentication_error",
+            "Send the master key as 'Authorization: Bearer <master key>' or 'x-api-key'.",
+        )
+    # Compare as bytes: compare_digest rejects non-ASCII str.
+    if not secrets.compare_digest(presented.encode(), master.get_secret_value().encode()):
+        raise AdminError(401, "authentication_error", "Invalid master key.")
+
+
+async def _clean_refs(request: Request) -> None:
+    """Names and ids in the path and query: bounded text without control characters."""
+    for where, value in (*request.path_params.items(), *request.query_params.items()):
+        text = str(value)
+        if len(text) > MAX_TEXT_CHARS or has_control_chars(text):
+            raise AdminError(
+                400, "invalid_request_error", f"{where}: must be text without control characters"
+            )
+
+
 def _master_guard(gw: Gateway) -> Callable[..., Awaitable[None]]:
     bearer_scheme = HTTPBearer(auto_error=False, description="The master key (SPENDGATE_MASTER_KEY).")
     header_scheme = APIKeyHeader(
@@ -237,24 +280,7 @@ def _master_guard(gw: Gateway) -> Callable[..., Awaitable[None]]:
         bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
         x_api_key: str | None = Security(header_scheme),
     ) -> None:
-        master = gw.settings.master_key
-        if master is None:
-            raise AdminError(
-                403,
-                "permission_error",
-                "The admin API is disabled: set SPENDGATE_MASTER_KEY to a secret and send it as "
-                "'Authorization: Bearer <master key>' or 'x-api-key'.",
-            )
-        presented = x_api_key or (bearer.credentials if bearer else None)
-        if not presented:
-            raise AdminError(
-                401,
-                "authentication_error",
-                "Send the master key as 'Authorization: Bearer <master key>' or 'x-api-key'.",
-            )
-        # Compare as bytes: compare_digest rejects non-ASCII str.
-        if not secrets.compare_digest(presented.encode(), master.get_secret_value().encode()):
-            raise AdminError(401, "authentication_error", "Invalid master key.")
+        check_master(gw, x_api_key or (bearer.credentials if bearer else None))
 
     return require_master
 
@@ -406,9 +432,12 @@ def _report_routes(gw: Gateway) -> APIRouter:
     return router
 
 
+_DOCS_PATHS = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+
+
 def create_admin_app(gw: Gateway) -> FastAPI:
     """The admin API. Mounted at /admin, so FastAPI's root_path makes /admin/openapi.json and
-    /admin/docs resolve; the OpenAPI document and docs page need no key, every route does."""
+    /admin/docs resolve; they need the master key too unless SPENDGATE_ADMIN_DOCS_PUBLIC is set."""
     error_responses: dict[int | str, dict[str, Any]] = {
         code: {"model": ErrorBody, "description": text}
         for code, text in (
@@ -424,10 +453,23 @@ def create_admin_app(gw: Gateway) -> FastAPI:
         version=__version__,
         description="Manage orgs, teams, users, virtual keys, budgets and exemptions; read spend and the "
         "ledger.",
-        dependencies=[Depends(_master_guard(gw))],
+        dependencies=[Depends(_master_guard(gw)), Depends(_clean_refs)],
         responses=error_responses,
     )
     _install_error_handlers(app)
+    if not gw.settings.admin_docs_public:
+        # FastAPI serves its docs outside the app's dependencies: guard them here.
+        @app.middleware("http")
+        async def guard_docs(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
+            if request.url.path.endswith(_DOCS_PATHS):
+                auth = request.headers.get("authorization", "")
+                bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+                try:
+                    check_master(gw, request.headers.get("x-api-key") or bearer)
+                except AdminError as exc:
+                    return _error(exc.status_code, exc.kind, exc.message)
+            return await call_next(request)
+
     app.include_router(_principal_routes(gw))
     app.include_router(_report_routes(gw))
     app.include_router(budget_routes(gw))

@@ -38,6 +38,7 @@ class BudgetSpend(BudgetNames, SpendStore, Protocol):
 TIERS_HELP = "name=percent[:action], comma-separated, e.g. alert=80,amber=110:downgrade:fast,hard=150"
 _TIER_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 EXEMPTION_STATUSES = ("pending", "approved", "denied")
+MAX_USD = 1_000_000_000
 
 
 def parse_usd(text: str | Decimal | int, what: str = "amount", zero_ok: bool = False) -> int:
@@ -49,6 +50,8 @@ def parse_usd(text: str | Decimal | int, what: str = "amount", zero_ok: bool = F
         raise ValueError(f"{what} must be US dollars, e.g. 250 or 12.50; got {text!r}") from None
     if not value.is_finite() or value < 0 or (value == 0 and not zero_ok):
         raise ValueError(f"{what} must be a positive number of US dollars, got {text!r}")
+    if value > MAX_USD:  # past this the nanos no longer fit the database's 64-bit integers
+        raise ValueError(f"{what} must be at most ${MAX_USD:,} US dollars, got {str(text)[:40]!r}")
     nanos = value * NANOS_PER_USD
     if nanos != nanos.to_integral_value():
         raise ValueError(f"{what} has more than 9 decimal places: {text!r}")

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from spendgate.admin import budget_service
+from spendgate.admin.inputs import MAX_COUNT, AdminInput, Name
 from spendgate.budgets.model import PERIODS, SCOPE_TYPES, Exemption, Tier
 from spendgate.budgets.recommend import RECOMMENDED_TIERS, tiers_text
 from spendgate.budgets.recommend import apply as apply_recommendations
@@ -23,14 +24,14 @@ _SINCE = Query(None, description="ISO date or datetime, inclusive.")
 _UNTIL = Query(None, description="ISO date or datetime, exclusive.")
 
 
-class TierModel(BaseModel):
-    name: str = Field(min_length=1, examples=["amber"])
-    percent: int = Field(description="Percent of the budget's amount.", examples=[110])
+class TierModel(AdminInput):
+    name: Name = Field(examples=["amber"])
+    percent: int = Field(ge=0, le=MAX_COUNT, description="Percent of the budget's amount.", examples=[110])
     action: str | None = Field(None, description="e.g. downgrade:fast (amber).")
 
 
-class BudgetIn(BaseModel):
-    name: str = Field(min_length=1, examples=["team-platform"])
+class BudgetIn(AdminInput):
+    name: Name = Field(examples=["team-platform"])
     scope: str = Field(description="One of: " + ", ".join(SCOPE_TYPES) + ".", examples=["team"])
     value: str = Field(
         min_length=1,
@@ -128,10 +129,10 @@ class RecommendationOut(BaseModel):
     budget_id: str | None = None
 
 
-class ExemptionIn(BaseModel):
+class ExemptionIn(AdminInput):
     budget: str = Field(min_length=1, description="Budget name or id.")
     amount_usd: Decimal | None = Field(None, description="Extra headroom in USD...")
-    percent: int | None = Field(None, description="...or as a percentage of the budget.")
+    percent: int | None = Field(None, ge=0, le=MAX_COUNT, description="...or as a percentage of the budget.")
     hours: float | None = Field(None, description="From now, for this many hours...")
     start: str | None = Field(None, description="...or from (ISO; the budget's time zone without offset)")
     end: str | None = Field(None, description="...until (exclusive).")
@@ -140,7 +141,7 @@ class ExemptionIn(BaseModel):
     requested_by: str = Field(min_length=1)
 
 
-class DecisionIn(BaseModel):
+class DecisionIn(AdminInput):
     by: str = Field(min_length=1, description="Who decides; not the requester.")
     note: str | None = None
 
@@ -166,10 +167,16 @@ class ExemptionOut(BaseModel):
     active_now: bool
 
 
-class KeyLimitsIn(BaseModel):
-    rpm: int | None = Field(None, ge=0, description="Requests per minute; 0 removes it, absent keeps it.")
-    tpm: int | None = Field(None, ge=0, description="Tokens per minute; 0 removes it, absent keeps it.")
-    concurrency: int | None = Field(None, ge=0, description="Calls in flight; 0 removes, absent keeps.")
+class KeyLimitsIn(AdminInput):
+    rpm: int | None = Field(
+        None, ge=0, le=MAX_COUNT, description="Requests per minute; 0 removes it, absent keeps it."
+    )
+    tpm: int | None = Field(
+        None, ge=0, le=MAX_COUNT, description="Tokens per minute; 0 removes it, absent keeps it."
+    )
+    concurrency: int | None = Field(
+        None, ge=0, le=MAX_COUNT, description="Calls in flight; 0 removes, absent keeps."
+    )
 
 
 class KeyLimitsOut(BaseModel):

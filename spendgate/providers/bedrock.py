@@ -29,6 +29,7 @@ from spendgate.providers.base import (
     Metered,
     RequestInfo,
     as_int,
+    clean_text,
     forwardable_request_headers,
     rough_tokens,
 )
@@ -230,7 +231,7 @@ class BedrockProvider:
         if not isinstance(data, dict):
             return None
         kind = data.get("__type") or data.get("code")
-        return str(kind).rsplit("#", 1)[-1] if kind else "bedrock_error"
+        return clean_text(str(kind).rsplit("#", 1)[-1]) if kind else "bedrock_error"
 
     # --- usage ------------------------------------------------------------------------
     def meter_json(self, body: bytes) -> Metered:
@@ -238,7 +239,7 @@ class BedrockProvider:
         usage = data.get("usage") or {}
         if "inputTokens" in usage or "output" in data:  # a Converse answer
             return Metered(usage=converse_usage(usage), complete=True)
-        return Metered(usage=usage_from(usage), response_model=data.get("model"), complete=True)
+        return Metered(usage=usage_from(usage), response_model=clean_text(data.get("model")), complete=True)
 
     def stream_meter(self, info: RequestInfo) -> BedrockStreamMeter | ConverseStreamMeter:
         if info.path.endswith("/converse-stream"):

@@ -5,7 +5,15 @@ from __future__ import annotations
 import orjson
 
 from spendgate.pricing import Usage
-from spendgate.providers.base import ClientError, Metered, RequestInfo, as_int, rough_tokens
+from spendgate.providers.base import (
+    ClientError,
+    Metered,
+    RequestInfo,
+    as_int,
+    as_object,
+    clean_text,
+    rough_tokens,
+)
 from spendgate.providers.openai import OpenAIProvider
 from spendgate.providers.openai_responses import json_object
 
@@ -30,10 +38,10 @@ class OpenAIEmbeddingsProvider(OpenAIProvider):
 
     def meter_json(self, body: bytes) -> Metered:
         data = orjson.loads(body)
-        usage = data.get("usage") or {}
+        usage = as_object(data.get("usage"))
         return Metered(
             usage=Usage(input_tokens=as_int(usage.get("prompt_tokens"))),
-            response_model=data.get("model"),
+            response_model=clean_text(data.get("model")),
             complete=True,
         )
 

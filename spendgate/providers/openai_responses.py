@@ -21,6 +21,10 @@ from spendgate.providers.base import (
     RequestInfo,
     SSEBuffer,
     as_int,
+    clean_text,
+    read_metadata,
+    read_stream,
+    read_token_limit,
     rough_tokens,
     sse_fields,
 )
@@ -67,13 +71,11 @@ class OpenAIResponsesProvider(OpenAIProvider):
                 "Spendgate does not meter background responses (background: true) yet; "
                 "send the request without background, streamed if it is long.",
             )
-        limit = data.get("max_output_tokens")
-        metadata = data.get("metadata")
         return RequestInfo(
             model=model,
-            stream=data.get("stream") is True,
-            max_tokens=limit if isinstance(limit, int) and not isinstance(limit, bool) else None,
-            metadata=metadata if isinstance(metadata, dict) else {},
+            stream=read_stream(data),
+            max_tokens=read_token_limit(data, "max_output_tokens"),
+            metadata=read_metadata(data),
             body=data,
             path=path,
         )
@@ -137,11 +139,11 @@ def _web_searches(response: dict[str, Any]) -> int:
 
 def metered_response(response: dict[str, Any]) -> Metered:
     """Meter one response object (the JSON answer, or a terminal stream event's `response`)."""
-    model = response.get("model")
+    model = clean_text(response.get("model"))
     error = response.get("error")
     error_type = None
     if response.get("status") == "failed":
-        error_type = (error.get("code") if isinstance(error, dict) else None) or "response_failed"
+        error_type = (clean_text(error.get("code")) if isinstance(error, dict) else None) or "response_failed"
     usage = response.get("usage")
     if not isinstance(usage, dict):
         # A failed response may carry no usage: the caller estimates it, never $0.
@@ -197,11 +199,11 @@ class ResponsesStreamMeter:
             if isinstance(response, dict):
                 self._final = metered_response(response)
         elif name == b"error":
-            self._error = str(payload.get("code") or payload.get("type") or "server_error")
+            self._error = clean_text(payload.get("code") or payload.get("type")) or "server_error"
         elif name in (b"response.created", b"response.in_progress"):
             response = payload.get("response")
             if isinstance(response, dict) and isinstance(response.get("model"), str):
-                self._model = response["model"]
+                self._model = clean_text(response["model"])
 
     @property
     def finished(self) -> bool:
