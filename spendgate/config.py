@@ -60,6 +60,24 @@ class Settings(BaseSettings):
         description="Serve /admin/openapi.json and /admin/docs without the master key (they describe "
         "the admin API, never its data).",
     )
+    header_timeout_s: float = Field(
+        10.0, description="A request's headers must arrive within this many seconds, else 408 and close."
+    )
+    body_timeout_s: float = Field(
+        60.0,
+        description="A request's body must arrive within this many seconds of its headers, else 408 "
+        "and close (slow clients never hold a connection).",
+    )
+    keep_alive_timeout_s: int = Field(
+        5,
+        description="An idle keep-alive connection is closed after this many seconds (set it above "
+        "your load balancer's idle timeout).",
+    )
+    max_concurrency: int = Field(
+        2000,
+        description="Most open connections or requests in flight per process; past it a request is "
+        "answered 503 at once.",
+    )
     max_body_bytes: int = Field(32 * 1024 * 1024, description="Largest request body accepted (bytes).")
     upstream_connect_timeout_s: float = Field(10.0, description="Seconds to connect to a provider.")
     upstream_read_timeout_s: float = Field(

@@ -13,6 +13,9 @@ from typing import Any, Literal
 
 import uvicorn
 
+from spendgate.config import Settings
+from spendgate.connections import PROTOCOL, configure
+
 
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind before starting uvicorn, so port 0 yields a known free port.
@@ -47,14 +50,17 @@ class ServerThread:
         *,
         lifespan: Literal["auto", "on", "off"] = "on",
         log_config: dict[str, Any] | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        """With a gateway's `settings`, its connection limits apply (as under `spendgate serve`)."""
         self._sock = bind_socket(host, port)
         self.host, self.port = self._sock.getsockname()[:2]
         self.url = base_url(self._sock)
         config = uvicorn.Config(
             app,
             loop="asyncio",
-            http="httptools",
+            http=PROTOCOL if settings is not None else "httptools",
+            timeout_keep_alive=settings.keep_alive_timeout_s if settings is not None else 5,
             lifespan=lifespan,
             log_level="warning",
             access_log=False,
@@ -62,6 +68,8 @@ class ServerThread:
             # In-process use must not reconfigure the host's logging (e.g. pytest's handlers).
             log_config=log_config,
         )
+        if settings is not None:
+            configure(config, settings.header_timeout_s, settings.body_timeout_s, settings.max_concurrency)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, name="spendgate-server", daemon=True

@@ -72,14 +72,15 @@ def gateway_settings(tmp_path: Path, fake: FakeUpstream, **overrides: Any) -> Se
 @pytest.fixture
 def gateway(tmp_path: Path, fake: FakeUpstream) -> Iterator[RunningGateway]:
     fake.clear()
-    app = create_app(gateway_settings(tmp_path, fake))
+    settings = gateway_settings(tmp_path, fake)
+    app = create_app(settings)
     gw: Gateway = app.state.gateway
     org = gw.store.create_org("acme")
     team = gw.store.create_team(org.name, "platform", "CC-100")
     user = gw.store.create_user(team.name, "ada", "ada@example.com")
     key, secret = create_key(gw.store, name="ada-laptop", team=team.name, user=user.name)
     gw.keyring.reload()
-    with ServerThread(app) as server:
+    with ServerThread(app, settings=settings) as server:
         yield RunningGateway(
             url=server.url, gw=gw, key=secret, key_id=key.id, team_id=team.id, user_id=user.id, server=server
         )

@@ -68,7 +68,7 @@ def run_demo(base: Settings, port: int, calls: int, wait: bool) -> None:
     keys = seed(gw.store)
     gw.keyring.reload()
     try:
-        server = ServerThread(app, port=port).start()
+        server = ServerThread(app, port=port, settings=settings).start()
     except OSError as exc:
         console.print(f"[red]Port {port} is busy ({exc.strerror}); try: spendgate demo --port 8788[/red]")
         fake.stop()

@@ -57,44 +57,39 @@ def register(app: typer.Typer) -> None:
 
 def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from spendgate.app import create_served_app
+    from spendgate.connections import configure, server_options
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    if workers > 1:
-        if not settings.redis_url and settings.counters_dir is None:
-            # The workers build their own Settings from the environment: this is how they find
-            # the one counters file they share (per-worker counters would let N workers spend N
-            # times a budget).
-            counters_dir = settings.resolved_spool_dir() / "counters"
-            os.environ["SPENDGATE_COUNTERS_DIR"] = str(counters_dir)
-            logging.getLogger("spendgate").info(
-                "%d workers share budget counters and rate limits in %s", workers, counters_dir
-            )
-        uvicorn.run(
-            "spendgate.app:create_served_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            loop="uvloop",
-            http="httptools",
-            access_log=False,
-            log_level=settings.log_level,
-            lifespan="on",
-            timeout_graceful_shutdown=settings.drain_timeout_s,
+    if workers > 1 and not settings.redis_url and settings.counters_dir is None:
+        # The workers build their own Settings from the environment: this is how they find
+        # the one counters file they share (per-worker counters would let N workers spend N
+        # times a budget).
+        counters_dir = settings.resolved_spool_dir() / "counters"
+        os.environ["SPENDGATE_COUNTERS_DIR"] = str(counters_dir)
+        logging.getLogger("spendgate").info(
+            "%d workers share budget counters and rate limits in %s", workers, counters_dir
         )
-        return
-    uvicorn.run(
-        create_served_app(settings),
+    # uvicorn.run, spelled out: the Config carries the connection limits to every worker.
+    config = uvicorn.Config(
+        "spendgate.app:create_served_app" if workers > 1 else create_served_app(settings),
+        factory=workers > 1,
         host=host,
         port=port,
-        loop="uvloop",
-        http="httptools",
+        workers=workers,
+        **server_options(settings),
         access_log=False,
         log_level=settings.log_level,
         lifespan="on",
         timeout_graceful_shutdown=settings.drain_timeout_s,
     )
+    configure(config, settings.header_timeout_s, settings.body_timeout_s, settings.max_concurrency)
+    server = uvicorn.Server(config)
+    if workers > 1:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        server.run()

@@ -1,0 +1,132 @@
+"""Connection hygiene: slow clients are answered 408 and closed, however slowly they send.
+
+uvicorn times out idle keep-alive connections but not a request that never finishes arriving, so
+200 slowloris connections (headers or body one byte at a time) stayed open forever. This is
+uvicorn's httptools protocol with two deadlines: the request's headers must be complete within
+`header_timeout_s` of its first byte (or of the connection), its body within `body_timeout_s` of
+its headers. The timers are armed once per request (no cost per chunk), and a good call never
+notices them. Past `max_concurrency` open connections or requests in flight, a request is answered
+503 at once. Every answer made here (408, 503, and the 400 for bytes that are not HTTP) is JSON that
+reads as an error to both providers' SDKs, not uvicorn's plain text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from spendgate.config import Settings
+
+PROTOCOL = "spendgate.connections:TimedHttpToolsProtocol"  # what uvicorn's `http` option names
+
+
+def _answer(status: str, kind: str, code: str, message: str) -> bytes:
+    """A whole response, closing the connection; the body parses as an Anthropic and an OpenAI error."""
+    error = {"type": kind, "message": f"Spendgate: {message}", "code": code, "param": None}
+    body = orjson.dumps({"type": "error", "error": error})
+    head = (
+        f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+_HEADERS_LATE = _answer(
+    "408 Request Timeout", "timeout_error", "request_timeout", "the request's headers came too slowly."
+)
+_BODY_LATE = _answer(
+    "408 Request Timeout", "timeout_error", "request_timeout", "the request's body came too slowly."
+)
+_BUSY = _answer(
+    "503 Service Unavailable", "overloaded_error", "server_busy", "too many connections; retry shortly."
+)
+_NOT_HTTP = _answer(
+    "400 Bad Request", "invalid_request_error", "invalid_request", "not a valid HTTP request."
+)
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn options for a gateway: this protocol, uvloop, and the keep-alive timeout."""
+    return {"loop": "uvloop", "http": PROTOCOL, "timeout_keep_alive": settings.keep_alive_timeout_s}
+
+
+def configure(config: Config, header_timeout_s: float, body_timeout_s: float, max_concurrency: int) -> None:
+    """Give the protocol its limits (a Config travels to each worker process whole)."""
+    config.spendgate_limits = (header_timeout_s, body_timeout_s, max_concurrency)  # type: ignore[attr-defined]
+
+
+class TimedHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(self, config: Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        limits: tuple[float, float, int] = getattr(config, "spendgate_limits", (0.0, 0.0, 0))
+        self._header_timeout, self._body_timeout, self._max_concurrency = limits
+        self._deadline: asyncio.TimerHandle | None = None
+        self._refused = False  # answered 503 before the app saw it: ignore the rest of its bytes
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self._header_timeout, self._headers_late)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm(self._header_timeout, self._headers_late)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        limit = self._max_concurrency
+        if limit and (len(self.connections) > limit or len(self.tasks) >= limit):
+            self._refused = True
+            self._close_with(_BUSY)
+            return
+        super().on_headers_complete()
+        self._arm(self._body_timeout, self._body_late)
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        if not self._refused:
+            super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        self._close_with(_NOT_HTTP)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self, seconds: float | None, handler: Any) -> None:
+        self._disarm()
+        if seconds:
+            self._deadline = self.loop.call_later(seconds, handler)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _headers_late(self) -> None:
+        self._deadline = None
+        self._close_with(_HEADERS_LATE)
+
+    def _body_late(self) -> None:
+        self._deadline = None
+        cycle = self.cycle
+        if cycle is not None and cycle.response_started:
+            return  # the app already answered (e.g. refused the body early): leave that answer be
+        if cycle is not None:
+            # The app sees the client gone: it stops waiting for the body and answers no one.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self._close_with(_BODY_LATE)
+
+    def _close_with(self, response: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(response)
+            self.transport.close()
