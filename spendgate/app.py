@@ -30,7 +30,8 @@ from spendgate.extras import require
 from spendgate.finance.webhook import github_webhook as finance_webhook
 from spendgate.gateway import Gateway
 from spendgate.ledger import Journal, LedgerWriter, recover_journals
-from spendgate.ledger.quarantine import land_checked
+from spendgate.ledger.ingest import IngestProcess, another_is_active
+from spendgate.ledger.quarantine import Landed, land_checked
 from spendgate.metrics import CONTENT_TYPE, Metrics
 from spendgate.passthrough import relay, wants_anthropic
 from spendgate.pricing import Pricer
@@ -48,23 +49,29 @@ from spendgate.upstream import Upstream
 log = logging.getLogger(__name__)
 
 
-def build_gateway(settings: Settings) -> Gateway:
-    """Open the store (migrated), replay any journal a crash left, and wire the parts."""
+def build_gateway(settings: Settings, *, ingest_process: bool = False) -> Gateway:
+    """Open the store (migrated), replay any journal a crash left, and wire the parts.
+
+    With `ingest_process` (`spendgate serve`), a child process lands the journaled rows
+    (ledger/ingest.py); otherwise a writer thread in this process does (tests, the demo)."""
     store = open_store(settings.database_url)
     store.migrate()
     spool = settings.resolved_spool_dir()
-    _, replayed = recover_journals(spool, functools.partial(land_checked, store))
+    replayed = Landed()
+    if not (ingest_process and another_is_active(spool)):  # if one is, it lands dead segments itself
+        _, replayed = recover_journals(spool, functools.partial(land_checked, store))
     secret = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
     openai_secret = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     keyring = Keyring(store.active_principals, settings.key_cache_refresh_s, settings.key_negative_cache_s)
     keyring.reload()
     ledger = LedgerWriter(
         store,
-        Journal(spool, settings.journal_segment_bytes),
+        Journal(spool, settings.journal_segment_bytes, handoff=ingest_process),
         settings.ledger_batch_size,
         settings.ledger_flush_interval_s,
+        IngestProcess(settings) if ingest_process else None,
     )
-    ledger.rows_quarantined += replayed.quarantined
+    ledger.add_quarantined(replayed.quarantined)
     budgets = BudgetEnforcer(
         store,
         build_counters(settings),
@@ -131,9 +138,9 @@ class SpendgateApp:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> SpendgateApp:
+def create_app(settings: Settings | None = None, *, ingest_process: bool = False) -> SpendgateApp:
     settings = settings or Settings()
-    gw = build_gateway(settings)
+    gw = build_gateway(settings, ingest_process=ingest_process)
     # A broken alerts file stops start-up here, not silently in a background task.
     alerts_config = load_alerts_config(settings.alerts_file) if settings.alerts_file else None
     if settings.reports_file:
@@ -267,7 +274,8 @@ def create_served_app(settings: Settings | None = None) -> SpendgateApp:
     so it is moved out of the garbage collector's sight: without that, every full collection
     rescans ~110k start-up objects (tens of milliseconds, on the request path) to free a few.
     """
-    app = create_app(settings)
+    settings = settings or Settings()
+    app = create_app(settings, ingest_process=settings.ledger_ingest_process)
     app.state.gateway.pricer.preload()  # ~20k objects: part of start-up, not of the first call
     gc.collect()
     gc.freeze()

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     upstream_max_connections: int = Field(1000, description="Pooled connections per provider host.")
     ledger_batch_size: int = Field(500, description="Most ledger rows written in one transaction.")
     ledger_flush_interval_s: float = Field(0.2, description="Longest a ledger row waits before its batch.")
+    ledger_ingest_process: bool = Field(
+        True,
+        description="Under 'spendgate serve', a child process lands the journaled ledger rows in the "
+        "database; false: a thread of the serving process does (it shares the event loop's GIL).",
+    )
     ledger_stall_unhealthy_s: float = Field(
         60.0,
         description="/healthz answers 503 once the oldest row the ledger writer holds has waited this "

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import anthropic
@@ -49,6 +50,15 @@ async def burst(url: str, key: str) -> list[int]:
         await client.close()
 
 
+def journal_owners(spool: Path, nonempty: bool) -> set[str]:
+    """The process ids that have journal segments in `spool` (with rows in them, if `nonempty`)."""
+    return {
+        match.group(1)
+        for path in spool.glob("journal-*.jsonl")
+        if (match := re.match(r"journal-(\d+)-", path.name)) and (not nonempty or path.stat().st_size > 0)
+    }
+
+
 def test_two_workers_share_counters_and_never_pass_the_hard_stop(tmp_path: Path, fake: FakeUpstream) -> None:
     database = f"sqlite:///{tmp_path}/spendgate.db"
     store = open_store(database)
@@ -79,13 +89,14 @@ def test_two_workers_share_counters_and_never_pass_the_hard_stop(tmp_path: Path,
     port = free_port()
     server = start_gateway(env, port, workers=2)
     try:
+        # Each worker opens its journal as it starts: wait for both before the burst.
+        deadline = time.monotonic() + 30
+        while len(journal_owners(spool, nonempty=False)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # and for the second one's start-up to finish
         statuses = asyncio.run(burst(f"http://127.0.0.1:{port}", key))
         # Both workers answered calls: each journals the rows it records into its own segment.
-        writers = {
-            match.group(1)
-            for path in spool.glob("journal-*.jsonl")
-            if path.stat().st_size > 0 and (match := re.match(r"journal-(\d+)-", path.name))
-        }
+        writers = journal_owners(spool, nonempty=True)
     finally:
         server.terminate()
         server.wait(30)

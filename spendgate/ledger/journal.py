@@ -39,9 +39,13 @@ class Segment:
 
 
 class Journal:
-    def __init__(self, directory: Path, segment_bytes: int) -> None:
+    def __init__(self, directory: Path, segment_bytes: int, handoff: bool = False) -> None:
+        """With `handoff`, another process lands the rows (`ledger/ingest.py`): a segment is
+        released (its lock dropped, so the ingester knows it is complete) as soon as the next one
+        starts, and never deleted here."""
         self.directory = directory
         self.segment_bytes = segment_bytes
+        self.handoff = handoff
         self._stem = f"journal-{os.getpid()}-{time.time_ns()}"
         self._seq = 0
         directory.mkdir(parents=True, exist_ok=True)
@@ -69,6 +73,9 @@ class Journal:
             segment.closed = True
             self.current = self._open_segment()
             self.segments.append(self.current)
+            if self.handoff:
+                os.close(segment.fd)
+                self.segments.remove(segment)
         return segment
 
     def mark_committed(self, segment: Segment, count: int) -> None:
@@ -81,7 +88,10 @@ class Journal:
         """On clean shutdown (after the writer drained): fully committed segments go."""
         for segment in list(self.segments):
             segment.closed = True
-            if segment.committed >= segment.written:
+            if self.handoff:
+                os.close(segment.fd)  # released: the ingester lands what is left, then deletes it
+                self.segments.remove(segment)
+            elif segment.committed >= segment.written:
                 self._drop(segment)
             else:
                 os.close(segment.fd)  # kept on disk; the next start replays it
@@ -134,12 +144,17 @@ def recover_journals(directory: Path, land: Callable[[Sequence[LedgerRow]], Land
 
 
 def _read_rows(path: Path) -> list[LedgerRow]:
+    return parse_lines(path.read_bytes().splitlines(), path.name)
+
+
+def parse_lines(lines: Sequence[bytes], name: str) -> list[LedgerRow]:
+    """Journal lines -> rows; a torn line (a process killed mid-write) is skipped."""
     rows = []
-    for line in path.read_bytes().splitlines():
+    for line in lines:
         if not line.strip():
             continue
         try:
             rows.append(LedgerRow(**orjson.loads(line)))
         except (orjson.JSONDecodeError, TypeError):  # TypeError: not an object of the row's fields
-            log.warning("skipping a torn line in %s", path.name)
+            log.warning("skipping a torn line in %s", name)
     return rows

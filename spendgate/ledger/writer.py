@@ -9,6 +9,8 @@ import time
 from collections import Counter
 
 from spendgate.budgets.model import BudgetEvent
+from spendgate.ledger import ingest
+from spendgate.ledger.ingest import IngestProcess
 from spendgate.ledger.journal import Journal, Segment
 from spendgate.ledger.quarantine import land
 from spendgate.models import LedgerRow
@@ -21,10 +23,18 @@ _STOP = object()
 
 class LedgerWriter:
     def __init__(
-        self, store: LedgerStore, journal: Journal, batch_size: int, flush_interval_s: float
+        self,
+        store: LedgerStore,
+        journal: Journal,
+        batch_size: int,
+        flush_interval_s: float,
+        ingest: IngestProcess | None = None,
     ) -> None:
+        """With `ingest`, rows are only journaled here and that process lands them (`spendgate
+        serve`: see ingest.py); the thread then writes budget events alone."""
         self._store = store
         self._journal = journal
+        self._ingest = ingest
         self._batch_size = batch_size
         self._interval = flush_interval_s
         self._queue: queue.SimpleQueue[tuple[LedgerRow, Segment] | BudgetEvent | object] = queue.SimpleQueue()
@@ -32,18 +42,43 @@ class LedgerWriter:
         self._idle = threading.Event()
         self._idle.set()
         self._stopping = threading.Event()
-        self.rows_written = 0
-        self.rows_quarantined = 0  # this process's, replay at start-up included
-        self.last_write_lag_s = 0.0
+        self._rows_written = 0
+        self._rows_quarantined = 0  # this process's, replay at start-up included
+        self._last_write_lag_s = 0.0
         # monotonic time the oldest row not yet in the database was taken by the writer, or None
         self._pending_since: float | None = None
 
     def start(self) -> None:
         self._thread.start()
+        if self._ingest is not None:
+            self._ingest.start()
+
+    @property
+    def rows_written(self) -> int:
+        extra = int(self._ingest.figures[ingest.ROWS_WRITTEN]) if self._ingest is not None else 0
+        return self._rows_written + extra
+
+    @property
+    def rows_quarantined(self) -> int:
+        extra = int(self._ingest.figures[ingest.ROWS_QUARANTINED]) if self._ingest is not None else 0
+        return self._rows_quarantined + extra
+
+    def add_quarantined(self, count: int) -> None:
+        """Rows quarantined outside the writer (the journal replay at start-up)."""
+        self._rows_quarantined += count
+
+    @property
+    def last_write_lag_s(self) -> float:
+        if self._ingest is not None:
+            return float(self._ingest.figures[ingest.LAG_S])
+        return self._last_write_lag_s
 
     def record(self, row: LedgerRow) -> None:
-        """Journal the row (crash-safe at once), then hand it to the writer thread."""
+        """Journal the row (crash-safe at once), then hand it to the writer thread (or leave it
+        to the ingest process)."""
         segment = self._journal.append(row)
+        if self._ingest is not None:
+            return
         if self._idle.is_set():  # clear() takes a lock: only when the writer had gone idle
             self._idle.clear()
         self._queue.put((row, segment))
@@ -61,13 +96,20 @@ class LedgerWriter:
     def stall_s(self) -> float:
         """How long the oldest row the writer holds has waited for the database (0: none held)."""
         since = self._pending_since
-        return 0.0 if since is None else max(0.0, time.monotonic() - since)
+        own = 0.0 if since is None else max(0.0, time.monotonic() - since)
+        return max(own, ingest.stall_s(self._ingest.figures)) if self._ingest is not None else own
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until everything recorded so far is in the database (tests, shutdown)."""
+        asked = time.time()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._queue.empty() and self._idle.wait(0.05) and self._queue.empty():
+            if (
+                self._queue.empty()
+                and self._idle.wait(0.05)
+                and self._queue.empty()
+                and (self._ingest is None or self._ingest.caught_up_after(asked))
+            ):
                 return True
         return False
 
@@ -77,7 +119,9 @@ class LedgerWriter:
         self._queue.put(_STOP)
         if self._thread.is_alive():
             self._thread.join(timeout)
-        self._journal.close()
+        self._journal.close()  # with an ingest process: releases the segments, which it then lands
+        if self._ingest is not None:
+            self._ingest.stop(timeout)
 
     def _run(self) -> None:
         stopping = full = False
@@ -134,9 +178,9 @@ class LedgerWriter:
                 if self._stopping.wait(delay):
                     return  # shutting down: left uncommitted in the journal for the next start
                 delay = min(delay * 2, 5.0)
-        self.rows_written += landed.inserted
-        self.rows_quarantined += landed.quarantined
-        self.last_write_lag_s = time.time() - _epoch(rows[0].ended_at)
+        self._rows_written += landed.inserted
+        self._rows_quarantined += landed.quarantined
+        self._last_write_lag_s = time.time() - _epoch(rows[0].ended_at)
         for segment, count in Counter(segment for _, segment in batch).items():
             self._journal.mark_committed(segment, count)
 
