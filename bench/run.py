@@ -80,6 +80,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (one is plenty here).")
     parser.add_argument("--targets", default="direct,bare,spendgate",
                         help="Subset to run (litellm is added by --litellm).")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="CHECKOUT",
+                        help="Also measure the spendgate package of another checkout (target "
+                             "sg-base), e.g. a worktree of the commit before a change.")
     parser.add_argument("--workers", type=int, default=0, metavar="N",
                         help="Also measure `spendgate serve --workers N` (target sg-wN).")
     parser.add_argument("--budgets", type=int, default=0, metavar="N",
@@ -255,6 +258,8 @@ def main() -> None:
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
     if args.litellm and "litellm" not in names:
         names.append("litellm")
+    if args.baseline is not None:
+        names.append("sg-base")
     if args.workers > 1:
         names.append(f"sg-w{args.workers}")
     if args.budgets:
@@ -273,6 +278,7 @@ def main() -> None:
         "bare": lambda: start_bare(logs, fake),
         "spendgate": lambda: start_spendgate(logs, fake),
         "litellm": lambda: start_litellm(logs, fake),
+        "sg-base": lambda: start_spendgate(logs, fake, "sg-base", source=args.baseline),
         f"sg-w{args.workers}": lambda: start_spendgate(logs, fake, f"sg-w{args.workers}",
                                                        workers=args.workers),
         "sg+budgets": lambda: start_spendgate(logs, fake, "sg+budgets", args.budgets),

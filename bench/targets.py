@@ -143,13 +143,17 @@ def start_spendgate(
     budgets: int = 0,
     redis_url: str | None = None,
     workers: int = 1,
+    source: Path | None = None,
 ) -> Target:
     """Spendgate on a fresh SQLite file; with `budgets`, that many budgets apply to every call
     (enforced, never exhausted), on in-process counters or, with `redis_url`, on Redis; with
-    `workers`, `spendgate serve --workers N`."""
+    `workers`, `spendgate serve --workers N`; with `source`, the spendgate package of that
+    checkout (another commit, for a before/after in one run) instead of the installed one."""
     workdir = Path(tempfile.mkdtemp(prefix="spendgate-bench-"))
     try:
         env = spendgate_env(workdir, fake)
+        if source is not None:  # found before the installed (editable) package
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
         if redis_url:
             # A prefix of its own; its counters expire with their period.
             env.update(SPENDGATE_REDIS_URL=redis_url, SPENDGATE_REDIS_PREFIX=f"{workdir.name}:")
@@ -171,7 +175,18 @@ def start_spendgate(
         notes.append(f"{budgets} budgets apply to every call" + (" (Redis counters)" if redis_url else ""))
     if workers > 1:
         notes.append(f"spendgate serve --workers {workers}")
+    if source is not None:
+        notes.append(f"spendgate from {source} ({git_head(source)})")
     return Target(name, url, key, proc, startup, notes, workdir, max(workers, 1))
+
+
+def git_head(folder: Path) -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, check=False)
+    except OSError:
+        return "?"
+    return out.stdout.strip() or "?"
 
 
 def ledger_ids(target: Target, expected: int, wait_s: float = 30.0) -> list[str] | None:
