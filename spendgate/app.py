@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from spendgate import __version__
+from spendgate.admission import Admission
 from spendgate.alerts.config import load_alerts_config
 from spendgate.alerts.scheduler import run_alerts_forever
 from spendgate.auth import Keyring
@@ -26,8 +27,10 @@ from spendgate.budgets.counters import Counters, LocalCounters
 from spendgate.budgets.enforcer import BudgetEnforcer
 from spendgate.config import Settings
 from spendgate.drain import Drain, closing
+from spendgate.errors import MethodNotAllowed, UnknownEndpoint
 from spendgate.extras import require
 from spendgate.finance.webhook import github_webhook as finance_webhook
+from spendgate.forward import Forwarding
 from spendgate.gateway import Gateway
 from spendgate.ledger import Journal, LedgerWriter, recover_journals
 from spendgate.ledger.ingest import IngestProcess, another_is_active
@@ -35,14 +38,14 @@ from spendgate.ledger.quarantine import Landed, land_checked
 from spendgate.metrics import CONTENT_TYPE, Metrics
 from spendgate.passthrough import relay, wants_anthropic
 from spendgate.pricing import Pricer
-from spendgate.providers.anthropic import STATUS_ERROR_TYPES as ANTHROPIC_ERROR_TYPES
 from spendgate.providers.anthropic import AnthropicProvider
-from spendgate.providers.openai import STATUS_ERROR_TYPES as OPENAI_ERROR_TYPES
+from spendgate.providers.base import Provider
 from spendgate.providers.openai import OpenAIProvider
 from spendgate.proxy import ProxyEndpoint
 from spendgate.reports.schedule import load_schedule, run_reports_forever
 from spendgate.routing.policy import load_policy
 from spendgate.routing.router import Router
+from spendgate.settlement import Settlement
 from spendgate.store import open_store
 from spendgate.upstream import Upstream
 
@@ -99,6 +102,21 @@ def build_gateway(settings: Settings, *, ingest_process: bool = False) -> Gatewa
     )
 
 
+def build_endpoint(gw: Gateway, provider: Provider, settlement: Settlement) -> ProxyEndpoint:
+    """A metered endpoint: its steps, each holding only the parts of the gateway it uses."""
+    admission = Admission(
+        provider,
+        gw.keyring,
+        gw.router,
+        gw.pricer,
+        gw.budgets,
+        max_body_bytes=gw.settings.max_body_bytes,
+        default_max_tokens=gw.settings.budget_default_max_tokens,
+    )
+    forwarding = Forwarding(provider, gw.upstream, gw.router, admission.price)
+    return ProxyEndpoint(provider, admission, forwarding, settlement)
+
+
 def build_counters(settings: Settings) -> Counters:
     """Redis (with its outage policy) for replicas on several hosts; an LMDB file for the processes
     of one host (`serve --workers N`); in memory for one process."""
@@ -149,10 +167,8 @@ def create_app(settings: Settings | None = None, *, ingest_process: bool = False
     anthropic_root = settings.anthropic_base_url.rstrip("/")
     openai_root = settings.openai_base_url.rstrip("/")
 
-    proxies = {
-        "/v1/messages": ProxyEndpoint(gw, gw.anthropic, "/v1/messages"),
-        "/v1/chat/completions": ProxyEndpoint(gw, gw.openai, "/chat/completions"),
-    }
+    settlement = Settlement(gw.budgets, gw.ledger, gw.metrics)
+    proxies = {p.path: build_endpoint(gw, p, settlement) for p in (gw.anthropic, gw.openai)}
 
     async def count_tokens(request: Request) -> Response:
         url = _url(anthropic_root, "/v1/messages/count_tokens", request)
@@ -251,16 +267,13 @@ def create_app(settings: Settings | None = None, *, ingest_process: bool = False
     async def not_routed(request: Request, exc: Exception) -> Response:
         # An unknown path or method gets JSON in the format of the API its path belongs to.
         assert isinstance(exc, HTTPException)
-        provider, types = (
-            (gw.openai, OPENAI_ERROR_TYPES)
-            if request.url.path.startswith(_OPENAI_PATHS) and not wants_anthropic(request)
-            else (gw.anthropic, ANTHROPIC_ERROR_TYPES)
-        )
+        openai = request.url.path.startswith(_OPENAI_PATHS) and not wants_anthropic(request)
+        provider = gw.openai if openai else gw.anthropic
         message = f"Spendgate has no {request.method} {request.url.path[:200]}"
-        body = provider.error_body(
-            exc.status_code, types.get(exc.status_code, "invalid_request_error"), message, ""
-        )
-        return Response(body, exc.status_code, headers=exc.headers, media_type="application/json")
+        error = MethodNotAllowed(message) if exc.status_code == 405 else UnknownEndpoint(message)
+        status, headers, body = provider.error(error, "")
+        headers = {**(exc.headers or {}), **headers}
+        return Response(body, status, headers=headers, media_type="application/json")
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_routed})
     app.state.gateway = gw

@@ -10,8 +10,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from spendgate.errors import InvalidRequest
 from spendgate.models import Principal
-from spendgate.providers.base import MAX_NAME_CHARS, ClientError, has_control_chars
+from spendgate.providers.base import MAX_NAME_CHARS, has_control_chars
 
 UNTAGGED = "untagged"
 TAGS_HEADER = "x-spendgate-tags"
@@ -59,9 +60,7 @@ def parse_tags(text: str) -> dict[str, str]:
         key, sep, value = part.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not key or not value:
-            raise ClientError(
-                400,
-                "invalid_request_error",
+            raise InvalidRequest(
                 f"{TAGS_HEADER} must be comma-separated key=value pairs, e.g. use_case=code-review,repo=api; "
                 f"got {part.strip()[:60]!r}",
             )
@@ -75,11 +74,9 @@ def checked_tags(pairs: Iterable[tuple[str, str]], source: str) -> dict[str, str
     tags: dict[str, str] = {}
     for key, value in pairs:
         if len(tags) >= MAX_TAGS:
-            raise ClientError(400, "invalid_request_error", f"{source} carries more than {MAX_TAGS} tags")
+            raise InvalidRequest(f"{source} carries more than {MAX_TAGS} tags")
         if has_control_chars(key) or has_control_chars(value):
-            raise ClientError(
-                400, "invalid_request_error", f"{source}: tag {key[:60]!r} contains control characters"
-            )
+            raise InvalidRequest(f"{source}: tag {key[:60]!r} contains control characters")
         tags[key[:MAX_NAME_CHARS]] = value[:MAX_NAME_CHARS]
     return tags
 

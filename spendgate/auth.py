@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from spendgate.clock import utc_now_iso
+from spendgate.errors import AuthenticationFailed
 from spendgate.models import Principal
-from spendgate.providers.base import ClientError
 
 log = logging.getLogger(__name__)
 
@@ -89,21 +89,17 @@ class Keyring:
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         secret = presented_key(headers)
         if not secret:
-            raise ClientError(
-                401,
-                "authentication_error",
-                "No Spendgate key: send your virtual key as x-api-key or 'Authorization: Bearer <key>'.",
+            raise AuthenticationFailed(
+                "No Spendgate key: send your virtual key as x-api-key or 'Authorization: Bearer <key>'."
             )
         digest = hash_key(secret)
         principal = self._by_hash.get(digest)
         if principal is None and _well_formed(secret):
             principal = await self._lookup(digest)
         if principal is None:
-            raise ClientError(401, "authentication_error", "Invalid Spendgate key: unknown or revoked.")
+            raise AuthenticationFailed("Invalid Spendgate key: unknown or revoked.")
         if principal.expires_at is not None and principal.expires_at <= utc_now_iso():
-            raise ClientError(
-                401, "authentication_error", f"This Spendgate key expired at {principal.expires_at}."
-            )
+            raise AuthenticationFailed(f"This Spendgate key expired at {principal.expires_at}.")
         return principal
 
     async def _lookup(self, digest: str) -> Principal | None:

@@ -2,58 +2,146 @@
 
 Everything here happens before the response's first byte reaches the client, so a retry
 or a switch of model never splices two answers together. Order: the routed model on the
-primary deployment (retries with exponential backoff), then each alternate deployment of
-that provider, then each fallback model the policy names for it.
+primary deployment (retries with jittered exponential backoff), then each alternate
+deployment of that provider, then each fallback model the policy names for it.
+
+A retry of the same deployment waits at least as long as the provider asked
+(`retry-after-ms`, or `retry-after` in seconds or as an HTTP date), up to the policy's
+`max_retry_after_ms`. A provider that asks for longer is not retried: the call moves on to
+the next deployment or fallback model, and if there is none its answer (with its
+`retry-after`) goes back to the client, whose SDK knows how to wait.
 """
 
 from __future__ import annotations
 
-import asyncio
+import math
+import random
 import time
+from asyncio import sleep
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 
-from spendgate.call import Call
-from spendgate.upstream import UpstreamUnavailable
+from spendgate.admission import Admitted
+from spendgate.errors import UpstreamUnavailable
+from spendgate.pricing import ModelPrice
+from spendgate.providers.base import Provider
+from spendgate.routing.policy import Fallbacks
+from spendgate.routing.router import Router
+from spendgate.upstream import Upstream
 
 
-async def forward(call: Call, body: bytes, path: str, query: str) -> aiohttp.ClientResponse:
-    gw, provider, info = call.gw, call.provider, call.info
-    assert info is not None and call.principal is not None
-    policy = gw.router.policy.fallbacks
-    headers = provider.upstream_headers(call.headers)
-    suffix = f"{path}?{query}" if query else path
-    first_model = call.model
-    models = [first_model, *policy.models.get(first_model, ())]
-    bases = [provider.base_url, *policy.deployments.get(provider.name, ())]
-    plan = [
+@dataclass(frozen=True, slots=True)
+class Attempts:
+    """What forwarding did: how many tries, and the model of the last one (the one that answered)."""
+
+    count: int
+    model: str
+    price: ModelPrice
+    fallback_from: str | None  # the model first tried, when another one answered
+    sent_at: float  # when the first try left: the provider's time starts here
+    upstream_request_id: str | None = None  # the provider's id for its answer
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """The provider's answer (status and headers read, the body still to come) and how it was got."""
+
+    response: aiohttp.ClientResponse
+    attempts: Attempts
+
+
+class Forwarding:
+    def __init__(
+        self, provider: Provider, upstream: Upstream, router: Router, price: Callable[[str], ModelPrice]
+    ) -> None:
+        self._provider = provider
+        self._upstream = upstream
+        self._router = router  # its policy's fallbacks, read per call
+        self._price = price  # a fallback model must have a price too (ModelNotPriced otherwise)
+
+    async def forward(self, call: Admitted) -> Forwarded:
+        """The answer to relay; UpstreamUnavailable, carrying its attempts, when none came."""
+        provider = self._provider
+        policy = self._router.policy.fallbacks
+        plan = _plan(policy, call.model, [provider.base_url, *policy.deployments.get(provider.name, ())])
+        sent_at = time.time()
+        model, price = call.model, call.price
+        asked_s: float | None = None  # how long the provider asked us to wait before trying it again
+        step = count = 0
+        while True:
+            step_model, base, retry = plan[step]
+            if step_model != model:
+                model, price = step_model, self._price(step_model)
+            if retry:
+                await sleep(max(asked_s or 0.0, backoff_s(policy, retry)))
+            count += 1
+            fallback_from = None if model == call.model else call.model
+            attempt = await provider.upstream_request(base, call.request, call.info, model)
+            try:
+                response = await self._upstream.send(attempt)
+            except UpstreamUnavailable as exc:
+                if step == len(plan) - 1:
+                    exc.attempts = Attempts(count, model, price, fallback_from, sent_at)
+                    raise
+                step, asked_s = step + 1, None
+                continue
+            following = step + 1
+            if response.status in policy.on_status:
+                asked_s = retry_after_s(response.headers)
+                if asked_s is not None and asked_s * 1000 > policy.max_retry_after_ms:
+                    while following < len(plan) and plan[following][2]:
+                        following += 1  # longer than a client should wait: not this deployment again
+            if response.status not in policy.on_status or following == len(plan):
+                request_id = response.headers.get(provider.request_id_header)
+                return Forwarded(response, Attempts(count, model, price, fallback_from, sent_at, request_id))
+            response.release()  # retryable (429, 529, 5xx): on to the next step of the plan
+            step = following
+
+
+def _plan(policy: Fallbacks, model: str, bases: list[str]) -> list[tuple[str, str, int]]:
+    """(model, base URL, retry number) for each try, in order."""
+    return [
         (m, base, n)
-        for m in models
+        for m in (model, *policy.models.get(model, ()))
         for i, base in enumerate(bases)
         for n in range(policy.retries + 1 if i == 0 else 1)
     ]
-    last_error: UpstreamUnavailable | None = None
-    for step, (model, base, retry) in enumerate(plan):
-        final = step == len(plan) - 1
-        if model != call.model:
-            call.use_model(model, call.route_rule)
-            call.fallback_from = first_model
-        call.attempts += 1
-        if call.forwarded is None:
-            call.forwarded = time.time()  # the call leaves the gateway: upstream time starts
-        if retry:
-            await asyncio.sleep(policy.backoff_ms / 1000 * 2 ** (retry - 1))
-        try:
-            response = await gw.upstream.send(
-                "POST", base + suffix, headers, provider.upstream_body(body, info, model)
-            )
-        except UpstreamUnavailable as exc:
-            last_error = exc
-            if final:
-                raise
-            continue
-        if response.status not in policy.on_status or final:
-            return response
-        response.release()  # retryable (429, 529, 5xx): try the next step of the plan
-    assert last_error is not None
-    raise last_error
+
+
+def backoff_s(policy: Fallbacks, retry: int) -> float:
+    """Exponential (backoff_ms, twice that, ...), each drawn between half and all of it, so calls
+    refused together do not all come back together."""
+    return float(policy.backoff_ms / 1000 * 2 ** (retry - 1) * random.uniform(0.5, 1.0))
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """How long the provider asked us to wait, in seconds; None when it did not say (or said nonsense)."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        value = _number(millis)
+        if value is not None:
+            return value / 1000
+    text = headers.get("retry-after")
+    if text is None:
+        return None
+    seconds = _number(text)
+    if seconds is not None:
+        return seconds
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None

@@ -28,8 +28,8 @@ from prometheus_client.utils import INF, floatToGoString
 
 from spendgate.auth import Keyring
 from spendgate.budgets.enforcer import BudgetEnforcer
-from spendgate.budgets.failover import CountersUnavailable
 from spendgate.dimensions import METRIC_LABELS
+from spendgate.errors import CountersUnavailable
 from spendgate.ledger import LedgerWriter
 from spendgate.models import LedgerRow
 from spendgate.store.budgets import BudgetStore

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from spendgate.clock import from_epoch
+
+if TYPE_CHECKING:  # the pipeline's values, read by LedgerRow.of_call (they import this module)
+    from spendgate.admission import Admitted
+    from spendgate.forward import Attempts
+    from spendgate.meter import Measured
+    from spendgate.pricing import Cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +131,68 @@ class LedgerRow:
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in LEDGER_COLUMNS}
+
+    @classmethod
+    def of_call(
+        cls,
+        call: Admitted,
+        attempts: Attempts | None,
+        measured: Measured,
+        cost: Cost | None,
+        counterfactual_nanos: int | None,
+        ended: float,
+    ) -> LedgerRow:
+        """The row of one metered call: what admission decided, what forward did (None: it was
+        refused before leaving), what the meter saw and what settlement priced."""
+        p, w, metered, usage = call.principal, call.who, measured.metered, measured.metered.usage
+        budget = call.budget
+        note = None
+        if budget is not None:
+            note = f"blocked:{budget.blocked.budget.name}" if budget.blocked is not None else budget.note
+        return cls(
+            request_id=call.request_id,
+            provider=call.provider,
+            endpoint=call.request.path,
+            started_at=from_epoch(call.started),
+            first_byte_at=from_epoch(measured.first_byte) if measured.first_byte else None,
+            ended_at=from_epoch(ended),
+            status_code=measured.status_code,
+            status=measured.status,
+            use_case=w.use_case,
+            org_id=p.org_id,
+            team_id=p.team_id,
+            user_id=p.user_id,
+            key_id=p.key_id,
+            cost_center=p.cost_center,
+            tags=w.tags,
+            session_id=w.session_id,
+            agent_id=w.agent_id,
+            parent_agent_id=w.parent_agent_id,
+            client_request_id=w.client_request_id,
+            requested_model=call.info.model,
+            upstream_model=attempts.model if attempts is not None else call.model,
+            response_model=metered.response_model,
+            input_tokens=usage.input_tokens,
+            cache_write_5m_tokens=usage.cache_write_5m_tokens,
+            cache_write_1h_tokens=usage.cache_write_1h_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            output_tokens=usage.output_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            web_search_requests=usage.web_search_requests,
+            cost_nanos=cost.nanos if cost is not None else 0,
+            price_ref=(attempts.price if attempts is not None else call.price).ref,
+            pricing_tier=cost.tier if cost is not None else None,
+            estimated=metered.estimated,
+            streamed=measured.streamed,
+            error_type=metered.error_type,
+            upstream_request_id=attempts.upstream_request_id if attempts is not None else None,
+            user_agent=w.user_agent,
+            budget_note=note,
+            route_rule=call.route_rule,
+            counterfactual_cost_nanos=counterfactual_nanos,
+            attempts=attempts.count if attempts is not None else 1,
+            fallback_from=attempts.fallback_from if attempts is not None else None,
+        )
 
 
 LEDGER_COLUMNS: tuple[str, ...] = tuple(LedgerRow.__dataclass_fields__)

@@ -6,10 +6,11 @@ import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response
 
+from spendgate.admission import read_body
+from spendgate.errors import SpendgateError, UpstreamCut
 from spendgate.gateway import Gateway
-from spendgate.providers.base import ClientError, Provider, forwardable_response_headers
-from spendgate.proxy import REQUEST_ID_HEADER, new_request_id, read_body
-from spendgate.upstream import UpstreamUnavailable
+from spendgate.providers.base import Provider, UpstreamRequest, forwardable_response_headers
+from spendgate.proxy import REQUEST_ID_HEADER, new_request_id
 
 
 async def relay(gw: Gateway, provider: Provider, request: Request, url: str) -> Response:
@@ -22,28 +23,18 @@ async def relay(gw: Gateway, provider: Provider, request: Request, url: str) -> 
             body = await read_body(request.receive, declared, gw.settings.max_body_bytes)
         if body is not None:
             provider.parse(body, request.url.path)  # clear 400s for malformed JSON before it leaves
-        upstream = await gw.upstream.send(
-            request.method, url, provider.upstream_headers(request.headers), body
-        )
-    except ClientError as exc:
-        error = provider.error_body(exc.status, exc.error_type, exc.message, request_id)
-        return Response(
-            error, exc.status, media_type="application/json", headers={REQUEST_ID_HEADER: request_id}
-        )
-    except UpstreamUnavailable as exc:
-        error = provider.error_body(exc.status, "api_error", f"Spendgate: {exc.message}", request_id)
-        return Response(
-            error, exc.status, media_type="application/json", headers={REQUEST_ID_HEADER: request_id}
-        )
-    try:
-        payload = await upstream.read()
-    except aiohttp.ClientError:
-        error = provider.error_body(
-            502, "api_error", "Spendgate: the provider closed the connection", request_id
-        )
-        return Response(error, 502, media_type="application/json")
-    finally:
-        upstream.release()
+        headers = provider.upstream_headers(request.headers)
+        upstream = await gw.upstream.send(UpstreamRequest(request.method, url, headers, body))
+        try:
+            payload = await upstream.read()
+        except aiohttp.ClientError:
+            raise UpstreamCut("Spendgate: the provider closed the connection") from None
+        finally:
+            upstream.release()
+    except SpendgateError as exc:
+        status, headers, error = provider.error(exc, request_id)
+        headers[REQUEST_ID_HEADER] = request_id
+        return Response(error, status, media_type="application/json", headers=headers)
     headers = forwardable_response_headers(upstream.headers)
     headers[REQUEST_ID_HEADER] = request_id
     return Response(payload, upstream.status, headers=headers)

@@ -1,151 +1,161 @@
 """The hot path, top to bottom: auth -> attribute -> route -> reserve -> forward -> meter -> settle -> record.
 
-The two metered endpoints are raw ASGI apps (`ProxyEndpoint`), served in front of the Starlette
-app: the body is read from `receive` and the answer goes out as `http.response.start` and
-`http.response.body` messages, with no framework object per call or per chunk. Everything else
-(admin API, /metrics, webhooks, count_tokens) stays on Starlette.
+Each step hands the next a complete, frozen value: admission an `Admitted` (who, what for,
+which model at which price, what it holds), forwarding a `Forwarded` (the provider's answer
+and its attempts), the meter a `Measured`; settlement turns them into one ledger row. Errors
+are Spendgate's own (`spendgate.errors`); the provider says how they look on its wire.
 
-Nothing here waits on the database: keys and prices are in memory, and the ledger row
-is appended to a journal and queued for the writer thread.
+The metered endpoints are raw ASGI apps (`ProxyEndpoint`), served in front of the Starlette
+app: the body is read from `receive` and the answer goes out as `http.response.start` and
+`http.response.body` messages, with no framework object per call or per chunk. Nothing here
+waits on the database: keys and prices are in memory, and the ledger row is appended to a
+journal and queued for the writer thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
+import random
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import aiohttp
 from starlette.types import Message, Receive, Scope, Send
 
-from spendgate.attribution import attribute
-from spendgate.budgets.enforcer import CallScope
-from spendgate.budgets.estimate import input_bound, worst_case_nanos
-from spendgate.budgets.failover import CountersUnavailable
-from spendgate.call import REQUEST_ID_HEADER, Call, Reply, StreamCut, new_request_id
-from spendgate.forward import forward
-from spendgate.gateway import Gateway
-from spendgate.providers.base import ClientError, Provider, forwardable_response_headers
-from spendgate.routing.explain import route_request_for
-from spendgate.upstream import UpstreamUnavailable
+from spendgate.admission import Admission, Admitted, read_body
+from spendgate.errors import Refused, SpendgateError, UpstreamCut, UpstreamUnavailable
+from spendgate.forward import Forwarded, Forwarding
+from spendgate.meter import measure_json, refused_by_budget, relay, unanswered, with_prompt_estimate
+from spendgate.providers.base import Provider, forwardable_response_headers
+from spendgate.settlement import Settlement
 
-__all__ = ["REQUEST_ID_HEADER", "ProxyEndpoint", "StreamCut", "handle_call", "new_request_id", "read_body"]
+__all__ = ["REQUEST_ID_HEADER", "ProxyEndpoint", "Reply", "new_request_id", "read_body", "respond"]
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "x-spendgate-request-id"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A whole answer that Spendgate makes itself (an error, a refusal), sent in one go."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    media_type: str | None = None  # sent as content-type, unless the headers carry one
+
+
+def new_request_id() -> str:
+    # Time-ordered prefix keeps ledger inserts append-mostly on the primary key index. The suffix
+    # only has to be unique, not secret: `random` (reseeded in forked children) makes no system
+    # call, where os.urandom would release the GIL to the ledger writer on every call.
+    return f"sg-{time.time_ns():x}-{random.getrandbits(48):012x}"
 
 
 class ProxyEndpoint:
     """One metered endpoint (`/v1/messages`, `/v1/chat/completions`) as a raw ASGI app."""
 
-    def __init__(self, gw: Gateway, provider: Provider, upstream_path: str) -> None:
-        self.gw = gw
+    def __init__(
+        self, provider: Provider, admission: Admission, forwarding: Forwarding, settlement: Settlement
+    ) -> None:
         self.provider = provider
-        self.upstream_path = upstream_path  # appended to the provider's base URL
+        self.admission = admission
+        self.forwarding = forwarding
+        self.settlement = settlement
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await handle_call(self.gw, self.provider, self.upstream_path, scope, receive, send)
+        request_id, started = new_request_id(), time.time()
+        # ASGI header names are lower case; a repeated header keeps its last value (as forwarded before).
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            # 1-4. auth, attribute, route, reserve
+            call = await self.admission.admit(request_id, started, scope, headers, receive)
+        except Refused as exc:
+            return await respond(send, self.error(exc, request_id))
+        if call.refusal is not None:  # a budget has no room: 429, recorded as budget_blocked
+            self.settlement.settle(call, None, refused_by_budget(call.info.stream))
+            return await respond(send, self.error(call.refusal, request_id))
+        try:
+            # 5. forward, with retries and fallbacks before any byte reaches the client
+            sent = await self.forwarding.forward(call)
+        except UpstreamUnavailable as exc:  # nothing usable came back: 502/504, recorded
+            self.settlement.settle(call, exc.attempts, unanswered(exc, call.info.stream))
+            return await respond(send, self.error(exc, request_id))
+        except BaseException as exc:  # a fallback model without a price; the client gone
+            self.settlement.release(call)
+            if isinstance(exc, Refused):
+                return await respond(send, self.error(exc, request_id))
+            raise
+        upstream = sent.response
+        response_headers = forwardable_response_headers(upstream.headers)
+        if call.budget is not None:
+            response_headers.update(call.budget.headers)
+        if sent.attempts.model != call.info.model:
+            response_headers["x-spendgate-model"] = sent.attempts.model
+        response_headers[REQUEST_ID_HEADER] = request_id
+        streamed = self.provider.stream_content_type in upstream.content_type
+        if call.info.stream and upstream.status == 200 and streamed:
+            # 6-8. meter, settle and record as the stream is relayed, chunk by chunk
+            start = {"type": "http.response.start", "status": 200, "headers": raw_headers(response_headers)}
+            return await self.relay_stream(call, sent, start, receive, send)
+        # 6. meter
+        try:
+            payload = await upstream.read()
+        except (aiohttp.ClientError, TimeoutError):
+            cut = UpstreamCut("Spendgate: the provider closed the connection mid-response")
+            self.settlement.settle(call, sent.attempts, unanswered(cut, call.info.stream))
+            return await respond(send, self.error(cut, request_id))
+        finally:
+            upstream.release()
+        measured = measure_json(self.provider, call.info, upstream.status, payload)
+        # 7-8. settle and record
+        self.settlement.settle(call, sent.attempts, measured)
+        await respond(send, Reply(upstream.status, response_headers, payload))
 
+    def error(self, exc: SpendgateError, request_id: str) -> Reply:
+        """An error in the provider's own format, with our request id."""
+        status, headers, body = self.provider.error(exc, request_id)
+        headers = {**exc.headers, **headers, REQUEST_ID_HEADER: request_id}
+        return Reply(status, headers, body, "application/json")
 
-async def handle_call(
-    gw: Gateway, provider: Provider, path: str, scope: Scope, receive: Receive, send: Send
-) -> None:
-    # ASGI header names are lower case; a repeated header keeps its last value (as forwarded before).
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-    call = Call(gw, provider, scope["path"], headers)
-    try:
-        # 1. auth
-        call.principal = principal = await gw.keyring.authenticate(headers)
-        body = await read_body(receive, headers.get("content-length"), gw.settings.max_body_bytes)
-        call.info = info = provider.parse(body, call.endpoint)
-        # 2. attribute
-        call.who = who = attribute(principal, headers, info.metadata)
-        # 3. route: the policy picks the model; its price must be known to meter it
-        wanted = route_request_for(provider, info, body, principal, who)
-        route = gw.router.route(wanted)
-        call.use_model(route.model, route.rule)
-        # 4. reserve: rate limits, then every applicable budget's room for the worst case
-        await call.acquire_rate_limit()
-        if gw.budgets.active:
-            assert call.price is not None
-            worst = worst_case_nanos(
-                call.price, input_bound(len(body)), info.max_tokens or gw.settings.budget_default_max_tokens
-            )
-            scope_of_call = CallScope(principal, who.use_case, who.tags, who.session_id)
-            call.decision = await gw.budgets.reserve(scope_of_call, worst)
-            if call.decision.blocked is not None:
-                return await respond(send, call.budget_rejection(call.decision))
-            for action in call.decision.amber_actions:
-                if action.startswith("downgrade:"):  # a cheaper tier: the reservation still covers it
-                    cheaper = gw.router.downgrade(wanted, route, action.removeprefix("downgrade:"))
-                    if gw.pricer.cheaper(provider.name, cheaper.model, call.model):
-                        call.use_model(cheaper.model, cheaper.rule)
-        # 5. forward (with retries and fallbacks before any byte reaches the client)
-        upstream = await forward(call, body, path, scope["query_string"].decode("latin-1"))
-    except ClientError as exc:
-        call.release()
-        return await respond(send, call.error(exc.status, exc.error_type, exc.message, exc.headers))
-    except CountersUnavailable as exc:
-        call.release()
-        kind = "overloaded_error" if provider.name == "anthropic" else "server_error"
-        return await respond(send, call.error(503, kind, str(exc)))
-    except UpstreamUnavailable as exc:
-        call.record_failure(exc)
-        kind = "timeout_error" if exc.status == 504 else "api_error"
-        if provider.name == "openai":
-            kind = "server_error"
-        return await respond(send, call.error(exc.status, kind, f"Spendgate: {exc.message}"))
-    call.upstream_request_id = upstream.headers.get("request-id") or upstream.headers.get("x-request-id")
-    response_headers = forwardable_response_headers(upstream.headers)
-    if call.decision is not None:
-        response_headers.update(call.decision.headers)
-    if call.model != info.model:
-        response_headers["x-spendgate-model"] = call.model
-    response_headers[REQUEST_ID_HEADER] = call.request_id
-    if info.stream and upstream.status == 200 and "text/event-stream" in upstream.content_type:
-        # 6-8. meter, settle, record (streamed): chunk by chunk, as they arrive
-        start = {"type": "http.response.start", "status": 200, "headers": raw_headers(response_headers)}
-        return await relay_stream(call, upstream, start, receive, send)
-    # 6-8. meter, settle, record (non-streaming)
-    try:
-        payload = await upstream.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        call.record_failure(UpstreamUnavailable(502, "cut", str(exc)))
-        message = "Spendgate: the provider closed the connection mid-response"
-        return await respond(send, call.error(502, "api_error", message))
-    finally:
-        upstream.release()
-    call.first_byte = time.time()
-    call.settle_json(upstream.status, payload)
-    await respond(send, Reply(upstream.status, response_headers, payload))
+    async def relay_stream(
+        self, call: Admitted, sent: Forwarded, start: Message, receive: Receive, send: Send
+    ) -> None:
+        """Relay a stream; a client that goes away cancels it, as Starlette's StreamingResponse did.
 
+        `receive()` returns once the client disconnects or the response is complete; only the first
+        cancels the relay (which then records the call as client_disconnected and closes upstream).
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        state = {"done": False, "gone": False}
 
-async def relay_stream(
-    call: Call, upstream: aiohttp.ClientResponse, start: Message, receive: Receive, send: Send
-) -> None:
-    """Relay a stream; a client that goes away cancels it, as Starlette's StreamingResponse did.
+        def on_receive(watch: asyncio.Future[Message]) -> None:
+            if not watch.cancelled():
+                watch.exception()  # retrieved, so an error there is not logged as never retrieved
+            if not state["done"]:
+                state["gone"] = True
+                task.cancel()
 
-    `receive()` returns once the client disconnects or the response is complete; only the first
-    cancels the relay (which then records the call as client_disconnected and closes upstream).
-    """
-    task = asyncio.current_task()
-    assert task is not None
-    state = {"done": False, "gone": False}
-
-    def on_receive(watch: asyncio.Future[Message]) -> None:
-        if not watch.cancelled():
-            watch.exception()  # retrieved, so an error there is not logged as never retrieved
-        if not state["done"]:
-            state["gone"] = True
-            task.cancel()
-
-    watch = asyncio.ensure_future(receive())
-    watch.add_done_callback(on_receive)
-    try:
-        await send(start)
-        await call.relay(upstream, send)
-    except asyncio.CancelledError:
-        if not state["gone"] or task.uncancel() > 0:
-            raise  # cancelled by something else (shutdown): pass it on
-    finally:
-        state["done"] = True
+        watch = asyncio.ensure_future(receive())
+        watch.add_done_callback(on_receive)
+        settle = functools.partial(self.settlement.settle, call, sent.attempts)
+        complete = functools.partial(with_prompt_estimate, self.provider, call.info)
+        try:
+            await send(start)
+            await relay(sent.response, self.provider.stream_meter(call.info), send, settle, complete)
+        except UpstreamCut as exc:
+            log.warning("upstream stream cut for %s: %s", call.request_id, exc.message)
+            raise  # into the server, which aborts the response: the client sees the cut too
+        except asyncio.CancelledError:
+            if not state["gone"] or task.uncancel() > 0:
+                raise  # cancelled by something else (shutdown): pass it on
+        finally:
+            state["done"] = True
 
 
 async def respond(send: Send, reply: Reply) -> None:
@@ -160,26 +170,3 @@ async def respond(send: Send, reply: Reply) -> None:
 
 def raw_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-
-
-async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
-    """The request body, refused past `limit` bytes (by its content-length, or as it arrives)."""
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ClientError(
-            413, "request_too_large", f"Request body exceeds Spendgate's limit of {limit} bytes."
-        )
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientError(400, "invalid_request_error", "The client disconnected while sending the body.")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise ClientError(
-                413, "request_too_large", f"Request body exceeds Spendgate's limit of {limit} bytes."
-            )
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

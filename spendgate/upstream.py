@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import aiohttp
 
-
-class UpstreamUnavailable(Exception):
-    """The provider could not be reached or did not answer in time."""
-
-    def __init__(self, status: int, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
+from spendgate.errors import UpstreamTimeout, UpstreamUnreachable
+from spendgate.providers.base import UpstreamRequest
 
 
 class Upstream:
@@ -34,19 +27,19 @@ class Upstream:
         if self._session is not None:
             await self._session.close()
 
-    async def send(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None
-    ) -> aiohttp.ClientResponse:
+    async def send(self, request: UpstreamRequest) -> aiohttp.ClientResponse:
+        """The provider's answer (headers read, body not yet); UpstreamUnavailable if there is none."""
         assert self._session is not None, "Upstream.start() was not awaited"
+        url = request.url
         try:
-            return await self._session.request(method, url, headers=headers, data=body, allow_redirects=False)
+            return await self._session.request(
+                request.method, url, headers=request.headers, data=request.body, allow_redirects=False
+            )
         except TimeoutError:
-            raise UpstreamUnavailable(
-                504, "timeout", f"the provider did not answer in time ({_host(url)})"
-            ) from None
+            raise UpstreamTimeout(f"Spendgate: the provider did not answer in time ({_host(url)})") from None
         except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(
-                502, "unreachable", f"the provider could not be reached ({_host(url)}): {type(exc).__name__}"
+            raise UpstreamUnreachable(
+                f"Spendgate: the provider could not be reached ({_host(url)}): {type(exc).__name__}"
             ) from None
 
 

@@ -10,10 +10,11 @@ from decimal import Decimal
 import orjson
 import pytest
 
+from spendgate.errors import UnknownEndpoint
 from spendgate.extras import EXTRAS, MissingExtra, require
 from spendgate.fake_upstream import FakeUpstream
 from spendgate.pricing import Pricer, cost_of
-from spendgate.providers.base import ClientError, Metered
+from spendgate.providers.base import Metered
 from spendgate.providers.bedrock import BedrockProvider, split_path
 from spendgate.providers.vertex import VertexProvider, regional_base
 
@@ -143,8 +144,8 @@ def test_damaged_stream_is_relayed_and_estimated(fake: FakeUpstream, where: int)
 
 def test_json_meters(fake: FakeUpstream) -> None:
     provider = BedrockProvider("us-east-1")
-    invoke = provider.meter_json(fetch(fake, "invoke", INVOKE))
-    converse = provider.meter_json(fetch(fake, "converse", CONVERSE))
+    invoke = provider.meter_json(200, fetch(fake, "invoke", INVOKE))
+    converse = provider.meter_json(200, fetch(fake, "converse", CONVERSE))
     for result in (invoke, converse):
         assert (result.usage.input_tokens, result.usage.output_tokens, result.usage.cache_read_tokens) == (
             120,
@@ -157,7 +158,7 @@ def test_paths_and_endpoints() -> None:
     assert split_path(f"/bedrock/model/{MODEL}/invoke") == (MODEL, "invoke")
     arn = "arn:aws:bedrock:us-east-1:111122223333:application-inference-profile/abc123"
     assert split_path(f"/bedrock/model/{arn}/converse") == (arn, "converse")
-    with pytest.raises(ClientError):
+    with pytest.raises(UnknownEndpoint):
         split_path(f"/bedrock/model/{MODEL}/delete")
     provider = BedrockProvider("eu-west-1")
     assert provider.base_url == "https://bedrock-runtime.eu-west-1.amazonaws.com"

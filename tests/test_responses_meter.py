@@ -94,7 +94,7 @@ def test_cut_error_or_failed_stream_is_estimated_never_zero(fake: FakeUpstream, 
 def test_json_meter_and_request_fields() -> None:
     provider = OpenAIResponsesProvider(None)
     body = {"model": "gpt-5", "usage": {**USAGE, "total_tokens": 9700}, "status": "completed"}
-    assert provider.meter_json(json.dumps(body).encode()).usage == EXPECTED
+    assert provider.meter_json(200, json.dumps(body).encode()).usage == EXPECTED
     info = provider.parse(
         json.dumps(
             {
@@ -113,5 +113,5 @@ def test_json_meter_and_request_fields() -> None:
 def test_embeddings_meter() -> None:
     provider = OpenAIEmbeddingsProvider(None)
     body = {"model": "text-embedding-3-small", "data": [], "usage": {"prompt_tokens": 42, "total_tokens": 42}}
-    result = provider.meter_json(json.dumps(body).encode())
+    result = provider.meter_json(200, json.dumps(body).encode())
     assert result.usage == Usage(input_tokens=42) and result.complete

@@ -18,11 +18,11 @@ from spendgate.attribution import attribute
 from spendgate.auth import KEY_PREFIX, hash_key
 from spendgate.clock import utc_now_iso
 from spendgate.dimensions import SAVINGS_BY, column_of
+from spendgate.errors import ModelNotPriced, Refused
 from spendgate.models import Principal
 from spendgate.pricing import NANOS_PER_USD, ModelPrice, Pricer, format_usd
-from spendgate.providers.anthropic import AnthropicProvider
-from spendgate.providers.base import ClientError, Provider
-from spendgate.providers.openai import OpenAIProvider
+from spendgate.providers import PROVIDERS, offline_provider
+from spendgate.providers.base import Provider
 from spendgate.routing.explain import complexity_parts, fallback_models, first_match, route_request_for
 from spendgate.routing.policy import Policy, Rule, load_policy
 from spendgate.routing.router import Route, Router, RouteRequest
@@ -31,7 +31,6 @@ from spendgate.store.principals import PrincipalStore
 from spendgate.store.spend import SpendStore
 
 SAVINGS_COLUMNS = ("id", "requests", "routed_requests", "cost_usd", "counterfactual_usd", "savings_usd")
-PROVIDERS = ("anthropic", "openai")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +81,7 @@ def policy_view(loaded: LoadedPolicy) -> dict[str, Any]:
         "fallbacks": {
             "retries": fallbacks.retries,
             "backoff_ms": fallbacks.backoff_ms,
+            "max_retry_after_ms": fallbacks.max_retry_after_ms,
             "on_status": sorted(fallbacks.on_status),
             "models": {m: list(chain) for m, chain in fallbacks.models.items()},
             "deployments": {p: list(urls) for p, urls in fallbacks.deployments.items()},
@@ -142,11 +142,9 @@ def parse_headers(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def provider_for(name: str) -> Provider:
-    if name == "anthropic":
-        return AnthropicProvider(None)
-    if name == "openai":
-        return OpenAIProvider(None)
-    raise ValueError(f"--provider must be one of {', '.join(PROVIDERS)}")
+    if name not in PROVIDERS:
+        raise ValueError(f"--provider must be one of {', '.join(PROVIDERS)}")
+    return offline_provider(name)
 
 
 def explain(
@@ -159,27 +157,24 @@ def explain(
 ) -> dict[str, Any]:
     """Route one request body as the gateway would, without sending it anywhere; every step shown."""
     policy = loaded.policy
-    path = "/v1/messages" if provider.name == "anthropic" else "/v1/chat/completions"
     try:
-        info = provider.parse(body, path)
+        info = provider.parse(body, provider.path)
         who = attribute(principal, headers, info.metadata)
-    except ClientError as exc:  # the body or tags are bad: not a routing outcome
+    except Refused as exc:  # the body or tags are bad: not a routing outcome
         raise ValueError(f"the gateway would answer {exc.status}: {exc.message}") from None
     req = route_request_for(provider, info, body, principal, who)
     rule, trace = first_match(policy, req)
     route: Route | None = None
-    refusal: ClientError | None = None
+    refusal: Refused | None = None
     try:
         route = Router(policy).route(req, explain=True)
         trace = route.trace
-    except ClientError as exc:  # a refuse rule or an allowlist reject
+    except Refused as exc:  # a refuse rule or an allowlist reject
         refusal = exc
     routed_price = pricer.price(provider.name, route.model) if route is not None else None
     if route is not None and routed_price is None:
-        refusal = ClientError(
-            404,
-            "not_found_error" if provider.name == "anthropic" else "invalid_request_error",
-            f"model: {route.model!r} has no price in Spendgate's price data, so it cannot be metered.",
+        refusal = ModelNotPriced(
+            f"model: {route.model!r} has no price in Spendgate's price data, so it cannot be metered."
         )
     if refusal is not None:
         outcome, reason = "refused", refusal.message
@@ -229,7 +224,7 @@ def _allowlist_outcomes(
     req: RouteRequest,
     rule: Rule | None,
     route: Route | None,
-    refusal: ClientError | None,
+    refusal: Refused | None,
 ) -> list[dict[str, Any]]:
     # The router checks the team's list, then the key's, each on the model the one before chose;
     # a refuse rule stops it before either.
@@ -244,7 +239,7 @@ def _allowlist_outcomes(
             # Route again with the team's list alone, to see what it did before the key's list ran.
             try:
                 step = Router(replace(loaded.policy, allow_keys={})).route(req)
-            except ClientError:
+            except Refused:
                 step = None
         if stopped:
             result = "not evaluated"

@@ -18,17 +18,14 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from spendgate.budgets.counters import Charge, LocalCounters, RateResult, ReserveResult
+from spendgate.errors import CountersUnavailable
 
-if TYPE_CHECKING:  # the proxy imports CountersUnavailable: no Redis client at start without Redis
+if TYPE_CHECKING:  # no Redis client at start without Redis
     from spendgate.budgets.redis_counters import RedisCounters
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _RETRY_S = 2.0
-
-
-class CountersUnavailable(Exception):
-    """Fail-closed: the shared counters cannot be reached."""
 
 
 class FailoverCounters:

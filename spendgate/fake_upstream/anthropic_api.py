@@ -16,6 +16,7 @@ from spendgate.fake_upstream.common import (
     Controls,
     FakeState,
     bearer_token,
+    error_headers,
     fake_state,
     json_response,
     parse_controls,
@@ -122,8 +123,10 @@ class AnthropicAssets:
                 yield _delta(index, kind, corpus.delta(tokens, i))
 
 
-def error_response(status: int, kind: str, message: str, request_id: str) -> Response:
-    headers = {"request-id": request_id, **({"retry-after": "1"} if status == 429 else {})}
+def error_response(
+    status: int, kind: str, message: str, request_id: str, controls: Controls | None = None
+) -> Response:
+    headers = {"request-id": request_id, **error_headers(status, controls)}
     body = {"type": "error", "error": {"type": kind, "message": message}, "request_id": request_id}
     return json_response(body, status, headers)
 
@@ -152,7 +155,7 @@ async def front(request: Request) -> tuple[FakeState, str, Controls, bytes] | Re
     if denied is not None:
         return denied
     if controls.mode in MODE_ERRORS:
-        return error_response(*MODE_ERRORS[controls.mode], request_id)
+        return error_response(*MODE_ERRORS[controls.mode], request_id, controls)
     return state, request_id, controls, body
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -84,7 +85,9 @@ class FakeState:
         if self.recorded.maxlen:
             scope = request.scope
             query = scope["query_string"].decode("latin-1")
-            self.recorded.append(RecordedRequest(scope["method"], scope["path"], query, headers, body))
+            self.recorded.append(
+                RecordedRequest(scope["method"], scope["path"], query, headers, body, time.time())
+            )
         return body, headers
 
 
@@ -103,6 +106,15 @@ class Controls:
     output_tokens: int
     usage: dict[str, Any] | None
     batch_s: float = 0  # how long a Message Batch created by this request takes to end
+    retry_after: dict[str, str] = field(default_factory=dict)  # headers a mode error carries instead
+
+
+def error_headers(status: int, controls: Controls | None) -> dict[str, str]:
+    """The wait headers of an error answer: `retry-after: 1` on a 429, unless the request's
+    `x-fake-retry-after` / `x-fake-retry-after-ms` say what to send (on any mode error)."""
+    if controls is not None and controls.retry_after:
+        return dict(controls.retry_after)
+    return {"retry-after": "1"} if status == 429 else {}
 
 
 def _number(headers: Mapping[str, str], name: str, default: float) -> float:
@@ -148,6 +160,11 @@ def parse_controls(headers: Mapping[str, str], settings: FakeSettings, body: byt
         output_tokens=int(_number(headers, "x-fake-output-tokens", settings.output_tokens)),
         usage=usage,
         batch_s=_number(headers, "x-fake-batch-ms", settings.batch_ms) / 1000,
+        retry_after={
+            name.removeprefix("x-fake-"): headers[name]
+            for name in ("x-fake-retry-after", "x-fake-retry-after-ms")
+            if name in headers
+        },
     )
 
 

@@ -15,6 +15,7 @@ from spendgate.fake_upstream.common import (
     Controls,
     FakeState,
     bearer_token,
+    error_headers,
     fake_state,
     json_response,
     parse_controls,
@@ -75,9 +76,15 @@ def models_body() -> bytes:
 
 
 def error_response(
-    status: int, message: str, kind: str, code: str | None, request_id: str, param: str | None = None
+    status: int,
+    message: str,
+    kind: str,
+    code: str | None,
+    request_id: str,
+    param: str | None = None,
+    controls: Controls | None = None,
 ) -> Response:
-    headers = {"x-request-id": request_id, **({"retry-after": "1"} if status == 429 else {})}
+    headers = {"x-request-id": request_id, **error_headers(status, controls)}
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return json_response(body, status, headers)
 
@@ -127,7 +134,7 @@ async def prepare(request: Request) -> Prepared | Response:
     if denied is not None:
         return denied
     if controls.mode in MODE_ERRORS:
-        return error_response(*MODE_ERRORS[controls.mode], request_id)
+        return error_response(*MODE_ERRORS[controls.mode], request_id, controls=controls)
     return Prepared(state, request_id, controls, body)
 
 

@@ -31,6 +31,7 @@ class RecordedRequest:
     query: str
     headers: dict[str, str]  # lower-cased names; repeated headers joined with ", "
     body: bytes
+    received_at: float = 0.0  # time.time() when the fake read it (shows a client's retry waits)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -39,4 +40,5 @@ class RecordedRequest:
             "query": self.query,
             "headers": self.headers,
             "body": self.body.decode("utf-8", errors="replace"),
+            "received_at": self.received_at,
         }

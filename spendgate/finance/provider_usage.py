@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -257,10 +257,12 @@ def _epoch(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
 
 
-def _headers(provider: str, admin_key: str) -> dict[str, str]:
-    if provider == "anthropic":
-        return {"x-api-key": admin_key, "anthropic-version": ANTHROPIC_VERSION}
-    return {"authorization": f"Bearer {admin_key}"}
+# Each provider's admin API: its endpoints and how it takes the admin key.
+ENDPOINTS = {"anthropic": anthropic_endpoints, "openai": openai_endpoints}
+AUTH_HEADERS: dict[str, Callable[[str], dict[str, str]]] = {
+    "anthropic": lambda key: {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION},
+    "openai": lambda key: {"authorization": f"Bearer {key}"},
+}
 
 
 def api_root(provider: str, base_url: str | None) -> str:
@@ -281,11 +283,11 @@ async def fetch_usage(
         raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}")
     if until <= since:
         raise ValueError("--until must be after --since")
-    endpoints = (anthropic_endpoints if provider == "anthropic" else openai_endpoints)(since, until)
+    endpoints = ENDPOINTS[provider](since, until)
     root, parse = api_root(provider, base_url), PAGE_PARSERS[provider]
     rows: list[ProviderUsage] = []
     timeout = aiohttp.ClientTimeout(total=timeout_s)
-    async with aiohttp.ClientSession(headers=_headers(provider, admin_key), timeout=timeout) as session:
+    async with aiohttp.ClientSession(headers=AUTH_HEADERS[provider](admin_key), timeout=timeout) as session:
         for endpoint in endpoints:
             async for page in _pages(session, root, endpoint):
                 try:

@@ -7,15 +7,20 @@ from typing import Any
 
 import orjson
 
+from spendgate import errors
+from spendgate.errors import InvalidRequest, SpendgateError
 from spendgate.pricing import Usage
 from spendgate.providers.base import (
-    ClientError,
+    ClientRequest,
     Metered,
     RequestInfo,
+    RouteFeatures,
     SSEBuffer,
+    UpstreamRequest,
     as_int,
     as_object,
     clean_text,
+    error_type,
     forwardable_request_headers,
     read_metadata,
     read_stream,
@@ -24,38 +29,40 @@ from spendgate.providers.base import (
     sse_fields,
 )
 
-STATUS_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    409: "conflict_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    502: "api_error",
-    504: "timeout_error",
-    529: "overloaded_error",
+# Spendgate's errors in Anthropic's words (https://docs.anthropic.com/en/api/errors).
+ERROR_TYPES: dict[type[SpendgateError], str] = {
+    errors.InvalidRequest: "invalid_request_error",
+    errors.AuthenticationFailed: "authentication_error",
+    errors.PermissionDenied: "permission_error",
+    errors.UnknownEndpoint: "not_found_error",
+    errors.ModelNotPriced: "not_found_error",
+    errors.RequestTooLarge: "request_too_large",
+    errors.RateLimited: "rate_limit_error",
+    errors.BudgetExceeded: "rate_limit_error",
+    errors.CountersUnavailable: "overloaded_error",
+    errors.UpstreamUnavailable: "api_error",
+    errors.UpstreamTimeout: "timeout_error",
 }
 
 
 class AnthropicProvider:
     name = "anthropic"
-    endpoint_path = "/v1/messages"
+    path = "/v1/messages"
+    request_id_header = "request-id"
+    stream_content_type = "text/event-stream"
 
     def __init__(self, api_key: str | None, base_url: str = "https://api.anthropic.com") -> None:
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
 
     def parse(self, body: bytes, path: str) -> RequestInfo:
-        data = _jsonas_object(body)
+        data = _json_object(body)
         model = data.get("model")
         if not isinstance(model, str) or not model:
-            raise ClientError(400, "invalid_request_error", "model: Field required (a model name string)")
+            raise InvalidRequest("model: Field required (a model name string)")
         max_tokens = read_token_limit(data, "max_tokens")
         if path.endswith("/messages") and max_tokens is None:
-            raise ClientError(400, "invalid_request_error", "max_tokens: Field required (a positive integer)")
+            raise InvalidRequest("max_tokens: Field required (a positive integer)")
         return RequestInfo(
             model=model,
             stream=read_stream(data),
@@ -64,6 +71,13 @@ class AnthropicProvider:
             body=data,
             path=path,
         )
+
+    async def upstream_request(
+        self, base_url: str, request: ClientRequest, info: RequestInfo, model: str
+    ) -> UpstreamRequest:
+        url = f"{base_url}/v1/messages?{request.query}" if request.query else f"{base_url}/v1/messages"
+        body = self.upstream_body(request.body, info, model)
+        return UpstreamRequest("POST", url, self.upstream_headers(request.headers), body)
 
     def upstream_body(self, body: bytes, info: RequestInfo, model: str) -> bytes:
         if model == info.model:
@@ -78,19 +92,14 @@ class AnthropicProvider:
             headers["x-api-key"] = self._api_key
         return headers
 
-    def error_body(self, status: int, error_type: str, message: str, request_id: str) -> bytes:
-        return orjson.dumps(
-            {"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id}
-        )
+    def error(self, exc: SpendgateError, request_id: str) -> tuple[int, dict[str, str], bytes]:
+        kind = error_type(ERROR_TYPES, exc) or "api_error"
+        body = {"type": "error", "error": {"type": kind, "message": exc.message}, "request_id": request_id}
+        return exc.status, {}, orjson.dumps(body)
 
-    def error_type_of(self, body: bytes) -> str | None:
-        try:
-            error = orjson.loads(body).get("error")
-        except (orjson.JSONDecodeError, AttributeError):
-            return None
-        return clean_text(error.get("type")) if isinstance(error, dict) else None
-
-    def meter_json(self, body: bytes) -> Metered:
+    def meter_json(self, status: int, body: bytes) -> Metered:
+        if status >= 400:
+            return Metered(usage=Usage(), error_type=_error_type_of(body))
         data = orjson.loads(body)
         return Metered(
             usage=usage_from(as_object(data.get("usage"))),
@@ -101,14 +110,16 @@ class AnthropicProvider:
     def stream_meter(self, info: RequestInfo) -> AnthropicStreamMeter:
         return AnthropicStreamMeter()
 
-    def route_features(self, info: RequestInfo) -> tuple[bool, bool, int]:
+    def route_features(self, info: RequestInfo) -> RouteFeatures:
         body = info.body
         messages = body.get("messages")
         thinking = isinstance(body.get("thinking"), dict) and body["thinking"].get("type") in (
             "enabled",
             "adaptive",
         )
-        return bool(body.get("tools")), bool(thinking), len(messages) if isinstance(messages, list) else 0
+        return RouteFeatures(
+            bool(body.get("tools")), bool(thinking), len(messages) if isinstance(messages, list) else 0
+        )
 
     def estimate_input_tokens(self, info: RequestInfo) -> int:
         return estimate_input_tokens(info.body)
@@ -254,13 +265,19 @@ def estimate_input_tokens(body: dict[str, Any]) -> int:
     return rough_tokens(sum(len(orjson.dumps(p)) for p in parts if p is not None))
 
 
-def _jsonas_object(body: bytes) -> dict[str, Any]:
+def _error_type_of(body: bytes) -> str | None:
+    try:
+        error = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return clean_text(error.get("type")) if isinstance(error, dict) else None
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ClientError(
-            400, "invalid_request_error", f"The request body is not valid JSON: {exc}"
-        ) from None
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ClientError(400, "invalid_request_error", "The request body must be a JSON object")
+        raise InvalidRequest("The request body must be a JSON object")
     return data

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from spendgate.errors import NotConfigured
 from spendgate.extras import require
 
 # Refresh in the background this long before expiry; below the second bound, a call waits for it.
@@ -20,7 +21,7 @@ ADVISORY_REFRESH_S = 15 * 60
 MANDATORY_REFRESH_S = 60
 
 
-class NoAwsCredentials(Exception):
+class NoAwsCredentials(NotConfigured):
     """The standard chain found no credentials (or the region is unknown)."""
 
 

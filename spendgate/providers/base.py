@@ -1,7 +1,8 @@
 """What every provider adapter offers: the small surface the pipeline needs.
 
 An adapter parses the few request fields Spendgate needs (never rewriting the rest),
-speaks the provider's error format, and meters usage from a JSON body or a stream.
+builds each attempt, meters usage from a JSON body or a stream, and speaks the provider's
+error format. A new upstream API is a new module next to this one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from spendgate.errors import InvalidRequest, SpendgateError
 from spendgate.pricing import Usage
 
 # Never forwarded upstream: hop-by-hop, the client's credential, our own control headers.
@@ -39,17 +41,24 @@ _DROP_RESPONSE = frozenset(
 )
 
 
-class ClientError(Exception):
-    """Bad input, answered in the provider's error format before anything leaves."""
+@dataclass(frozen=True, slots=True)
+class ClientRequest:
+    """The call as the client sent it; forwarded untouched unless routing changes the model."""
 
-    def __init__(
-        self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-        self.headers = headers or {}
+    path: str
+    query: str
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """One attempt, exactly as it goes to the provider."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None
 
 
 @dataclass(slots=True)
@@ -65,7 +74,16 @@ class RequestInfo:
     body: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class RouteFeatures:
+    """What routing reads of a request body beyond its model."""
+
+    tools: bool
+    thinking: bool  # thinking / reasoning requested
+    messages: int
+
+
+@dataclass(frozen=True, slots=True)
 class Metered:
     """What one call used, as far as the gateway could see."""
 
@@ -90,21 +108,53 @@ class StreamMeter(Protocol):
 
 
 class Provider(Protocol):
-    name: str
-    endpoint_path: str
-    base_url: str
+    """One upstream API, in the shape of an httpx transport: a request in, a request out, usage back.
 
-    def parse(self, body: bytes, path: str) -> RequestInfo: ...
-    def upstream_body(self, body: bytes, info: RequestInfo, model: str) -> bytes: ...
-    def upstream_headers(self, incoming: Mapping[str, str]) -> dict[str, str]: ...
-    def error_body(self, status: int, error_type: str, message: str, request_id: str) -> bytes: ...
-    def error_type_of(self, body: bytes) -> str | None: ...
-    def meter_json(self, body: bytes) -> Metered: ...
+    The adapter owns the API's vocabulary: which request fields matter, how an attempt is built
+    (URL, credential, body), how usage reads in a body or a stream, and how an error looks.
+    """
+
+    name: str  # the ledger's `provider` and the price data's provider id
+    path: str  # the metered endpoint Spendgate serves for it, e.g. /v1/messages (or a path prefix)
+    base_url: str  # the primary deployment
+    request_id_header: str  # where the provider puts its id for an answer
+    stream_content_type: str  # a streamed answer's content type, e.g. text/event-stream
+
+    def parse(self, body: bytes, path: str) -> RequestInfo:
+        """The fields the pipeline needs; InvalidRequest when the body is not a valid call."""
+        ...
+
+    async def upstream_request(
+        self, base_url: str, request: ClientRequest, info: RequestInfo, model: str
+    ) -> UpstreamRequest:
+        """One attempt at `base_url` with `model` (routed, downgraded or a fallback), with the
+        provider's credential (async: a token or a signing key may need fetching first)."""
+        ...
+
+    def upstream_headers(self, incoming: Mapping[str, str]) -> dict[str, str]:
+        """The client's headers as they go upstream: ours dropped, the provider's credential in."""
+        ...
+
+    def meter_json(self, status: int, body: bytes) -> Metered:
+        """Usage of a whole answer; an error answer (status >= 400) has only its error type."""
+        ...
+
     def stream_meter(self, info: RequestInfo) -> StreamMeter: ...
     def estimate_input_tokens(self, info: RequestInfo) -> int: ...
-    def route_features(self, info: RequestInfo) -> tuple[bool, bool, int]:
-        """(tools present, thinking/reasoning requested, number of messages), for routing."""
+    def route_features(self, info: RequestInfo) -> RouteFeatures: ...
+
+    def error(self, exc: SpendgateError, request_id: str) -> tuple[int, dict[str, str], bytes]:
+        """`exc` in this API's own error format: status, extra headers, JSON body."""
         ...
+
+
+def error_type(table: Mapping[type[SpendgateError], str], exc: SpendgateError) -> str | None:
+    """The most specific entry for `exc` in an adapter's table of error types (or codes)."""
+    for cls in type(exc).__mro__:
+        found = table.get(cls)
+        if found is not None:
+            return found
+    return None
 
 
 def forwardable_request_headers(incoming: Mapping[str, str]) -> dict[str, str]:
@@ -155,7 +205,7 @@ def read_stream(data: Mapping[str, Any]) -> bool:
     stream = data.get("stream")
     if stream is None or isinstance(stream, bool):
         return stream is True
-    raise ClientError(400, "invalid_request_error", "stream: must be a boolean (true or false)")
+    raise InvalidRequest("stream: must be a boolean (true or false)")
 
 
 def read_token_limit(data: Mapping[str, Any], name: str) -> int | None:
@@ -164,9 +214,7 @@ def read_token_limit(data: Mapping[str, Any], name: str) -> int | None:
     if value is None:
         return None
     if type(value) is not int or not 1 <= value <= MAX_TOKEN_COUNT:
-        raise ClientError(
-            400, "invalid_request_error", f"{name}: must be a whole number from 1 to {MAX_TOKEN_COUNT}"
-        )
+        raise InvalidRequest(f"{name}: must be a whole number from 1 to {MAX_TOKEN_COUNT}")
     return value
 
 
@@ -177,10 +225,10 @@ def read_metadata(data: Mapping[str, Any]) -> dict[str, Any]:
     if metadata is None:
         return {}
     if not isinstance(metadata, dict):
-        raise ClientError(400, "invalid_request_error", "metadata: must be an object")
+        raise InvalidRequest("metadata: must be an object")
     use_case = metadata.get("use_case")
     if use_case is not None and not isinstance(use_case, str):
-        raise ClientError(400, "invalid_request_error", "metadata.use_case: must be a string")
+        raise InvalidRequest("metadata.use_case: must be a string")
     tags = metadata.get("tags")
     scalars = (str, int, float, bool)
     if not (
@@ -188,9 +236,7 @@ def read_metadata(data: Mapping[str, Any]) -> dict[str, Any]:
         or isinstance(tags, str)
         or (isinstance(tags, dict) and all(isinstance(v, scalars) for v in tags.values()))
     ):
-        raise ClientError(
-            400, "invalid_request_error", "metadata.tags: must be 'key=value,...' or an object of strings"
-        )
+        raise InvalidRequest("metadata.tags: must be 'key=value,...' or an object of strings")
     return metadata
 
 

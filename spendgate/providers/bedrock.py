@@ -17,17 +17,21 @@ from __future__ import annotations
 import base64
 import struct
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 
+from spendgate.errors import InvalidRequest, NotConfigured, SpendgateError, UnknownEndpoint
 from spendgate.pricing import Usage
 from spendgate.providers.anthropic import AnthropicStreamMeter, estimate_input_tokens, usage_from
 from spendgate.providers.base import (
-    ClientError,
+    ClientRequest,
     Metered,
     RequestInfo,
+    RouteFeatures,
+    UpstreamRequest,
     as_int,
     clean_text,
     forwardable_request_headers,
@@ -43,7 +47,8 @@ ACTIONS = {  # action -> streams?
     "converse": False,
     "converse-stream": True,
 }
-EXCEPTIONS = {  # HTTP status -> the Bedrock exception name clients read from x-amzn-ErrorType
+# Spendgate's errors in Bedrock's words, by status: the exception name clients read from x-amzn-ErrorType
+EXCEPTIONS = {
     400: "ValidationException",
     401: "UnrecognizedClientException",
     403: "AccessDeniedException",
@@ -76,9 +81,7 @@ def split_path(path: str) -> tuple[str, str]:
     """`/bedrock/model/{modelId}/{action}` -> (modelId, action); the id may hold slashes (an ARN)."""
     model, _, action = path.removeprefix(PATH_PREFIX).rpartition("/")
     if not path.startswith(PATH_PREFIX) or not model or action not in ACTIONS:
-        raise ClientError(
-            404,
-            "not_found",
+        raise UnknownEndpoint(
             f"Unknown Bedrock operation {path!r}: expected {PATH_PREFIX}{{modelId}}/"
             "invoke, invoke-with-response-stream, converse or converse-stream",
         )
@@ -91,7 +94,8 @@ def is_anthropic_model(model: str) -> bool:
 
 class BedrockProvider:
     name = "bedrock"
-    endpoint_path = PATH_PREFIX  # a prefix: the model id and action follow
+    path = PATH_PREFIX  # a prefix: the model id and action follow
+    request_id_header = "x-amzn-requestid"
     stream_content_type = EVENT_STREAM
 
     def __init__(self, region: str | None = None, base_url: str | None = None) -> None:
@@ -107,9 +111,7 @@ class BedrockProvider:
 
             self._region = default_region()
             if self._region is None:
-                raise ClientError(
-                    500, "config", "Spendgate has no AWS region for Bedrock: set SPENDGATE_BEDROCK_REGION"
-                )
+                raise NotConfigured("Spendgate has no AWS region for Bedrock: set SPENDGATE_BEDROCK_REGION")
         return self._region
 
     @property
@@ -135,26 +137,20 @@ class BedrockProvider:
         except orjson.JSONDecodeError:
             data = None
         if not isinstance(data, dict):
-            raise ClientError(
-                400, "ValidationException", "Malformed input request: the body must be a JSON object."
-            )
+            raise InvalidRequest("Malformed input request: the body must be a JSON object.")
         if action.startswith("converse"):
             config = data.get("inferenceConfig")
             max_tokens = config.get("maxTokens") if isinstance(config, dict) else None
             metadata = data.get("requestMetadata")
         else:
             if not is_anthropic_model(model):
-                raise ClientError(
-                    400,
-                    "ValidationException",
+                raise InvalidRequest(
                     f"Spendgate meters InvokeModel for Anthropic models only, not {model!r}; "
                     "use converse for other models.",
                 )
             max_tokens = data.get("max_tokens")
             if not isinstance(max_tokens, int) or max_tokens < 1:
-                raise ClientError(
-                    400,
-                    "ValidationException",
+                raise InvalidRequest(
                     "Malformed input request: max_tokens (a positive integer) is required.",
                 )
             metadata = data.get("metadata")
@@ -167,8 +163,14 @@ class BedrockProvider:
             body=data,
         )
 
-    def upstream_body(self, body: bytes, info: RequestInfo, model: str) -> bytes:
-        return body  # the model travels in the path: the body is forwarded byte for byte
+    async def upstream_request(
+        self, base_url: str, request: ClientRequest, info: RequestInfo, model: str
+    ) -> UpstreamRequest:
+        # The model travels in the path: the body is forwarded byte for byte, and signed.
+        url = base_url + self.upstream_path(info, model)
+        await self.ready()
+        headers = self.sign("POST", url, self.upstream_headers(request.headers), request.body)
+        return UpstreamRequest("POST", url, headers, request.body)
 
     def upstream_headers(self, incoming: Mapping[str, str]) -> dict[str, str]:
         # Everything a direct call would carry travels (Bedrock ignores what it does not know), and
@@ -194,19 +196,19 @@ class BedrockProvider:
         signed: dict[str, str] = self._signer.sign(method, url, headers, body)
         return signed
 
-    def route_features(self, info: RequestInfo) -> tuple[bool, bool, int]:
+    def route_features(self, info: RequestInfo) -> RouteFeatures:
         body = info.body
         messages = body.get("messages")
         count = len(messages) if isinstance(messages, list) else 0
         if info.path.endswith(("/converse", "/converse-stream")):
             extra = body.get("additionalModelRequestFields")
             thinking = isinstance(extra, dict) and isinstance(extra.get("thinking"), dict)
-            return bool(body.get("toolConfig")), thinking, count
+            return RouteFeatures(bool(body.get("toolConfig")), thinking, count)
         thinking = isinstance(body.get("thinking"), dict) and body["thinking"].get("type") in (
             "enabled",
             "adaptive",
         )
-        return bool(body.get("tools")), bool(thinking), count
+        return RouteFeatures(bool(body.get("tools")), bool(thinking), count)
 
     def estimate_input_tokens(self, info: RequestInfo) -> int:
         body = info.body
@@ -216,12 +218,10 @@ class BedrockProvider:
         return estimate_input_tokens(body)
 
     # --- errors, in Bedrock's words -----------------------------------------------------
-    def error_body(self, status: int, error_type: str, message: str, request_id: str) -> bytes:
-        # Bedrock's body is {"message": ...}; the name also goes in x-amzn-ErrorType (error_headers).
-        return orjson.dumps({"message": message})
-
-    def error_headers(self, status: int) -> dict[str, str]:
-        return {"x-amzn-ErrorType": EXCEPTIONS.get(status, "InternalServerException")}
+    def error(self, exc: SpendgateError, request_id: str) -> tuple[int, dict[str, str], bytes]:
+        # Bedrock's body is {"message": ...}; the exception's name goes in x-amzn-ErrorType.
+        name = EXCEPTIONS.get(exc.status, "InternalServerException")
+        return exc.status, {"x-amzn-ErrorType": name}, orjson.dumps({"message": exc.message})
 
     def error_type_of(self, body: bytes) -> str | None:
         try:
@@ -234,7 +234,9 @@ class BedrockProvider:
         return clean_text(str(kind).rsplit("#", 1)[-1]) if kind else "bedrock_error"
 
     # --- usage ------------------------------------------------------------------------
-    def meter_json(self, body: bytes) -> Metered:
+    def meter_json(self, status: int, body: bytes) -> Metered:
+        if status >= 400:
+            return Metered(usage=Usage(), error_type=self.error_type_of(body))
         data = orjson.loads(body)
         usage = data.get("usage") or {}
         if "inputTokens" in usage or "output" in data:  # a Converse answer
@@ -363,11 +365,9 @@ class BedrockStreamMeter:
     def result(self) -> Metered:
         result = self._events.result()
         if self._reader.error is not None:
-            result.error_type = result.error_type or self._reader.error
-            result.complete = False
+            result = replace(result, error_type=result.error_type or self._reader.error, complete=False)
         if self._reader.broken:
-            result.estimated = True
-            result.complete = False
+            result = replace(result, estimated=True, complete=False)
         return result
 
 

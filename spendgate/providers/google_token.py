@@ -12,6 +12,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from spendgate.errors import NotConfigured
 from spendgate.extras import require
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -19,7 +20,7 @@ ADVISORY_REFRESH_S = 5 * 60  # refresh in the background this long before expiry
 MANDATORY_REFRESH_S = 30  # below this, a call waits for the new token
 
 
-class NoGoogleCredentials(Exception):
+class NoGoogleCredentials(NotConfigured):
     """Application Default Credentials found nothing usable, or the token grant failed."""
 
 

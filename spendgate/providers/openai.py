@@ -11,16 +11,21 @@ from typing import Any
 
 import orjson
 
+from spendgate import errors
+from spendgate.errors import InvalidRequest, SpendgateError
 from spendgate.pricing import Usage
 from spendgate.providers.base import (
-    ClientError,
+    ClientRequest,
     Metered,
     RequestInfo,
+    RouteFeatures,
     SSEBuffer,
     StreamMeter,
+    UpstreamRequest,
     as_int,
     as_object,
     clean_text,
+    error_type,
     forwardable_request_headers,
     read_metadata,
     read_stream,
@@ -29,28 +34,34 @@ from spendgate.providers.base import (
     sse_fields,
 )
 
-STATUS_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "invalid_request_error",
-    403: "permission_error",
-    404: "invalid_request_error",
-    413: "invalid_request_error",
-    429: "rate_limit_exceeded",
-    500: "server_error",
-    502: "server_error",
-    504: "server_error",
+# Spendgate's errors in OpenAI's words: a type, and for some a code, as OpenAI's own errors carry them.
+ERROR_TYPES: dict[type[SpendgateError], str] = {
+    errors.InvalidRequest: "invalid_request_error",
+    errors.AuthenticationFailed: "invalid_request_error",
+    errors.PermissionDenied: "permission_denied",
+    errors.UnknownEndpoint: "invalid_request_error",
+    errors.ModelNotPriced: "invalid_request_error",
+    errors.RequestTooLarge: "invalid_request_error",
+    errors.RateLimited: "rate_limit_exceeded",
+    errors.BudgetExceeded: "insufficient_quota",
+    errors.CountersUnavailable: "server_error",
+    errors.UpstreamUnavailable: "server_error",
 }
-ERROR_CODES = {
-    401: "invalid_api_key",
-    404: "model_not_found",
-    413: "request_too_large",
-    429: "rate_limit_exceeded",
+ERROR_CODES: dict[type[SpendgateError], str] = {
+    errors.AuthenticationFailed: "invalid_api_key",
+    errors.ModelNotPriced: "model_not_found",
+    errors.RequestTooLarge: "request_too_large",
+    errors.RateLimited: "rate_limit_exceeded",
+    errors.BudgetExceeded: "insufficient_quota",
 }
 
 
 class OpenAIProvider:
     name = "openai"
-    endpoint_path = "/chat/completions"
+    path = "/v1/chat/completions"
+    upstream_path = "/chat/completions"  # under the base URL, which ends in /v1
+    request_id_header = "x-request-id"
+    stream_content_type = "text/event-stream"
 
     def __init__(self, api_key: str | None, base_url: str = "https://api.openai.com/v1") -> None:
         self._api_key = api_key
@@ -60,20 +71,18 @@ class OpenAIProvider:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise ClientError(
-                400, "invalid_request_error", f"The request body is not valid JSON: {exc}"
-            ) from None
+            raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
-            raise ClientError(400, "invalid_request_error", "The request body must be a JSON object")
+            raise InvalidRequest("The request body must be a JSON object")
         model = data.get("model")
         if not isinstance(model, str) or not model:
-            raise ClientError(400, "invalid_request_error", "you must provide a model parameter")
+            raise InvalidRequest("you must provide a model parameter")
         if not isinstance(data.get("messages"), list):
-            raise ClientError(400, "invalid_request_error", "'messages' is a required property (a list)")
+            raise InvalidRequest("'messages' is a required property (a list)")
         stream = read_stream(data)
         options = data.get("stream_options")
         if options is not None and not isinstance(options, dict):
-            raise ClientError(400, "invalid_request_error", "stream_options: must be an object")
+            raise InvalidRequest("stream_options: must be an object")
         wants_usage = isinstance(options, dict) and options.get("include_usage") is True
         limit = read_token_limit(data, "max_completion_tokens")
         legacy = read_token_limit(data, "max_tokens")
@@ -86,6 +95,15 @@ class OpenAIProvider:
             body=data,
             path=path,
         )
+
+    async def upstream_request(
+        self, base_url: str, request: ClientRequest, info: RequestInfo, model: str
+    ) -> UpstreamRequest:
+        url = f"{base_url}{self.upstream_path}"
+        if request.query:
+            url = f"{url}?{request.query}"
+        body = self.upstream_body(request.body, info, model)
+        return UpstreamRequest("POST", url, self.upstream_headers(request.headers), body)
 
     def upstream_body(self, body: bytes, info: RequestInfo, model: str) -> bytes:
         if info.wants_usage_chunk and model == info.model:
@@ -104,28 +122,14 @@ class OpenAIProvider:
             headers["authorization"] = f"Bearer {self._api_key}"
         return headers
 
-    def error_body(self, status: int, error_type: str, message: str, request_id: str) -> bytes:
-        return orjson.dumps(
-            {
-                "error": {
-                    "message": message,
-                    "type": error_type,
-                    "param": None,
-                    "code": ERROR_CODES.get(status),
-                }
-            }
-        )
+    def error(self, exc: SpendgateError, request_id: str) -> tuple[int, dict[str, str], bytes]:
+        kind = error_type(ERROR_TYPES, exc) or "server_error"
+        error = {"message": exc.message, "type": kind, "param": None, "code": error_type(ERROR_CODES, exc)}
+        return exc.status, {}, orjson.dumps({"error": error})
 
-    def error_type_of(self, body: bytes) -> str | None:
-        try:
-            error = orjson.loads(body).get("error")
-        except (orjson.JSONDecodeError, AttributeError):
-            return None
-        if not isinstance(error, dict):
-            return None
-        return clean_text(error.get("code") or error.get("type"))
-
-    def meter_json(self, body: bytes) -> Metered:
+    def meter_json(self, status: int, body: bytes) -> Metered:
+        if status >= 400:
+            return Metered(usage=Usage(), error_type=error_type_of(body))
         data = orjson.loads(body)
         return Metered(
             usage=usage_from(as_object(data.get("usage"))),
@@ -136,16 +140,29 @@ class OpenAIProvider:
     def stream_meter(self, info: RequestInfo) -> StreamMeter:
         return OpenAIStreamMeter(hide_usage=not info.wants_usage_chunk)
 
-    def route_features(self, info: RequestInfo) -> tuple[bool, bool, int]:
+    def route_features(self, info: RequestInfo) -> RouteFeatures:
         body = info.body
         messages = body.get("messages")
         thinking = body.get("reasoning_effort") is not None
-        return bool(body.get("tools")), bool(thinking), len(messages) if isinstance(messages, list) else 0
+        return RouteFeatures(
+            bool(body.get("tools")), bool(thinking), len(messages) if isinstance(messages, list) else 0
+        )
 
     def estimate_input_tokens(self, info: RequestInfo) -> int:
         return rough_tokens(
             len(orjson.dumps(info.body.get("messages"))) + len(orjson.dumps(info.body.get("tools")))
         )
+
+
+def error_type_of(body: bytes) -> str | None:
+    """The error type (or code, when it has one) of an OpenAI error answer."""
+    try:
+        error = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(error, dict):
+        return None
+    return clean_text(error.get("code") or error.get("type"))
 
 
 def usage_from(raw: dict[str, Any]) -> Usage:

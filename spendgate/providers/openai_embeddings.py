@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import orjson
 
+from spendgate.errors import InvalidRequest
 from spendgate.pricing import Usage
 from spendgate.providers.base import (
-    ClientError,
     Metered,
     RequestInfo,
+    RouteFeatures,
     as_int,
     as_object,
     clean_text,
@@ -21,22 +22,25 @@ from spendgate.providers.openai_responses import json_object
 class OpenAIEmbeddingsProvider(OpenAIProvider):
     """Embeddings: OpenAI's error format and headers; usage is `prompt_tokens` alone."""
 
-    endpoint_path = "/embeddings"
+    path = "/v1/embeddings"
+    upstream_path = "/embeddings"
 
     def parse(self, body: bytes, path: str) -> RequestInfo:
         data = json_object(body)
         model = data.get("model")
         if not isinstance(model, str) or not model:
-            raise ClientError(400, "invalid_request_error", "Missing required parameter: 'model'.")
+            raise InvalidRequest("Missing required parameter: 'model'.")
         if data.get("input") in (None, "", []):
-            raise ClientError(400, "invalid_request_error", "Missing required parameter: 'input'.")
+            raise InvalidRequest("Missing required parameter: 'input'.")
         # No output tokens: the worst case is the input alone.
         return RequestInfo(model=model, stream=False, max_tokens=1, body=data, path=path)
 
     def upstream_body(self, body: bytes, info: RequestInfo, model: str) -> bytes:
         return body if model == info.model else orjson.dumps({**info.body, "model": model})
 
-    def meter_json(self, body: bytes) -> Metered:
+    def meter_json(self, status: int, body: bytes) -> Metered:
+        if status >= 400:
+            return super().meter_json(status, body)
         data = orjson.loads(body)
         usage = as_object(data.get("usage"))
         return Metered(
@@ -45,9 +49,9 @@ class OpenAIEmbeddingsProvider(OpenAIProvider):
             complete=True,
         )
 
-    def route_features(self, info: RequestInfo) -> tuple[bool, bool, int]:
+    def route_features(self, info: RequestInfo) -> RouteFeatures:
         given = info.body.get("input")
-        return False, False, len(given) if isinstance(given, list) else 1
+        return RouteFeatures(False, False, len(given) if isinstance(given, list) else 1)
 
     def estimate_input_tokens(self, info: RequestInfo) -> int:
         return rough_tokens(len(orjson.dumps(info.body.get("input"))))

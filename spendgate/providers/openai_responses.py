@@ -14,11 +14,12 @@ from typing import Any
 
 import orjson
 
+from spendgate.errors import InvalidRequest
 from spendgate.pricing import Usage
 from spendgate.providers.base import (
-    ClientError,
     Metered,
     RequestInfo,
+    RouteFeatures,
     SSEBuffer,
     as_int,
     clean_text,
@@ -50,24 +51,21 @@ DELTA_EVENTS = frozenset(
 class OpenAIResponsesProvider(OpenAIProvider):
     """The Responses API: OpenAI's error format and headers, its own request and usage shapes."""
 
-    endpoint_path = "/responses"
+    path = "/v1/responses"
+    upstream_path = "/responses"
 
     def parse(self, body: bytes, path: str) -> RequestInfo:
         data = json_object(body)
         model = data.get("model")
         if not isinstance(model, str) or not model:
-            raise ClientError(400, "invalid_request_error", "Missing required parameter: 'model'.")
+            raise InvalidRequest("Missing required parameter: 'model'.")
         given = data.get("input")
         if given is not None and not isinstance(given, str | list):
-            raise ClientError(
-                400, "invalid_request_error", "Invalid type for 'input': expected a string or an array."
-            )
+            raise InvalidRequest("Invalid type for 'input': expected a string or an array.")
         if data.get("background") is True:
             # Usage would only appear when the response is polled later, outside this call:
             # refused rather than recorded at $0 (see docs/codex.md).
-            raise ClientError(
-                400,
-                "invalid_request_error",
+            raise InvalidRequest(
                 "Spendgate does not meter background responses (background: true) yet; "
                 "send the request without background, streamed if it is long.",
             )
@@ -83,19 +81,21 @@ class OpenAIResponsesProvider(OpenAIProvider):
     def upstream_body(self, body: bytes, info: RequestInfo, model: str) -> bytes:
         return body if model == info.model else orjson.dumps({**info.body, "model": model})
 
-    def meter_json(self, body: bytes) -> Metered:
+    def meter_json(self, status: int, body: bytes) -> Metered:
+        if status >= 400:
+            return super().meter_json(status, body)
         return metered_response(orjson.loads(body))
 
     def stream_meter(self, info: RequestInfo) -> ResponsesStreamMeter:
         return ResponsesStreamMeter()
 
-    def route_features(self, info: RequestInfo) -> tuple[bool, bool, int]:
+    def route_features(self, info: RequestInfo) -> RouteFeatures:
         body = info.body
         items = body.get("input")
         reasoning = body.get("reasoning")
         thinking = isinstance(reasoning, dict) and reasoning.get("effort") not in (None, "none", "minimal")
         count = len(items) if isinstance(items, list) else 1
-        return bool(body.get("tools")), thinking, count
+        return RouteFeatures(bool(body.get("tools")), thinking, count)
 
     def estimate_input_tokens(self, info: RequestInfo) -> int:
         body = info.body
@@ -108,11 +108,9 @@ def json_object(body: bytes) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ClientError(
-            400, "invalid_request_error", f"The request body is not valid JSON: {exc}"
-        ) from None
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ClientError(400, "invalid_request_error", "The request body must be a JSON object")
+        raise InvalidRequest("The request body must be a JSON object")
     return data
 
 

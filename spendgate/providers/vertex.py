@@ -16,8 +16,9 @@ import re
 
 import orjson
 
+from spendgate.errors import InvalidRequest, UnknownEndpoint
 from spendgate.providers.anthropic import AnthropicProvider
-from spendgate.providers.base import ClientError, RequestInfo
+from spendgate.providers.base import ClientRequest, RequestInfo, UpstreamRequest
 from spendgate.providers.google_token import GoogleTokenSource
 
 PATH_PREFIX = "/vertex_ai/v1/"
@@ -38,7 +39,7 @@ def regional_base(region: str) -> str:
 
 class VertexProvider(AnthropicProvider):
     name = "vertex"
-    endpoint_path = PATH_PREFIX  # a prefix: project, region, model and method follow
+    path = PATH_PREFIX  # a prefix: project, region, model and method follow
 
     def __init__(self, base_url: str | None = None) -> None:
         super().__init__(api_key=None, base_url=base_url or "")
@@ -52,23 +53,19 @@ class VertexProvider(AnthropicProvider):
     def parse(self, body: bytes, path: str) -> RequestInfo:
         found = _PATH.match(path)
         if found is None:
-            raise ClientError(
-                404,
-                "not_found_error",
+            raise UnknownEndpoint(
                 f"Unknown Vertex AI path {path!r}: expected {PATH_PREFIX}projects/{{project}}/locations/"
                 "{region}/publishers/anthropic/models/{model}:rawPredict or :streamRawPredict",
             )
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise ClientError(
-                400, "invalid_request_error", f"The request body is not valid JSON: {exc}"
-            ) from None
+            raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
-            raise ClientError(400, "invalid_request_error", "The request body must be a JSON object")
+            raise InvalidRequest("The request body must be a JSON object")
         max_tokens = data.get("max_tokens")
         if not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ClientError(400, "invalid_request_error", "max_tokens: Field required (a positive integer)")
+            raise InvalidRequest("max_tokens: Field required (a positive integer)")
         metadata = data.get("metadata")
         return RequestInfo(
             model=found["model"],
@@ -79,17 +76,26 @@ class VertexProvider(AnthropicProvider):
             body=data,
         )
 
-    def upstream_url(self, info: RequestInfo, model: str) -> str:
+    def upstream_url(self, info: RequestInfo, model: str, root: str | None = None) -> str:
         found = _PATH.match(info.path)
         assert found is not None  # parse() accepted this path
         project, region, method = found["project"], found["region"], found["method"]
         return (
-            f"{self.base_for(region)}/v1/projects/{project}/locations/{region}"
+            f"{root or self.base_for(region)}/v1/projects/{project}/locations/{region}"
             f"/publishers/anthropic/models/{model}:{method}"
         )
 
     def upstream_body(self, body: bytes, info: RequestInfo, model: str) -> bytes:
         return body  # the model travels in the path: the body is forwarded byte for byte
+
+    async def upstream_request(
+        self, base_url: str, request: ClientRequest, info: RequestInfo, model: str
+    ) -> UpstreamRequest:
+        # The primary deployment is the request's region (`base_url` is the override, or empty);
+        # an alternate deployment from the routing policy replaces it.
+        url = self.upstream_url(info, model, base_url or None)
+        headers = await self.authorize(self.upstream_headers(request.headers))
+        return UpstreamRequest("POST", url, headers, request.body)
 
     async def authorize(self, headers: dict[str, str]) -> dict[str, str]:
         """`headers` (Anthropic's forwarding: anthropic-* travel, no provider key) with the current

@@ -19,7 +19,7 @@ def route_request_for(
     provider: Provider, info: RequestInfo, body: bytes, principal: Principal, who: Attribution
 ) -> RouteRequest:
     """The routing view of one parsed, attributed request."""
-    tools, thinking, messages = provider.route_features(info)
+    features = provider.route_features(info)
     return RouteRequest(
         provider=provider.name,
         model=info.model,
@@ -28,10 +28,10 @@ def route_request_for(
         team=principal.team_name,
         key=principal.key_name,
         input_tokens=len(body) // 4,  # ~4 bytes a token: cheap, and good enough to route on
-        tools=tools,
-        thinking=thinking,
+        tools=features.tools,
+        thinking=features.thinking,
         stream=info.stream,
-        messages=messages,
+        messages=features.messages,
         endpoint=info.path,
         session=who.session_id,
         agent=who.agent_id,

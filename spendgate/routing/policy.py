@@ -75,6 +75,7 @@ class Allowlist:
 class Fallbacks:
     retries: int = 2
     backoff_ms: int = 250
+    max_retry_after_ms: int = 5000  # a provider asking for a longer wait is not retried (see forward.py)
     on_status: frozenset[int] = frozenset({429, 500, 502, 503, 504, 529})
     models: dict[str, tuple[str, ...]] = field(default_factory=dict)
     deployments: dict[str, tuple[str, ...]] = field(default_factory=dict)  # provider -> extra base URLs
@@ -203,6 +204,7 @@ def _fallbacks(raw: dict[str, Any]) -> Fallbacks:
     return Fallbacks(
         retries=int(raw.get("retries", 2)),
         backoff_ms=int(raw.get("backoff_ms", 250)),
+        max_retry_after_ms=int(raw.get("max_retry_after_ms", 5000)),
         on_status=frozenset(int(s) for s in raw.get("on_status", [429, 500, 502, 503, 504, 529])),
         models={str(k): tuple(str(m) for m in v) for k, v in raw.get("models", {}).items()},
         deployments={str(k): tuple(str(u) for u in v) for k, v in raw.get("deployments", {}).items()},

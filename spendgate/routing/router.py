@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from spendgate.providers.base import ClientError
+from spendgate.errors import PermissionDenied
 from spendgate.routing.policy import Allowlist, Match, Policy, Rule
 
 _STICKY_MAX = 100_000
@@ -96,7 +96,7 @@ class Router:
             return self._allowed(
                 Route(model, f"budget-amber:{tier}", f"budget at amber: downgraded to the {tier} tier"), req
             )
-        except ClientError:
+        except PermissionDenied:
             return route  # the allowlist forbids the tier model: keep the routed one
 
     def _first_match(self, req: RouteRequest, trace: list[str] | None) -> Rule | None:
@@ -110,9 +110,7 @@ class Router:
 
     def _apply(self, rule: Rule, req: RouteRequest) -> Route:
         if rule.refuse is not None:
-            raise ClientError(
-                403,
-                "permission_error" if req.provider == "anthropic" else "permission_denied",
+            raise PermissionDenied(
                 f"Spendgate routing rule {rule.name!r} refuses model {req.model!r}: {rule.refuse}",
             )
         model = rule.model or self.policy.tier_model(req.provider, rule.tier or "")
@@ -141,9 +139,7 @@ class Router:
         else:
             model = None
         if model is None or not allow.models.fullmatch(model):
-            raise ClientError(
-                403,
-                "permission_error" if req.provider == "anthropic" else "permission_denied",
+            raise PermissionDenied(
                 f"Model {route.model!r} is not allowed for {scope} {name!r} by Spendgate's routing policy.",
             )
         return Route(model, f"allowlist:{scope}:{name}", f"{route.model} is not allowed for {scope} {name}")

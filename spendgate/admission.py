@@ -1,0 +1,174 @@
+"""Steps 1-4, admission: auth -> attribute -> route -> reserve, ending in one frozen record.
+
+What an admitted call holds (a rate-limit slot, a budget reservation) is in the record, so
+whoever ends the call gives it back (`Settlement`); a step that refuses gives back what the
+steps before it took. Nothing here waits on the database: keys, policy and prices are in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from starlette.types import Receive, Scope
+
+from spendgate.attribution import Attribution, attribute
+from spendgate.auth import Keyring
+from spendgate.budgets.enforcer import BudgetEnforcer, CallScope, Decision, rejection_message
+from spendgate.budgets.estimate import input_bound, worst_case_nanos
+from spendgate.errors import BudgetExceeded, InvalidRequest, ModelNotPriced, RateLimited, RequestTooLarge
+from spendgate.models import Principal
+from spendgate.pricing import ModelPrice, Pricer
+from spendgate.providers.base import ClientRequest, Provider, RequestInfo
+from spendgate.routing.explain import route_request_for
+from spendgate.routing.router import Route, Router, RouteRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """What admission decided about one call."""
+
+    request_id: str
+    started: float  # time.time() when the call arrived
+    provider: str
+    request: ClientRequest
+    info: RequestInfo
+    principal: Principal
+    who: Attribution
+    model: str  # the model to send: as requested, routed, or downgraded by a budget at amber
+    price: ModelPrice  # every model sent upstream has a price, or it could not be metered
+    requested_price: ModelPrice | None  # the model asked for: the counterfactual behind savings
+    route_rule: str | None
+    budget: Decision | None  # the reservation for the call's worst case (None: no budget is active)
+    refusal: BudgetExceeded | None = None  # a budget had no room: answered 429, recorded as budget_blocked
+
+
+class Admission:
+    """The admission steps for one provider's endpoint."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        keyring: Keyring,
+        router: Router,
+        pricer: Pricer,
+        budgets: BudgetEnforcer,
+        *,
+        max_body_bytes: int,
+        default_max_tokens: int,
+    ) -> None:
+        self._provider = provider
+        self._keyring = keyring
+        self._router = router
+        self._pricer = pricer
+        self._budgets = budgets
+        self._max_body_bytes = max_body_bytes
+        self._default_max_tokens = default_max_tokens
+
+    async def admit(
+        self, request_id: str, started: float, scope: Scope, headers: Mapping[str, str], receive: Receive
+    ) -> Admitted:
+        provider = self._provider
+        # 1. auth (before the body is read: a stranger cannot make us buffer it)
+        principal = await self._keyring.authenticate(headers)
+        body = await read_body(receive, headers.get("content-length"), self._max_body_bytes)
+        info = provider.parse(body, scope["path"])
+        # 2. attribute
+        who = attribute(principal, headers, info.metadata)
+        # 3. route: the policy picks the model; its price must be known to meter it
+        wanted = route_request_for(provider, info, body, principal, who)
+        route = self._router.route(wanted)
+        price = self.price(route.model)
+        # what the call would have cost as asked: the counterfactual behind savings
+        requested_price = (
+            price if route.model == info.model else self._pricer.price(provider.name, info.model)
+        )
+        # 4. reserve: rate limits, then every applicable budget's room for the worst case
+        await self._acquire_rate_limit(principal)  # held from here: given back with the tokens used
+        budget = refusal = None
+        try:
+            if self._budgets.active:
+                worst = worst_case_nanos(
+                    price, input_bound(len(body)), info.max_tokens or self._default_max_tokens
+                )
+                scope_of_call = CallScope(principal, who.use_case, who.tags, who.session_id)
+                budget = await self._budgets.reserve(scope_of_call, worst)
+                if budget.blocked is not None:
+                    refusal = budget_refusal(budget)
+                elif budget.amber_actions:
+                    cheaper = self._downgrade(budget, wanted, route)
+                    if cheaper is not route:
+                        route, price = cheaper, self.price(cheaper.model)
+        except BaseException:
+            self._budgets.rate_release(principal, 0)
+            raise
+        query = scope["query_string"].decode("latin-1")
+        return Admitted(
+            request_id, started, provider.name, ClientRequest(scope["path"], query, headers, body), info,
+            principal, who, route.model, price, requested_price, route.rule, budget, refusal,
+        )  # fmt: skip
+
+    def price(self, model: str) -> ModelPrice:
+        """The price of a model a call is sent with; refused if it has none (it could not be metered)."""
+        price = self._pricer.price(self._provider.name, model)
+        if price is None:
+            raise ModelNotPriced(
+                f"model: {model!r} has no price in Spendgate's price data, so it cannot be metered. "
+                "Check the model name, or add it to SPENDGATE_PRICE_OVERRIDES_FILE."
+            )
+        return price
+
+    async def _acquire_rate_limit(self, p: Principal) -> None:
+        verdict = await self._budgets.rate_acquire(p)
+        if not verdict.ok:
+            raise RateLimited(
+                f"Spendgate rate limit for key {p.key_name!r}: {verdict.reason}. "
+                f"Retry in {verdict.retry_after_s}s.",
+                headers={"retry-after": str(verdict.retry_after_s)},
+            )
+
+    def _downgrade(self, budget: Decision, wanted: RouteRequest, route: Route) -> Route:
+        """A budget at amber may send the call to a cheaper tier; the reservation still covers it."""
+        chosen = route
+        for action in budget.amber_actions:
+            if action.startswith("downgrade:"):
+                cheaper = self._router.downgrade(wanted, route, action.removeprefix("downgrade:"))
+                if self._pricer.cheaper(self._provider.name, cheaper.model, chosen.model):
+                    chosen = cheaper
+        return chosen
+
+
+def budget_refusal(decision: Decision) -> BudgetExceeded:
+    """429 naming the budget, with headers that tell SDKs not to retry."""
+    blocked = decision.blocked
+    assert blocked is not None
+    return BudgetExceeded(
+        rejection_message(decision),
+        {
+            # A budget does not come back in a few seconds: tell the SDKs not to retry.
+            "x-should-retry": "false",
+            "x-spendgate-budget": blocked.budget.name,
+            "x-spendgate-budget-scope": blocked.budget.scope_label(),
+            "x-spendgate-budget-remaining-usd": "0",
+            "x-spendgate-budget-reset": blocked.window.end_iso,
+        },
+    )
+
+
+async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The request body, refused past `limit` bytes (by its content-length, or as it arrives)."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"Request body exceeds Spendgate's limit of {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise InvalidRequest("The client disconnected while sending the body.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"Request body exceeds Spendgate's limit of {limit} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
