@@ -43,10 +43,10 @@ from spendgate.providers.base import Provider
 from spendgate.providers.openai import OpenAIProvider
 from spendgate.proxy import ProxyEndpoint
 from spendgate.reports.schedule import load_schedule, run_reports_forever
-from spendgate.routing.policy import load_policy
+from spendgate.routing.policy import Policy, load_policy
 from spendgate.routing.router import Router
 from spendgate.settlement import Settlement
-from spendgate.store import open_store
+from spendgate.store import Store, open_store
 from spendgate.upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def build_gateway(settings: Settings, *, ingest_process: bool = False) -> Gatewa
         ),
         ledger=ledger,
         budgets=budgets,
-        router=Router(load_policy(settings.routing_policy_file)),
+        router=Router(_routing_policy(store, settings)),
         metrics=Metrics(ledger, budgets, store, keyring),
     )
 
@@ -115,6 +115,17 @@ def build_endpoint(gw: Gateway, provider: Provider, settlement: Settlement) -> P
     )
     forwarding = Forwarding(provider, gw.upstream, gw.router, admission.price)
     return ProxyEndpoint(provider, admission, forwarding, settlement)
+
+
+def _routing_policy(store: Store, settings: Settings) -> Policy:
+    """The routing policy in force; a new policy file is recorded in the audit log as loaded by the
+    person running the gateway."""
+    policy = load_policy(settings.routing_policy_file)
+    if settings.routing_policy_file is not None:
+        from spendgate.audit import cli_actor, record_policy_load
+
+        record_policy_load(store, settings.routing_policy_file, cli_actor())
+    return policy
 
 
 def build_counters(settings: Settings) -> Counters:
@@ -251,6 +262,7 @@ def create_app(settings: Settings | None = None, *, ingest_process: bool = False
             gw.store.close()
 
     from spendgate.admin.api import create_admin_app
+    from spendgate.console import console_app
 
     routes = [
         Route("/v1/messages", proxies["/v1/messages"], methods=["POST"]),
@@ -263,6 +275,7 @@ def create_app(settings: Settings | None = None, *, ingest_process: bool = False
         Route("/metrics", metrics, methods=["GET"]),
         Route("/webhooks/github", github_webhook, methods=["POST"]),
         Mount("/admin", app=create_admin_app(gw)),
+        Mount("/ui", app=console_app(gw)),
     ]
     async def not_routed(request: Request, exc: Exception) -> Response:
         # An unknown path or method gets JSON in the format of the API its path belongs to.

@@ -189,6 +189,53 @@ class Settings(BaseSettings):
         "the gateway.",
     )
 
+    ui_auth: Literal["link", "header", "oidc"] = Field(
+        "link",
+        description="How people sign in to the web console under /ui/: 'link' (one-time links from "
+        "`spendgate console link`, the embedded default), 'header' (an auth proxy's trusted header) or "
+        "'oidc' (the company's identity provider). One-time links work in every mode.",
+    )
+    ui_user_header: str = Field(
+        "X-Forwarded-Email",
+        description="With SPENDGATE_UI_AUTH=header: the request header holding the signed-in user's email "
+        "(oauth2-proxy: X-Forwarded-Email; Google IAP: X-Goog-Authenticated-User-Email).",
+    )
+    ui_groups_header: str = Field(
+        "X-Forwarded-Groups",
+        description="With SPENDGATE_UI_AUTH=header: the header holding the user's groups (comma-separated), "
+        "mapped to roles by SPENDGATE_UI_GROUP_ROLES.",
+    )
+    ui_trusted_proxies: str = Field(
+        "127.0.0.1/32",
+        description="With SPENDGATE_UI_AUTH=header: comma-separated CIDRs the auth proxy connects from; the "
+        "user header from any other address is ignored.",
+    )
+    ui_oidc_issuer: str | None = Field(
+        None, description="OIDC issuer URL (discovery at {issuer}/.well-known/openid-configuration)."
+    )
+    ui_oidc_client_id: str | None = Field(None, description="OIDC client id registered for Spendgate.")
+    ui_oidc_client_secret: SecretStr | None = Field(
+        None, description="OIDC client secret (unset: a public client, PKCE only)."
+    )
+    ui_oidc_scopes: str = Field("openid email profile", description="OIDC scopes requested.")
+    ui_oidc_groups_claim: str = Field(
+        "groups", description="The ID token / userinfo claim listing the user's groups."
+    )
+    ui_group_roles: str = Field(
+        "",
+        description="Identity-provider groups that grant console roles, comma-separated group=role pairs, "
+        "e.g. 'finops=finance,vp-eng=approver,sre=admin,platform-leads=lead:platform'.",
+    )
+    ui_public_url: str | None = Field(
+        None,
+        description="The console's external base URL (e.g. https://spendgate.acme.example), used in sign-in "
+        "links, the OIDC redirect and notifications; default: the URL the request came to "
+        "(http://127.0.0.1:8787 for links made by the CLI).",
+    )
+    ui_session_hours: float = Field(
+        12.0, description="A console session expires this many hours after sign-in."
+    )
+
     def sqlite_path(self) -> Path | None:
         if self.database_url.startswith("sqlite:///"):
             return Path(self.database_url.removeprefix("sqlite:///"))

@@ -17,7 +17,7 @@ import openai
 from anthropic.types import MessageParam, TextBlockParam
 
 from spendgate.admin.service import create_key
-from spendgate.store.base import Conflict
+from spendgate.store.base import Conflict, Store
 from spendgate.store.principals import PrincipalStore
 
 ORG = "demo-corp"
@@ -39,6 +39,16 @@ USE_CASES = {
     "batch-classification": ("gpt-4.1", 15, False),
 }
 _SYSTEM = "You are a careful senior engineer. Follow the repository's conventions. " * 300
+
+
+# The console's roles, one demo person each: `spendgate demo` prints a sign-in link per role.
+ROLES = {  # role -> (user, team led)
+    "user": ("linus", None),
+    "lead": ("ada", "platform"),
+    "approver": ("ken", None),  # plays the VP Engineering
+    "finance": ("grace", None),
+    "admin": ("barbara", None),
+}
 
 
 @dataclass(frozen=True)
@@ -140,4 +150,37 @@ def curl_example(url: str, key: str) -> str:
     return (
         f"curl -s {url}/v1/messages -H 'x-api-key: {key}' -H 'anthropic-version: 2023-06-01' "
         f"-H 'content-type: application/json' -H 'x-spendgate-tags: use_case=exploration' -d '{body}'"
+    )
+
+
+def grant_roles(store: Store) -> dict[str, str]:
+    """Give each demo role to its person (once); role -> that person's email."""
+    from spendgate import roles
+    from spendgate.audit import Actor
+
+    demo = Actor("spendgate demo", "cli")
+    out = {}
+    for role, (user, team) in ROLES.items():
+        email = f"{user}@demo-corp.example"
+        if role != "user":
+            roles.grant(store, demo, email, role, team)
+        out[role] = email
+    return out
+
+
+def seed_exemption(store: Store) -> None:
+    """A pending exemption from the platform lead, so the approver has something to decide."""
+    from spendgate.admin.budget_service import create_budget, request_exemption
+
+    if any(b.name == "team-platform" for b in store.list_budgets(include_revoked=True)):
+        return
+    create_budget(store, name="team-platform", scope="team", value="platform", amount_usd="500")
+    request_exemption(
+        store,
+        budget="team-platform",
+        amount_usd="250",
+        hours=48,
+        use_case="autonomous-agent",
+        reason="launch week: agents refactor the billing service",
+        requested_by="ada@demo-corp.example",
     )

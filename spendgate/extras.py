@@ -18,6 +18,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "demo": ("anthropic", "openai"),
     "bedrock": ("botocore",),
     "vertex": ("google.auth",),
+    "console": ("jinja2", "authlib"),
 }
 
 

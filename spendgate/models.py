@@ -40,6 +40,7 @@ class User:
     email: str | None
     created_at: str
     revoked_at: str | None = None
+    slack_member_id: str | None = None  # where the console pages a team lead (migration 0010)
 
 
 @dataclass(frozen=True, slots=True)

@@ -214,7 +214,7 @@ def test_openapi_and_docs_reachable_through_the_mount(admin: Admin) -> None:
         "/keys", "/keys/{ref}/revoke", "/keys/{ref}", "/spend", "/ledger",
         "/budgets", "/budgets/{ref}/revoke", "/budgets/events", "/budgets/would-block", "/budgets/recommend",
         "/budgets/recommend/apply", "/exemptions", "/exemptions/{ref}/approve", "/exemptions/{ref}/deny",
-        "/keys/{ref}/limits",
+        "/keys/{ref}/limits", "/roles", "/roles/grant", "/roles/revoke", "/signin-links", "/audit",
     }
     assert set(spec["paths"]["/keys"]) == {"get", "post"}
     assert "delete" in spec["paths"]["/keys/{ref}"]

@@ -347,16 +347,22 @@ def test_recommend_from_the_ledger_and_apply(cli: Cli) -> None:
     table = cli.ok("budgets recommend")
     assert "425.6" in table and "x 30.4" in table and "--apply" in table
 
-    applied = cli.json("budgets recommend --apply")
+    # research has 21 days of history (today included), under the 60 days of observation: a warning,
+    # and --apply refuses unless forced.
+    warned = cli.runner.invoke(cli.app, ["budgets", "recommend"])
+    assert "fewer than 60 days of history for research (21 days)" in warned.stderr
+    refused = cli.fails("budgets recommend --apply")
+    assert "--force" in refused and cli.json("budgets list") == []
+    applied = cli.json("budgets recommend --apply --force")
     actions = [(r["budget_name"], r["action"]) for r in applied]
     assert actions == [("rec-platform", "created (observe)"), ("rec-research", "created (observe)")]
     rec = {b["name"]: b for b in cli.json("budgets list")}["rec-platform"]
     assert (rec["mode"], rec["amount_usd"], rec["hard_limit_usd"]) == ("observe", "304", "608")
     assert rec["scope"] == "team:platform"
     assert [(t["name"], t["percent"]) for t in rec["tiers"]] == [("alert", 80), ("amber", 140), ("hard", 200)]
-    again = cli.json("budgets recommend --apply --enforce")
+    again = cli.json("budgets recommend --apply --enforce --force")
     assert {r["action"] for r in again} == {"skipped: name exists"}
-    enforced = cli.json("budgets recommend --apply --enforce --by use_case")
+    enforced = cli.json("budgets recommend --apply --enforce --by use_case --force")
     actions = [(r["budget_name"], r["action"]) for r in enforced]
     assert actions == [("rec-chat", "created (enforce)"), ("rec-agents", "created (enforce)")]
 

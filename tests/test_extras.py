@@ -25,6 +25,7 @@ HEAVY = {
     "demo": {"anthropic", "openai"},
     "bedrock": {"botocore"},
     "vertex": {"google-auth"},
+    "console": {"jinja2", "authlib", "python-multipart"},
 }
 DISTRIBUTION = {"google.auth": "google-auth"}  # import name -> distribution name, where they differ
 
@@ -53,7 +54,7 @@ def test_each_extra_installs_its_libraries_and_all_holds_every_extra() -> None:
         assert _names(extras[extra]) == libraries
         # what require() checks is what the extra installs (import names of those distributions)
         assert {DISTRIBUTION.get(m, m) for m in EXTRAS[extra]} <= libraries
-    assert extras["all"] == ["spendgate[reports,parquet,demo,bedrock,vertex]"]
+    assert extras["all"] == ["spendgate[reports,parquet,demo,bedrock,vertex,console]"]
 
 
 def test_the_makefile_installs_every_extra_for_the_demo_and_the_tests() -> None:

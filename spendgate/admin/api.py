@@ -7,11 +7,12 @@ make a new or revoked key take effect at once in this process.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Security
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -23,6 +24,8 @@ from spendgate import __version__
 from spendgate.admin import service
 from spendgate.admin.budgets_api import budget_routes
 from spendgate.admin.inputs import MAX_TEXT_CHARS, AdminInput, Name
+from spendgate.admin.roles_api import roles_routes
+from spendgate.audit import API_ACTOR, api_actor, audited
 from spendgate.dimensions import SPEND_BY
 from spendgate.gateway import Gateway
 from spendgate.ledger.quarantine import refused_for_good
@@ -285,6 +288,12 @@ def _master_guard(gw: Gateway) -> Callable[..., Awaitable[None]]:
     return require_master
 
 
+async def _name_actor(
+    x_spendgate_actor: str | None = Header(None, description="Who is acting, for the audit log."),
+) -> None:
+    API_ACTOR.set(api_actor(x_spendgate_actor))
+
+
 # --- routes ---
 
 _REVOKED_HELP = "Also list revoked entries."
@@ -448,12 +457,14 @@ def create_admin_app(gw: Gateway) -> FastAPI:
             (409, "Conflict"),
         )
     }
+    # Changes through the API land in the audit log (actor: the master key, named by x-spendgate-actor).
+    gw = dataclasses.replace(gw, store=audited(gw.store, API_ACTOR.get))
     app = FastAPI(
         title="Spendgate admin API",
         version=__version__,
         description="Manage orgs, teams, users, virtual keys, budgets and exemptions; read spend and the "
         "ledger.",
-        dependencies=[Depends(_master_guard(gw)), Depends(_clean_refs)],
+        dependencies=[Depends(_master_guard(gw)), Depends(_clean_refs), Depends(_name_actor)],
         responses=error_responses,
     )
     _install_error_handlers(app)
@@ -473,4 +484,5 @@ def create_admin_app(gw: Gateway) -> FastAPI:
     app.include_router(_principal_routes(gw))
     app.include_router(_report_routes(gw))
     app.include_router(budget_routes(gw))
+    app.include_router(roles_routes(gw))
     return app

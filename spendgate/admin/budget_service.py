@@ -151,13 +151,16 @@ def budget_view(budget: Budget, names: dict[str, str]) -> dict[str, Any]:
 
 
 def budget_status(
-    store: BudgetSpend, include_revoked: bool = False, now: datetime | None = None
+    store: BudgetSpend,
+    include_revoked: bool = False,
+    now: datetime | None = None,
+    budgets: Sequence[Budget] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every budget with its current period and the ledger's spend in it so far."""
+    """Every budget (or just `budgets`) with its current period and the ledger's spend in it so far."""
     moment = now or datetime.now(UTC)
     names = scope_names(store)
     out = []
-    for budget in store.list_budgets(include_revoked):
+    for budget in store.list_budgets(include_revoked) if budgets is None else budgets:
         window = window_for(budget, moment)
         state = "revoked" if budget.revoked_at else "active"
         if window is None:  # a fixed window we are before or after

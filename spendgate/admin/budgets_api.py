@@ -252,8 +252,18 @@ def budget_routes(gw: Gateway) -> APIRouter:
         by: list[str] = Query(["team"], description="team and/or use_case (repeatable)."),
         min_usd: Decimal = Query(Decimal(1), description="Skip smaller monthly baselines."),
         enforce: bool = Query(False, description="Create them enforcing (default: observe mode)."),
+        force: bool = Query(False, description="Apply even for teams with fewer than 60 days of history."),
     ) -> list[RecommendationOut]:
+        from datetime import UTC, datetime
+
+        from spendgate.rollout import short_history, short_history_warning
+
         recs = budget_service.recommend_budgets(store, days=days, by=by, min_usd=min_usd)
+        short = short_history(store, recs, datetime.now(UTC))
+        if short and not force:
+            raise ValueError(
+                short_history_warning(short).removeprefix("warning: ") + "; send force=true to apply"
+            )
         rows = apply_recommendations(store, recs, enforce=enforce)
         gw.budgets.reload()
         return [RecommendationOut(**row) for row in rows]

@@ -19,15 +19,15 @@ from spendgate.alerts.anomalies import AnomalyStore, Names, Outgoing, plan_anoma
 from spendgate.alerts.budget_alerts import plan_budget_events, plan_forecasts
 from spendgate.alerts.config import AlertsConfig, load_alerts_config
 from spendgate.alerts.deliver import Deliverer
+from spendgate.alerts.people import LeadSource, with_leads
 from spendgate.config import Settings
 from spendgate.store.alerts import AlertStore
-from spendgate.store.budgets import BudgetStore
 
 log = logging.getLogger(__name__)
 
 
-class AlertSource(AnomalyStore, BudgetStore, Protocol):
-    """What one pass reads and claims: spend, budgets, alerts and names."""
+class AlertSource(AnomalyStore, LeadSource, Protocol):
+    """What one pass reads and claims: spend, budgets, alerts and names; team leads to page."""
 
 
 @dataclass(slots=True)
@@ -45,7 +45,8 @@ def plan(store: AlertSource, config: AlertsConfig, now: datetime) -> list[Outgoi
         out += plan_budget_events(store, config, now, names)
     if config.detect.forecast:
         out += plan_forecasts(store, config, now, names)
-    return out
+    # A team's leads are paged for its alerts by default; the file's routes add to that.
+    return with_leads(store, config, out)
 
 
 async def check_once(

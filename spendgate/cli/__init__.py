@@ -14,12 +14,15 @@ from spendgate.cli import (
     alert_cmds,
     budget_cmds,
     chargeback_cmd,
+    console_cmds,
     demo_cmd,
     fake_cmd,
     finance_cmds,
     forecast_cmd,
     reconcile_cmds,
     report_cmds,
+    roles_cmds,
+    rollout_cmds,
     routing_cmds,
     serve_cmd,
     spend_cmd,
@@ -48,6 +51,9 @@ def build_app() -> typer.Typer:
         report_cmds,
         finance_cmds,
         reconcile_cmds,
+        roles_cmds,
+        console_cmds,
+        rollout_cmds,
     )
     for module in modules:
         module.register(app)

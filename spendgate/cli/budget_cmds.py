@@ -16,7 +16,15 @@ from spendgate.admin import budget_service
 from spendgate.budgets.model import PERIODS, SCOPE_TYPES
 from spendgate.budgets.recommend import RECOMMENDED_TIERS, tiers_text
 from spendgate.budgets.recommend import apply as apply_recommendations
-from spendgate.cli.common import FORMAT_OPTION, REVOKED_OPTION, Format, cli_store, print_json, print_table
+from spendgate.cli.common import (
+    FORMAT_OPTION,
+    REVOKED_OPTION,
+    Format,
+    cli_store,
+    fail,
+    print_json,
+    print_table,
+)
 
 SINCE_OPTION = typer.Option(None, "--since", help="From this ISO date/datetime (inclusive).")
 UNTIL_OPTION = typer.Option(None, "--until", help="Up to this ISO date/datetime (exclusive).")
@@ -134,11 +142,23 @@ def _budgets() -> typer.Typer:
         min_usd: str = typer.Option("1", "--min-usd", help="Skip groups with a smaller monthly baseline."),
         do_apply: bool = typer.Option(False, "--apply", help="Create the budgets (named rec-<name>)."),
         enforce: bool = typer.Option(False, "--enforce", help="With --apply: enforce, not observe."),
+        force: bool = typer.Option(
+            False, "--force", help="With --apply: even for teams under 60 days of history."
+        ),
         fmt: Format = FORMAT_OPTION,
     ) -> None:
         """Propose monthly budgets from the ledger: baseline = average day x 30.4, soft 140%, hard 200%."""
+        from datetime import UTC, datetime
+
+        from spendgate.rollout import short_history, short_history_warning
+
         with cli_store() as store:
             recs = budget_service.recommend_budgets(store, days=days, by=by, min_usd=min_usd)
+            short = short_history(store, recs, datetime.now(UTC))
+            if short and do_apply and not force:
+                fail(short_history_warning(short).removeprefix("warning: ") + "; --apply needs --force")
+            if short:
+                typer.echo(short_history_warning(short), err=True)
             rows = (
                 apply_recommendations(store, recs, enforce=enforce) if do_apply else [r.view() for r in recs]
             )

@@ -24,22 +24,6 @@ def _percent(part: int, whole: int) -> str:
     return f"{part * 100 / whole:.1f}%" if whole else "-"
 
 
-def _summary_json(month: str, tree: list[dict[str, Any]]) -> dict[str, Any]:
-    from spendgate.pricing import format_usd
-
-    def money(node: dict[str, Any]) -> dict[str, Any]:
-        out = {k: v for k, v in node.items() if k not in ("cost_nanos", "teams", "use_cases")}
-        out["cost_usd"] = format_usd(node["cost_nanos"])
-        if "teams" in node:
-            out["teams"] = [money(t) for t in node["teams"]]
-        if "use_cases" in node:
-            out["use_cases"] = [money(u) for u in node["use_cases"]]
-        return out
-
-    total = sum(c["cost_nanos"] for c in tree)
-    return {"month": month, "total_usd": format_usd(total), "cost_centers": [money(c) for c in tree]}
-
-
 def _summary_table(month: str, tree: list[dict[str, Any]]) -> None:
     from spendgate.pricing import format_usd
 
@@ -123,7 +107,7 @@ def chargeback(
         if fmt is ChargebackFormat.table:
             _summary_table(month, tree)
             return
-        text = json.dumps(_summary_json(month, tree), indent=2) + "\n"
+        text = json.dumps(focus.summary_json(month, tree), indent=2) + "\n"
     if output is None:
         typer.echo(text, nl=False)
     else:

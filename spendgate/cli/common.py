@@ -68,7 +68,10 @@ def cli_store() -> Iterator[Store]:
         fail(str(exc))
     try:
         store.migrate()
-        yield store
+        from spendgate.audit import audited, cli_actor
+
+        # Changes through the CLI land in the audit log as made by SPENDGATE_ACTOR or the OS user.
+        yield audited(store, cli_actor)
     except (NotFound, Conflict, ValueError) as exc:
         fail(str(exc))
     finally:

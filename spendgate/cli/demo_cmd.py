@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # rich and pydantic load when the demo runs, not with every C
     from rich.console import Console
 
     from spendgate.config import Settings
+    from spendgate.store.base import Store
 
 DEMO_PROVIDER_KEY = "sk-ant-demo-provider-key"
 
@@ -111,6 +112,7 @@ def run_demo(base: Settings, port: int, calls: int, wait: bool) -> None:
         f"Claude Code: ANTHROPIC_BASE_URL={server.url} ANTHROPIC_AUTH_TOKEN={demo_key} claude", soft_wrap=True
     )
     console.print("Spend so far: spendgate spend --by team   (in another terminal, same folder)")
+    _print_console_links(console, gw.store, server.url)
     if not wait:
         server.stop()
         fake.stop()
@@ -165,3 +167,19 @@ def _print_spend(console: Console, by: str, rows: list[dict[str, object]]) -> No
             f"${Decimal(str(row['cost_usd'])):.4f}",
         )
     console.print(table)
+
+
+def _print_console_links(console: Console, store: Store, url: str) -> None:
+    """The web console: one one-time sign-in link per role (15 minutes, once each)."""
+    from datetime import UTC, datetime
+
+    from spendgate.audit import Actor
+    from spendgate.console.links import mint
+    from spendgate.demo import grant_roles, seed_exemption
+
+    seed_exemption(store)
+    console.print(f"\n[bold]Web console[/bold] at {url}/ui/ — one-time sign-in links (15 minutes, once):")
+    for role, email in grant_roles(store).items():
+        link, _, _ = mint(store, Actor("spendgate demo", "cli"), email, url, datetime.now(UTC))
+        console.print(f"  {role:<9} {email:<28} {link}", soft_wrap=True)
+    console.print("More links later: spendgate console link --user ada@demo-corp.example", soft_wrap=True)

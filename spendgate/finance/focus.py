@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from spendgate.extras import require
-from spendgate.pricing import NANOS_PER_USD, ModelPrice, Pricer, Rate
+from spendgate.pricing import NANOS_PER_USD, ModelPrice, Pricer, Rate, format_usd
 
 # (token type, ledger column, ModelPrice rate attribute or None for web search, SkuMeter)
 TOKEN_TYPES: tuple[tuple[str, str, str | None, str], ...] = (
@@ -406,3 +406,19 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def summary_json(month: str, tree: list[dict[str, Any]]) -> dict[str, Any]:
+    """The `summarize` tree as JSON: exact USD strings at every level."""
+
+    def money(node: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in node.items() if k not in ("cost_nanos", "teams", "use_cases")}
+        out["cost_usd"] = format_usd(node["cost_nanos"])
+        if "teams" in node:
+            out["teams"] = [money(t) for t in node["teams"]]
+        if "use_cases" in node:
+            out["use_cases"] = [money(u) for u in node["use_cases"]]
+        return out
+
+    total = sum(c["cost_nanos"] for c in tree)
+    return {"month": month, "total_usd": format_usd(total), "cost_centers": [money(c) for c in tree]}

@@ -11,6 +11,7 @@ from typing import Any
 
 from spendgate.finance.provider_usage import NO_KEY_SPLIT, parse_date
 from spendgate.pricing import format_usd
+from spendgate.store.finance import ReconcileStore
 
 _CENTI = Decimal("0.01")
 
@@ -195,3 +196,15 @@ def _totals(lines: Sequence[Line]) -> list[Line]:
         t[1] += line.metered_nanos
         t[2] = _add(t[2], line.billed_nanos)
     return [Line("", provider, "", *values) for provider, values in sorted(out.items())]
+
+
+def reconcile_days(store: ReconcileStore, since: str, until: str, gateway_keys: str | None) -> Reconciliation:
+    """`reconcile` over the store's metered and imported rows for UTC days [since, until), with the
+    gateway's own provider key ids as SPENDGATE_GATEWAY_PROVIDER_KEY_IDS spells them."""
+    return reconcile(
+        store.metered_by_day_model(since, until),
+        store.provider_usage_rows(since, until),
+        parse_key_ids(gateway_keys),
+        since,
+        until,
+    )

@@ -14,6 +14,7 @@ from spendgate.store.alerts import AlertStore
 from spendgate.store.budgets import BudgetStore
 from spendgate.store.finance import FinanceStore, ReconcileStore
 from spendgate.store.ledger import LedgerStore
+from spendgate.store.people import PeopleStore
 from spendgate.store.principals import PrincipalStore
 from spendgate.store.reports import ReportStore
 from spendgate.store.spend import SpendStore
@@ -36,6 +37,7 @@ class Store(
     FinanceStore,
     ReconcileStore,
     ReportStore,
+    PeopleStore,
     Protocol,
 ):
     """Everything Spendgate keeps. Methods are blocking: call them off the event loop."""

@@ -7,6 +7,7 @@ from spendgate.store.sql_alerts import AlertQueries
 from spendgate.store.sql_budgets import BudgetQueries
 from spendgate.store.sql_finance import FinanceQueries
 from spendgate.store.sql_ledger import LedgerQueries
+from spendgate.store.sql_people import PeopleQueries
 from spendgate.store.sql_principals import PrincipalQueries
 from spendgate.store.sql_quarantine import QuarantineQueries
 from spendgate.store.sql_reconcile import ReconcileQueries
@@ -22,6 +23,7 @@ class SQLStore(
     FinanceQueries,
     ReconcileQueries,
     QuarantineQueries,
+    PeopleQueries,
 ):
     """Every query class on one connection; a backend package subclasses it (sqlite/, postgres/)."""
 

@@ -1,0 +1,1 @@
+"""One module per console page: each gathers its figures (JSON-ready) and names its template."""
