@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import typer
 
-from spendgate.cli.common import FORMAT_OPTION, Format, cli_store, print_json, settings, print_table
+from spendgate.cli.common import FORMAT_OPTION, Format, cli_store, print_json, print_table, settings
 
 
 def _rollout() -> typer.Typer:
