@@ -196,6 +196,30 @@ class LedgerRow:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class MessageBatch:
+    """A Message Batch created through Spendgate: who pays for its calls, and whether they are metered."""
+
+    batch_id: str
+    provider: str
+    created_at: str
+    request_count: int
+    key_id: str
+    org_id: str
+    team_id: str
+    user_id: str | None
+    cost_center: str | None
+    use_case: str
+    tags: dict[str, str]
+    session_id: str | None
+    user_agent: str | None
+    create_request_id: str
+    metered_at: str | None = None
+    metered_by: str | None = None
+    metered_calls: int | None = None
+    metered_cost_nanos: int | None = None
+
+
 LEDGER_COLUMNS: tuple[str, ...] = tuple(LedgerRow.__dataclass_fields__)
 # The token counts a spend report sums, in display order.
 TOKEN_COLUMNS: tuple[str, ...] = (

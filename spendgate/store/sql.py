@@ -4,6 +4,7 @@ on the connection and helpers of `sql_mixin.py`), one set of queries for SQLite 
 from __future__ import annotations
 
 from spendgate.store.sql_alerts import AlertQueries
+from spendgate.store.sql_batches import BatchQueries
 from spendgate.store.sql_budgets import BudgetQueries
 from spendgate.store.sql_finance import FinanceQueries
 from spendgate.store.sql_ledger import LedgerQueries
@@ -24,6 +25,7 @@ class SQLStore(
     ReconcileQueries,
     QuarantineQueries,
     PeopleQueries,
+    BatchQueries,
 ):
     """Every query class on one connection; a backend package subclasses it (sqlite/, postgres/)."""
 
