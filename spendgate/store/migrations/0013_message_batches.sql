@@ -2,7 +2,7 @@
 -- calls are charged to) and whether its results have been metered. A batch's calls are priced
 -- and written to the ledger when its results are first read through Spendgate, once: the claim
 -- (metered_at set where it was NULL) says which fetch records them.
--- depends: 0008_report_runs
+-- depends: 0009_ledger_quarantine
 
 CREATE TABLE message_batches (
     batch_id TEXT PRIMARY KEY,         -- the provider's id, e.g. msgbatch_...
