@@ -41,6 +41,8 @@ from spendgate.pricing import Pricer
 from spendgate.providers.anthropic import AnthropicProvider
 from spendgate.providers.base import Provider
 from spendgate.providers.openai import OpenAIProvider
+from spendgate.providers.openai_embeddings import OpenAIEmbeddingsProvider
+from spendgate.providers.openai_responses import OpenAIResponsesProvider
 from spendgate.proxy import ProxyEndpoint
 from spendgate.reports.schedule import load_schedule, run_reports_forever
 from spendgate.routing.policy import Policy, load_policy
@@ -90,6 +92,8 @@ def build_gateway(settings: Settings, *, ingest_process: bool = False) -> Gatewa
         pricer=Pricer(settings.price_overrides_file),
         anthropic=AnthropicProvider(secret, settings.anthropic_base_url),
         openai=OpenAIProvider(openai_secret, settings.openai_base_url),
+        openai_responses=OpenAIResponsesProvider(openai_secret, settings.openai_base_url),
+        openai_embeddings=OpenAIEmbeddingsProvider(openai_secret, settings.openai_base_url),
         upstream=Upstream(
             settings.upstream_connect_timeout_s,
             settings.upstream_read_timeout_s,
@@ -179,7 +183,8 @@ def create_app(settings: Settings | None = None, *, ingest_process: bool = False
     openai_root = settings.openai_base_url.rstrip("/")
 
     settlement = Settlement(gw.budgets, gw.ledger, gw.metrics)
-    proxies = {p.path: build_endpoint(gw, p, settlement) for p in (gw.anthropic, gw.openai)}
+    metered = (gw.anthropic, gw.openai, gw.openai_responses, gw.openai_embeddings)
+    proxies = {p.path: build_endpoint(gw, p, settlement) for p in metered}
 
     async def count_tokens(request: Request) -> Response:
         url = _url(anthropic_root, "/v1/messages/count_tokens", request)
@@ -189,6 +194,11 @@ def create_app(settings: Settings | None = None, *, ingest_process: bool = False
         if wants_anthropic(request):
             return await relay(gw, gw.anthropic, request, _url(anthropic_root, "/v1/models", request))
         return await relay(gw, gw.openai, request, _url(openai_root, "/models", request))
+
+    async def responses_relay(request: Request) -> Response:
+        # Stored responses (retrieve, delete, cancel) and token counting: relayed, not metered.
+        url = _url(openai_root, request.url.path.removeprefix("/v1"), request)
+        return await relay(gw, gw.openai_responses, request, url, parse=False)
 
     async def hello(request: Request) -> Response:
         return Response(status_code=200)
@@ -268,6 +278,11 @@ def create_app(settings: Settings | None = None, *, ingest_process: bool = False
         Route("/v1/messages", proxies["/v1/messages"], methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
         Route("/v1/chat/completions", proxies["/v1/chat/completions"], methods=["POST"]),
+        Route("/v1/responses", proxies["/v1/responses"], methods=["POST"]),
+        Route("/v1/responses/input_tokens", responses_relay, methods=["POST"]),
+        Route("/v1/responses/{response_id}", responses_relay, methods=["GET", "DELETE"]),
+        Route("/v1/responses/{response_id}/cancel", responses_relay, methods=["POST"]),
+        Route("/v1/embeddings", proxies["/v1/embeddings"], methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/api/hello", hello, methods=["GET", "HEAD"]),
         Route("/healthz", health, methods=["GET"]),

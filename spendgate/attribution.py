@@ -16,6 +16,9 @@ from spendgate.providers.base import MAX_NAME_CHARS, has_control_chars
 
 UNTAGGED = "untagged"
 TAGS_HEADER = "x-spendgate-tags"
+# A client's session id, first found wins: Claude Code's, then Codex CLI's (its thread id when
+# it sends no session id; both are the same conversation).
+SESSION_HEADERS = ("x-claude-code-session-id", "session-id", "thread-id")
 MAX_TAGS = 32
 _MAX_HEADER = 1000  # user-agent: long enough for any real client's
 
@@ -43,7 +46,7 @@ def attribute(principal: Principal, headers: Mapping[str, str], metadata: Mappin
     return Attribution(
         use_case=use_case,
         tags=tags,
-        session_id=_header(headers, "x-claude-code-session-id"),
+        session_id=_first_header(headers, SESSION_HEADERS),
         agent_id=_header(headers, "x-claude-code-agent-id"),
         parent_agent_id=_header(headers, "x-claude-code-parent-agent-id"),
         client_request_id=_header(headers, "x-client-request-id"),
@@ -94,6 +97,14 @@ def _metadata_tags(metadata: Mapping[str, Any]) -> dict[str, str]:
     if isinstance(use_case, str) and use_case:
         tags.update(checked_tags([("use_case", use_case)], "metadata.use_case"))
     return tags
+
+
+def _first_header(headers: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = _header(headers, name)
+        if value:
+            return value
+    return None
 
 
 def _header(headers: Mapping[str, str], name: str, limit: int = MAX_NAME_CHARS) -> str | None:

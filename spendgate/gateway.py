@@ -12,6 +12,8 @@ from spendgate.metrics import Metrics
 from spendgate.pricing import Pricer
 from spendgate.providers.anthropic import AnthropicProvider
 from spendgate.providers.openai import OpenAIProvider
+from spendgate.providers.openai_embeddings import OpenAIEmbeddingsProvider
+from spendgate.providers.openai_responses import OpenAIResponsesProvider
 from spendgate.routing.router import Router
 from spendgate.store.base import Store
 from spendgate.upstream import Upstream
@@ -25,6 +27,8 @@ class Gateway:
     pricer: Pricer
     anthropic: AnthropicProvider
     openai: OpenAIProvider
+    openai_responses: OpenAIResponsesProvider
+    openai_embeddings: OpenAIEmbeddingsProvider
     upstream: Upstream
     ledger: LedgerWriter
     budgets: BudgetEnforcer

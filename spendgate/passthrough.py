@@ -1,4 +1,5 @@
-"""Endpoints that cost nothing and are relayed as they are: count_tokens and the model list."""
+"""Endpoints that cost nothing and are relayed as they are: count_tokens, the model list, stored
+responses."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from spendgate.providers.base import Provider, UpstreamRequest, forwardable_resp
 from spendgate.proxy import REQUEST_ID_HEADER, new_request_id
 
 
-async def relay(gw: Gateway, provider: Provider, request: Request, url: str) -> Response:
+async def relay(
+    gw: Gateway, provider: Provider, request: Request, url: str, *, parse: bool = True
+) -> Response:
+    """Relay one call unmetered; `parse`: check a POST body as the provider's metered endpoint would."""
     request_id = new_request_id()
     try:
         await gw.keyring.authenticate(request.headers)
@@ -21,7 +25,7 @@ async def relay(gw: Gateway, provider: Provider, request: Request, url: str) -> 
         if request.method == "POST":
             declared = request.headers.get("content-length")
             body = await read_body(request.receive, declared, gw.settings.max_body_bytes)
-        if body is not None:
+        if body is not None and parse:
             provider.parse(body, request.url.path)  # clear 400s for malformed JSON before it leaves
         headers = provider.upstream_headers(request.headers)
         upstream = await gw.upstream.send(UpstreamRequest(request.method, url, headers, body))

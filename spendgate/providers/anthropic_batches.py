@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
+from spendgate.errors import InvalidRequest
 from spendgate.pricing import Usage
 from spendgate.providers.anthropic import usage_from
-from spendgate.providers.base import ClientError
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,21 +39,19 @@ class BatchCall:
 
 
 def batch_requests(body: bytes) -> list[BatchRequest]:
-    """The requests of a create call; ClientError when the body is not a batch."""
+    """The requests of a create call; InvalidRequest when the body is not a batch."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ClientError(
-            400, "invalid_request_error", f"The request body is not valid JSON: {exc}"
-        ) from None
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
     requests = data.get("requests") if isinstance(data, dict) else None
     if not isinstance(requests, list) or not requests:
-        raise ClientError(400, "invalid_request_error", "requests: Field required (a non-empty list)")
+        raise InvalidRequest("requests: Field required (a non-empty list)")
     out = []
     for i, item in enumerate(requests):
         params = item.get("params") if isinstance(item, dict) else None
         if not isinstance(params, dict) or not isinstance(params.get("model"), str):
-            raise ClientError(400, "invalid_request_error", f"requests.{i}.params.model: Field required")
+            raise InvalidRequest(f"requests.{i}.params.model: Field required")
         limit = params.get("max_tokens")
         out.append(
             BatchRequest(
