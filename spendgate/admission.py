@@ -84,7 +84,7 @@ class Admission:
             price if route.model == info.model else self._pricer.price(provider.name, info.model)
         )
         # 4. reserve: rate limits, then every applicable budget's room for the worst case
-        await self._acquire_rate_limit(principal)  # held from here: given back with the tokens used
+        await acquire_rate_limit(self._budgets, principal)  # held from here: given back with the tokens used
         budget = refusal = None
         try:
             if self._budgets.active:
@@ -110,22 +110,7 @@ class Admission:
 
     def price(self, model: str) -> ModelPrice:
         """The price of a model a call is sent with; refused if it has none (it could not be metered)."""
-        price = self._pricer.price(self._provider.name, model)
-        if price is None:
-            raise ModelNotPriced(
-                f"model: {model!r} has no price in Spendgate's price data, so it cannot be metered. "
-                "Check the model name, or add it to SPENDGATE_PRICE_OVERRIDES_FILE."
-            )
-        return price
-
-    async def _acquire_rate_limit(self, p: Principal) -> None:
-        verdict = await self._budgets.rate_acquire(p)
-        if not verdict.ok:
-            raise RateLimited(
-                f"Spendgate rate limit for key {p.key_name!r}: {verdict.reason}. "
-                f"Retry in {verdict.retry_after_s}s.",
-                headers={"retry-after": str(verdict.retry_after_s)},
-            )
+        return priced(self._pricer, self._provider.name, model)
 
     def _downgrade(self, budget: Decision, wanted: RouteRequest, route: Route) -> Route:
         """A budget at amber may send the call to a cheaper tier; the reservation still covers it."""
@@ -136,6 +121,28 @@ class Admission:
                 if self._pricer.cheaper(self._provider.name, cheaper.model, chosen.model):
                     chosen = cheaper
         return chosen
+
+
+def priced(pricer: Pricer, provider: str, model: str) -> ModelPrice:
+    """The price of a model a call is sent with; refused if it has none (it could not be metered)."""
+    price = pricer.price(provider, model)
+    if price is None:
+        raise ModelNotPriced(
+            f"model: {model!r} has no price in Spendgate's price data, so it cannot be metered. "
+            "Check the model name, or add it to SPENDGATE_PRICE_OVERRIDES_FILE."
+        )
+    return price
+
+
+async def acquire_rate_limit(budgets: BudgetEnforcer, p: Principal) -> None:
+    """Take a rate-limit slot for the key (given back with the tokens used), or refuse with 429."""
+    verdict = await budgets.rate_acquire(p)
+    if not verdict.ok:
+        raise RateLimited(
+            f"Spendgate rate limit for key {p.key_name!r}: {verdict.reason}. "
+            f"Retry in {verdict.retry_after_s}s.",
+            headers={"retry-after": str(verdict.retry_after_s)},
+        )
 
 
 def budget_refusal(decision: Decision) -> BudgetExceeded:

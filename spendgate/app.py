@@ -23,6 +23,8 @@ from spendgate.admission import Admission
 from spendgate.alerts.config import load_alerts_config
 from spendgate.alerts.scheduler import run_alerts_forever
 from spendgate.auth import Keyring
+from spendgate.batches.api import BatchesAPI, BatchResults
+from spendgate.batches.api import Limits as BatchLimits
 from spendgate.budgets.counters import Counters, LocalCounters
 from spendgate.budgets.enforcer import BudgetEnforcer
 from spendgate.config import Settings
@@ -195,6 +197,17 @@ def create_app(settings: Settings | None = None, *, ingest_process: bool = False
             return await relay(gw, gw.anthropic, request, _url(anthropic_root, "/v1/models", request))
         return await relay(gw, gw.openai, request, _url(openai_root, "/models", request))
 
+    batches = BatchesAPI(
+        gw.anthropic,
+        gw.keyring,
+        gw.upstream,
+        gw.store,
+        gw.pricer,
+        gw.budgets,
+        gw.ledger,
+        BatchLimits(settings.max_body_bytes, settings.budget_default_max_tokens),
+    )
+
     async def responses_relay(request: Request) -> Response:
         # Stored responses (retrieve, delete, cancel) and token counting: relayed, not metered.
         url = _url(openai_root, request.url.path.removeprefix("/v1"), request)
@@ -277,6 +290,12 @@ def create_app(settings: Settings | None = None, *, ingest_process: bool = False
     routes = [
         Route("/v1/messages", proxies["/v1/messages"], methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+        Route("/v1/messages/batches", batches.create, methods=["POST"]),
+        Route("/v1/messages/batches", batches.list_batches, methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}", batches.retrieve, methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}", batches.delete, methods=["DELETE"]),
+        Route("/v1/messages/batches/{batch_id}/cancel", batches.cancel, methods=["POST"]),
+        Route("/v1/messages/batches/{batch_id}/results", BatchResults(batches), methods=["GET"]),
         Route("/v1/chat/completions", proxies["/v1/chat/completions"], methods=["POST"]),
         Route("/v1/responses", proxies["/v1/responses"], methods=["POST"]),
         Route("/v1/responses/input_tokens", responses_relay, methods=["POST"]),

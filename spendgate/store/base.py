@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from spendgate.store.alerts import AlertStore
+from spendgate.store.batches import BatchStore
 from spendgate.store.budgets import BudgetStore
 from spendgate.store.finance import FinanceStore, ReconcileStore
 from spendgate.store.ledger import LedgerStore
@@ -38,6 +39,7 @@ class Store(
     ReconcileStore,
     ReportStore,
     PeopleStore,
+    BatchStore,
     Protocol,
 ):
     """Everything Spendgate keeps. Methods are blocking: call them off the event loop."""
