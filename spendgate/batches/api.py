@@ -34,7 +34,7 @@ from spendgate.batches.ledger import batch_rows
 from spendgate.budgets.enforcer import BudgetEnforcer, CallScope
 from spendgate.budgets.estimate import input_bound, worst_case_nanos
 from spendgate.clock import from_epoch, utc_now_iso
-from spendgate.errors import SpendgateError, UnknownEndpoint, UpstreamCut
+from spendgate.errors import CountersUnavailable, SpendgateError, UnknownEndpoint, UpstreamCut
 from spendgate.ledger import LedgerWriter
 from spendgate.models import MessageBatch, Principal
 from spendgate.pricing import Pricer
@@ -139,7 +139,7 @@ class BatchesAPI:
             batch = await self.own(request)
             if batch.metered_at is None:
                 # Deleting removes the results with their usage: read them first.
-                await self.meter(batch, request_id)
+                await self.meter(batch, request.headers, request_id)
         except SpendgateError as exc:
             return self.error_response(exc, request_id)
         return await self._owned(request, "DELETE", "", request_id)
@@ -238,12 +238,12 @@ class BatchesAPI:
         return Response(body, status, headers=headers, media_type="application/json")
 
     # --- metering ---
-    async def meter(self, batch: MessageBatch, request_id: str) -> None:
-        """Read a batch's results upstream (no client) and meter them; for delete."""
+    async def meter(self, batch: MessageBatch, headers: Mapping[str, str], request_id: str) -> None:
+        """Read a batch's results upstream, for no client, and meter them (for delete); `headers`
+        are the caller's, for anthropic-version and the like."""
         url = f"{self.provider.base_url}{PATH}/{batch.batch_id}/results"
-        response = await self._upstream.send(
-            UpstreamRequest("GET", url, self.provider.upstream_headers({}), None)
-        )
+        upstream_headers = self.provider.upstream_headers(headers)
+        response = await self._upstream.send(UpstreamRequest("GET", url, upstream_headers, None))
         reader = BatchResultsReader()
         try:
             if response.status != 200:
@@ -274,8 +274,13 @@ class BatchesAPI:
         if self._budgets.active and cost:
             # Charged to the budgets now, when the spend is known (never refused: it is spent).
             scope = CallScope(creator, batch.use_case, batch.tags, batch.session_id)
-            decision = await self._budgets.reserve(scope, 0)
-            self._budgets.finish(decision, cost, request_id)
+            try:
+                decision = await self._budgets.reserve(scope, 0)
+            except CountersUnavailable:
+                # The rows are in the ledger; counters are seeded from it when they come back.
+                log.warning("batch %s: budget counters unavailable, spend not added to them", batch.batch_id)
+            else:
+                self._budgets.finish(decision, cost, request_id)
         log.info("batch %s: %d calls metered, %s USD", batch.batch_id, len(rows), Decimal(cost) / 10**9)
         return len(rows)
 
@@ -326,19 +331,22 @@ class BatchResults:
         headers = forwardable_response_headers(upstream.headers)
         headers[REQUEST_ID_HEADER] = request_id
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        reader = BatchResultsReader()
+        # Already metered: relayed without reading (a second read records nothing anyway).
+        reader = BatchResultsReader() if batch.metered_at is None else None
         client = _Client(send)
         await client.send({"type": "http.response.start", "status": 200, "headers": raw})
         try:
             async for chunk in upstream.content.iter_any():
-                reader.feed(chunk)
+                if reader is not None:
+                    reader.feed(chunk)
                 await client.send({"type": "http.response.body", "body": chunk, "more_body": True})
         except (aiohttp.ClientError, TimeoutError):
             upstream.close()
             log.warning("batch results of %s cut by the provider; not metered yet", batch.batch_id)
             raise UpstreamCut("the provider cut the batch results") from None
         upstream.release()
-        await api.record(batch, reader, request_id)
+        if reader is not None:
+            await api.record(batch, reader, request_id)
         await client.send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
