@@ -168,8 +168,8 @@ def message_params_error(payload: dict[str, Any]) -> str | None:
     return None
 
 
-async def _prepare(request: Request) -> tuple[FakeState, str, Controls, dict[str, Any]] | Response:
-    """``front``, then the body as a Messages request (model and messages present)."""
+async def front_json(request: Request) -> tuple[FakeState, str, Controls, dict[str, Any]] | Response:
+    """``front``, then the body as a JSON object."""
     ready = await front(request)
     if isinstance(ready, Response):
         return ready
@@ -177,6 +177,15 @@ async def _prepare(request: Request) -> tuple[FakeState, str, Controls, dict[str
     payload = parse_json_object(body)
     if isinstance(payload, str):
         return error_response(400, "invalid_request_error", payload, request_id)
+    return state, request_id, controls, payload
+
+
+async def _prepare(request: Request) -> tuple[FakeState, str, Controls, dict[str, Any]] | Response:
+    """``front_json``, then the body as a Messages request (model and messages present)."""
+    ready = await front_json(request)
+    if isinstance(ready, Response):
+        return ready
+    state, request_id, controls, payload = ready
     problem = message_params_error(payload)
     if problem is not None:
         return error_response(400, "invalid_request_error", problem, request_id)

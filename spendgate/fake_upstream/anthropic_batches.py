@@ -20,8 +20,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from spendgate.fake_upstream.anthropic_api import error_response, front, make_reply, message_json
-from spendgate.fake_upstream.common import FakeState, json_response, parse_json_object
+from spendgate.fake_upstream.anthropic_api import error_response, front, front_json, make_reply, message_json
+from spendgate.fake_upstream.common import Controls, FakeState, json_response
 from spendgate.fake_upstream.streaming import EventStreamResponse
 
 MAX_REQUESTS = 100_000
@@ -107,13 +107,10 @@ def _requests_error(payload: dict[str, Any]) -> str | None:
 
 
 async def create(request: Request) -> Response:
-    ready = await front(request)
+    ready = await front_json(request)
     if isinstance(ready, Response):
         return ready
-    state, request_id, controls, body = ready
-    payload = parse_json_object(body)
-    if isinstance(payload, str):
-        return error_response(400, "invalid_request_error", payload, request_id)
+    state, request_id, controls, payload = ready
     problem = _requests_error(payload)
     if problem is not None:
         return error_response(400, "invalid_request_error", problem, request_id)
@@ -140,33 +137,32 @@ async def create(request: Request) -> Response:
     return json_response(batch.view(now, fresh=True), headers={"request-id": request_id})
 
 
-def _find(request: Request, state: FakeState, request_id: str) -> Batch | Response:
+async def _found(request: Request) -> tuple[Batch, FakeState, str, Controls] | Response:
+    """``front``, then the batch named in the path (404 when there is none)."""
+    ready = await front(request)
+    if isinstance(ready, Response):
+        return ready
+    state, request_id, controls, _ = ready
     batch_id = request.path_params["batch_id"]
     batch = state.batches.get(batch_id)
     if not isinstance(batch, Batch):
         return error_response(404, "not_found_error", f"message_batch_id: {batch_id!r} not found", request_id)
-    return batch
+    return batch, state, request_id, controls
 
 
 async def retrieve(request: Request) -> Response:
-    ready = await front(request)
-    if isinstance(ready, Response):
-        return ready
-    state, request_id, _, _ = ready
-    batch = _find(request, state, request_id)
-    if isinstance(batch, Response):
-        return batch
+    found = await _found(request)
+    if isinstance(found, Response):
+        return found
+    batch, _, request_id, _ = found
     return json_response(batch.view(time.time()), headers={"request-id": request_id})
 
 
 async def cancel(request: Request) -> Response:
-    ready = await front(request)
-    if isinstance(ready, Response):
-        return ready
-    state, request_id, _, _ = ready
-    batch = _find(request, state, request_id)
-    if isinstance(batch, Response):
-        return batch
+    found = await _found(request)
+    if isinstance(found, Response):
+        return found
+    batch, _, request_id, _ = found
     now = time.time()
     if not batch.ended(now):
         batch.cancel_initiated_at = now
@@ -179,13 +175,10 @@ async def cancel(request: Request) -> Response:
 
 
 async def delete(request: Request) -> Response:
-    ready = await front(request)
-    if isinstance(ready, Response):
-        return ready
-    state, request_id, _, _ = ready
-    batch = _find(request, state, request_id)
-    if isinstance(batch, Response):
-        return batch
+    found = await _found(request)
+    if isinstance(found, Response):
+        return found
+    batch, state, request_id, _ = found
     if not batch.ended(time.time()):
         message = "Batches must be ended (or canceled) before they can be deleted."
         return error_response(400, "invalid_request_error", message, request_id)
@@ -229,13 +222,10 @@ async def list_batches(request: Request) -> Response:
 
 
 async def results(request: Request) -> Response:
-    ready = await front(request)
-    if isinstance(ready, Response):
-        return ready
-    state, request_id, controls, _ = ready
-    batch = _find(request, state, request_id)
-    if isinstance(batch, Response):
-        return batch
+    found = await _found(request)
+    if isinstance(found, Response):
+        return found
+    batch, _, request_id, controls = found
     if not batch.ended(time.time()):
         message = f"Batch {batch.id!r} has not finished processing; its results are not available yet."
         return error_response(400, "invalid_request_error", message, request_id)

@@ -145,14 +145,23 @@ def missing(name: str, request_id: str, message: str | None = None) -> Response:
     )
 
 
-async def prepare_json(request: Request) -> tuple[Prepared, dict[str, Any], str] | Response:
-    """``prepare``, then the body as a JSON object with a string ``model``."""
+async def prepare_object(request: Request) -> tuple[Prepared, dict[str, Any]] | Response:
+    """``prepare``, then the body as a JSON object."""
     prepared = await prepare(request)
     if isinstance(prepared, Response):
         return prepared
     payload = parse_json_object(prepared.body)
     if isinstance(payload, str):
         return error_response(400, payload, "invalid_request_error", "invalid_json", prepared.request_id)
+    return prepared, payload
+
+
+async def prepare_json(request: Request) -> tuple[Prepared, dict[str, Any], str] | Response:
+    """``prepare_object``, with a string ``model``."""
+    ready = await prepare_object(request)
+    if isinstance(ready, Response):
+        return ready
+    prepared, payload = ready
     model = payload.get("model")
     if not isinstance(model, str):
         return missing("model", prepared.request_id, "you must provide a model parameter")

@@ -22,13 +22,14 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from spendgate.fake_upstream.common import FakeState, json_response, parse_json_object, tokens_for
+from spendgate.fake_upstream.common import FakeState, json_response, tokens_for
 from spendgate.fake_upstream.openai_api import (
     REASONING_PREFIXES,
     error_response,
     missing,
     prepare,
     prepare_json,
+    prepare_object,
 )
 from spendgate.fake_upstream.openai_usage import prompt_tokens, responses_prompt_pieces, responses_usage
 from spendgate.fake_upstream.streaming import EventStreamResponse
@@ -298,12 +299,10 @@ async def cancel(request: Request) -> Response:
 
 
 async def input_tokens(request: Request) -> Response:
-    prepared = await prepare(request)
-    if isinstance(prepared, Response):
-        return prepared
-    payload = parse_json_object(prepared.body)
-    if isinstance(payload, str):
-        return error_response(400, payload, "invalid_request_error", "invalid_json", prepared.request_id)
+    ready = await prepare_object(request)
+    if isinstance(ready, Response):
+        return ready
+    prepared, payload = ready
     count = max(1, tokens_for(sum(map(len, responses_prompt_pieces(payload)))))
     body = {"object": "response.input_tokens", "input_tokens": count}
     return json_response(body, headers={"x-request-id": prepared.request_id})

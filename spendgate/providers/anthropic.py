@@ -22,6 +22,7 @@ from spendgate.providers.base import (
     clean_text,
     error_type,
     forwardable_request_headers,
+    json_object,
     read_metadata,
     read_stream,
     read_token_limit,
@@ -56,7 +57,7 @@ class AnthropicProvider:
         self.base_url = base_url.rstrip("/")
 
     def parse(self, body: bytes, path: str) -> RequestInfo:
-        data = _json_object(body)
+        data = json_object(body)
         model = data.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("model: Field required (a model name string)")
@@ -271,13 +272,3 @@ def _error_type_of(body: bytes) -> str | None:
     except (orjson.JSONDecodeError, AttributeError):
         return None
     return clean_text(error.get("type")) if isinstance(error, dict) else None
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object")
-    return data

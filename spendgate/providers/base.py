@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from spendgate.errors import InvalidRequest, SpendgateError
 from spendgate.pricing import Usage
 
@@ -198,6 +200,17 @@ def clean_text(value: Any, limit: int = MAX_NAME_CHARS) -> str | None:
 
 def has_control_chars(text: str) -> bool:
     return not text.isprintable() and _CONTROL_CHARS.search(text) is not None
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body as a JSON object; InvalidRequest (400) when it is not one."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object")
+    return data
 
 
 def read_stream(data: Mapping[str, Any]) -> bool:

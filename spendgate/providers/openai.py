@@ -27,6 +27,7 @@ from spendgate.providers.base import (
     clean_text,
     error_type,
     forwardable_request_headers,
+    json_object,
     read_metadata,
     read_stream,
     read_token_limit,
@@ -68,15 +69,8 @@ class OpenAIProvider:
         self.base_url = base_url.rstrip("/")
 
     def parse(self, body: bytes, path: str) -> RequestInfo:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise InvalidRequest("The request body must be a JSON object")
-        model = data.get("model")
-        if not isinstance(model, str) or not model:
-            raise InvalidRequest("you must provide a model parameter")
+        data = json_object(body)
+        model = read_model(data)
         if not isinstance(data.get("messages"), list):
             raise InvalidRequest("'messages' is a required property (a list)")
         stream = read_stream(data)
@@ -165,18 +159,30 @@ def error_type_of(body: bytes) -> str | None:
     return clean_text(error.get("code") or error.get("type"))
 
 
-def usage_from(raw: dict[str, Any]) -> Usage:
-    """OpenAI usage -> Usage. prompt_tokens INCLUDES cached (and cache-write) tokens: split them out."""
-    prompt = as_object(raw.get("prompt_tokens_details"))
-    completion = as_object(raw.get("completion_tokens_details"))
-    cached = as_int(prompt.get("cached_tokens"))
-    written = as_int(prompt.get("cache_write_tokens"))
+def read_model(data: dict[str, Any]) -> str:
+    """The `model` every OpenAI endpoint requires, worded as OpenAI words its absence."""
+    model = data.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("you must provide a model parameter")
+    return model
+
+
+def usage_from(
+    raw: dict[str, Any], prompt: str = "prompt_tokens", completion: str = "completion_tokens"
+) -> Usage:
+    """OpenAI usage -> Usage. The prompt count INCLUDES cached (and cache-write) tokens: split them
+    out. Chat Completions says prompt_tokens / completion_tokens, the Responses API input_tokens /
+    output_tokens; both put the details in `<name>_details`."""
+    prompt_details = as_object(raw.get(f"{prompt}_details"))
+    completion_details = as_object(raw.get(f"{completion}_details"))
+    cached = as_int(prompt_details.get("cached_tokens"))
+    written = as_int(prompt_details.get("cache_write_tokens"))
     return Usage(
-        input_tokens=max(0, as_int(raw.get("prompt_tokens")) - cached - written),
+        input_tokens=max(0, as_int(raw.get(prompt)) - cached - written),
         cache_write_5m_tokens=written,
         cache_read_tokens=cached,
-        output_tokens=as_int(raw.get("completion_tokens")),
-        reasoning_tokens=as_int(completion.get("reasoning_tokens")),
+        output_tokens=as_int(raw.get(completion)),
+        reasoning_tokens=as_int(completion_details.get("reasoning_tokens")),
     )
 
 

@@ -13,10 +13,10 @@ from spendgate.providers.base import (
     as_int,
     as_object,
     clean_text,
+    json_object,
     rough_tokens,
 )
-from spendgate.providers.openai import OpenAIProvider
-from spendgate.providers.openai_responses import json_object
+from spendgate.providers.openai import OpenAIProvider, read_model
 
 
 class OpenAIEmbeddingsProvider(OpenAIProvider):
@@ -27,9 +27,7 @@ class OpenAIEmbeddingsProvider(OpenAIProvider):
 
     def parse(self, body: bytes, path: str) -> RequestInfo:
         data = json_object(body)
-        model = data.get("model")
-        if not isinstance(model, str) or not model:
-            raise InvalidRequest("Missing required parameter: 'model'.")
+        model = read_model(data)
         if data.get("input") in (None, "", []):
             raise InvalidRequest("Missing required parameter: 'input'.")
         # No output tokens: the worst case is the input alone.
@@ -42,9 +40,8 @@ class OpenAIEmbeddingsProvider(OpenAIProvider):
         if status >= 400:
             return super().meter_json(status, body)
         data = orjson.loads(body)
-        usage = as_object(data.get("usage"))
         return Metered(
-            usage=Usage(input_tokens=as_int(usage.get("prompt_tokens"))),
+            usage=Usage(input_tokens=as_int(as_object(data.get("usage")).get("prompt_tokens"))),
             response_model=clean_text(data.get("model")),
             complete=True,
         )

@@ -22,14 +22,16 @@ from spendgate.providers.base import (
     RouteFeatures,
     SSEBuffer,
     as_int,
+    as_object,
     clean_text,
+    json_object,
     read_metadata,
     read_stream,
     read_token_limit,
     rough_tokens,
     sse_fields,
 )
-from spendgate.providers.openai import OpenAIProvider
+from spendgate.providers.openai import OpenAIProvider, read_model, usage_from
 
 # The stream's last word: its `response` carries the usage.
 TERMINAL_EVENTS = frozenset({b"response.completed", b"response.incomplete", b"response.failed"})
@@ -56,9 +58,7 @@ class OpenAIResponsesProvider(OpenAIProvider):
 
     def parse(self, body: bytes, path: str) -> RequestInfo:
         data = json_object(body)
-        model = data.get("model")
-        if not isinstance(model, str) or not model:
-            raise InvalidRequest("Missing required parameter: 'model'.")
+        model = read_model(data)
         given = data.get("input")
         if given is not None and not isinstance(given, str | list):
             raise InvalidRequest("Invalid type for 'input': expected a string or an array.")
@@ -104,31 +104,6 @@ class OpenAIResponsesProvider(OpenAIProvider):
         return rough_tokens(chars + (len(instructions) if isinstance(instructions, str) else 0))
 
 
-def json_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object")
-    return data
-
-
-def responses_usage(raw: dict[str, Any]) -> Usage:
-    """Responses API usage -> Usage: cached and cache-write tokens split out of `input_tokens`."""
-    details = raw.get("input_tokens_details") or {}
-    output = raw.get("output_tokens_details") or {}
-    cached = as_int(details.get("cached_tokens"))
-    written = as_int(details.get("cache_write_tokens"))
-    return Usage(
-        input_tokens=max(0, as_int(raw.get("input_tokens")) - cached - written),
-        cache_write_5m_tokens=written,
-        cache_read_tokens=cached,
-        output_tokens=as_int(raw.get("output_tokens")),
-        reasoning_tokens=as_int(output.get("reasoning_tokens")),
-    )
-
-
 def _web_searches(response: dict[str, Any]) -> int:
     tools = response.get("tool_usage")
     search = tools.get("web_search") if isinstance(tools, dict) else None
@@ -138,17 +113,18 @@ def _web_searches(response: dict[str, Any]) -> int:
 def metered_response(response: dict[str, Any]) -> Metered:
     """Meter one response object (the JSON answer, or a terminal stream event's `response`)."""
     model = clean_text(response.get("model"))
-    error = response.get("error")
     error_type = None
     if response.get("status") == "failed":
-        error_type = (clean_text(error.get("code")) if isinstance(error, dict) else None) or "response_failed"
+        error_type = clean_text(as_object(response.get("error")).get("code")) or "response_failed"
     usage = response.get("usage")
     if not isinstance(usage, dict):
         # A failed response may carry no usage: the caller estimates it, never $0.
         return Metered(
             usage=Usage(), response_model=model, estimated=True, complete=False, error_type=error_type
         )
-    counted = replace(responses_usage(usage), web_search_requests=_web_searches(response))
+    counted = replace(
+        usage_from(usage, "input_tokens", "output_tokens"), web_search_requests=_web_searches(response)
+    )
     return Metered(usage=counted, response_model=model, complete=True, error_type=error_type)
 
 
@@ -199,9 +175,7 @@ class ResponsesStreamMeter:
         elif name == b"error":
             self._error = clean_text(payload.get("code") or payload.get("type")) or "server_error"
         elif name in (b"response.created", b"response.in_progress"):
-            response = payload.get("response")
-            if isinstance(response, dict) and isinstance(response.get("model"), str):
-                self._model = clean_text(response["model"])
+            self._model = clean_text(as_object(payload.get("response")).get("model")) or self._model
 
     @property
     def finished(self) -> bool:
