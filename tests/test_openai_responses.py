@@ -16,11 +16,9 @@ import httpx
 import openai
 import pytest
 
-from spendgate.admin.service import create_key
-from spendgate.app import create_app
 from spendgate.fake_upstream import FakeUpstream
-from spendgate.servethread import ServerThread
-from tests.conftest import RunningGateway, gateway_settings
+from tests.conftest import RunningGateway
+from tests.test_routing import policy_gateway
 
 GPT5 = {"input": 1.25, "cached": 0.125, "output": 10}
 GPT5_MINI = {"input": 0.25, "cached": 0.025, "output": 2}
@@ -171,19 +169,9 @@ def test_unknown_model_refused_before_it_leaves(gateway: RunningGateway, fake: F
 
 @pytest.fixture
 def routed(tmp_path: Path, fake: FakeUpstream) -> Iterator[tuple[str, str, Any]]:
-    policy = tmp_path / "policy.toml"
-    policy.write_text(
-        '[tiers.openai]\nfast = "gpt-5-mini"\n'
-        '[[rules]]\nname = "responses-to-fast"\nmatch.endpoint = "/v1/responses"\ntier = "fast"\n'
-    )
-    app = create_app(gateway_settings(tmp_path, fake, routing_policy_file=policy))
-    gw = app.state.gateway
-    gw.store.create_org("o")
-    gw.store.create_team("o", "platform", "CC")
-    _, secret = create_key(gw.store, name="k", team="platform")
-    gw.keyring.reload()
-    with ServerThread(app) as server:
-        yield server.url, secret, gw
+    policy = '[tiers.openai]\nfast = "gpt-5-mini"\n'
+    policy += '[[rules]]\nname = "responses-to-fast"\nmatch.endpoint = "/v1/responses"\ntier = "fast"\n'
+    yield from policy_gateway(tmp_path, fake, policy)
 
 
 def test_routing_rules_apply(routed: tuple[str, str, Any]) -> None:
