@@ -205,7 +205,12 @@ def test_embeddings_metered_at_the_input_price(gateway: RunningGateway) -> None:
 def test_unknown_v1_paths_get_a_json_404_in_the_callers_format(gateway: RunningGateway) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         client(gateway).completions.create(model="gpt-5", prompt="x")
-    assert isinstance(caught.value.body, dict) and caught.value.body["code"] == "unknown_url"
+    body = caught.value.body
+    assert (
+        isinstance(body, dict)
+        and body["type"] == "invalid_request_error"
+        and "/v1/completions" in body["message"]
+    )
     claude = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
     with pytest.raises(anthropic.NotFoundError) as missing:
         claude.models.retrieve("claude-haiku-4-5")  # GET /v1/models/{id}: not served

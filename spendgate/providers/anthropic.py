@@ -36,6 +36,7 @@ ERROR_TYPES: dict[type[SpendgateError], str] = {
     errors.AuthenticationFailed: "authentication_error",
     errors.PermissionDenied: "permission_error",
     errors.UnknownEndpoint: "not_found_error",
+    errors.MethodNotAllowed: "invalid_request_error",
     errors.ModelNotPriced: "not_found_error",
     errors.RequestTooLarge: "request_too_large",
     errors.RateLimited: "rate_limit_error",

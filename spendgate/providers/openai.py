@@ -41,6 +41,7 @@ ERROR_TYPES: dict[type[SpendgateError], str] = {
     errors.AuthenticationFailed: "invalid_request_error",
     errors.PermissionDenied: "permission_denied",
     errors.UnknownEndpoint: "invalid_request_error",
+    errors.MethodNotAllowed: "invalid_request_error",
     errors.ModelNotPriced: "invalid_request_error",
     errors.RequestTooLarge: "invalid_request_error",
     errors.RateLimited: "rate_limit_exceeded",
