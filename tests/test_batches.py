@@ -8,7 +8,9 @@ from typing import Any
 import anthropic
 import httpx2
 import pytest
+from typer.testing import CliRunner
 
+from spendgate.cli import build_app
 from spendgate.fake_upstream import FakeUpstream
 from spendgate.models import MessageBatch
 from spendgate.store import open_store
@@ -110,6 +112,27 @@ def test_batch_calls_land_once_at_the_batch_rate_for_the_creating_key(gateway: R
         assert row["cost_nanos"] == PER_CALL_NANOS and row["pricing_tier"] == "batch"
         assert row["upstream_request_id"] == created.id and not row["estimated"]
     assert creator_key.metered_calls == 2 and creator_key.metered_cost_nanos == 2 * PER_CALL_NANOS
+
+
+def test_batches_list_shows_what_is_metered(gateway: RunningGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    sdk = claude(gateway.url, gateway.key, **{"x-fake-usage": json.dumps(BATCH_USAGE)})
+    read = sdk.messages.batches.create(requests=[ask("a")])
+    unread = sdk.messages.batches.create(requests=[ask("b"), ask("c")])
+    sdk.messages.batches.retrieve(read.id)
+    list(sdk.messages.batches.results(read.id))
+    monkeypatch.setenv("SPENDGATE_DATABASE_URL", gateway.gw.settings.database_url)
+    app = build_app()
+    listed = CliRunner().invoke(app, ["batches", "list", "--format", "json"])
+    assert listed.exit_code == 0, listed.output
+    by_id = {b["batch_id"]: b for b in json.loads(listed.stdout)}
+    assert (
+        by_id[read.id]["metered_cost_nanos"] == PER_CALL_NANOS and by_id[read.id]["key_id"] == gateway.key_id
+    )
+    assert by_id[unread.id]["metered_at"] is None and by_id[unread.id]["request_count"] == 2
+    pending = CliRunner().invoke(app, ["batches", "list", "--unmetered", "--format", "json"])
+    assert [b["batch_id"] for b in json.loads(pending.stdout)] == [unread.id]
+    table = CliRunner().invoke(app, ["batches", "list"])
+    assert table.exit_code == 0 and "Message Batches" in table.stdout and "not yet" in table.stdout
 
 
 def test_other_orgs_and_outside_batches_are_not_found(gateway: RunningGateway, fake: FakeUpstream) -> None:

@@ -12,6 +12,7 @@ import typer
 from spendgate.cli import (
     admin_cmds,
     alert_cmds,
+    batch_cmds,
     budget_cmds,
     chargeback_cmd,
     console_cmds,
@@ -54,6 +55,7 @@ def build_app() -> typer.Typer:
         roles_cmds,
         console_cmds,
         rollout_cmds,
+        batch_cmds,
     )
     for module in modules:
         module.register(app)
