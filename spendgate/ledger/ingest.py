@@ -24,15 +24,18 @@ Exactly once, whatever is killed when:
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
-import multiprocessing
+import mmap
 import os
 import signal
+import struct
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "ingest.lock"
+_STANDBY_STOP_WAIT_S = 20.0  # a stopping standby waits this long for the active ingester to finish
 _READ_BYTES = 1 << 20
 
 
@@ -137,80 +141,130 @@ def _epoch(iso_utc: str) -> float:
 
 # --- the child process -------------------------------------------------------------------------
 
-# Slots of the figures the ingester shares with the process that started it (for /metrics and
-# /healthz); doubles, written by the child only.
-ROWS_WRITTEN, ROWS_QUARANTINED, LAG_S, STALL_SINCE, CAUGHT_UP_AT, ACTIVE = range(6)
+# The figures the ingester shares with the process that started it (for /metrics and /healthz):
+# doubles in a memfd both map, written by the child only.
+ROWS_WRITTEN, ROWS_QUARANTINED, LAG_S, STALL_SINCE, CAUGHT_UP_AT, ACTIVE, STOP = range(7)
+_FIGURES = struct.Struct("<7d")  # STOP is the one slot the parent writes
 
 
 class IngestProcess:
-    """The child process that lands this spool folder's journals (started by `spendgate serve`)."""
+    """The child process that lands this spool folder's journals (started by `spendgate serve`).
+
+    A plain `python -m spendgate.ledger.ingest` rather than multiprocessing: it imports only the
+    store (about 19 MB; unpickling Settings would pull in pydantic, and spawn adds a resource
+    tracker process), and it reads its configuration from a pipe, so no database URL shows in
+    the process list."""
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._context = multiprocessing.get_context("spawn")  # a clean process: no event loop, no threads
-        self.figures: SynchronizedArray[float] = self._context.Array("d", 6)
-        self._stop: Synchronized[int] = self._context.Value("i", 0)
-        self._process: multiprocessing.process.BaseProcess | None = None
+        self._config = {
+            "database_url": settings.database_url,
+            "spool": str(settings.resolved_spool_dir()),
+            "batch_size": settings.ledger_batch_size,
+            "interval_s": settings.ledger_flush_interval_s,
+            "log_level": settings.log_level,
+        }
+        self._fd = os.memfd_create("spendgate-ingest-figures")
+        os.ftruncate(self._fd, _FIGURES.size)
+        self._figures = mmap.mmap(self._fd, _FIGURES.size)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def figure(self, slot: int) -> float:
+        return float(_FIGURES.unpack_from(self._figures)[slot])
 
     def start(self) -> None:
-        self._process = self._context.Process(
-            target=run_ingester,
-            args=(self._settings, os.getpid(), self.figures, self._stop),
-            name="spendgate-ledger-ingest",
-            daemon=True,
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "spendgate.ledger.ingest", str(self._fd)],
+            stdin=subprocess.PIPE,
+            pass_fds=(self._fd,),
         )
-        self._process.start()
-
-    def alive(self) -> bool:
-        return self._process is not None and self._process.is_alive()
+        assert self._process.stdin is not None
+        self._process.stdin.write(json.dumps({**self._config, "parent": os.getpid()}).encode())
+        self._process.stdin.close()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Land what the journals hold, then end (after the serving side closed its journal)."""
-        self._stop.value = 1
         if self._process is None:
             return
-        self._process.join(timeout)
-        if self._process.is_alive():
+        # Through the shared figures, not a signal: a child still starting up would die of it.
+        struct.pack_into("<d", self._figures, STOP * 8, 1.0)
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
             log.error("the ledger ingester did not finish in %.0fs; its rows stay in the journal", timeout)
             self._process.kill()
-            self._process.join(5)
+            self._process.wait(5)
+        self._figures.close()
+        os.close(self._fd)
 
     def caught_up_after(self, moment: float) -> bool:
-        return self.figures[CAUGHT_UP_AT] > moment
+        return self.figure(CAUGHT_UP_AT) > moment
+
+    def stall_s(self) -> float:
+        since = self.figure(STALL_SINCE)
+        return 0.0 if not since else max(0.0, time.time() - since)
 
 
-def run_ingester(
-    settings: Settings, parent: int, figures: SynchronizedArray[float], stop: Synchronized[int]
-) -> None:
-    """The child's main: wait to be the spool folder's one ingester, then land until told to stop
-    (or until the parent is gone), with a last pass at the end."""
+class _Shared:
+    """The child's side of the figures."""
+
+    def __init__(self, fd: int) -> None:
+        self._map = mmap.mmap(fd, _FIGURES.size)
+
+    def __setitem__(self, slot: int, value: float) -> None:
+        struct.pack_into("<d", self._map, slot * 8, value)
+
+    def __getitem__(self, slot: int) -> float:
+        return float(struct.unpack_from("<d", self._map, slot * 8)[0])
+
+
+def main() -> None:
+    """`python -m spendgate.ledger.ingest FD` with its configuration on stdin: wait to be the
+    spool folder's one ingester, then land until told to stop (the STOP figure, or SIGTERM), or
+    until the parent is gone, with a last pass at the end."""
     from spendgate.store import open_store
 
+    config = json.loads(sys.stdin.read())
+    figures = _Shared(int(sys.argv[1]))
+    stopping = False
+
+    def on_term(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        level=str(config["log_level"]).upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    directory = settings.resolved_spool_dir()
+    directory = Path(config["spool"])
     directory.mkdir(parents=True, exist_ok=True)
+    interval = float(config["interval_s"])
 
     def done() -> bool:
-        return bool(stop.value) or os.getppid() != parent
+        return stopping or bool(figures[STOP]) or os.getppid() != config["parent"]
 
     lock = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        give_up: float | None = None
         while True:  # standby until no other ingester works on this folder
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if done():
+                if os.getppid() != config["parent"]:
                     return
-                time.sleep(settings.ledger_flush_interval_s)
+                if stopping or figures[STOP]:
+                    # Our gateway is stopping and its last segment must still be landed: the
+                    # active ingester (likely one whose gateway died) is finishing, so wait a little.
+                    give_up = give_up or time.monotonic() + _STANDBY_STOP_WAIT_S
+                    if time.monotonic() > give_up:
+                        return  # left in the journal: the next start replays it
+                time.sleep(0.05 if give_up else interval)
         figures[ACTIVE] = 1
-        store = open_store(settings.database_url)
-        ingester = Ingester(store, directory, settings.ledger_batch_size)
+        store = open_store(config["database_url"])
+        ingester = Ingester(store, directory, int(config["batch_size"]))
         try:
-            _loop(ingester, settings.ledger_flush_interval_s, figures, done)
+            _loop(ingester, interval, figures, done)
         finally:
             ingester.close()
             store.close()
@@ -218,9 +272,7 @@ def run_ingester(
         os.close(lock)
 
 
-def _loop(
-    ingester: Ingester, interval_s: float, figures: SynchronizedArray[float], done: Callable[[], bool]
-) -> None:
+def _loop(ingester: Ingester, interval_s: float, figures: _Shared, done: Callable[[], bool]) -> None:
     delay = 0.1
     while True:
         last = done()  # read before the pass: rows journaled before "stop" are in this pass
@@ -249,11 +301,6 @@ def _loop(
             time.sleep(interval_s)  # rows gather meanwhile: one pass (one transaction) per batch
 
 
-def stall_s(figures: SynchronizedArray[float]) -> float:
-    since = figures[STALL_SINCE]
-    return 0.0 if not since else max(0.0, time.time() - since)
-
-
 def another_is_active(directory: Path) -> bool:
     """True while an ingester (of another gateway process) works on this spool folder."""
     path = directory / LOCK_NAME
@@ -267,3 +314,7 @@ def another_is_active(directory: Path) -> bool:
     finally:
         os.close(fd)  # releases the lock if it was taken
     return False
+
+
+if __name__ == "__main__":
+    main()

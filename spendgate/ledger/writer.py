@@ -55,12 +55,12 @@ class LedgerWriter:
 
     @property
     def rows_written(self) -> int:
-        extra = int(self._ingest.figures[ingest.ROWS_WRITTEN]) if self._ingest is not None else 0
+        extra = int(self._ingest.figure(ingest.ROWS_WRITTEN)) if self._ingest is not None else 0
         return self._rows_written + extra
 
     @property
     def rows_quarantined(self) -> int:
-        extra = int(self._ingest.figures[ingest.ROWS_QUARANTINED]) if self._ingest is not None else 0
+        extra = int(self._ingest.figure(ingest.ROWS_QUARANTINED)) if self._ingest is not None else 0
         return self._rows_quarantined + extra
 
     def add_quarantined(self, count: int) -> None:
@@ -70,7 +70,7 @@ class LedgerWriter:
     @property
     def last_write_lag_s(self) -> float:
         if self._ingest is not None:
-            return float(self._ingest.figures[ingest.LAG_S])
+            return self._ingest.figure(ingest.LAG_S)
         return self._last_write_lag_s
 
     def record(self, row: LedgerRow) -> None:
@@ -97,7 +97,7 @@ class LedgerWriter:
         """How long the oldest row the writer holds has waited for the database (0: none held)."""
         since = self._pending_since
         own = 0.0 if since is None else max(0.0, time.monotonic() - since)
-        return max(own, ingest.stall_s(self._ingest.figures)) if self._ingest is not None else own
+        return max(own, self._ingest.stall_s()) if self._ingest is not None else own
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until everything recorded so far is in the database (tests, shutdown)."""
