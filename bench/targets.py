@@ -144,6 +144,7 @@ def start_spendgate(
     redis_url: str | None = None,
     workers: int = 1,
     source: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Target:
     """Spendgate on a fresh SQLite file; with `budgets`, that many budgets apply to every call
     (enforced, never exhausted), on in-process counters or, with `redis_url`, on Redis; with
@@ -152,6 +153,7 @@ def start_spendgate(
     workdir = Path(tempfile.mkdtemp(prefix="spendgate-bench-"))
     try:
         env = spendgate_env(workdir, fake)
+        env.update(extra_env or {})
         if source is not None:  # found before the installed (editable) package
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
         if redis_url:
@@ -177,6 +179,7 @@ def start_spendgate(
         notes.append(f"spendgate serve --workers {workers}")
     if source is not None:
         notes.append(f"spendgate from {source} ({git_head(source)})")
+    notes += [f"{name}={value}" for name, value in (extra_env or {}).items()]
     return Target(name, url, key, proc, startup, notes, workdir, max(workers, 1))
 
 
