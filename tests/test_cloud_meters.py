@@ -3,6 +3,7 @@ streams split at every byte boundary, the model-id price mapping, and the option
 
 from __future__ import annotations
 
+import base64
 import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
@@ -131,10 +132,12 @@ def test_exception_message_ends_the_stream(fake: FakeUpstream, action: str) -> N
     assert meter.result().error_type == "modelStreamErrorException"
 
 
-@pytest.mark.parametrize("where", [1, -10])  # the first message's length; the last message's payload
-def test_damaged_stream_is_relayed_and_estimated(fake: FakeUpstream, where: int) -> None:
+@pytest.mark.parametrize("where", ["prelude", "usage"])
+def test_damaged_stream_is_relayed_and_estimated(fake: FakeUpstream, where: str) -> None:
     stream = bytearray(fetch(fake, "invoke-with-response-stream", INVOKE))
-    stream[where] ^= 0xFF  # botocore's reader (or the framing) refuses the rest
+    # the first message's length, or the message_delta that carries the usage (its CRC then fails)
+    at = 1 if where == "prelude" else stream.index(base64.b64encode(b'{"type":"message_delta"')[:20]) + 30
+    stream[at] ^= 0x01
     result, relayed = meter_split(
         BedrockProvider("us-east-1"), "invoke-with-response-stream", bytes(stream), 0
     )
@@ -164,9 +167,7 @@ def test_paths_and_endpoints() -> None:
     assert provider.base_url == "https://bedrock-runtime.eu-west-1.amazonaws.com"
     assert provider.control_url == "https://bedrock.eu-west-1.amazonaws.com"
     info = provider.parse(orjson.dumps(INVOKE), f"/bedrock/model/{MODEL}/invoke")
-    assert (
-        provider.upstream_path(info, MODEL) == "/model/us.anthropic.claude-haiku-4-5-20251001-v1%3A0/invoke"
-    )
+    assert provider.upstream_path(info, MODEL) == "/model/us.anthropic.claude-haiku-4-5-20251001-v1:0/invoke"
     assert BedrockProvider("x", "http://127.0.0.1:1/").base_url == "http://127.0.0.1:1"
     assert regional_base("us-east5") == "https://us-east5-aiplatform.googleapis.com"
     assert regional_base("global") == "https://aiplatform.googleapis.com"

@@ -24,8 +24,10 @@ from urllib.parse import quote
 import orjson
 
 from spendgate.errors import InvalidRequest, NotConfigured, SpendgateError, UnknownEndpoint
+from spendgate.extras import MissingExtra
 from spendgate.pricing import Usage
 from spendgate.providers.anthropic import AnthropicStreamMeter, estimate_input_tokens, usage_from
+from spendgate.providers.aws_signer import NoAwsCredentials
 from spendgate.providers.base import (
     ClientRequest,
     Metered,
@@ -35,6 +37,8 @@ from spendgate.providers.base import (
     as_int,
     clean_text,
     forwardable_request_headers,
+    read_metadata,
+    read_token_limit,
     rough_tokens,
 )
 
@@ -67,6 +71,8 @@ EXCEPTIONS = {
 # `{"bytes":"` + base64 of `{"type":"content_block_delt`: the stream's commonest event, recognised
 # without decoding (27 bytes encode to 36 characters whatever follows).
 _DELTA_CHUNK = b'{"bytes":"' + base64.b64encode(b'{"type":"content_block_delt')
+_BYTES_AT = len(b'{"bytes":"')
+_STOP_CHUNK = b'{"bytes":"' + base64.b64encode(b'{"type":"message_stop')  # 21 bytes: no padding
 _SKIPPED_CHUNKS = (
     b'{"bytes":"' + base64.b64encode(b'{"type":"ping"}'),
     b'{"bytes":"' + base64.b64encode(b'{"type":"content_block_s'),  # start and stop (24 bytes: no padding)
@@ -89,7 +95,8 @@ def split_path(path: str) -> tuple[str, str]:
 
 
 def is_anthropic_model(model: str) -> bool:
-    return "anthropic." in model or model.startswith("claude")
+    # An ARN (an application inference profile) may stand for a Claude model: its price decides.
+    return "anthropic." in model or model.startswith(("claude", "arn:"))
 
 
 class BedrockProvider:
@@ -126,8 +133,9 @@ class BedrockProvider:
 
     def upstream_path(self, info: RequestInfo, model: str) -> str:
         _, action = split_path(info.path)
-        # Encoded as the AWS SDKs encode a path label (`:` and `/` too): the signature covers it.
-        return f"/model/{quote(model, safe='')}/{action}"
+        # The signature covers the path exactly as sent: `/` (an ARN) is encoded, `:` is left as
+        # it is, since the HTTP client would decode `%3A` after signing (yarl normalises it).
+        return f"/model/{quote(model, safe=':')}/{action}"
 
     # --- the request --------------------------------------------------------------------
     def parse(self, body: bytes, path: str) -> RequestInfo:
@@ -148,12 +156,10 @@ class BedrockProvider:
                     f"Spendgate meters InvokeModel for Anthropic models only, not {model!r}; "
                     "use converse for other models.",
                 )
-            max_tokens = data.get("max_tokens")
-            if not isinstance(max_tokens, int) or max_tokens < 1:
-                raise InvalidRequest(
-                    "Malformed input request: max_tokens (a positive integer) is required.",
-                )
-            metadata = data.get("metadata")
+            max_tokens = read_token_limit(data, "max_tokens")
+            if max_tokens is None:
+                raise InvalidRequest("Malformed input request: max_tokens (a positive integer) is required.")
+            metadata = read_metadata(data)
         return RequestInfo(
             model=model,
             stream=ACTIONS[action],
@@ -185,11 +191,16 @@ class BedrockProvider:
 
     async def ready(self) -> None:
         """Credentials at hand (first use and expiry only wait, in a thread)."""
-        if self._signer is None:
-            from spendgate.providers.aws_signer import AwsSigner
+        try:
+            if self._signer is None:
+                from spendgate.providers.aws_signer import AwsSigner
 
-            self._signer = AwsSigner(self.region)
-        await self._signer.ready()
+                self._signer = AwsSigner(self.region)
+            await self._signer.ready()
+        except MissingExtra as exc:
+            raise NotConfigured(str(exc)) from None
+        except NoAwsCredentials as exc:
+            raise NotConfigured(f"Spendgate cannot sign the Bedrock call: {exc}") from None
 
     def sign(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> dict[str, str]:
         assert self._signer is not None, "BedrockProvider.ready() was not awaited"
@@ -261,13 +272,13 @@ def converse_usage(raw: dict[str, Any]) -> Usage:
 
 
 class _EventStreamReader:
-    """Splits an AWS event stream into messages and parses the ones the meter needs with botocore.
+    """Splits an AWS event stream into messages; parses the ones a meter needs with botocore.
 
-    Framing reads the two lengths at the head of each message (its prelude). A message the meter
-    only counts (a content delta: most of a stream) is recognised by the start of its payload and
-    not parsed further; every other message goes through botocore's parser, which checks both CRCs
-    and decodes the headers. A damaged stream stops the reading (the call is then recorded as
-    estimated), never the relay.
+    Framing reads the two lengths at the head of each message (its prelude) and hands the meter
+    offsets, not copies: a message it only counts or skips (content deltas, pings: most of a
+    stream) is recognised by the start of its payload or headers and never parsed. Every other
+    message goes through botocore's parser, which checks both CRCs and decodes the headers. A
+    damaged stream stops the reading (the call is then recorded as estimated), never the relay.
     """
 
     __slots__ = ("_pending", "broken", "error")
@@ -277,24 +288,24 @@ class _EventStreamReader:
         self.broken = False
         self.error: str | None = None
 
-    def frames(self, chunk: bytes) -> list[bytes]:
-        """The messages completed by `chunk`, whole (prelude to CRC)."""
+    def scan(self, chunk: bytes) -> tuple[bytes, list[tuple[int, int, int]]]:
+        """(buffer, [(message start, payload start, message end)]) for the messages `chunk` completes."""
         if self.broken:
-            return []
+            return b"", []
         data = self._pending + chunk if self._pending else chunk
-        out: list[bytes] = []
+        spans: list[tuple[int, int, int]] = []
         at, size = 0, len(data)
         while size - at >= _PRELUDE:
             total, headers_length = _LENGTHS.unpack_from(data, at)
             if total < _PRELUDE + 4 or total > _MAX_MESSAGE or headers_length > total - _PRELUDE - 4:
                 self.broken = True  # not an event stream (or damaged): stop reading, keep relaying
-                return out
+                break
             if size - at < total:
                 break
-            out.append(data[at : at + total])
+            spans.append((at, at + _PRELUDE + headers_length, at + total))
             at += total
-        self._pending = data[at:]
-        return out
+        self._pending = b"" if self.broken else data[at:]
+        return data, spans
 
     def parse(self, frame: bytes) -> tuple[dict[str, Any], bytes] | None:
         """botocore's reading of one message: (headers, payload) of an event; None otherwise."""
@@ -317,12 +328,6 @@ class _EventStreamReader:
         return None
 
 
-def payload_of(frame: bytes) -> bytes:
-    """A message's payload, unparsed: after the prelude and headers, before the message CRC."""
-    headers_length = int.from_bytes(frame[4:8], "big")
-    return frame[_PRELUDE + headers_length : -4]
-
-
 class BedrockStreamMeter:
     """InvokeModelWithResponseStream: each `chunk` holds one Anthropic stream event in base64."""
 
@@ -333,18 +338,22 @@ class BedrockStreamMeter:
         self._events = AnthropicStreamMeter()
 
     def feed(self, chunk: bytes) -> bytes:
-        for frame in self._reader.frames(chunk):
-            payload = payload_of(frame)
-            if payload.startswith(_DELTA_CHUNK):
+        data, spans = self._reader.scan(chunk)
+        deltas = chars = 0
+        for at, start, end in spans:
+            if data.startswith(_DELTA_CHUNK, start):
                 # Only needed if the stream is cut before message_delta: count, don't decode.
-                end = payload.find(b'"', len(_DELTA_CHUNK))
-                self._events.count_delta(max(0, (end - 10) * 3 // 4 - 80))
-            elif payload.startswith(_SKIPPED_CHUNKS):
-                continue  # ping, content_block_start/stop: nothing to meter
-            else:
-                parsed = self._reader.parse(frame)
+                deltas += 1
+                chars += data.find(b'"', start + _BYTES_AT, end) - start - _BYTES_AT
+            elif data.startswith(_STOP_CHUNK, start):
+                self._events.on_event({"type": "message_stop"})  # seen by its prefix: nothing else to read
+            elif not data.startswith(_SKIPPED_CHUNKS, start):
+                parsed = self._reader.parse(data[at:end])
                 if parsed is not None and parsed[0].get(":event-type") == "chunk":
                     self._read(parsed[1])
+        if deltas:
+            # base64 is 4 characters for 3 bytes; ~80 bytes of each event are its JSON frame.
+            self._events.count_delta(max(0, chars * 3 // 4 - 80 * deltas))
         return chunk
 
     def _read(self, payload: bytes) -> None:
@@ -382,13 +391,13 @@ class ConverseStreamMeter:
         self._delta_chars = 0
 
     def feed(self, chunk: bytes) -> bytes:
-        for frame in self._reader.frames(chunk):
-            headers_end = _PRELUDE + int.from_bytes(frame[4:8], "big")
-            if _CONVERSE_DELTA in frame[_PRELUDE:headers_end]:
+        data, spans = self._reader.scan(chunk)
+        for at, start, end in spans:
+            if data.find(_CONVERSE_DELTA, at + _PRELUDE, start) != -1:
                 # Only needed if the stream is cut before `metadata`: count, don't parse.
-                self._delta_chars += max(0, len(frame) - headers_end - 64)
+                self._delta_chars += max(0, end - start - 64)
                 continue
-            parsed = self._reader.parse(frame)
+            parsed = self._reader.parse(data[at:end])
             if parsed is None or parsed[0].get(":event-type") != "metadata":
                 continue
             try:

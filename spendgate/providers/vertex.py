@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import re
 
-import orjson
-
-from spendgate.errors import InvalidRequest, UnknownEndpoint
-from spendgate.providers.anthropic import AnthropicProvider
-from spendgate.providers.base import ClientRequest, RequestInfo, UpstreamRequest
-from spendgate.providers.google_token import GoogleTokenSource
+from spendgate.errors import InvalidRequest, NotConfigured, UnknownEndpoint
+from spendgate.extras import MissingExtra
+from spendgate.providers.anthropic import AnthropicProvider, _json_object
+from spendgate.providers.base import (
+    ClientRequest,
+    RequestInfo,
+    UpstreamRequest,
+    read_metadata,
+    read_stream,
+    read_token_limit,
+)
+from spendgate.providers.google_token import GoogleTokenSource, NoGoogleCredentials
 
 PATH_PREFIX = "/vertex_ai/v1/"
 _PATH = re.compile(
@@ -57,21 +63,15 @@ class VertexProvider(AnthropicProvider):
                 f"Unknown Vertex AI path {path!r}: expected {PATH_PREFIX}projects/{{project}}/locations/"
                 "{region}/publishers/anthropic/models/{model}:rawPredict or :streamRawPredict",
             )
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise InvalidRequest("The request body must be a JSON object")
-        max_tokens = data.get("max_tokens")
-        if not isinstance(max_tokens, int) or max_tokens < 1:
+        data = _json_object(body)
+        max_tokens = read_token_limit(data, "max_tokens")
+        if max_tokens is None:
             raise InvalidRequest("max_tokens: Field required (a positive integer)")
-        metadata = data.get("metadata")
         return RequestInfo(
             model=found["model"],
-            stream=data.get("stream") is True,
+            stream=read_stream(data),
             max_tokens=max_tokens,
-            metadata=metadata if isinstance(metadata, dict) else {},
+            metadata=read_metadata(data),
             path=path,
             body=data,
         )
@@ -100,4 +100,10 @@ class VertexProvider(AnthropicProvider):
     async def authorize(self, headers: dict[str, str]) -> dict[str, str]:
         """`headers` (Anthropic's forwarding: anthropic-* travel, no provider key) with the current
         Google access token (cached; refreshed off the event loop)."""
-        return {**headers, "authorization": f"Bearer {await self._tokens.token()}"}
+        try:
+            token = await self._tokens.token()
+        except MissingExtra as exc:
+            raise NotConfigured(str(exc)) from None
+        except NoGoogleCredentials as exc:
+            raise NotConfigured(f"Spendgate cannot authenticate to Vertex AI: {exc}") from None
+        return {**headers, "authorization": f"Bearer {token}"}
