@@ -38,13 +38,15 @@ from spendgate.ledger import Journal, LedgerWriter, recover_journals
 from spendgate.ledger.ingest import IngestProcess, another_is_active
 from spendgate.ledger.quarantine import Landed, land_checked
 from spendgate.metrics import CONTENT_TYPE, Metrics
-from spendgate.passthrough import relay, wants_anthropic
+from spendgate.passthrough import bedrock_profiles, relay, wants_anthropic
 from spendgate.pricing import Pricer
 from spendgate.providers.anthropic import AnthropicProvider
 from spendgate.providers.base import Provider
+from spendgate.providers.bedrock import BedrockProvider
 from spendgate.providers.openai import OpenAIProvider
 from spendgate.providers.openai_embeddings import OpenAIEmbeddingsProvider
 from spendgate.providers.openai_responses import OpenAIResponsesProvider
+from spendgate.providers.vertex import VertexProvider
 from spendgate.proxy import ProxyEndpoint
 from spendgate.reports.schedule import load_schedule, run_reports_forever
 from spendgate.routing.policy import Policy, load_policy
@@ -96,6 +98,8 @@ def build_gateway(settings: Settings, *, ingest_process: bool = False) -> Gatewa
         openai=OpenAIProvider(openai_secret, settings.openai_base_url),
         openai_responses=OpenAIResponsesProvider(openai_secret, settings.openai_base_url),
         openai_embeddings=OpenAIEmbeddingsProvider(openai_secret, settings.openai_base_url),
+        bedrock=BedrockProvider(settings.bedrock_region, settings.bedrock_base_url),
+        vertex=VertexProvider(settings.vertex_base_url),
         upstream=Upstream(
             settings.upstream_connect_timeout_s,
             settings.upstream_read_timeout_s,
@@ -154,10 +158,17 @@ def build_counters(settings: Settings) -> Counters:
 class SpendgateApp:
     """The ASGI app: the metered endpoints served raw (the hot path), everything else by Starlette."""
 
-    def __init__(self, app: Starlette, proxies: dict[str, ProxyEndpoint], drain: Drain) -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        proxies: dict[str, ProxyEndpoint],
+        drain: Drain,
+        prefixed: tuple[tuple[str, ProxyEndpoint], ...] = (),
+    ) -> None:
         self.app = app
         self.proxies = proxies  # by request path; POST only (Starlette answers other methods with 405)
         self.drain = drain
+        self.prefixed = prefixed  # by path prefix: the clouds put the model (and project) in the path
 
     @property
     def state(self) -> State:
@@ -167,9 +178,13 @@ class SpendgateApp:
         if self.drain.draining and scope["type"] == "http":
             send = closing(send)  # no call may follow down this connection (see drain.py)
         if scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = self.proxies.get(scope["path"])
+            path = scope["path"]
+            endpoint = self.proxies.get(path)
             if endpoint is not None:
                 return await endpoint(scope, receive, send)
+            for prefix, endpoint in self.prefixed:
+                if path.startswith(prefix):
+                    return await endpoint(scope, receive, send)
         await self.app(scope, receive, send)
 
 
@@ -187,6 +202,10 @@ def create_app(settings: Settings | None = None, *, ingest_process: bool = False
     settlement = Settlement(gw.budgets, gw.ledger, gw.metrics)
     metered = (gw.anthropic, gw.openai, gw.openai_responses, gw.openai_embeddings)
     proxies = {p.path: build_endpoint(gw, p, settlement) for p in metered}
+    prefixed = tuple((p.path, build_endpoint(gw, p, settlement)) for p in (gw.bedrock, gw.vertex))
+
+    async def inference_profiles(request: Request) -> Response:
+        return await bedrock_profiles(gw, request)
 
     async def count_tokens(request: Request) -> Response:
         url = _url(anthropic_root, "/v1/messages/count_tokens", request)
@@ -303,6 +322,7 @@ def create_app(settings: Settings | None = None, *, ingest_process: bool = False
         Route("/v1/responses/{response_id}/cancel", responses_relay, methods=["POST"]),
         Route("/v1/embeddings", proxies["/v1/embeddings"], methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/bedrock/inference-profiles", inference_profiles, methods=["GET"]),
         Route("/api/hello", hello, methods=["GET", "HEAD"]),
         Route("/healthz", health, methods=["GET"]),
         Route("/readyz", ready, methods=["GET"]),
@@ -311,11 +331,15 @@ def create_app(settings: Settings | None = None, *, ingest_process: bool = False
         Mount("/admin", app=create_admin_app(gw)),
         Mount("/ui", app=console_app(gw)),
     ]
+
     async def not_routed(request: Request, exc: Exception) -> Response:
         # An unknown path or method gets JSON in the format of the API its path belongs to.
         assert isinstance(exc, HTTPException)
-        openai = request.url.path.startswith(_OPENAI_PATHS) and not wants_anthropic(request)
-        provider = gw.openai if openai else gw.anthropic
+        path = request.url.path
+        openai = path.startswith(_OPENAI_PATHS) and not wants_anthropic(request)
+        provider: Provider = gw.openai if openai else gw.anthropic
+        if path.startswith("/bedrock/"):
+            provider = gw.bedrock  # Bedrock's shape, for the AWS SDKs
         message = f"Spendgate has no {request.method} {request.url.path[:200]}"
         error = MethodNotAllowed(message) if exc.status_code == 405 else UnknownEndpoint(message)
         status, headers, body = provider.error(error, "")
@@ -324,7 +348,7 @@ def create_app(settings: Settings | None = None, *, ingest_process: bool = False
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_routed})
     app.state.gateway = gw
-    return SpendgateApp(app, proxies, drain)
+    return SpendgateApp(app, proxies, drain, prefixed)
 
 
 def create_served_app(settings: Settings | None = None) -> SpendgateApp:

@@ -11,9 +11,11 @@ from spendgate.ledger import LedgerWriter
 from spendgate.metrics import Metrics
 from spendgate.pricing import Pricer
 from spendgate.providers.anthropic import AnthropicProvider
+from spendgate.providers.bedrock import BedrockProvider
 from spendgate.providers.openai import OpenAIProvider
 from spendgate.providers.openai_embeddings import OpenAIEmbeddingsProvider
 from spendgate.providers.openai_responses import OpenAIResponsesProvider
+from spendgate.providers.vertex import VertexProvider
 from spendgate.routing.router import Router
 from spendgate.store.base import Store
 from spendgate.upstream import Upstream
@@ -29,6 +31,8 @@ class Gateway:
     openai: OpenAIProvider
     openai_responses: OpenAIResponsesProvider
     openai_embeddings: OpenAIEmbeddingsProvider
+    bedrock: BedrockProvider
+    vertex: VertexProvider
     upstream: Upstream
     ledger: LedgerWriter
     budgets: BudgetEnforcer

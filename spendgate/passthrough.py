@@ -48,3 +48,34 @@ def wants_anthropic(request: Request) -> bool:
     """`GET /v1/models` is shared by both APIs: Anthropic clients send their own headers."""
     headers = request.headers
     return "anthropic-version" in headers or "x-api-key" in headers
+
+
+async def bedrock_profiles(gw: Gateway, request: Request) -> Response:
+    """`GET /bedrock/inference-profiles`, relayed signed to Bedrock's control plane.
+
+    Claude Code asks for the system-defined profiles at start, with no credential (it leaves
+    signing to the gateway): that listing needs no key; any other needs a virtual key.
+    """
+    provider, request_id = gw.bedrock, new_request_id()
+    query = request.url.query
+    try:
+        system_defined = dict(request.query_params).get("type") == "SYSTEM_DEFINED"
+        if not system_defined or "authorization" in request.headers or "x-api-key" in request.headers:
+            await gw.keyring.authenticate(request.headers)
+        url = f"{provider.control_url}/inference-profiles" + (f"?{query}" if query else "")
+        await provider.ready()
+        headers = provider.sign("GET", url, {"accept": "application/json"}, b"")
+        upstream = await gw.upstream.send(UpstreamRequest("GET", url, headers, None))
+        try:
+            payload = await upstream.read()
+        except aiohttp.ClientError:
+            raise UpstreamCut("Spendgate: the provider closed the connection") from None
+        finally:
+            upstream.release()
+    except SpendgateError as exc:
+        status, headers, error = provider.error(exc, request_id)
+        headers[REQUEST_ID_HEADER] = request_id
+        return Response(error, status, media_type="application/json", headers=headers)
+    headers = forwardable_response_headers(upstream.headers)
+    headers[REQUEST_ID_HEADER] = request_id
+    return Response(payload, upstream.status, headers=headers)

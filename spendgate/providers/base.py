@@ -118,9 +118,13 @@ class Provider(Protocol):
 
     name: str  # the ledger's `provider` and the price data's provider id
     path: str  # the metered endpoint Spendgate serves for it, e.g. /v1/messages (or a path prefix)
-    base_url: str  # the primary deployment
     request_id_header: str  # where the provider puts its id for an answer
     stream_content_type: str  # a streamed answer's content type, e.g. text/event-stream
+
+    @property
+    def base_url(self) -> str:
+        """The primary deployment (a cloud may derive it from its region)."""
+        ...
 
     def parse(self, body: bytes, path: str) -> RequestInfo:
         """The fields the pipeline needs; InvalidRequest when the body is not a valid call."""
