@@ -17,6 +17,13 @@ local body = '{"model":"' .. model .. '","max_tokens":64,"messages":[{"role":"us
   .. '"content":"Say hello to the benchmark in one short sentence."}]'
   .. (stream and ',"stream":true}' or '}')
 local marker = stream and "message_stop" or '"usage"'
+-- Bedrock's InvokeModelWithResponseStream (bench/cloud_bench.py): the model is in the URL, and the
+-- stream is an AWS event stream whose chunks carry the Anthropic events in base64.
+if os.getenv("BENCH_MODE") == "bedrock-stream" then
+  body = '{"anthropic_version":"bedrock-2023-05-31","max_tokens":64,"messages":[{"role":"user",'
+    .. '"content":"Say hello to the benchmark in one short sentence."}]}'
+  marker = "eyJ0eXBlIjoibWVzc2FnZV9zdG9w"  -- base64 of {"type":"message_stop"
+end
 
 local threads = {}
 

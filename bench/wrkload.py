@@ -45,6 +45,7 @@ class Load:
     seconds: int  # wrk runs for whole seconds
     id_prefix: str  # x-client-request-id = <id_prefix>-<thread>-<n>
     threads: int = 1
+    path: str = "/v1/messages"  # appended to url (bench/cloud_bench.py: the Bedrock paths)
 
 
 def run_wrk(load: Load) -> dict[str, Any]:
@@ -52,7 +53,7 @@ def run_wrk(load: Load) -> dict[str, Any]:
     threads = max(1, min(load.threads, load.concurrency))  # wrk needs connections >= threads
     argv = [
         wrk_path(), f"-t{threads}", f"-c{load.concurrency}", f"-d{load.seconds}s",
-        f"--timeout={REQUEST_TIMEOUT_S}s", "-s", str(LUA), load.url.rstrip("/") + "/v1/messages",
+        f"--timeout={REQUEST_TIMEOUT_S}s", "-s", str(LUA), load.url.rstrip("/") + load.path,
     ]
     env = {
         **os.environ, "BENCH_KEY": load.key, "BENCH_MODE": load.mode, "BENCH_ID_PREFIX": load.id_prefix,

@@ -1,4 +1,4 @@
-"""``spendgate fake-upstream``: run the fake Anthropic + OpenAI API in the foreground."""
+"""``spendgate fake-upstream``: the fake providers (Anthropic, OpenAI, Bedrock, Vertex) in the foreground."""
 
 from __future__ import annotations
 
@@ -21,8 +21,19 @@ def register(app: typer.Typer) -> None:
         openai_key: Annotated[
             str | None, typer.Option(help="Require this OpenAI API key (default: accept any).")
         ] = None,
+        aws_access_key_id: Annotated[
+            str | None,
+            typer.Option(
+                help="Require Bedrock calls to be SigV4-signed by this key (with the secret below)."
+            ),
+        ] = None,
+        aws_secret_access_key: Annotated[
+            str | None,
+            typer.Option(help="The secret of --aws-access-key-id.", envvar="FAKE_AWS_SECRET_ACCESS_KEY"),
+        ] = None,
     ) -> None:
-        """Serve a fake of the Anthropic and OpenAI APIs (for tests, demos and benchmarks)."""
+        """Serve a fake of the Anthropic and OpenAI APIs, Bedrock and Vertex AI (for tests, demos and
+        benchmarks)."""
         # Imported here so that building the CLI stays cheap.
         from spendgate.fake_upstream.server import base_url, bind_socket, serve_forever
         from spendgate.fake_upstream.settings import FakeSettings
@@ -30,6 +41,8 @@ def register(app: typer.Typer) -> None:
         settings = FakeSettings(
             anthropic_api_key=anthropic_key,
             openai_api_key=openai_key,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
             latency_ms=latency_ms,
             chunk_delay_ms=chunk_delay_ms,
             output_tokens=output_tokens,
@@ -42,6 +55,7 @@ def register(app: typer.Typer) -> None:
         url = base_url(sock)
         typer.echo(f"Anthropic base URL: {url}")
         typer.echo(f"OpenAI base URL:    {url}/v1")
+        typer.echo(f"Bedrock base URL:   {url}   Vertex AI base URL: {url}")
         typer.echo(
             "Steer requests with x-fake-mode / x-fake-usage / x-fake-output-tokens headers. Ctrl+C stops."
         )

@@ -208,8 +208,16 @@ async def messages(request: Request) -> Response:
     reply = make_reply(payload, state, controls, "msg_fake" + request_id[8:])
     if isinstance(reply, str):
         return error_response(400, "invalid_request_error", reply, request_id)
+    return reply_response(request, reply, controls, request_id, stream=payload.get("stream") is True)
+
+
+def reply_response(
+    request: Request, reply: Reply, controls: Controls, request_id: str, *, stream: bool
+) -> Response:
+    """A Messages answer as JSON or SSE (also the Vertex fake's: Vertex relays Anthropic's)."""
+    state = fake_state(request)
     headers = {"request-id": request_id}
-    if payload.get("stream") is True:
+    if stream:
         assets: AnthropicAssets = request.app.state.anthropic
         events = stream_events(reply, state, assets, controls.mode)
         cut = controls.mode == "stream-cut"

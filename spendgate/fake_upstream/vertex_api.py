@@ -14,14 +14,7 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import Response
 
-from spendgate.fake_upstream.anthropic_api import (
-    MODE_ERRORS,
-    AnthropicAssets,
-    error_response,
-    make_reply,
-    message_json,
-    stream_events,
-)
+from spendgate.fake_upstream.anthropic_api import MODE_ERRORS, error_response, make_reply, reply_response
 from spendgate.fake_upstream.common import (
     ControlError,
     bearer_token,
@@ -31,7 +24,6 @@ from spendgate.fake_upstream.common import (
     parse_json_object,
     pause,
 )
-from spendgate.fake_upstream.streaming import EventStreamResponse
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -116,10 +108,4 @@ async def predict(request: Request) -> Response:
     reply = make_reply(payload, state, controls, "msg_vrtx_" + request_id[9:], model=vertex_model(model))
     if isinstance(reply, str):
         return error_response(400, "invalid_request_error", reply, request_id)
-    response_headers = {"request-id": request_id}
-    if payload.get("stream") is True:
-        assets: AnthropicAssets = request.app.state.anthropic
-        events = stream_events(reply, state, assets, controls.mode)
-        cut = controls.mode == "stream-cut"
-        return EventStreamResponse(events, headers=response_headers, delay_s=controls.chunk_delay_s, cut=cut)
-    return json_response(message_json(reply, state), headers=response_headers)
+    return reply_response(request, reply, controls, request_id, stream=payload.get("stream") is True)
