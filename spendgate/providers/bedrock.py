@@ -37,6 +37,7 @@ from spendgate.providers.base import (
     as_int,
     clean_text,
     forwardable_request_headers,
+    json_object,
     read_metadata,
     read_token_limit,
     rough_tokens,
@@ -141,11 +142,9 @@ class BedrockProvider:
     def parse(self, body: bytes, path: str) -> RequestInfo:
         model, action = split_path(path)
         try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            data = None
-        if not isinstance(data, dict):
-            raise InvalidRequest("Malformed input request: the body must be a JSON object.")
+            data = json_object(body)
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"Malformed input request: {exc.message}") from None  # Bedrock's words
         if action.startswith("converse"):
             config = data.get("inferenceConfig")
             max_tokens = config.get("maxTokens") if isinstance(config, dict) else None

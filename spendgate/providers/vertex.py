@@ -16,11 +16,12 @@ import re
 
 from spendgate.errors import InvalidRequest, NotConfigured, UnknownEndpoint
 from spendgate.extras import MissingExtra
-from spendgate.providers.anthropic import AnthropicProvider, _json_object
+from spendgate.providers.anthropic import AnthropicProvider
 from spendgate.providers.base import (
     ClientRequest,
     RequestInfo,
     UpstreamRequest,
+    json_object,
     read_metadata,
     read_stream,
     read_token_limit,
@@ -63,7 +64,7 @@ class VertexProvider(AnthropicProvider):
                 f"Unknown Vertex AI path {path!r}: expected {PATH_PREFIX}projects/{{project}}/locations/"
                 "{region}/publishers/anthropic/models/{model}:rawPredict or :streamRawPredict",
             )
-        data = _json_object(body)
+        data = json_object(body)
         max_tokens = read_token_limit(data, "max_tokens")
         if max_tokens is None:
             raise InvalidRequest("max_tokens: Field required (a positive integer)")
