@@ -224,6 +224,7 @@ def create_app(settings: Settings | None = None, *, ingest_process: bool = False
         gw.pricer,
         gw.budgets,
         gw.ledger,
+        gw.metrics,
         BatchLimits(settings.max_body_bytes, settings.budget_default_max_tokens),
     )
 

@@ -262,6 +262,20 @@ class Metrics:
     # --- the call path ---
     def observe_call(self, row: LedgerRow, team: str, seconds: float, upstream_seconds: float | None) -> None:
         """One recorded call: cost, tokens, outcome, latency; upstream_seconds None if never forwarded."""
+        self.count_call(row, team)
+        calls = self._calls
+        series = (row.provider, "true" if row.streamed else "false")
+        timer = calls.duration.get(series)
+        if timer is None:
+            timer = calls.duration[series] = _Timer(len(calls.duration_bounds))
+            calls.overhead.setdefault((row.provider,), _Timer(len(calls.overhead_bounds)))
+        timer.observe(calls.duration_bounds, seconds)
+        if upstream_seconds is not None:
+            overhead = max(seconds - upstream_seconds, 0.0)
+            calls.overhead[(row.provider,)].observe(calls.overhead_bounds, overhead)
+
+    def count_call(self, row: LedgerRow, team: str) -> None:
+        """A recorded call's request, cost and tokens, without latency (a batch's calls have none)."""
         calls = self._calls
         key = (team or "unknown", row.use_case, row.upstream_model or "unknown", row.provider, row.status)
         requests = calls.requests.get(key)
@@ -280,15 +294,6 @@ class Metrics:
         tokens[2] += row.cache_write_1h_tokens
         tokens[3] += row.cache_read_tokens
         tokens[4] += row.output_tokens
-        series = (row.provider, "true" if row.streamed else "false")
-        timer = calls.duration.get(series)
-        if timer is None:
-            timer = calls.duration[series] = _Timer(len(calls.duration_bounds))
-            calls.overhead.setdefault((row.provider,), _Timer(len(calls.overhead_bounds)))
-        timer.observe(calls.duration_bounds, seconds)
-        if upstream_seconds is not None:
-            overhead = max(seconds - upstream_seconds, 0.0)
-            calls.overhead[(row.provider,)].observe(calls.overhead_bounds, overhead)
 
     def alert_delivered(self, channel: str, ok: bool) -> None:
         """An alert notification was sent (ok) or could not be delivered."""

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import anthropic
+import httpx
 import httpx2
 import pytest
 from typer.testing import CliRunner
@@ -112,6 +113,13 @@ def test_batch_calls_land_once_at_the_batch_rate_for_the_creating_key(gateway: R
         assert row["cost_nanos"] == PER_CALL_NANOS and row["pricing_tier"] == "batch"
         assert row["upstream_request_id"] == created.id and not row["estimated"]
     assert creator_key.metered_calls == 2 and creator_key.metered_cost_nanos == 2 * PER_CALL_NANOS
+    scrape = httpx.get(f"{gateway.url}/metrics").text
+    [line] = [
+        x
+        for x in scrape.splitlines()
+        if x.startswith("spendgate_cost_usd_total{") and 'use_case="summaries"' in x
+    ]
+    assert float(line.rsplit(" ", 1)[1]) == pytest.approx(2 * PER_CALL_NANOS / 1e9)
 
 
 def test_batches_list_shows_what_is_metered(gateway: RunningGateway, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,6 +36,7 @@ from spendgate.budgets.estimate import input_bound, worst_case_nanos
 from spendgate.clock import from_epoch, utc_now_iso
 from spendgate.errors import CountersUnavailable, SpendgateError, UnknownEndpoint, UpstreamCut
 from spendgate.ledger import LedgerWriter
+from spendgate.metrics import Metrics
 from spendgate.models import MessageBatch, Principal
 from spendgate.pricing import Pricer
 from spendgate.providers.anthropic import AnthropicProvider
@@ -73,6 +74,7 @@ class BatchesAPI:
         pricer: Pricer,
         budgets: BudgetEnforcer,
         ledger: LedgerWriter,
+        metrics: Metrics,
         limits: Limits,
     ) -> None:
         self.provider = provider
@@ -82,6 +84,7 @@ class BatchesAPI:
         self._pricer = pricer
         self._budgets = budgets
         self._ledger = ledger
+        self._metrics = metrics
         self._limits = limits
 
     # --- the endpoints ---
@@ -136,10 +139,10 @@ class BatchesAPI:
     async def delete(self, request: Request) -> Response:
         request_id = new_request_id()
         try:
-            batch = await self.own(request)
+            batch, caller = await self.own(request)
             if batch.metered_at is None:
                 # Deleting removes the results with their usage: read them first.
-                await self.meter(batch, request.headers, request_id)
+                await self.meter(batch, caller, request.headers, request_id)
         except SpendgateError as exc:
             return self.error_response(exc, request_id)
         return await self._owned(request, "DELETE", "", request_id)
@@ -184,8 +187,9 @@ class BatchesAPI:
             raise budget_refusal(decision)
         self._budgets.finish(decision, 0, "")  # a check, not a hold: the batch may take a day
 
-    async def own(self, request: Request) -> MessageBatch:
-        """The caller's org's batch named in the path; a 404 for another org's or one made elsewhere."""
+    async def own(self, request: Request) -> tuple[MessageBatch, Principal]:
+        """The caller's org's batch named in the path, and the caller; a 404 for another org's batch
+        or one made elsewhere."""
         principal = await self._keyring.authenticate(request.headers)
         batch_id = request.path_params["batch_id"]
         batch = await asyncio.to_thread(self._store.get_batch, batch_id)
@@ -193,14 +197,14 @@ class BatchesAPI:
             raise UnknownEndpoint(
                 f"message_batch_id: {batch_id!r} is not a batch created through Spendgate by your org."
             )
-        return batch
+        return batch, principal
 
     async def _owned(
         self, request: Request, method: str, suffix: str, request_id: str | None = None
     ) -> Response:
         request_id = request_id or new_request_id()
         try:
-            batch = await self.own(request)
+            batch, _ = await self.own(request)
             upstream = await self.send_upstream(request, method, f"{PATH}/{batch.batch_id}{suffix}", None)
             status, headers, payload = await _read(upstream)
         except SpendgateError as exc:
@@ -238,7 +242,9 @@ class BatchesAPI:
         return Response(body, status, headers=headers, media_type="application/json")
 
     # --- metering ---
-    async def meter(self, batch: MessageBatch, headers: Mapping[str, str], request_id: str) -> None:
+    async def meter(
+        self, batch: MessageBatch, caller: Principal, headers: Mapping[str, str], request_id: str
+    ) -> None:
         """Read a batch's results upstream, for no client, and meter them (for delete); `headers`
         are the caller's, for anthropic-version and the like."""
         url = f"{self.provider.base_url}{PATH}/{batch.batch_id}/results"
@@ -254,9 +260,11 @@ class BatchesAPI:
             raise UpstreamCut("Spendgate: the provider cut the batch results") from None
         finally:
             response.release()
-        await self.record(batch, reader, request_id)
+        await self.record(batch, reader, caller, request_id)
 
-    async def record(self, batch: MessageBatch, reader: BatchResultsReader, request_id: str) -> int:
+    async def record(
+        self, batch: MessageBatch, reader: BatchResultsReader, caller: Principal, request_id: str
+    ) -> int:
         """Write a batch's succeeded calls to the ledger if no one has; the number written."""
         reader.finish()
         now = time.time()
@@ -270,6 +278,10 @@ class BatchesAPI:
             return 0
         for row in rows:
             self._ledger.record(row)
+        # The metrics' team label is a name: the caller's, when the caller is on the creating team.
+        team = caller.team_name if caller.team_id == batch.team_id else batch.team_id
+        for row in rows:
+            self._metrics.count_call(row, team)
         creator = _creator(batch)
         if self._budgets.active and cost:
             # Charged to the budgets now, when the spend is known (never refused: it is spent).
@@ -321,7 +333,7 @@ class BatchResults:
         request = Request(scope, receive)
         api, request_id = self.api, new_request_id()
         try:
-            batch = await api.own(request)
+            batch, caller = await api.own(request)
             upstream = await api.send_upstream(request, "GET", f"{PATH}/{batch.batch_id}/results", None)
         except SpendgateError as exc:
             return await api.error_response(exc, request_id)(scope, receive, send)
@@ -346,7 +358,7 @@ class BatchResults:
             raise UpstreamCut("the provider cut the batch results") from None
         upstream.release()
         if reader is not None:
-            await api.record(batch, reader, request_id)
+            await api.record(batch, reader, caller, request_id)
         await client.send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
