@@ -79,8 +79,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="Fake upstream delay before headers.")
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (one is plenty here).")
     parser.add_argument("--targets", default="direct,bare,spendgate",
-                        help="Subset to run (litellm is added by --litellm); also sg-thread: "
-                             "Spendgate with its ledger writer thread instead of the ingest process.")
+                        help="Subset to run (litellm is added by --litellm); also sg-ingest: "
+                             "Spendgate with SPENDGATE_LEDGER_INGEST_PROCESS=true.")
     parser.add_argument("--baseline", type=Path, default=None, metavar="CHECKOUT",
                         help="Also measure the spendgate package of another checkout (target "
                              "sg-base), e.g. a worktree of the commit before a change.")
@@ -280,9 +280,9 @@ def main() -> None:
         "spendgate": lambda: start_spendgate(logs, fake),
         "litellm": lambda: start_litellm(logs, fake),
         "sg-base": lambda: start_spendgate(logs, fake, "sg-base", source=args.baseline),
-        # the ledger writer as a thread of the serving process, as before the ingest process
-        "sg-thread": lambda: start_spendgate(
-            logs, fake, "sg-thread", extra_env={"SPENDGATE_LEDGER_INGEST_PROCESS": "false"}
+        # the ledger rows landed by a child process instead of the serving process's writer thread
+        "sg-ingest": lambda: start_spendgate(
+            logs, fake, "sg-ingest", extra_env={"SPENDGATE_LEDGER_INGEST_PROCESS": "true"}
         ),
         f"sg-w{args.workers}": lambda: start_spendgate(logs, fake, f"sg-w{args.workers}",
                                                        workers=args.workers),

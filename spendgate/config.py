@@ -87,9 +87,9 @@ class Settings(BaseSettings):
     ledger_batch_size: int = Field(500, description="Most ledger rows written in one transaction.")
     ledger_flush_interval_s: float = Field(0.2, description="Longest a ledger row waits before its batch.")
     ledger_ingest_process: bool = Field(
-        True,
+        False,
         description="Under 'spendgate serve', a child process lands the journaled ledger rows in the "
-        "database; false: a thread of the serving process does (it shares the event loop's GIL).",
+        "database, rather than a thread of the serving process (which shares the event loop's GIL).",
     )
     ledger_stall_unhealthy_s: float = Field(
         60.0,

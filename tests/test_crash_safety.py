@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from spendgate.admin.service import create_key
 from spendgate.fake_upstream import FakeUpstream
@@ -17,7 +18,10 @@ from tests.conftest import PROVIDER_ANTHROPIC_KEY, PROVIDER_OPENAI_KEY
 from tests.procs import free_port, start_gateway
 
 
-def test_sigkill_under_load_loses_nothing_and_doubles_nothing(tmp_path: Path, fake: FakeUpstream) -> None:
+@pytest.mark.parametrize("ingest_process", ["false", "true"])  # a writer thread, or the ingest process
+def test_sigkill_under_load_loses_nothing_and_doubles_nothing(
+    tmp_path: Path, fake: FakeUpstream, ingest_process: str
+) -> None:
     db = tmp_path / "crash.db"
     store = open_store(f"sqlite:///{db}")
     store.migrate()
@@ -35,6 +39,7 @@ def test_sigkill_under_load_loses_nothing_and_doubles_nothing(tmp_path: Path, fa
         # A slow writer keeps many rows only in the journal when the kill lands.
         "SPENDGATE_LEDGER_FLUSH_INTERVAL_S": "1.0",
         "SPENDGATE_LOG_LEVEL": "warning",
+        "SPENDGATE_LEDGER_INGEST_PROCESS": ingest_process,
     }
     port = free_port()
     proc = start_gateway(env, port)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import anthropic
+import pytest
 
 from spendgate.admin.service import create_key
 from spendgate.fake_upstream import FakeUpstream
@@ -59,7 +60,10 @@ def journal_owners(spool: Path, nonempty: bool) -> set[str]:
     }
 
 
-def test_two_workers_share_counters_and_never_pass_the_hard_stop(tmp_path: Path, fake: FakeUpstream) -> None:
+@pytest.mark.parametrize("ingest_process", ["false", "true"])  # each worker's thread, or one ingester
+def test_two_workers_share_counters_and_never_pass_the_hard_stop(
+    tmp_path: Path, fake: FakeUpstream, ingest_process: str
+) -> None:
     database = f"sqlite:///{tmp_path}/spendgate.db"
     store = open_store(database)
     store.migrate()
@@ -85,6 +89,7 @@ def test_two_workers_share_counters_and_never_pass_the_hard_stop(tmp_path: Path,
         SPENDGATE_OPENAI_BASE_URL=fake.openai_url,
         SPENDGATE_OPENAI_API_KEY=PROVIDER_OPENAI_KEY,
         SPENDGATE_LOG_LEVEL="warning",
+        SPENDGATE_LEDGER_INGEST_PROCESS=ingest_process,
     )
     port = free_port()
     server = start_gateway(env, port, workers=2)

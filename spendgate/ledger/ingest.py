@@ -1,11 +1,12 @@
 """Ledger ingestion in a process of its own: the serving process only appends to its journal.
 
-Under `spendgate serve`, the rows a gateway process journals are landed in the database by a
-child process that tails the spool folder, rather than by a writer thread. A thread shares the
-serving process's GIL: its Python work (row parameters, rollup deltas, the duplicate check) and
-every hand-off of the GIL after a database statement come out of the event loop's time, about
-50 µs per call on a 2-core machine (docs/benchmarks.md). In its own process that work runs
-beside the event loop, and the request path keeps one `write(2)` per call.
+With SPENDGATE_LEDGER_INGEST_PROCESS=true, the rows a `spendgate serve` process journals are
+landed in the database by a child process that tails the spool folder, rather than by a writer
+thread. A thread shares the serving process's GIL: its Python work (row parameters, rollup
+deltas, the duplicate check) and every hand-off of the GIL after a database statement come out of
+the event loop's time (docs/benchmarks.md). In its own process that work runs beside the event
+loop, and the request path keeps one `write(2)` per call; the price is reading each row back from
+the journal.
 
 Exactly once, whatever is killed when:
 - the journal is the only copy the serving process keeps, as before: a row is in its segment
