@@ -367,8 +367,12 @@ def key_limits_view(key: ApiKey) -> dict[str, Any]:
 # --- recommendations ---
 
 
+class HistorySource(SpendStore, NameStore, Protocol):
+    """What recommendations read: daily spend and the names of teams."""
+
+
 def recommend_budgets(
-    store: SpendStore,
+    store: HistorySource,
     *,
     days: int = 60,
     by: Sequence[str] = ("team",),
@@ -386,18 +390,19 @@ def recommend_budgets(
     return recommend(rows, window_start=first_day, days=days, min_baseline_nanos=min_nanos)
 
 
-def daily_spend(store: SpendStore, by: str, first_day: date, days: int) -> list[DailySpend]:
-    """Spend per group per UTC day. One grouped query per day on the indexed started_at; a
-    single GROUP BY day rollup in the store would be one round trip instead of `days`."""
+def daily_spend(store: HistorySource, by: str, first_day: date, days: int) -> list[DailySpend]:
+    """Spend per group per UTC day, in one grouped query over the daily rollup."""
+    column = RECOMMEND_BY[by].column
+    start = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
+    rows = store.sum_grouped(["day", column], ["cost_nanos"], iso(start), iso(start + timedelta(days=days)))
+    names = store.names(by) if by in NAMED else {}
     out = []
-    for offset in range(days):
-        day = first_day + timedelta(days=offset)
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        for row in store.spend(by, iso(start), iso(start + timedelta(days=1))):
-            if row["id"] is None:  # calls with no team: no one to give a budget to
-                continue
-            name = str(row["name"] if row["name"] is not None else row["id"])
-            out.append(DailySpend(by, str(row["id"]), name, day, int(row["cost_nanos"] or 0)))
+    for row in sorted(rows, key=lambda r: (r["day"], str(r[column]))):
+        value = row[column]
+        if value is None:  # calls with no team: no one to give a budget to
+            continue
+        day = date.fromisoformat(row["day"])
+        out.append(DailySpend(by, str(value), names.get(value, str(value)), day, int(row["cost_nanos"] or 0)))
     return out
 
 

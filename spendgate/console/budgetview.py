@@ -10,6 +10,7 @@ from typing import Any
 from spendgate.admin.budget_service import budget_status
 from spendgate.budgets.model import Budget
 from spendgate.console.projection import outlook
+from spendgate.console.usage import nanos
 from spendgate.pricing import format_usd
 from spendgate.store.base import Store
 
@@ -47,7 +48,7 @@ def budget_lines(store: Store, budgets: Sequence[Budget], now: datetime) -> list
         }
         line["tiers"] = [{"name": t.name, "percent": t.percent} for t in budget.tiers]
         if row["status"] == "active" and row["reset_at"]:
-            spent = _nanos(row["spent_usd"])
+            spent = nanos(row["spent_usd"])
             seen = outlook(
                 spent,
                 budget.limit_nanos(),
@@ -65,9 +66,3 @@ def budget_lines(store: Store, budgets: Sequence[Budget], now: datetime) -> list
             line["hard_stop_at"] = None
         out.append(line)
     return out
-
-
-def _nanos(usd: str) -> int:
-    from decimal import Decimal
-
-    return int(Decimal(usd) * 1_000_000_000)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from spendgate.clock import iso
-from spendgate.pricing import format_usd
+from spendgate.pricing import NANOS_PER_USD, format_usd
 from spendgate.store.base import Store
 
 
@@ -40,33 +41,25 @@ def breakdown(
     by_user: bool = False,
     names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Totals, per-day series (every day of [since, until), zeros included), and per use case / model
-    (/ user) lists for calls matching `where` (rollup key columns)."""
-    groups: Sequence[str] = ["day", "use_case", "upstream_model", *(["user_id"] if by_user else [])]
+    """Totals and per use case / model (/ user) lists for calls in [since, until) matching `where`
+    (rollup key columns), from one rollup query (no day column: a month is a few dozen rows)."""
+    groups: Sequence[str] = ["use_case", "upstream_model", *(["user_id"] if by_user else [])]
     rows = store.sum_grouped(groups, ["requests", "cost_nanos"], iso(since), iso(until), dict(where))
-    days: dict[str, list[int]] = {}
     use_cases: dict[str | None, list[int]] = {}
     models: dict[str | None, list[int]] = {}
     users: dict[str | None, list[int]] = {}
+    total = [0, 0]
     for r in rows:
         value = [int(r["requests"]), int(r["cost_nanos"])]
-        for bucket, key in ((days, r["day"]), (use_cases, r["use_case"]), (models, r["upstream_model"])):
-            _add(bucket, key, value)
+        _add(use_cases, r["use_case"], value)
+        _add(models, r["upstream_model"], value)
         if by_user:
             _add(users, r["user_id"], value)
-    total = [sum(v[0] for v in days.values()), sum(v[1] for v in days.values())]
-    daily = []
-    day = since.date()
-    while day < until.date() or (
-        day == until.date() and until > since and iso(until)[11:] != "00:00:00.000000Z"
-    ):
-        value = days.get(day.isoformat(), [0, 0])
-        daily.append({"day": day.isoformat(), "requests": value[0], "cost_usd": format_usd(value[1])})
-        day += timedelta(days=1)
+        total[0] += value[0]
+        total[1] += value[1]
     out: dict[str, Any] = {
         "requests": total[0],
         "spend_usd": format_usd(total[1]),
-        "daily": daily,
         "by_use_case": rows_by(use_cases, label="use_case"),
         "by_model": rows_by(models, label="model"),
     }
@@ -75,7 +68,30 @@ def breakdown(
     return out
 
 
+def daily(
+    store: Store, since: datetime, until: datetime, where: Mapping[str, str | None]
+) -> list[dict[str, Any]]:
+    """Spend per UTC day of [since, until), every day listed (zeros included); exact nanos kept in
+    `_nanos` for callers that sum further (months)."""
+    rows = store.sum_grouped(["day"], ["requests", "cost_nanos"], iso(since), iso(until), dict(where))
+    days = {r["day"]: (int(r["requests"]), int(r["cost_nanos"])) for r in rows}
+    out = []
+    day, last = since.date(), until.date()
+    if until == datetime.combine(last, datetime.min.time(), tzinfo=until.tzinfo) and last > since.date():
+        last -= timedelta(days=1)  # [since, until) ends at a midnight: that day is not in it
+    while day <= last:
+        requests, nanos = days.get(day.isoformat(), (0, 0))
+        out.append({"day": day.isoformat(), "requests": requests, "cost_usd": format_usd(nanos)})
+        day += timedelta(days=1)
+    return out
+
+
 def _add(bucket: dict[Any, list[int]], key: Any, value: list[int]) -> None:
     total = bucket.setdefault(key, [0, 0])
     total[0] += value[0]
     total[1] += value[1]
+
+
+def nanos(usd: str) -> int:
+    """An exact decimal dollar string back to nano-dollars."""
+    return int(Decimal(usd) * NANOS_PER_USD)

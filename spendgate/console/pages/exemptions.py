@@ -18,6 +18,7 @@ from spendgate.audit import record
 from spendgate.budgets.model import Budget, Exemption
 from spendgate.clock import iso
 from spendgate.console.context import Ctx, Forbidden, Page
+from spendgate.console.usage import nanos
 from spendgate.dimensions import SCOPE_BY
 from spendgate.pricing import format_usd
 from spendgate.roles import Roles
@@ -149,14 +150,8 @@ def detail_data(store: Store, exemption: Exemption, budget: Budget | None, now: 
         "exemption": view,
         "window_over": exemption.ends_at <= iso(now),
         "ran_under_it": ran,
-        "ran_total_usd": format_usd(sum(_nanos(r["cost_usd"]) for r in ran)),
+        "ran_total_usd": format_usd(sum(nanos(r["cost_usd"]) for r in ran)),
     }
-
-
-def _nanos(usd: str) -> int:
-    from decimal import Decimal
-
-    return int(Decimal(usd) * 1_000_000_000)
 
 
 def _find(store: Store, exemption_id: str) -> Exemption:

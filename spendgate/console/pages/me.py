@@ -13,7 +13,7 @@ from spendgate.budgets.model import Budget, window_for
 from spendgate.clock import iso
 from spendgate.console.budgetview import budget_lines
 from spendgate.console.context import Ctx, Page
-from spendgate.console.usage import breakdown, month_start
+from spendgate.console.usage import breakdown, daily, month_start
 from spendgate.models import ApiKey, Team, User
 from spendgate.pricing import format_usd
 from spendgate.store.base import NotFound, Store
@@ -63,7 +63,7 @@ def usage(ctx: Ctx) -> dict[str, Any]:
         "requests": figures["requests"],
         "budgets": budget_lines(store, [b for b in live if b.scope_type != "session"], now)
         + _session_budgets(store, per_session, sorted(key_ids), now),
-        "daily": figures["daily"],
+        "daily": daily(store, since, now, {"user_id": user.id}),
         "by_use_case": figures["by_use_case"],
         "by_model": figures["by_model"],
         "sessions": [

@@ -12,7 +12,7 @@ from spendgate.budgets.model import Budget
 from spendgate.clock import iso
 from spendgate.console.budgetview import budget_lines
 from spendgate.console.context import Ctx, Page
-from spendgate.console.usage import breakdown, month_start
+from spendgate.console.usage import breakdown, daily, month_start, nanos
 from spendgate.finance import cost_per_pr as cpp
 from spendgate.finance import forecast as fc
 from spendgate.models import Team
@@ -86,7 +86,15 @@ def team_data(store: Store, team: Team, now: datetime) -> dict[str, Any]:
     figures = breakdown(store, since, now, {"team_id": team.id}, by_user=True, names=names)
     budgets = team_budgets(store, team)
     months = cpp.month_window(TREND_MONTHS, now.strftime("%Y-%m"))
-    per_pr = [r for r in cpp.report(store, "team", months) if r.group == team.name]
+    # One daily series over the trend window gives the chart and each month's spend for cost per PR.
+    trend = daily(store, datetime.fromisoformat(f"{months[0]}-01T00:00:00+00:00"), now, {"team_id": team.id})
+    monthly: dict[tuple[str, str], int] = {}
+    for day in trend:
+        key = (team.name, day["day"][:7])
+        monthly[key] = monthly.get(key, 0) + nanos(day["cost_usd"])
+    first, end = cpp.window_bounds(months)
+    prs = [p for p in store.merged_pull_requests(first, end) if p["team_id"] == team.id]
+    per_pr = cpp.cost_per_pr(monthly, cpp.count_prs(prs, "team_id", {team.id: team.name}), months)
     budget_ids = {b.id for b in budgets}
     all_budgets = {b.id: b for b in store.list_budgets(include_revoked=True)}
     exemptions = [
@@ -94,22 +102,20 @@ def team_data(store: Store, team: Team, now: datetime) -> dict[str, Any]:
         for e in store.list_exemptions()
         if e.budget_id in budget_ids
     ]
-    trend_since = since - timedelta(days=60)
-    trend = breakdown(store, trend_since.replace(day=1), now, {"team_id": team.id})
     return {
         "team": {"id": team.id, "name": team.name, "cost_center": team.cost_center},
         "leads": [u.email or u.name for u in team_leads(store, team.id)],
         "month": since.strftime("%Y-%m"),
         "month_to_date_usd": figures["spend_usd"],
         "requests": figures["requests"],
-        "daily": trend["daily"],
+        "daily": trend[-92:],  # the chart: the last three months by day
         "by_user": figures["by_user"],
         "by_use_case": figures["by_use_case"],
         "by_model": figures["by_model"],
         "budgets": budget_lines(store, budgets, now),
         "forecast": team_forecast(store, team, budgets, now),
         "alerts": team_alerts(store, team, since - timedelta(days=30)),
-        "cost_per_pr": [r.view("team") for r in per_pr],
+        "cost_per_pr": [r.view("team") for r in per_pr if r.group == team.name],
         "exemptions": exemptions,
     }
 
