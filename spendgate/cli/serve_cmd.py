@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
         host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
-        port: int = typer.Option(8787, "--port", help="Port to listen on."),
+        port: int = typer.Option(8787, "--port", envvar="SPENDGATE_PORT", help="Port to listen on."),
         workers: int = typer.Option(
             1, "--workers", help="Worker processes (each its own ledger journal; budget counters shared)."
         ),
