@@ -254,6 +254,11 @@ def create_app(settings: Settings | None = None, *, ingest_process: bool = False
             200 if healthy else 503,
         )
 
+    async def live(request: Request) -> Response:
+        # Liveness for an orchestrator: the process answers. Not /healthz, which turns 503 while the
+        # database is down: restarting replicas then would not help, and they could not start.
+        return JSONResponse({"status": "live"})
+
     async def ready(request: Request) -> Response:
         # Readiness: a load balancer sends calls only while this says 200.
         if drain.draining:
@@ -327,6 +332,7 @@ def create_app(settings: Settings | None = None, *, ingest_process: bool = False
         Route("/api/hello", hello, methods=["GET", "HEAD"]),
         Route("/healthz", health, methods=["GET"]),
         Route("/readyz", ready, methods=["GET"]),
+        Route("/livez", live, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/webhooks/github", github_webhook, methods=["POST"]),
         Mount("/admin", app=create_admin_app(gw)),

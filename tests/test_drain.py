@@ -158,6 +158,8 @@ def test_connection_close_only_while_draining(tmp_path: Path, fake: FakeUpstream
     with ServerThread(app) as server:
         response = httpx.get(f"{server.url}/healthz")
         ready = httpx.get(f"{server.url}/readyz")
+        live = httpx.get(f"{server.url}/livez")
     assert response.status_code == 200 and response.json()["draining"] is draining
     assert (response.headers.get("connection") == "close") is draining
     assert ready.status_code == (503 if draining else 200)
+    assert live.status_code == 200
