@@ -25,10 +25,12 @@ def row(n: int, cost: int = 1000) -> LedgerRow:
     return LedgerRow(request_id=f"req-{n:05d}", started_at=at, ended_at=at, **values)
 
 
-def store_at(tmp_path: Path) -> Store:
+def setup(tmp_path: Path, segment_bytes: int = 1 << 20) -> tuple[Store, Path, Journal]:
+    """A fresh ledger, and a journal (as `spendgate serve` with the ingest process keeps it)."""
     store = open_store(f"sqlite:///{tmp_path}/ledger.db")
     store.migrate()
-    return store
+    spool = tmp_path / "spool"
+    return store, spool, Journal(spool, segment_bytes, handoff=True)
 
 
 def totals(store: Store) -> tuple[int, int]:
@@ -39,9 +41,7 @@ def totals(store: Store) -> tuple[int, int]:
 
 
 def test_rows_land_as_they_are_journaled_and_complete_segments_go(tmp_path: Path) -> None:
-    store = store_at(tmp_path)
-    spool = tmp_path / "spool"
-    journal = Journal(spool, segment_bytes=4_000, handoff=True)  # a few rows per segment
+    store, spool, journal = setup(tmp_path, segment_bytes=4_000)  # a few rows per segment
     ingester = Ingester(store, spool, batch_size=7)
     for n in range(40):
         journal.append(row(n))
@@ -62,9 +62,7 @@ def test_rows_land_as_they_are_journaled_and_complete_segments_go(tmp_path: Path
 
 
 def test_a_new_ingester_after_a_crash_counts_nothing_twice(tmp_path: Path) -> None:
-    store = store_at(tmp_path)
-    spool = tmp_path / "spool"
-    journal = Journal(spool, segment_bytes=1 << 20, handoff=True)
+    store, spool, journal = setup(tmp_path)
     first = Ingester(store, spool, batch_size=10)
     for n in range(30):
         journal.append(row(n))
@@ -81,9 +79,7 @@ def test_a_new_ingester_after_a_crash_counts_nothing_twice(tmp_path: Path) -> No
 
 
 def test_a_torn_last_line_of_a_dead_process_is_skipped(tmp_path: Path) -> None:
-    store = store_at(tmp_path)
-    spool = tmp_path / "spool"
-    journal = Journal(spool, segment_bytes=1 << 20, handoff=True)
+    store, spool, journal = setup(tmp_path)
     for n in range(3):
         journal.append(row(n))
     path = journal.current.path
