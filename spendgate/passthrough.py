@@ -3,6 +3,8 @@ responses."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,8 +20,8 @@ async def relay(
     gw: Gateway, provider: Provider, request: Request, url: str, *, parse: bool = True
 ) -> Response:
     """Relay one call unmetered; `parse`: check a POST body as the provider's metered endpoint would."""
-    request_id = new_request_id()
-    try:
+
+    async def upstream_request() -> UpstreamRequest:
         await gw.keyring.authenticate(request.headers)
         body = None
         if request.method == "POST":
@@ -27,8 +29,19 @@ async def relay(
             body = await read_body(request.receive, declared, gw.settings.max_body_bytes)
         if body is not None and parse:
             provider.parse(body, request.url.path)  # clear 400s for malformed JSON before it leaves
-        headers = provider.upstream_headers(request.headers)
-        upstream = await gw.upstream.send(UpstreamRequest(request.method, url, headers, body))
+        return UpstreamRequest(request.method, url, provider.upstream_headers(request.headers), body)
+
+    return await _answer(gw, provider, upstream_request)
+
+
+async def _answer(
+    gw: Gateway, provider: Provider, upstream_request: Callable[[], Awaitable[UpstreamRequest]]
+) -> Response:
+    """Send what `upstream_request` builds and return the provider's answer as it is; a refusal or
+    an upstream failure in the provider's own error format."""
+    request_id = new_request_id()
+    try:
+        upstream = await gw.upstream.send(await upstream_request())
         try:
             payload = await upstream.read()
         except aiohttp.ClientError:
@@ -56,26 +69,17 @@ async def bedrock_profiles(gw: Gateway, request: Request) -> Response:
     Claude Code asks for the system-defined profiles at start, with no credential (it leaves
     signing to the gateway): that listing needs no key; any other needs a virtual key.
     """
-    provider, request_id = gw.bedrock, new_request_id()
-    query = request.url.query
-    try:
+    provider = gw.bedrock
+
+    async def upstream_request() -> UpstreamRequest:
         system_defined = dict(request.query_params).get("type") == "SYSTEM_DEFINED"
         if not system_defined or "authorization" in request.headers or "x-api-key" in request.headers:
             await gw.keyring.authenticate(request.headers)
+        query = request.url.query
         url = f"{provider.control_url}/inference-profiles" + (f"?{query}" if query else "")
         await provider.ready()
-        headers = provider.sign("GET", url, {"accept": "application/json"}, b"")
-        upstream = await gw.upstream.send(UpstreamRequest("GET", url, headers, None))
-        try:
-            payload = await upstream.read()
-        except aiohttp.ClientError:
-            raise UpstreamCut("Spendgate: the provider closed the connection") from None
-        finally:
-            upstream.release()
-    except SpendgateError as exc:
-        status, headers, error = provider.error(exc, request_id)
-        headers[REQUEST_ID_HEADER] = request_id
-        return Response(error, status, media_type="application/json", headers=headers)
-    headers = forwardable_response_headers(upstream.headers)
-    headers[REQUEST_ID_HEADER] = request_id
-    return Response(payload, upstream.status, headers=headers)
+        return UpstreamRequest(
+            "GET", url, provider.sign("GET", url, {"accept": "application/json"}, b""), None
+        )
+
+    return await _answer(gw, provider, upstream_request)

@@ -10,18 +10,15 @@ so there a missing CLI or namespace fails; elsewhere these tests skip with the r
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from spendgate.admin.service import create_key
 from spendgate.store import open_store
+from tests.netns import netns_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 CLAUDE_ENV = "SPENDGATE_TEST_CLAUDE"
@@ -55,26 +52,6 @@ def expected_nanos(factor: Decimal) -> int:
     return int(usd_per_mtok * 1000)  # USD per million tokens -> nano-dollars per token
 
 
-def claude_binary() -> str:
-    found = os.environ.get(CLAUDE_ENV) or shutil.which("claude")
-    if found and Path(found).exists():
-        return found
-    if os.environ.get(CLAUDE_ENV):
-        pytest.fail(f"{CLAUDE_ENV}={os.environ[CLAUDE_ENV]} does not exist (.ci/run installs the CLI)")
-    pytest.skip(
-        f"the Claude Code CLI is not installed: npm install @anthropic-ai/claude-code, set {CLAUDE_ENV}"
-    )
-
-
-def netns_available() -> None:
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False)
-    if probe.returncode != 0:
-        message = f"unshare -n is not permitted here (needs root or user namespaces): {probe.stderr!r}"
-        if os.environ.get(CLAUDE_ENV):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 def run_claude(
     tmp_path: Path, mode: str, model: str, key: str, custom_headers: dict[str, str]
 ) -> dict[str, Any]:
@@ -85,7 +62,7 @@ def run_claude(
         "model": model,
         "key": key,
         "custom_headers": custom_headers,
-        "claude": claude_binary(),
+        "claude": netns_cli(CLAUDE_ENV, "claude", "npm install @anthropic-ai/claude-code"),
         "prompt": "Say hello in five words.",
         "home": str(home),
         "workdir": str(tmp_path),
@@ -141,7 +118,6 @@ def metered(rows: list[dict[str, Any]], provider: str) -> list[dict[str, Any]]:
 
 
 def test_claude_code_in_bedrock_mode(tmp_path: Path) -> None:
-    netns_available()
     model = "us.anthropic.claude-sonnet-4-6"
     key, team_id = prepare(tmp_path)
     headers = {"X-Spendgate-Tags": "use_case=code-review", "x-fake-usage": json.dumps(USAGE)}
@@ -161,7 +137,6 @@ def test_claude_code_in_bedrock_mode(tmp_path: Path) -> None:
 
 
 def test_claude_code_in_vertex_mode(tmp_path: Path) -> None:
-    netns_available()
     model = "claude-sonnet-4-6"
     key, team_id = prepare(tmp_path, use_case="autonomous-agent")  # no tag header: the key's default
     result = run_claude(tmp_path, "vertex", model, key, {"x-fake-usage": json.dumps(USAGE)})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from decimal import Decimal
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from spendgate.store import open_store
+from tests.netns import netns_cli
 
 CODEX_ENV = "SPENDGATE_TEST_CODEX"
 # gpt-5 on the price sheet (shared/reference/pricing.md): USD per million tokens.
@@ -34,18 +34,7 @@ EXPECTED_NANOS = round((4_000 * GPT5["input"] + 8_000 * GPT5["cached"] + 900 * G
 
 
 def codex_binary() -> str:
-    path = os.environ.get(CODEX_ENV) or shutil.which("codex")
-    if not path:
-        pytest.skip(f"the Codex CLI test needs {CODEX_ENV}=/path/to/codex (CI installs it from npm)")
-    if not Path(path).exists():
-        pytest.fail(f"{CODEX_ENV}={path} does not exist")
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False)
-    if probe.returncode != 0:
-        message = f"unshare -n is not available here: {probe.stderr.decode().strip()}"
-        if os.environ.get(CODEX_ENV):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return netns_cli(CODEX_ENV, "codex", "npm install @openai/codex")
 
 
 @pytest.fixture(scope="module")
