@@ -1,49 +1,52 @@
-"""Which of Spendgate's files one call runs through, and how often control changes module.
+"""Which of Spendgate's files one call runs through, and how control moves between them.
 
     python bench/call_path.py [--show]
+    PYTHONPATH=/path/to/other/checkout python bench/call_path.py    # measure that checkout
 
 Starts the fake provider and a gateway (temporary SQLite, a key with a rate limit and a team
 budget, so every step of the path runs) on loopback, sends one warm-up call and then one
 measured call per case (JSON, streamed), and traces the server thread with `sys.setprofile`
 while the measured call is served. Only Python functions in `spendgate/` count (not the fake
-provider, not libraries). For each case it prints:
+provider, not libraries), and only calls: an `await` that resumes a suspended coroutine is not
+a call. For each case it prints:
 
 - files: the distinct `spendgate/` files with a function called while serving the call;
-- moves: calls from a function in one file to a function in another (returns not counted);
-- re-entries: moves into a file that already has a frame lower on the stack (A -> B -> A:
-  control going back to a module that handed it on);
-- the hand-offs between the hot-path modules (proxy, call, forward, admission, settlement,
-  relay...), collapsed: the order in which they have control of the call.
+- moves: calls from a function in one file to a function in another;
+- re-entries: moves into a file that already has a frame lower on the stack (A -> B -> A);
+- hand-offs: the calls from one hot-path module (proxy, call, forward, admission, meter,
+  settlement) to another, in order, and revisits: hand-offs to a module that had already had
+  control of the call and handed it back (proxy -> call -> proxy -> forward -> call: call again).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import dis
+import inspect
 import tempfile
 import threading
 import time
 from collections import Counter
 from pathlib import Path
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import spendgate
+from spendgate.admin.budget_service import create_budget, set_key_limits
+from spendgate.admin.service import create_key
+from spendgate.app import create_app
+from spendgate.config import Settings
+from spendgate.fake_upstream import FakeUpstream
+from spendgate.servethread import ServerThread
 
-from spendgate.admin.budget_service import create_budget, set_key_limits  # noqa: E402
-from spendgate.admin.service import create_key  # noqa: E402
-from spendgate.app import create_app  # noqa: E402
-from spendgate.config import Settings  # noqa: E402
-from spendgate.fake_upstream import FakeUpstream  # noqa: E402
-from spendgate.servethread import ServerThread  # noqa: E402
-
-PACKAGE = str(ROOT / "spendgate") + "/"
+# The package as imported: PYTHONPATH=/path/to/other/checkout measures that checkout instead.
+PACKAGE = str(Path(spendgate.__file__).resolve().parent) + "/"
 EXCLUDED = (PACKAGE + "fake_upstream/",)
 # The files that carry one call's control flow, before and after the hot-path refactor.
-HOT = {"proxy.py", "call.py", "forward.py", "admission.py", "settlement.py", "relay.py", "meter.py"}
+HOT = {"proxy.py", "call.py", "forward.py", "admission.py", "meter.py", "settlement.py"}
+_SUSPENDABLE = inspect.CO_COROUTINE | inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
 
 
 class Tracer:
@@ -53,18 +56,17 @@ class Tracer:
         self.files: Counter[str] = Counter()
         self.moves = 0
         self.reentries = 0
-        self.handoffs: list[str] = []
+        self.handoffs: list[tuple[str, str]] = []
+        self._starts: dict[CodeType, int] = {}
 
     def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
         if not self.on or event != "call" or threading.current_thread().name != self.thread_name:
             return
         callee = _ours(frame.f_code.co_filename)
-        if callee is None:
+        if callee is None or self._resumed(frame):
             return
         self.files[callee] += 1
-        if Path(callee).name in HOT and (not self.handoffs or self.handoffs[-1] != callee):
-            self.handoffs.append(callee)
-        caller = self._nearest_ours(frame.f_back)
+        caller = _nearest_ours(frame.f_back)
         if caller is None or caller[0] == callee:
             return
         self.moves += 1
@@ -74,21 +76,47 @@ class Tracer:
                 self.reentries += 1
                 break
             stack = stack.f_back
+        if Path(callee).name in HOT:
+            hot_caller = _nearest_ours(frame.f_back, hot=True)
+            if hot_caller is not None and hot_caller[0] != callee:
+                self.handoffs.append((hot_caller[0], callee))
 
-    @staticmethod
-    def _nearest_ours(frame: FrameType | None) -> tuple[str, FrameType] | None:
-        while frame is not None:
-            name = _ours(frame.f_code.co_filename)
-            if name is not None:
-                return name, frame
-            frame = frame.f_back
-        return None
+    def revisits(self) -> int:
+        seen: set[str] = set()
+        count, last = 0, None
+        for _, callee in self.handoffs:
+            if callee != last and callee in seen:
+                count += 1
+            seen.add(callee)
+            last = callee
+        return count
+
+    def _resumed(self, frame: FrameType) -> bool:
+        """An `await` resuming a suspended coroutine (the profiler reports it as a call)."""
+        code = frame.f_code
+        if not code.co_flags & _SUSPENDABLE:
+            return False
+        start = self._starts.get(code)
+        if start is None:
+            start = self._starts[code] = next(
+                i.offset for i in dis.get_instructions(code) if i.opname == "RESUME"
+            )
+        return frame.f_lasti > start
+
+
+def _nearest_ours(frame: FrameType | None, hot: bool = False) -> tuple[str, FrameType] | None:
+    while frame is not None:
+        name = _ours(frame.f_code.co_filename)
+        if name is not None and (not hot or Path(name).name in HOT):
+            return name, frame
+        frame = frame.f_back
+    return None
 
 
 def _ours(filename: str) -> str | None:
     if not filename.startswith(PACKAGE) or filename.startswith(EXCLUDED):
         return None
-    return filename[len(PACKAGE) - len("spendgate/") :]
+    return "spendgate/" + filename[len(PACKAGE) :]
 
 
 def main() -> None:
@@ -135,10 +163,11 @@ def main() -> None:
                 time.sleep(0.2)  # the budget's settle runs as a task just after the response
                 tracer.on = False
                 response.raise_for_status()
-                handoffs = " -> ".join(Path(h).stem for h in tracer.handoffs)
+                handoffs = ", ".join(f"{Path(a).stem}->{Path(b).stem}" for a, b in tracer.handoffs)
                 print(
                     f"{name:6}  files {len(tracer.files):3}  moves {tracer.moves:4}  "
-                    f"re-entries {tracer.reentries:3}  hand-offs {handoffs}"
+                    f"re-entries {tracer.reentries:3}  hand-offs {len(tracer.handoffs):2} "
+                    f"(revisits {tracer.revisits()}): {handoffs}"
                 )
                 if args.show:
                     for file, count in sorted(tracer.files.items()):

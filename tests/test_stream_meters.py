@@ -1,0 +1,184 @@
+"""The Anthropic and OpenAI stream meters, fed directly (like httpx's tests/test_decoders.py).
+
+The streams are the fake provider's own, fetched over loopback: whole, with an error event after
+the 200, and cut mid-body. Each is fed split at every byte boundary (and byte by byte): the usage,
+the result and the bytes relayed to the client must not depend on where the network split it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import urllib.request
+from collections.abc import Iterable, Iterator
+from http.client import IncompleteRead
+from typing import Any
+
+import pytest
+
+from spendgate.fake_upstream import FakeUpstream
+from spendgate.pricing import Usage
+from spendgate.providers.anthropic import AnthropicProvider
+from spendgate.providers.base import Metered, Provider
+from spendgate.providers.openai import OpenAIProvider
+
+ANTHROPIC_USAGE = {
+    "input_tokens": 1200,
+    "cache_creation_input_tokens": 300,
+    "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 200},
+    "cache_read_input_tokens": 4000,
+    "output_tokens": 50,
+    "server_tool_use": {"web_search_requests": 2},
+}
+ANTHROPIC_EXPECTED = Usage(
+    input_tokens=1200,
+    cache_write_5m_tokens=100,
+    cache_write_1h_tokens=200,
+    cache_read_tokens=4000,
+    output_tokens=50,
+    web_search_requests=2,
+)
+OPENAI_USAGE = {
+    "prompt_tokens": 5000,
+    "prompt_tokens_details": {"cached_tokens": 3072},
+    "completion_tokens": 60,
+    "completion_tokens_details": {"reasoning_tokens": 20},
+    "total_tokens": 5060,
+}
+OPENAI_EXPECTED = Usage(input_tokens=1928, cache_read_tokens=3072, output_tokens=60, reasoning_tokens=20)
+MESSAGES = {"model": "claude-haiku-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as upstream:
+        yield upstream
+
+
+def fetch(url: str, body: dict[str, Any], usage: dict[str, Any], mode: str = "ok") -> bytes:
+    """The fake's stream as it comes off the wire (a cut stream: whatever arrived)."""
+    headers = {
+        "content-type": "application/json",
+        "anthropic-version": "2023-06-01",
+        "x-fake-mode": mode,
+        "x-fake-usage": json.dumps(usage),
+    }
+    request = urllib.request.Request(url, json.dumps({**body, "stream": True}).encode(), headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return bytes(response.read())
+    except IncompleteRead as exc:
+        return bytes(exc.partial)
+
+
+def anthropic_stream(fake: FakeUpstream, mode: str = "ok", **body: Any) -> bytes:
+    return fetch(f"{fake.url}/v1/messages", {**MESSAGES, **body}, ANTHROPIC_USAGE, mode)
+
+
+def openai_stream(fake: FakeUpstream, mode: str = "ok") -> bytes:
+    body = {**CHAT, "stream_options": {"include_usage": True}}
+    return fetch(f"{fake.openai_url}/chat/completions", body, OPENAI_USAGE, mode)
+
+
+def meter(
+    provider: Provider, body: dict[str, Any], stream: bytes, cuts: Iterable[int]
+) -> tuple[Metered, bytes, bool]:
+    """(result, bytes relayed, finished before flush) for `stream` fed in the pieces `cuts` make."""
+    info = provider.parse(json.dumps({**body, "stream": True}).encode(), provider.path)
+    stream_meter = provider.stream_meter(info)
+    bounds = [0, *cuts, len(stream)]
+    out = b"".join(stream_meter.feed(stream[a:b]) for a, b in itertools.pairwise(bounds))
+    finished = stream_meter.finished
+    out += stream_meter.flush()
+    return stream_meter.result(), out, finished
+
+
+def at_every_split(provider: Provider, body: dict[str, Any], stream: bytes) -> tuple[Metered, bytes, bool]:
+    """The whole stream's outcome, after checking that every two-piece split and byte-by-byte
+    feeding give exactly the same result, relayed bytes and end-of-stream flag."""
+    whole = meter(provider, body, stream, [])
+    for cut in range(1, len(stream)):
+        assert meter(provider, body, stream, [cut]) == whole, f"split at byte {cut}"
+    assert meter(provider, body, stream, range(1, len(stream))) == whole, "byte by byte"
+    return whole
+
+
+ANTHROPIC = AnthropicProvider(None)
+
+
+@pytest.mark.parametrize("extra", [{}, {"thinking": {"type": "enabled", "budget_tokens": 1024}}])
+def test_anthropic_stream_is_metered_exactly_wherever_it_is_split(
+    fake: FakeUpstream, extra: dict[str, Any]
+) -> None:
+    stream = anthropic_stream(fake, **extra)
+    result, relayed, finished = at_every_split(ANTHROPIC, MESSAGES, stream)
+    assert relayed == stream  # the client gets the provider's bytes unchanged
+    assert finished and result.complete and not result.estimated and result.error_type is None
+    assert result.usage == ANTHROPIC_EXPECTED
+    assert result.response_model == "claude-haiku-4-5"
+
+
+def test_anthropic_stream_with_crlf_line_ends(fake: FakeUpstream) -> None:
+    stream = anthropic_stream(fake).replace(b"\n", b"\r\n")
+    result, relayed, _ = at_every_split(ANTHROPIC, MESSAGES, stream)
+    assert relayed == stream and result.usage == ANTHROPIC_EXPECTED and result.complete
+
+
+def test_anthropic_error_after_the_200(fake: FakeUpstream) -> None:
+    stream = anthropic_stream(fake, "stream-error")
+    assert b"event: error" in stream
+    result, relayed, finished = at_every_split(ANTHROPIC, MESSAGES, stream)
+    assert relayed == stream
+    assert finished  # the error event is the provider's last word: the call settles on it
+    assert result.error_type == "overloaded_error" and not result.complete
+    assert result.usage.input_tokens == 1200  # message_start had arrived
+    assert result.usage.output_tokens > 0  # estimated from the deltas seen, never zero
+
+
+def test_anthropic_cut_stream_is_estimated(fake: FakeUpstream) -> None:
+    stream = anthropic_stream(fake, "stream-cut")
+    assert b"message_stop" not in stream
+    result, relayed, finished = at_every_split(ANTHROPIC, MESSAGES, stream)
+    assert relayed == stream and not finished
+    assert result.estimated and not result.complete and result.error_type is None
+    assert result.usage.input_tokens == 1200 and result.usage.output_tokens > 0
+
+
+OPENAI = OpenAIProvider(None)
+ASKED = {**CHAT, "stream_options": {"include_usage": True}}  # the client asked for the usage chunk
+
+
+def test_openai_stream_is_metered_exactly_wherever_it_is_split(fake: FakeUpstream) -> None:
+    stream = openai_stream(fake)
+    result, relayed, finished = at_every_split(OPENAI, ASKED, stream)
+    assert relayed == stream
+    assert finished and result.complete and not result.estimated and result.error_type is None
+    assert result.usage == OPENAI_EXPECTED and result.response_model == "gpt-4o-mini"
+
+
+def test_openai_usage_chunk_hidden_from_a_client_that_did_not_ask(fake: FakeUpstream) -> None:
+    stream = openai_stream(fake)  # Spendgate always asks upstream for usage
+    result, relayed, finished = at_every_split(OPENAI, CHAT, stream)
+    assert finished and result.usage == OPENAI_EXPECTED
+    assert b'"usage"' in stream and b'"usage"' not in relayed
+    assert relayed.endswith(b"data: [DONE]\n\n")
+    # Every other chunk reaches the client, in order.
+    chunks = [e for e in stream.split(b"\n\n") if e and b'"choices":[]' not in e]
+    assert relayed.count(b"data: ") == len(chunks)
+
+
+def test_openai_error_after_the_200(fake: FakeUpstream) -> None:
+    stream = openai_stream(fake, "stream-error")
+    result, relayed, finished = at_every_split(OPENAI, ASKED, stream)
+    assert relayed == stream and finished
+    assert result.error_type == "service_unavailable" and not result.complete
+
+
+def test_openai_cut_stream_is_estimated(fake: FakeUpstream) -> None:
+    stream = openai_stream(fake, "stream-cut")
+    assert b"[DONE]" not in stream
+    result, relayed, finished = at_every_split(OPENAI, ASKED, stream)
+    assert relayed == stream and not finished
+    assert result.estimated and not result.complete
+    assert result.usage.output_tokens > 0  # from the text seen; the prompt is estimated on settling
