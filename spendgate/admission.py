@@ -8,7 +8,7 @@ steps before it took. Nothing here waits on the database: keys, policy and price
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from starlette.types import Receive, Scope
 
@@ -24,8 +24,7 @@ from spendgate.routing.explain import route_request_for
 from spendgate.routing.router import Route, Router, RouteRequest
 
 
-@dataclass(frozen=True, slots=True)
-class Admitted:
+class Admitted(NamedTuple):
     """What admission decided about one call."""
 
     request_id: str
@@ -148,7 +147,7 @@ async def acquire_rate_limit(budgets: BudgetEnforcer, p: Principal) -> None:
 def budget_refusal(decision: Decision) -> BudgetExceeded:
     """429 naming the budget, with headers that tell SDKs not to retry."""
     blocked = decision.blocked
-    assert blocked is not None
+    assert blocked is not None, "only a blocked decision is refused"
     return BudgetExceeded(
         rejection_message(decision),
         {

@@ -19,8 +19,8 @@ import random
 import time
 from asyncio import sleep
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import NamedTuple
 
 import aiohttp
 
@@ -33,11 +33,10 @@ from spendgate.routing.router import Router
 from spendgate.upstream import Upstream
 
 
-@dataclass(frozen=True, slots=True)
-class Attempts:
+class Attempts(NamedTuple):
     """What forwarding did: how many tries, and the model of the last one (the one that answered)."""
 
-    count: int
+    total: int  # tries made, retries and fallbacks included
     model: str
     price: ModelPrice
     fallback_from: str | None  # the model first tried, when another one answered
@@ -45,8 +44,7 @@ class Attempts:
     upstream_request_id: str | None = None  # the provider's id for its answer
 
 
-@dataclass(frozen=True, slots=True)
-class Forwarded:
+class Forwarded(NamedTuple):
     """The provider's answer (status and headers read, the body still to come) and how it was got."""
 
     response: aiohttp.ClientResponse

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import NamedTuple
 
 import aiohttp
 from starlette.types import Send
@@ -20,8 +21,7 @@ from spendgate.pricing import Usage
 from spendgate.providers.base import Metered, Provider, RequestInfo, StreamMeter
 
 
-@dataclass(frozen=True, slots=True)
-class Measured:
+class Measured(NamedTuple):
     """What the meter saw of one call, as the ledger records it."""
 
     status_code: int

@@ -191,7 +191,7 @@ class LedgerRow:
             budget_note=note,
             route_rule=call.route_rule,
             counterfactual_cost_nanos=counterfactual_nanos,
-            attempts=attempts.count if attempts is not None else 1,
+            attempts=attempts.total if attempts is not None else 1,
             fallback_from=attempts.fallback_from if attempts is not None else None,
         )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -43,8 +43,7 @@ _DROP_RESPONSE = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ClientRequest:
+class ClientRequest(NamedTuple):
     """The call as the client sent it; forwarded untouched unless routing changes the model."""
 
     path: str
@@ -53,8 +52,7 @@ class ClientRequest:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamRequest:
+class UpstreamRequest(NamedTuple):
     """One attempt, exactly as it goes to the provider."""
 
     method: str
@@ -76,8 +74,7 @@ class RequestInfo:
     body: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class RouteFeatures:
+class RouteFeatures(NamedTuple):
     """What routing reads of a request body beyond its model."""
 
     tools: bool
