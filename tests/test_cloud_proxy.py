@@ -62,13 +62,27 @@ def cloud(account: ServiceAccount) -> Iterator[FakeUpstream]:
 
 @pytest.fixture
 def gateway(
-    tmp_path: Path, cloud: FakeUpstream, account: ServiceAccount, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    cloud: FakeUpstream,
+    account: ServiceAccount,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[RunningGateway]:
     for name, value in cloud_env(account, tmp_path).items():
         monkeypatch.setenv(name, value)
     cloud.clear()
+    policy = getattr(request, "param", None)  # a routing policy (TOML), for the tests that route
+    extra: dict[str, Any] = {}
+    if policy is not None:
+        extra["routing_policy_file"] = tmp_path / "policy.toml"
+        extra["routing_policy_file"].write_text(policy)
     settings = gateway_settings(
-        tmp_path, cloud, bedrock_region="us-east-1", bedrock_base_url=cloud.url, vertex_base_url=cloud.url
+        tmp_path,
+        cloud,
+        bedrock_region="us-east-1",
+        bedrock_base_url=cloud.url,
+        vertex_base_url=cloud.url,
+        **extra,
     )
     app = create_app(settings)
     gw: Gateway = app.state.gateway
@@ -224,6 +238,43 @@ def test_bedrock_errors_in_bedrocks_shape(gateway: RunningGateway) -> None:
     assert wrong.status_code == 404 and wrong.headers["x-amzn-errortype"] and "message" in wrong.json()
     rows = gateway.rows(provider="bedrock")
     assert [r["status"] for r in rows] == ["upstream_error"]  # refusals before forwarding are not calls
+
+
+def test_budgets_apply_to_bedrock_calls(gateway: RunningGateway) -> None:
+    gateway.gw.store.create_budget(name="tiny", scope_type="team", scope_value="platform", amount_nanos=1000)
+    gateway.gw.budgets.reload()
+    with pytest.raises(anthropic.RateLimitError) as refused:
+        bedrock(gateway).messages.create(model=BEDROCK_MODEL, max_tokens=100, messages=USER)  # type: ignore[arg-type]
+    headers = refused.value.response.headers
+    assert headers["x-amzn-errortype"] == "ThrottlingException" and headers["x-spendgate-budget"] == "tiny"
+    assert headers["x-should-retry"] == "false" and "tiny" in refused.value.body["message"]  # type: ignore[index]
+    (row,) = gateway.rows(provider="bedrock")
+    assert row["status"] == "budget_blocked" and row["requested_model"] == BEDROCK_MODEL
+
+
+ROUTE_AUTOCOMPLETE = f"""
+[[rules]]
+name = "bedrock-autocomplete-to-haiku"
+match = {{ provider = ["bedrock"], use_case = ["autocomplete"] }}
+model = "{GLOBAL_MODEL}"
+"""
+
+
+@pytest.mark.parametrize("gateway", [ROUTE_AUTOCOMPLETE], indirect=True)
+def test_routing_rewrites_the_model_in_the_path(gateway: RunningGateway, cloud: FakeUpstream) -> None:
+    response = bedrock(gateway).messages.with_raw_response.create(
+        model="us.anthropic.claude-sonnet-4-6",
+        max_tokens=100,
+        messages=USER,  # type: ignore[arg-type]
+        extra_headers=pinned(**{"x-spendgate-tags": "use_case=autocomplete"}),
+    )
+    assert response.headers["x-spendgate-model"] == GLOBAL_MODEL
+    assert cloud.requests[-1].path == f"/model/{GLOBAL_MODEL}/invoke"  # signed for the routed path
+    (row,) = gateway.rows(provider="bedrock")
+    assert (
+        row["requested_model"] == "us.anthropic.claude-sonnet-4-6" and row["upstream_model"] == GLOBAL_MODEL
+    )
+    assert row["route_rule"] == "bedrock-autocomplete-to-haiku" and row["cost_nanos"] == nanos(HAIKU)
 
 
 def test_converse_and_converse_stream(gateway: RunningGateway) -> None:
