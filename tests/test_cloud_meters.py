@@ -68,47 +68,26 @@ def meter_split(provider: BedrockProvider, action: str, stream: bytes, at: int) 
     return meter.result(), relayed
 
 
-def test_invoke_stream_meter_at_every_split(fake: FakeUpstream) -> None:
-    stream = fetch(fake, "invoke-with-response-stream", INVOKE)
+@pytest.mark.parametrize(
+    ("action", "model"),
+    [("invoke-with-response-stream", "claude-haiku-4-5-20251001"), ("converse-stream", None)],
+)
+def test_stream_meter_at_every_split(fake: FakeUpstream, action: str, model: str | None) -> None:
+    stream = fetch(fake, action, CONVERSE if "converse" in action else INVOKE)
     provider = BedrockProvider("us-east-1")
     for at in range(len(stream) + 1):
-        result, relayed = meter_split(provider, "invoke-with-response-stream", stream, at)
+        result, relayed = meter_split(provider, action, stream, at)
         assert relayed == stream  # bytes relayed unchanged
         assert not result.estimated and result.complete and result.error_type is None
         usage = result.usage
-        assert (
+        tokens = (
             usage.input_tokens,
             usage.cache_read_tokens,
             usage.cache_write_5m_tokens,
             usage.output_tokens,
-        ) == (
-            120,
-            30,
-            7,
-            40,
         )
-        assert result.response_model == "claude-haiku-4-5-20251001"
-
-
-def test_converse_stream_meter_at_every_split(fake: FakeUpstream) -> None:
-    stream = fetch(fake, "converse-stream", CONVERSE)
-    provider = BedrockProvider("us-east-1")
-    for at in range(len(stream) + 1):
-        result, relayed = meter_split(provider, "converse-stream", stream, at)
-        assert relayed == stream
-        assert not result.estimated and result.complete
-        usage = result.usage
-        assert (
-            usage.input_tokens,
-            usage.cache_read_tokens,
-            usage.cache_write_5m_tokens,
-            usage.output_tokens,
-        ) == (
-            120,
-            30,
-            7,
-            40,
-        )
+        assert tokens == (120, 30, 7, 40)
+        assert result.response_model == model  # the answer's model, where the stream names it
 
 
 @pytest.mark.parametrize("action", ["invoke-with-response-stream", "converse-stream"])

@@ -8,13 +8,13 @@ is CPU only. Credentials are never logged or put in an error message.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from spendgate.errors import NotConfigured
 from spendgate.extras import require
+from spendgate.providers.credential_refresh import CredentialRefresh
 
 # Refresh in the background this long before expiry; below the second bound, a call waits for it.
 ADVISORY_REFRESH_S = 15 * 60
@@ -49,23 +49,14 @@ class AwsSigner:
         self._credentials: Any = None  # botocore Credentials (maybe refreshable)
         self._frozen: Any = None  # ReadOnlyCredentials: what a signature uses
         self._auth: Any = None  # botocore's SigV4 signer over them
-        self._loading: asyncio.Task[None] | None = None
+        self._refresh = CredentialRefresh(self._resolve)
 
     async def ready(self) -> None:
         """Make sure usable credentials are at hand; waits only at first use or past expiry."""
-        if self._frozen is not None and not self._refresh_needed(MANDATORY_REFRESH_S):
-            if self._refresh_needed(ADVISORY_REFRESH_S) and self._loading is None:
-                self._loading = asyncio.create_task(self._load())  # refresh ahead, keep signing
-            return
-        if self._loading is None:
-            self._loading = asyncio.create_task(self._load())
-        await asyncio.shield(self._loading)
-
-    async def _load(self) -> None:
-        try:
-            await asyncio.to_thread(self._resolve)
-        finally:
-            self._loading = None
+        await self._refresh.ensure(
+            usable=self._frozen is not None and not self._refresh_needed(MANDATORY_REFRESH_S),
+            due_soon=self._refresh_needed(ADVISORY_REFRESH_S),
+        )
 
     def _resolve(self) -> None:
         from botocore.exceptions import BotoCoreError

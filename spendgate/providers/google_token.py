@@ -8,12 +8,12 @@ file's `token_uri` is honoured, as google-auth does. The token is never logged.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 from spendgate.errors import NotConfigured
 from spendgate.extras import require
+from spendgate.providers.credential_refresh import CredentialRefresh
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 ADVISORY_REFRESH_S = 5 * 60  # refresh in the background this long before expiry
@@ -29,7 +29,7 @@ class GoogleTokenSource:
         self._credentials: Any = None
         self._token: str | None = None
         self._expiry: datetime | None = None
-        self._loading: asyncio.Task[None] | None = None
+        self._refreshing = CredentialRefresh(self._refresh)
 
     def _seconds_left(self) -> float:
         if self._expiry is None:
@@ -39,21 +39,9 @@ class GoogleTokenSource:
     async def token(self) -> str:
         """A valid access token; waits only at first use or when the cached one is about to expire."""
         left = self._seconds_left() if self._token else 0.0
-        if left > MANDATORY_REFRESH_S:
-            if left < ADVISORY_REFRESH_S and self._loading is None:
-                self._loading = asyncio.create_task(self._load())  # refresh ahead, keep using this one
-        else:
-            if self._loading is None:
-                self._loading = asyncio.create_task(self._load())
-            await asyncio.shield(self._loading)
+        await self._refreshing.ensure(usable=left > MANDATORY_REFRESH_S, due_soon=left < ADVISORY_REFRESH_S)
         assert self._token is not None
         return self._token
-
-    async def _load(self) -> None:
-        try:
-            await asyncio.to_thread(self._refresh)
-        finally:
-            self._loading = None
 
     def _refresh(self) -> None:
         require("vertex", "Google Vertex AI support")
