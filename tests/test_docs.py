@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import typer.main
@@ -33,3 +34,31 @@ def test_every_cli_command_is_in_docs_cli() -> None:
             if sub not in doc:
                 missing.append(f"{name} {sub}")
     assert not missing, f"commands missing from docs/cli.md: {missing}"
+
+
+# A module or folder the architecture page names: `x.py`, `a/b.py`, `a/*.py`, or `name/`.
+_MODULE = re.compile(r"(?<![\w./-])([a-z_][\w/]*(?:\*)?[\w]*\.py)\b")
+_FOLDER = re.compile(r"(?<![\w./:-])([a-z_]+(?:/[a-z_]+)*)/(?=[\s,)`])")
+
+
+def _packages() -> list[Path]:
+    package = ROOT / "spendgate"
+    return sorted(
+        p for p in package.rglob("*") if p.is_dir() and p.name != "__pycache__" and any(p.glob("*.py"))
+    )
+
+
+def test_architecture_names_only_real_modules_and_every_package() -> None:
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    package = ROOT / "spendgate"
+    missing = []
+    for name in set(_MODULE.findall(doc)):
+        # a path from the package or repository root, or a module named inside its folder's line
+        places = [package.glob(name), ROOT.glob(name)] if "/" in name else [package.rglob(name)]
+        if not any(any(place) for place in places):
+            missing.append(name)
+    folders = {p.name for p in _packages()} | {"spendgate", "migrations"}
+    missing += [f"{name}/" for name in set(_FOLDER.findall(doc)) if name.split("/")[-1] not in folders]
+    assert not missing, f"docs/architecture.md names what does not exist: {sorted(missing)}"
+    unnamed = [str(p.relative_to(package)) for p in _packages() if f"{p.name}/" not in doc]
+    assert not unnamed, f"packages without a line in docs/architecture.md: {unnamed}"
