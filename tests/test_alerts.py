@@ -641,7 +641,7 @@ def test_alert_queries_on_every_backend(database_url: str) -> None:
         ledger.history("platform", TODAY, 10, weekday_usd=100, weekend_usd=100)
         ledger.day(TODAY, "platform", 500, use_case="autonomous-agent")
         hourly = store.spend_hourly("team", "2026-11-24T00:00:00Z", "2026-11-24T12:00:00Z")
-        assert sorted((r["hour"], int(r["cost_nanos"])) for r in hourly) == [
+        assert sorted((r.hour, r.cost_nanos) for r in hourly) == [
             (f"2026-11-24T{h:02d}", 100 * USD) for h in HOURS[:3]
         ]
         totals = store.spend_totals("use_case", "2026-11-24", "2026-11-25", where=("team", "platform"))

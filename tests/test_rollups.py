@@ -144,26 +144,26 @@ def test_reports_read_the_rollups_and_agree_with_the_ledger(store: Store) -> Non
     store.insert_ledger_rows(rows)
     since, until = "2026-10-30T13:30:00.000000Z", "2026-11-03T00:00:00.000000Z"
     inside = [r for r in rows if since <= r.started_at < until]
-    spend = {r["id"]: r for r in store.spend("team", since, until)}
+    spend = {r.id: r for r in store.spend("team", since, until)}
     for team, (requests, cost, _, _, output) in _reference(rows, "team_id", since, until).items():
-        assert (spend[team]["requests"], spend[team]["cost_nanos"], spend[team]["output_tokens"]) == (
+        assert (spend[team].requests, spend[team].cost_nanos, spend[team].output_tokens) == (
             requests,
             cost,
             output,
         )
     # sessions are not in the rollup: read from the ledger, same answer
-    sessions = {r["id"]: int(r["cost_nanos"]) for r in store.spend("session", since, until)}
+    sessions = {r.id: r.cost_nanos for r in store.spend("session", since, until)}
     assert sessions == {k: v[1] for k, v in _reference(rows, "session_id", since, until).items()}
-    savings = {r["id"]: r for r in store.savings("model", since, until)}
+    savings = {r.id: r for r in store.savings("model", since, until)}
     for model, (requests, cost, counterfactual, routed, _) in _reference(
         rows, "requested_model", since, until
     ).items():
-        assert (savings[model]["requests"], savings[model]["cost_nanos"]) == (requests, cost)
-        assert (savings[model]["counterfactual_nanos"], savings[model]["routed_requests"]) == (
+        assert (savings[model].requests, savings[model].cost_nanos) == (requests, cost)
+        assert (savings[model].counterfactual_nanos, savings[model].routed_requests) == (
             counterfactual,
             routed,
         )
-    daily = {(r["value"], r["day"]): r["cost_nanos"] for r in store.spend_daily("use_case", since, until)}
+    daily = {(r.value, r.day): r.cost_nanos for r in store.spend_daily("use_case", since, until)}
     expected_daily: dict[tuple[str, str], int] = defaultdict(int)
     for r in inside:
         expected_daily[(r.use_case, r.started_at[:10])] += r.cost_nanos
@@ -199,9 +199,9 @@ def test_work_rollup_keeps_repo_pr_and_branch_together(store: Store, since: str,
     store.insert_ledger_rows(rows)
     got: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0])
     for line in store.tagged_spend(["pr", "branch"], since, until):
-        key = (line["month"], line["team_id"], tuple(sorted(line["tags"].items())))
-        got[key][0] += line["requests"]
-        got[key][1] += line["cost_nanos"]
+        key = (line.month, line.team_id, tuple(sorted(line.tags.items())))
+        got[key][0] += line.requests
+        got[key][1] += line.cost_nanos
     expected: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0])
     for r in rows:
         if since <= r.started_at < until and ("pr" in r.tags or "branch" in r.tags):
@@ -214,8 +214,8 @@ def test_work_rollup_keeps_repo_pr_and_branch_together(store: Store, since: str,
     # by repository alone: summed per repository, whatever the PR or branch
     repos: dict[tuple[Any, ...], int] = defaultdict(int)
     for line in store.tagged_spend(["repo"], since, until):
-        assert set(line["tags"]) == {"repo"}
-        repos[(line["month"], line["team_id"], line["tags"]["repo"])] += line["cost_nanos"]
+        assert set(line.tags) == {"repo"}
+        repos[(line.month, line.team_id, line.tags["repo"])] += line.cost_nanos
     expected_repos: dict[tuple[Any, ...], int] = defaultdict(int)
     for r in rows:
         if since <= r.started_at < until and "repo" in r.tags:
@@ -238,9 +238,7 @@ def test_rebuild_rollups_repairs_drift(store: Store, database_url: str) -> None:
     assert {k: v[1] for k, v in after.items()} == {k: v[1] + v[0] for k, v in before.items()}
     assert counts["tagged_calls"] == sum(1 for r in rows if {"repo", "pr", "branch"} & set(r.tags))
     work_after = store.tagged_spend(["repo"], "2026-01-01T00:00:00.000000Z", "2027-01-01T00:00:00.000000Z")
-    assert sum(w["cost_nanos"] for w in work_after) == sum(
-        w["cost_nanos"] + w["requests"] for w in work_before
-    )
+    assert sum(w.cost_nanos for w in work_after) == sum(w.cost_nanos + w.requests for w in work_before)
 
 
 def test_rebuild_rollups_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -281,7 +279,7 @@ def test_migration_backfills_an_existing_ledger(tmp_path: Path) -> None:
     for column in ("team_id", "day", "route_rule"):
         assert _grouped(store, column, None, None) == _reference(rows, column, None, None)
     assert sum(
-        w["requests"]
+        w.requests
         for w in store.tagged_spend(
             ["repo", "pr", "branch"], "2026-01-01T00:00:00.000000Z", "2027-01-01T00:00:00.000000Z"
         )

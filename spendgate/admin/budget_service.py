@@ -189,11 +189,11 @@ def budget_status(
 def _spent(store: BudgetSpend, budget: Budget, window: Window) -> tuple[int, str | None]:
     if budget.scope_type == "session" and budget.scope_value == "*":
         # A cap per session: what matters is the session closest to it.
-        sessions = [r for r in store.spend("session", window.start_iso, window.end_iso) if r["id"]]
+        sessions = [r for r in store.spend("session", window.start_iso, window.end_iso) if r.id]
         if not sessions:
             return 0, "per session"
-        top = max(sessions, key=lambda r: int(r["cost_nanos"] or 0))
-        return int(top["cost_nanos"] or 0), f"per session; highest: {top['id']}"
+        top = max(sessions, key=lambda r: r.cost_nanos)
+        return top.cost_nanos, f"per session; highest: {top.id}"
     spent = store.budget_spend(budget.scope_type, budget.scope_value, window.start_iso, window.end_iso)
     return spent, None
 

@@ -287,17 +287,12 @@ def savings_report(store: SpendStore, by: str, since: str | None, until: str | N
     )
     out = []
     for row in rows:
-        name = row["name"] if row["name"] is not None else ("untagged" if by == "use_case" else None)
+        name = row.name if row.name is not None else ("untagged" if by == "use_case" else None)
         out.append(
             {
                 by: name,
-                "id": row["id"],
-                **_money(
-                    int(row["requests"]),
-                    int(row["routed_requests"] or 0),
-                    int(row["cost_nanos"] or 0),
-                    int(row["counterfactual_nanos"] or 0),
-                ),
+                "id": row.id,
+                **_money(row.requests, row.routed_requests, row.cost_nanos, row.counterfactual_nanos),
             }
         )
     out.sort(key=lambda r: (-_nanos(r["savings_usd"]), -r["requests"], str(r[by])))

@@ -68,14 +68,14 @@ def spend_report(store: SpendStore, by: str, since: str | None, until: str | Non
     out = []
     for row in rows:
         item: dict[str, Any] = {
-            by: row["name"] if row["name"] is not None else ("untagged" if by == "use_case" else None),
-            "id": row["id"],
-            "requests": int(row["requests"]),
+            by: row.name if row.name is not None else ("untagged" if by == "use_case" else None),
+            "id": row.id,
+            "requests": row.requests,
         }
         for field in TOKEN_COLUMNS:
-            item[field] = int(row[field] or 0)
-        item["estimated_requests"] = int(row["estimated_requests"] or 0)
-        item["cost_usd"] = format_usd(int(row["cost_nanos"] or 0))
+            item[field] = getattr(row, field)
+        item["estimated_requests"] = row.estimated_requests
+        item["cost_usd"] = format_usd(row.cost_nanos)
         out.append(item)
     return out
 

@@ -75,13 +75,13 @@ def backtest(
     full = daily_series(rows, zone)
     at_check: dict[str, dict[date, int]] = defaultdict(lambda: defaultdict(int))
     for row in rows:
-        begins = hour_start(str(row["hour"]))
+        begins = hour_start(row.hour)
         day = local_day(begins, zone)
         if begins < datetime.combine(day, params.check_time, tzinfo=zone):
-            group = str(row["value"]) if row["value"] is not None else "(none)"
-            at_check[group][day] += int(row["cost_nanos"] or 0)
+            group = str(row.value) if row.value is not None else "(none)"
+            at_check[group][day] += row.cost_nanos
     full.pop("(none)", None)
     out = replay(full, at_check, since, until, thresholds, params)
-    for row in out:
-        row["name"] = (names or {}).get(row["group"], row["group"])
+    for line in out:
+        line["name"] = (names or {}).get(line["group"], line["group"])
     return out

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from spendgate.alerts.config import DetectParams
+from spendgate.store.spend import SpendByHour
 
 Series = Mapping[date, int]  # local day -> spend in nano-dollars
 
@@ -123,21 +124,19 @@ def hour_start(hour: str) -> datetime:
 
 
 def daily_series(
-    rows: Iterable[Mapping[str, object]], zone: ZoneInfo, until: datetime | None = None
+    rows: Iterable[SpendByHour], zone: ZoneInfo, until: datetime | None = None
 ) -> dict[str, dict[date, int]]:
-    """Hourly rows (value, hour, cost_nanos) -> per group value, spend per local day.
+    """Hourly spend -> per group value, spend per local day.
 
     Hours are attributed to the local day they start in (zones with half-hour offsets round to the hour).
     With `until`, only hours starting before it count.
     """
     out: dict[str, dict[date, int]] = defaultdict(lambda: defaultdict(int))
     for row in rows:
-        start = hour_start(str(row["hour"]))
+        start = hour_start(row.hour)
         if until is not None and start >= until:
             continue
-        value = row["value"]
-        cost = row["cost_nanos"]
-        out[str(value) if value is not None else "(none)"][local_day(start, zone)] += int(str(cost or 0))
+        out[str(row.value) if row.value is not None else "(none)"][local_day(start, zone)] += row.cost_nanos
     return {group: dict(days) for group, days in out.items()}
 
 

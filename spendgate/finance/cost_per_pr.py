@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from spendgate.pricing import NANOS_PER_USD, format_usd
 from spendgate.store.finance import FinanceStore
 from spendgate.store.principals import NameStore
-from spendgate.store.spend import SpendStore
+from spendgate.store.spend import SpendByMonth, SpendStore, TaggedSpend
 
 
 class PRSpend(FinanceStore, SpendStore, NameStore, Protocol):
@@ -129,29 +129,28 @@ def count_prs(
 
 
 def sum_spend(
-    spend_rows: Iterable[Mapping[str, Any]], names: Mapping[str, str] | None = None
+    spend_rows: Iterable[SpendByMonth], names: Mapping[str, str] | None = None
 ) -> dict[tuple[str, str], int]:
     """`spend_by_month` rows -> nanos per (group, month); ids become names, no value -> 'unmapped'."""
     sums: dict[tuple[str, str], int] = defaultdict(int)
     for row in spend_rows:
-        value = row["value"]
-        group = (names or {}).get(value, value) if value else UNMAPPED
-        sums[(group, row["month"])] += int(row["cost_nanos"] or 0)
+        group = (names or {}).get(row.value, row.value) if row.value else UNMAPPED
+        sums[(group, row.month)] += row.cost_nanos
     return dict(sums)
 
 
-def repo_spend(tagged_calls: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
+def repo_spend(tagged_calls: Iterable[TaggedSpend]) -> dict[tuple[str, str], int]:
     """Spend per (repository, month) from calls tagged repo=OWNER/NAME."""
     sums: dict[tuple[str, str], int] = defaultdict(int)
     for call in tagged_calls:
-        repo = str(call["tags"].get("repo", "")).strip().lower().removeprefix("https://github.com/")
+        repo = str(call.tags.get("repo", "")).strip().lower().removeprefix("https://github.com/")
         if repo:
-            sums[(repo.strip("/"), call["month"])] += int(call["cost_nanos"] or 0)
+            sums[(repo.strip("/"), call.month)] += call.cost_nanos
     return dict(sums)
 
 
 def spend_per_pr(
-    tagged_calls: Iterable[Mapping[str, Any]], prs: Sequence[Mapping[str, Any]]
+    tagged_calls: Iterable[TaggedSpend], prs: Sequence[Mapping[str, Any]]
 ) -> tuple[list[dict[str, Any]], int, int]:
     """Attribute calls tagged `pr` (12, #12, owner/name#12 or the PR's url) or `branch` (the PR's
     head branch) to merged PRs; a `repo` tag narrows the match. Returns (per-PR rows, most
@@ -165,9 +164,9 @@ def spend_per_pr(
     totals: dict[tuple[str, int], list[int]] = {}
     unmatched_nanos = unmatched_calls = 0
     for call in tagged_calls:
-        match = _match(call["tags"], by_number, by_branch)
-        nanos = int(call["cost_nanos"] or 0)
-        calls = int(call.get("requests", 1))  # rollup lines sum several calls
+        match = _match(call.tags, by_number, by_branch)
+        nanos = call.cost_nanos
+        calls = call.requests  # rollup lines sum several calls
         if match is None:
             unmatched_nanos += nanos
             unmatched_calls += calls

@@ -24,11 +24,12 @@ from spendgate.store.alerts import AlertStore
 from spendgate.store.budgets import BudgetStore
 from spendgate.store.finance import FinanceStore
 from spendgate.store.principals import NameStore
-from spendgate.store.spend import SpendStore
+from spendgate.store.spend import SavingsByGroup, SpendByDay, SpendByGroup, SpendStore
 
 
 class ReportSource(SpendStore, BudgetStore, AlertStore, FinanceStore, NameStore, Protocol):
     """What the finance and governance reports read."""
+
 
 TREND_MONTHS = 6
 TOP = 10
@@ -258,27 +259,22 @@ def governance_report(
     )
 
 
-def _slices(rows: Iterable[Mapping[str, Any]]) -> tuple[Slice, ...]:
+def _slices(rows: Iterable[SpendByGroup]) -> tuple[Slice, ...]:
     out = [
-        Slice(
-            id=r.get("id"),
-            name=str(r.get("name") or r.get("id") or "(none)"),
-            requests=int(r.get("requests") or 0),
-            cost_nanos=int(r.get("cost_nanos") or 0),
-        )
+        Slice(id=r.id, name=str(r.name or r.id or "(none)"), requests=r.requests, cost_nanos=r.cost_nanos)
         for r in rows
     ]
     out.sort(key=lambda s: (-s.cost_nanos, s.name))
     return tuple(out)
 
 
-def _daily(rows: Iterable[Mapping[str, Any]], since: datetime, until: datetime) -> list[DaySpend]:
+def _daily(rows: Iterable[SpendByDay], since: datetime, until: datetime) -> list[DaySpend]:
     """One entry per UTC day of [since, until), days without spend included."""
     nanos: dict[str, int] = defaultdict(int)
     requests: dict[str, int] = defaultdict(int)
     for row in rows:
-        nanos[row["day"]] += int(row["cost_nanos"] or 0)
-        requests[row["day"]] += int(row["requests"] or 0)
+        nanos[row.day] += row.cost_nanos
+        requests[row.day] += row.requests
     out, day = [], since.replace(hour=0, minute=0, second=0, microsecond=0)
     while day < until:
         key = day.strftime("%Y-%m-%d")
@@ -291,7 +287,7 @@ def _monthly(store: ReportSource, window: Sequence[str], until: datetime) -> lis
     since, end = cpp.window_bounds(window)
     sums: dict[str, int] = defaultdict(int)
     for row in store.spend_by_month("team", since, min(end, iso(until))):
-        sums[row["month"]] += int(row["cost_nanos"] or 0)
+        sums[row.month] += row.cost_nanos
     return [(m, sums.get(m, 0)) for m in window]
 
 
@@ -374,23 +370,22 @@ def _forecast(
     return Forecast(end.strftime("%Y-%m"), "next-month", days, tuple(projections))
 
 
-def _savings(rows: Iterable[Mapping[str, Any]]) -> Savings | None:
+def _savings(rows: Sequence[SavingsByGroup]) -> Savings | None:
     """Routing savings by rule; None when no call was routed (the section is then left out)."""
-    rows = list(rows)
-    routed = sum(int(r.get("routed_requests") or 0) for r in rows)
-    cost = sum(int(r.get("cost_nanos") or 0) for r in rows)
-    counterfactual = sum(int(r.get("counterfactual_nanos") or 0) for r in rows)
+    routed = sum(r.routed_requests for r in rows)
+    cost = sum(r.cost_nanos for r in rows)
+    counterfactual = sum(r.counterfactual_nanos for r in rows)
     if not routed or counterfactual <= cost:
         return None
     by_rule = [
         Slice(
-            id=r.get("id"),
-            name=str(r.get("name") or r.get("id")),
-            requests=int(r.get("routed_requests") or 0),
-            cost_nanos=int(r.get("counterfactual_nanos") or 0) - int(r.get("cost_nanos") or 0),
+            id=r.id,
+            name=str(r.name or r.id),
+            requests=r.routed_requests,
+            cost_nanos=r.counterfactual_nanos - r.cost_nanos,
         )
         for r in rows
-        if r.get("id") is not None
+        if r.id is not None
     ]
     by_rule = [s for s in by_rule if s.cost_nanos]
     by_rule.sort(key=lambda s: (-s.cost_nanos, s.name))

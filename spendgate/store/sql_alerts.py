@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from spendgate.dimensions import ALERT_BY, CONTRIBUTOR_BY, ROLLUP_KEYS
+from spendgate.store.spend import SpendByHour
 from spendgate.store.sql_rollups import RollupQueries
 
 
@@ -28,18 +29,19 @@ class AlertQueries(RollupQueries):  # reads the rollups through sum_grouped
     # --- spend series ---
     def spend_hourly(
         self, by: str, since: str, until: str, where: tuple[str, str] | None = None
-    ) -> list[dict[str, Any]]:
-        """Spend per group value and UTC hour ('2026-11-28T16'): rows of value, hour, cost_nanos."""
+    ) -> list[SpendByHour]:
+        """Spend per group value and UTC hour ('2026-11-28T16')."""
         column = _column(by)
         clauses, params = ["started_at >= ?", "started_at < ?"], [since, until]
         if where is not None:
             clauses.append(f"{_column(where[0])} = ?")
             params.append(where[1])
-        return self._query(
+        rows = self._query(
             f"SELECT {column} AS value, SUBSTR(started_at, 1, 13) AS hour, SUM(cost_nanos) AS cost_nanos "
             f"FROM ledger WHERE {' AND '.join(clauses)} GROUP BY {column}, SUBSTR(started_at, 1, 13)",
             params,
         )
+        return [SpendByHour(r["value"], r["hour"], int(r["cost_nanos"] or 0)) for r in rows]
 
     def spend_totals(
         self, by: str, since: str, until: str, where: tuple[str, str] | None = None

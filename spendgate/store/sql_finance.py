@@ -9,6 +9,7 @@ from spendgate.clock import utc_now_iso
 from spendgate.dimensions import MONTHLY_BY, SPEND_BY
 from spendgate.store.base import Conflict
 from spendgate.store.finance import MergedPR, normalise_repo
+from spendgate.store.spend import SpendByDay, SpendByMonth, TaggedSpend
 from spendgate.store.sql_rollups import WORK_TAGS, RollupQueries
 
 _PR_FIELDS = ("author", "merged_at", "title", "base_ref", "head_ref", "url", "additions", "deletions")
@@ -146,7 +147,7 @@ class FinanceQueries(RollupQueries):  # reads the rollups through sum_grouped
         )
 
     # --- spend for cost per PR (from the daily rollups) ---
-    def spend_by_month(self, by: str, since: str, until: str) -> list[dict[str, Any]]:
+    def spend_by_month(self, by: str, since: str, until: str) -> list[SpendByMonth]:
         """Ledger spend per group value (team id or use case) and UTC month ('2026-11')."""
         column = MONTHLY_BY[by].column
         months: dict[tuple[Any, str], list[int]] = {}
@@ -155,26 +156,23 @@ class FinanceQueries(RollupQueries):  # reads the rollups through sum_grouped
             total[0] += row["requests"]
             total[1] += row["cost_nanos"]
         return [
-            {"value": value, "month": month, "requests": requests, "cost_nanos": cost}
+            SpendByMonth(value, month, requests, cost)
             for (value, month), (requests, cost) in sorted(
                 months.items(), key=lambda kv: (kv[0][1], str(kv[0][0]))
             )
         ]
 
-    def spend_daily(self, by: str, since: str, until: str) -> list[dict[str, Any]]:
+    def spend_daily(self, by: str, since: str, until: str) -> list[SpendByDay]:
         """Spend per group value (any `spend --by` group but session) and UTC day ('2026-11-28'):
         rows of value, day, requests, cost_nanos, oldest day first."""
         if by not in SPEND_BY or not SPEND_BY[by].rollup:
             raise ValueError(f"cannot give daily spend by {by!r}")
         column = SPEND_BY[by].column
         rows = self.sum_grouped([column, "day"], ["requests", "cost_nanos"], since, until)
-        out = [
-            {"value": r[column], "day": r["day"], "requests": r["requests"], "cost_nanos": r["cost_nanos"]}
-            for r in rows
-        ]
-        return sorted(out, key=lambda r: (r["day"], str(r["value"])))
+        out = [SpendByDay(r[column], r["day"], r["requests"], r["cost_nanos"]) for r in rows]
+        return sorted(out, key=lambda r: (r.day, str(r.value)))
 
-    def tagged_spend(self, keys: Sequence[str], since: str, until: str) -> list[dict[str, Any]]:
+    def tagged_spend(self, keys: Sequence[str], since: str, until: str) -> list[TaggedSpend]:
         """Spend of calls carrying any of these tags (repo, pr, branch: the tags the work rollup
         keeps) per month and team: rows of tags (a dict), team_id, month, requests, cost_nanos."""
         unknown = set(keys) - set(WORK_TAGS)
@@ -182,4 +180,8 @@ class FinanceQueries(RollupQueries):  # reads the rollups through sum_grouped
             raise ValueError(f"only {', '.join(WORK_TAGS)} tags are summed, not {', '.join(sorted(unknown))}")
         # A repository alone is summed per repository; a PR or branch match needs all three tags.
         keep = ("repo",) if set(keys) == {"repo"} else WORK_TAGS
-        return [row for row in self.work_spend(since, until, keep) if any(k in row["tags"] for k in keys)]
+        return [
+            TaggedSpend(r["month"], r["team_id"], r["requests"], r["cost_nanos"], r["tags"])
+            for r in self.work_spend(since, until, keep)
+            if any(k in r["tags"] for k in keys)
+        ]

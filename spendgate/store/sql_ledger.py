@@ -11,6 +11,7 @@ import orjson
 
 from spendgate.dimensions import BY_NAME, SAVINGS_BY, SPEND_BY, column_of
 from spendgate.models import LEDGER_COLUMNS, TOKEN_COLUMNS, LedgerRow
+from spendgate.store.spend import SavingsByGroup, SpendByGroup
 from spendgate.store.sql_rollups import RollupQueries, add_to_rollups, in_range
 
 # Only a repeated request id is ignored (a journal replay); any other violation is an error.
@@ -19,6 +20,8 @@ _INSERT_LEDGER = (
     f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)}) ON CONFLICT (request_id) DO NOTHING"
 )
 _ID_CHUNK = 500  # request ids per IN (...) lookup, well under SQLite's parameter limit
+# SpendByGroup's measures, in its field order
+_SPEND_MEASURES = ("requests", *TOKEN_COLUMNS, "cost_nanos", "estimated_requests")
 
 
 class LedgerQueries(RollupQueries):  # reads the rollups through sum_grouped
@@ -66,43 +69,44 @@ class LedgerQueries(RollupQueries):  # reads the rollups through sum_grouped
             out.append(item)
         return out
 
-    def spend(self, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
+    def spend(self, by: str, since: str | None, until: str | None) -> list[SpendByGroup]:
         column = SPEND_BY[by].column
         if by == "session":  # too many values for the rollup: the raw ledger, by its index
             return self._raw_spend(column, since, until)
-        measures = ["requests", *TOKEN_COLUMNS, "cost_nanos", "estimated_requests"]
-        rows = self.sum_grouped([column], measures, since, until)
-        out = [{"id": r[column], "name": r[column], **{m: r[m] for m in measures}} for r in rows]
-        self._name(out, by)
-        return sorted(out, key=lambda r: (-r["cost_nanos"], str(r["id"])))
+        rows = self.sum_grouped([column], _SPEND_MEASURES, since, until)
+        names = self._names_of(by)
+        out = [
+            SpendByGroup(r[column], names.get(r[column], r[column]), *(int(r[m]) for m in _SPEND_MEASURES))
+            for r in rows
+        ]
+        return sorted(out, key=lambda r: (-r.cost_nanos, str(r.id)))
 
-    def _raw_spend(self, column: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
+    def _raw_spend(self, column: str, since: str | None, until: str | None) -> list[SpendByGroup]:
         where, params = _period(since, until)
         sums = ", ".join(f"SUM({c}) AS {c}" for c in TOKEN_COLUMNS)
-        return self._query(
-            f"SELECT {column} AS id, {column} AS name, COUNT(*) AS requests, {sums}, "
+        rows = self._query(
+            f"SELECT {column} AS id, COUNT(*) AS requests, {sums}, "
             f"SUM(cost_nanos) AS cost_nanos, SUM(estimated) AS estimated_requests "
             f"FROM ledger {where} GROUP BY {column} ORDER BY cost_nanos DESC",
             params,
         )
+        return [SpendByGroup(r["id"], r["id"], *(int(r[m] or 0) for m in _SPEND_MEASURES)) for r in rows]
 
-    def savings(self, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
+    def savings(self, by: str, since: str | None, until: str | None) -> list[SavingsByGroup]:
         column = column_of(by, SAVINGS_BY)
         # Routed: a rule picked a model other than the one asked for. A row without a
         # counterfactual (failed, or from before routing) would have cost what it did.
         measures = ["requests", "routed_requests", "cost_nanos", "counterfactual_nanos"]
         rows = self.sum_grouped([column], measures, since, until)
-        out = [{"id": r[column], "name": r[column], **{m: r[m] for m in measures}} for r in rows]
-        self._name(out, by)
-        return out
+        names = self._names_of(by)
+        return [
+            SavingsByGroup(r[column], names.get(r[column], r[column]), *(int(r[m]) for m in measures))
+            for r in rows
+        ]
 
-    def _name(self, rows: list[dict[str, Any]], by: str) -> None:
-        """Set each row's `name` from the named table when `by` has one (the id when unknown)."""
-        if by not in BY_NAME or BY_NAME[by].names_table is None or not rows:
-            return
-        names = self.names(by)
-        for row in rows:
-            row["name"] = names.get(row["id"], row["id"])
+    def _names_of(self, by: str) -> dict[str, str]:
+        """Display names of `by`'s ids when it is a named dimension (else none: values are names)."""
+        return self.names(by) if by in BY_NAME and BY_NAME[by].names_table is not None else {}
 
 
 def _period(since: str | None, until: str | None) -> tuple[str, list[Any]]:
