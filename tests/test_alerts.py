@@ -222,7 +222,7 @@ def test_new_agent_workflow_fires_at_the_check_time_naming_the_use_case(ledger: 
     assert msg.dedup_key == "spendgate:platform:2026-11-24"
     # One alert per team per day: a later pass does not open another.
     assert plan(ledger.store, config, at(TODAY, 18)) == []
-    assert [a["alert_key"] for a in ledger.store.list_alerts()] == ["anomaly:team:platform:2026-11-24"]
+    assert [a.alert_key for a in ledger.store.list_alerts()] == ["anomaly:team:platform:2026-11-24"]
 
 
 def test_ci_loop_on_every_push_names_the_key(ledger: Ledger) -> None:
@@ -351,7 +351,7 @@ def test_delivery_payloads_to_slack_pagerduty_webhook_and_email(
     assert "Subject: Spend anomaly: team platform at 4.0x its baseline" in text
     assert "Detail: spendgate alerts detail --by team --value platform --day 2026-11-24" in text
     delivered = ledger.store.list_alert_deliveries()
-    assert len(delivered) == 5 and {d["status"] for d in delivered} == {"delivered"}
+    assert len(delivered) == 5 and {d.status for d in delivered} == {"delivered"}
 
 
 def test_pagerduty_resolve_when_the_condition_clears(ledger: Ledger, receiver: tuple[Receiver, str]) -> None:
@@ -371,7 +371,7 @@ def test_pagerduty_resolve_when_the_condition_clears(ledger: Ledger, receiver: t
     assert rec.bodies("/slack")[1]["text"].startswith("Resolved: team platform: resolved")
     assert rec.bodies("/hook")[1]["event"] == "alert.resolved"
     (alert,) = ledger.store.list_alerts()
-    assert alert["status"] == "resolved" and alert["resolve_note"] == "spend is back under the threshold"
+    assert alert.status == "resolved" and alert.resolve_note == "spend is back under the threshold"
     # Resolved stays resolved for the day (no flapping pages), and nothing is sent twice.
     assert run_pass(ledger.store, config, at(TODAY, 14, 0)) == PassResult()
     assert len(rec.bodies("/pd")) == 2
@@ -397,12 +397,12 @@ def test_failing_receiver_is_retried_with_backoff_and_failures_recorded(
     result = run_pass(ledger.store, channels_config(url), at(TODAY, 16, 1))
     assert len(rec.requests) == 3
     rows = ledger.store.list_alert_deliveries(result.triggered[0])
-    assert [(r["attempt"], r["status"], r["http_status"]) for r in rows] == [
+    assert [(r.attempt, r.status, r.http_status) for r in rows] == [
         (1, "failed", 500),
         (2, "failed", 500),
         (3, "delivered", 200),
     ]
-    assert rows[0]["error"] == "HTTP 500: boom"
+    assert rows[0].error == "HTTP 500: boom"
 
 
 def test_unreachable_receiver_gives_up_after_the_attempts(ledger: Ledger) -> None:
@@ -413,8 +413,8 @@ def test_unreachable_receiver_gives_up_after_the_attempts(ledger: Ledger) -> Non
     ledger.day(TODAY, "data", 350)
     run_pass(ledger.store, channels_config(dead), at(TODAY, 16, 1), attempts=3)
     rows = ledger.store.list_alert_deliveries()
-    assert [(r["attempt"], r["status"]) for r in rows] == [(1, "failed"), (2, "failed"), (3, "failed")]
-    assert all("ClientConnectorError" in r["error"] for r in rows)
+    assert [(r.attempt, r.status) for r in rows] == [(1, "failed"), (2, "failed"), (3, "failed")]
+    assert all("ClientConnectorError" in (r.error or "") for r in rows)
 
 
 # --- budgets, forecast, replicas, the loop ---
@@ -463,7 +463,7 @@ def test_budget_tier_events_and_month_end_forecast_are_delivered_once(
     )
     config = channels_config(url)
     result = run_pass(store, config, now)
-    kinds = sorted(a["kind"] for a in store.list_alerts())
+    kinds = sorted(a.kind for a in store.list_alerts())
     assert kinds == ["budget", "forecast"] and len(result.triggered) == 2
     budget_pd = [b for b in rec.bodies("/pd") if b["payload"]["class"] == "budget"]
     assert budget_pd[0]["dedup_key"] == f"spendgate:budget:{over.id}:2026-11:alert"
@@ -663,10 +663,10 @@ def test_alert_queries_on_every_backend(database_url: str) -> None:
                 at=f"2026-11-24T16:00:0{attempt}.000000Z",
                 http_status=500 if attempt == 1 else 200,
             )
-        assert [d["status"] for d in store.list_alert_deliveries(msg.alert_id)] == ["failed", "delivered"]
+        assert [d.status for d in store.list_alert_deliveries(msg.alert_id)] == ["failed", "delivered"]
         assert store.resolve_alert(msg.alert_id, "2026-11-25T00:00:00.000000Z", "day ended") is True
         assert store.resolve_alert(msg.alert_id, "2026-11-25T00:00:00.000000Z", "day ended") is False
         (row,) = store.list_alerts(status="resolved", kind="anomaly")
-        assert row["details"]["ratio"] == 5.0 and row["resolve_note"] == "day ended"
+        assert row.details["ratio"] == 5.0 and row.resolve_note == "day ended"
     finally:
         store.close()

@@ -134,11 +134,11 @@ def test_tier_events_are_recorded_once_per_period(gateway: RunningGateway) -> No
         )
     gateway.rows()
     events = gateway.gw.store.list_budget_events()
-    assert [(e["tier"], e["spend_nanos"]) for e in events] == [
+    assert [(e.tier, e.spend_nanos) for e in events] == [
         ("alert", 4 * CALL_NANOS),
         ("amber", 6 * CALL_NANOS),
     ]
-    assert all(e["budget_id"] == budget.id for e in events)
+    assert all(e.budget_id == budget.id for e in events)
 
 
 def test_observation_mode_blocks_nothing_and_records_would_block(gateway: RunningGateway) -> None:
@@ -158,7 +158,7 @@ def test_observation_mode_blocks_nothing_and_records_would_block(gateway: Runnin
     notes = [r["budget_note"] for r in gateway.rows()]
     assert notes[0] is None and notes[-1] == "would_block:watch"
     report = gateway.gw.store.would_block()
-    assert report[0]["budget_note"] == "would_block:watch" and report[0]["requests"] >= 2
+    assert report[0].budget_note == "would_block:watch" and report[0].requests >= 2
 
 
 def test_use_case_and_tag_budgets_cut_across_teams(gateway: RunningGateway) -> None:

@@ -202,11 +202,10 @@ def budget_events(store: BudgetNames, since: str | None = None) -> list[dict[str
     names = scope_names(store)
     return [
         {
-            **row,
-            "scope": scope_label(row["scope_type"], row["scope_value"], names),
-            "threshold_usd": format_usd(int(row["limit_nanos"])),  # the tier's threshold
-            "spend_usd": format_usd(int(row["spend_nanos"])),
-            "observed": bool(row["observed"]),
+            **asdict(row),
+            "scope": scope_label(row.scope_type, row.scope_value, names),
+            "threshold_usd": format_usd(row.limit_nanos),  # the tier's threshold
+            "spend_usd": format_usd(row.spend_nanos),
         }
         for row in store.list_budget_events(maybe_time(since))
     ]
@@ -222,13 +221,13 @@ def would_block_report(
     """
     totals: dict[str, dict[str, Any]] = {}
     for row in store.would_block(maybe_time(since), maybe_time(until)):
-        for kind, _, name in (part.partition(":") for part in str(row["budget_note"]).split(",")):
+        for kind, _, name in (part.partition(":") for part in row.budget_note.split(",")):
             if kind == "would_block" and name:
                 item = totals.setdefault(name, {"would_block": name, "requests": 0, "nanos": 0})
-                item["requests"] += int(row["requests"])
-                item["nanos"] += int(row["cost_nanos"] or 0)
-                item["first_at"] = min(item.get("first_at", row["first"]), row["first"])
-                item["last_at"] = max(item.get("last_at", row["last"]), row["last"])
+                item["requests"] += row.requests
+                item["nanos"] += row.cost_nanos
+                item["first_at"] = min(item.get("first_at", row.first), row.first)
+                item["last_at"] = max(item.get("last_at", row.last), row.last)
     budgets = {b.name: b for b in store.list_budgets(include_revoked=True)}
     names = scope_names(store) if totals else {}
     out = []

@@ -22,7 +22,7 @@ from spendgate.alerts.detector import (
 )
 from spendgate.clock import iso
 from spendgate.dimensions import CONTRIBUTOR_BY
-from spendgate.store.alerts import AlertStore
+from spendgate.store.alerts import Alert, AlertStore
 from spendgate.store.principals import NameStore
 from spendgate.store.spend import SpendStore
 
@@ -222,18 +222,18 @@ def dedup_key(by: str, value: str, day: date | str) -> str:
     return f"spendgate:{value}:{day_text}" if by == "team" else f"spendgate:{by}={value}:{day_text}"
 
 
-def resolve_message(row: dict[str, Any], note: str, now: datetime, label: str) -> AlertMessage:
-    who = f"{row['group_by']} {label}"
+def resolve_message(row: Alert, note: str, now: datetime, label: str) -> AlertMessage:
+    who = f"{row.group_by} {label}"
     return AlertMessage(
-        alert_id=row["id"],
+        alert_id=row.id,
         kind="anomaly",
         action="resolve",
         title=f"Spend back to normal: {who}",
         summary=f"{who}: resolved ({note}).",
-        dedup_key=dedup_key(row["group_by"], row["group_value"], row["day"]),
+        dedup_key=dedup_key(row.group_by, row.group_value, row.day),
         severity="info",
-        group=f"{row['group_by']}:{label}",
-        details={"group": row["group_value"], "day": row["day"], "note": note},
+        group=f"{row.group_by}:{label}",
+        details={"group": row.group_value, "day": row.day, "note": note},
         at=iso(now),
     )
 
@@ -250,14 +250,15 @@ def plan_anomalies(store: AnomalyStore, config: AlertsConfig, now: datetime) -> 
     at_check = now.astimezone(zone).time() >= params.check_time
     names = Names.load(store)
     out: list[Outgoing] = []
-    opened: dict[str, dict[str, Any]] = {}
+    opened: dict[str, Alert] = {}
     for row in store.list_alerts(status="open", kind="anomaly"):
-        if row["day"] < today.isoformat():  # yesterday's alerts end with the day
-            if store.resolve_alert(row["id"], iso(now), "the day ended"):
-                label = names.of(row["group_by"], row["group_value"])
-                out.append((resolve_message(row, "the day ended", now, label), _route(config, row, names)))
-        elif row["group_by"] == params.by:
-            opened[row["alert_key"]] = row
+        if row.day < today.isoformat():  # yesterday's alerts end with the day
+            if store.resolve_alert(row.id, iso(now), "the day ended"):
+                label = names.of(row.group_by, row.group_value)
+                route = _route(config, row.group_by, row.group_value, names)
+                out.append((resolve_message(row, "the day ended", now, label), route))
+        elif row.group_by == params.by:
+            opened[row.alert_key] = row
     firing: dict[str, Assessment] = {}
     for value, days in series.items():
         if value == "(none)":
@@ -269,10 +270,11 @@ def plan_anomalies(store: AnomalyStore, config: AlertsConfig, now: datetime) -> 
         if key in opened:
             if not found.holds:
                 note = "spend is back under the threshold"
-                if store.resolve_alert(opened[key]["id"], iso(now), note):
+                if store.resolve_alert(opened[key].id, iso(now), note):
                     row = opened[key]
-                    label = names.of(row["group_by"], value)
-                    out.append((resolve_message(row, note, now, label), _route(config, row, names)))
+                    label = names.of(row.group_by, value)
+                    route = _route(config, row.group_by, row.group_value, names)
+                    out.append((resolve_message(row, note, now, label), route))
         elif found.fire is not None:
             firing[key] = found
     already = store.alert_keys(list(firing))
@@ -297,11 +299,9 @@ def plan_anomalies(store: AnomalyStore, config: AlertsConfig, now: datetime) -> 
             continue  # another replica opened it first
         from dataclasses import replace
 
-        row = {"group_by": params.by, "group_value": value}
-        out.append((replace(msg, alert_id=alert_id), _route(config, row, names)))
+        out.append((replace(msg, alert_id=alert_id), _route(config, params.by, value, names)))
     return out
 
 
-def _route(config: AlertsConfig, row: dict[str, Any], names: Names) -> list[Channel]:
-    value = str(row["group_value"])
-    return config.channels_for(value, names.of(str(row["group_by"]), value))
+def _route(config: AlertsConfig, group_by: str, value: str, names: Names) -> list[Channel]:
+    return config.channels_for(value, names.of(group_by, value))

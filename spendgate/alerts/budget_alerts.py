@@ -42,46 +42,46 @@ def plan_budget_events(
     store: BudgetAlertStore, config: AlertsConfig, now: datetime, names: Names
 ) -> list[Outgoing]:
     events = store.list_budget_events(since=iso(now - EVENT_HORIZON))
-    keys = {f"budget:{e['budget_id']}:{e['period_key']}:{e['tier']}": e for e in events}
+    keys = {f"budget:{e.budget_id}:{e.period_key}:{e.tier}": e for e in events}
     seen = store.alert_keys(list(keys))
     out: list[Outgoing] = []
     for key, e in keys.items():
         if key in seen:
             continue
-        scope = _scope(e["scope_type"], e["scope_value"], names)
-        observed = " (observe mode: nothing was blocked)" if e["observed"] else ""
-        title = f"Budget {e['budget']} crossed its {e['tier']} tier ({e['percent']}%)"
+        scope = _scope(e.scope_type, e.scope_value, names)
+        observed = " (observe mode: nothing was blocked)" if e.observed else ""
+        title = f"Budget {e.budget} crossed its {e.tier} tier ({e.percent}%)"
         summary = (
-            f"Budget {e['budget']} ({scope}, {e['period_key']}): spend {usd(int(e['spend_nanos']))} passed "
-            f"the {e['tier']} tier at {e['percent']}% ({usd(int(e['limit_nanos']))}){observed}."
+            f"Budget {e.budget} ({scope}, {e.period_key}): spend {usd(int(e.spend_nanos))} passed "
+            f"the {e.tier} tier at {e.percent}% ({usd(int(e.limit_nanos))}){observed}."
         )
         details: dict[str, Any] = {
-            "budget": e["budget"],
-            "budget_id": e["budget_id"],
+            "budget": e.budget,
+            "budget_id": e.budget_id,
             "scope": scope,
-            "period": e["period_key"],
-            "tier": e["tier"],
-            "percent": e["percent"],
-            "spend_usd": round(int(e["spend_nanos"]) / 1e9, 2),
-            "threshold_usd": round(int(e["limit_nanos"]) / 1e9, 2),
-            "observed": bool(e["observed"]),
-            "crossed_at": e["crossed_at"],
+            "period": e.period_key,
+            "tier": e.tier,
+            "percent": e.percent,
+            "spend_usd": round(int(e.spend_nanos) / 1e9, 2),
+            "threshold_usd": round(int(e.limit_nanos) / 1e9, 2),
+            "observed": bool(e.observed),
+            "crossed_at": e.crossed_at,
         }
         msg = _open(
             store,
             key=key,
             kind="budget",
-            budget_id=e["budget_id"],
-            budget_name=e["budget"],
-            period=e["period_key"],
+            budget_id=e.budget_id,
+            budget_name=e.budget,
+            period=e.period_key,
             title=title,
             summary=summary,
             details=details,
-            severity=_SEVERITY.get(e["tier"], "warning"),
+            severity=_SEVERITY.get(e.tier, "warning"),
             now=now,
         )
         if msg is not None:
-            out.append((msg, _route(config, e["scope_type"], e["scope_value"], names)))
+            out.append((msg, _route(config, e.scope_type, e.scope_value, names)))
     return out
 
 

@@ -6,6 +6,7 @@ for its deliveries; the other commands read the alerts tables and the ledger.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -79,19 +80,17 @@ def _alerts() -> typer.Typer:
         with cli_store() as store:
             result = asyncio.run(_check(store, settings(), config, _moment(now)))
             ids = set(result.triggered) | set(result.resolved)
-            rows = [r for r in store.list_alerts() if r["id"] in ids]
+            rows = [r for r in store.list_alerts() if r.id in ids]
             delivered = store.list_alert_deliveries()
         view = [
             {
-                "id": r["id"],
-                "action": "resolved" if r["id"] in result.resolved else "opened",
-                "kind": r["kind"],
-                "group": f"{r['group_by']}:{r['details'].get('name', r['group_value'])}",
-                "day": r["day"],
-                "summary": r["summary"] if r["id"] in result.triggered else r["resolve_note"],
-                "delivered": sum(
-                    1 for d in delivered if d["alert_id"] == r["id"] and d["status"] == "delivered"
-                ),
+                "id": r.id,
+                "action": "resolved" if r.id in result.resolved else "opened",
+                "kind": r.kind,
+                "group": f"{r.group_by}:{r.details.get('name', r.group_value)}",
+                "day": r.day,
+                "summary": r.summary if r.id in result.triggered else r.resolve_note,
+                "delivered": sum(1 for d in delivered if d.alert_id == r.id and d.status == "delivered"),
             }
             for r in rows
         ]
@@ -113,7 +112,7 @@ def _alerts() -> typer.Typer:
     ) -> None:
         """Alerts, oldest first, with their state."""
         with cli_store() as store:
-            rows = store.list_alerts(status=status, kind=kind, since=since)
+            rows = [asdict(r) for r in store.list_alerts(status=status, kind=kind, since=since)]
         if fmt is Format.json:
             print_json(rows)
             return
@@ -137,7 +136,7 @@ def _alerts() -> typer.Typer:
     ) -> None:
         """Every delivery attempt: channel, action, attempt, delivered or failed (and why)."""
         with cli_store() as store:
-            rows = store.list_alert_deliveries(alert)
+            rows = [asdict(r) for r in store.list_alert_deliveries(alert)]
         if fmt is Format.json:
             print_json(rows)
             return

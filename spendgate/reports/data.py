@@ -21,7 +21,7 @@ from spendgate.finance import forecast as fc
 from spendgate.finance.focus import month_bounds
 from spendgate.pricing import NANOS_PER_USD, format_usd
 from spendgate.store.alerts import AlertStore
-from spendgate.store.budgets import BudgetStore
+from spendgate.store.budgets import BudgetStore, CrossedTier
 from spendgate.store.finance import FinanceStore
 from spendgate.store.principals import NameStore
 from spendgate.store.spend import SavingsByGroup, SpendByDay, SpendByGroup, SpendStore
@@ -175,7 +175,7 @@ class GovernanceReport:
     keys: tuple[Slice, ...]
     users: tuple[Slice, ...]
     anomalies: tuple[Anomaly, ...]
-    budget_events: tuple[dict[str, Any], ...] = field(default=())
+    budget_events: tuple[CrossedTier, ...] = field(default=())
     title: str = "Governance report"
 
 
@@ -230,8 +230,8 @@ def governance_report(
     until = min(until, now)
     since_s, until_s = iso(since), iso(until)
     teams = _slices(store.spend("team", since_s, until_s))
-    alerts = [a for a in store.list_alerts(since=since_s) if a["opened_at"] < until_s]
-    events = [e for e in store.list_budget_events(since_s) if e["crossed_at"] < until_s]
+    alerts = [a for a in store.list_alerts(since=since_s) if a.opened_at < until_s]
+    events = [e for e in store.list_budget_events(since_s) if e.crossed_at < until_s]
     return GovernanceReport(
         label=label,
         since=since,
@@ -247,11 +247,11 @@ def governance_report(
         users=_slices(store.spend("user", since_s, until_s))[:TOP],
         anomalies=tuple(
             Anomaly(
-                opened_at=a["opened_at"],
-                kind=a["kind"],
-                group=f"{a['group_by']}:{a['group_value']}",
-                summary=a["summary"],
-                status=a["status"],
+                opened_at=a.opened_at,
+                kind=a.kind,
+                group=f"{a.group_by}:{a.group_value}",
+                summary=a.summary,
+                status=a.status,
             )
             for a in alerts
         ),

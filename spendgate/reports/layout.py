@@ -302,11 +302,11 @@ def governance_document(report: GovernanceReport) -> Document:
                     ("crossed", "budget", "tier", "spend", "limit"),
                     tuple(
                         (
-                            str(e["crossed_at"])[:16].replace("T", " "),
-                            str(e["budget"]),
-                            f"{e['tier']} ({e['percent']}%)",
-                            usd(int(e["spend_nanos"])),
-                            usd(int(e["limit_nanos"])),
+                            str(e.crossed_at)[:16].replace("T", " "),
+                            str(e.budget),
+                            f"{e.tier} ({e.percent}%)",
+                            usd(int(e.spend_nanos)),
+                            usd(int(e.limit_nanos)),
                         )
                         for e in report.budget_events
                     ),

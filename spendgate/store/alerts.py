@@ -4,7 +4,36 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    id: str
+    alert_key: str  # unique: the claim that makes replicas open an alert once
+    kind: str  # anomaly, budget, forecast
+    group_by: str
+    group_value: str
+    day: str
+    status: str  # open, resolved
+    summary: str
+    details: dict[str, Any]
+    opened_at: str
+    resolved_at: str | None
+    resolve_note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDelivery:
+    alert_id: str
+    channel: str
+    action: str  # trigger, resolve
+    attempt: int
+    status: str  # delivered, failed
+    http_status: int | None
+    error: str | None
+    at: str
 
 
 class AlertStore(Protocol):
@@ -28,7 +57,7 @@ class AlertStore(Protocol):
     def resolve_alert(self, alert_id: str, resolved_at: str, note: str) -> bool: ...
     def list_alerts(
         self, status: str | None = None, kind: str | None = None, since: str | None = None
-    ) -> list[dict[str, Any]]: ...
+    ) -> list[Alert]: ...
     def alert_keys(self, keys: Sequence[str]) -> set[str]: ...
     def record_alert_delivery(
         self,
@@ -42,4 +71,4 @@ class AlertStore(Protocol):
         http_status: int | None = None,
         error: str | None = None,
     ) -> None: ...
-    def list_alert_deliveries(self, alert_id: str | None = None) -> list[dict[str, Any]]: ...
+    def list_alert_deliveries(self, alert_id: str | None = None) -> list[AlertDelivery]: ...

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from spendgate.dimensions import SCOPE_BY
 
@@ -99,6 +99,35 @@ class BudgetEvent:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class CrossedTier:
+    """A recorded tier crossing with its budget's name and scope (`list_budget_events`)."""
+
+    budget_id: str
+    period_key: str
+    tier: str
+    percent: int
+    spend_nanos: int
+    limit_nanos: int
+    request_id: str | None
+    observed: bool
+    crossed_at: str
+    budget: str
+    scope_type: str
+    scope_value: str
+
+
+@dataclass(frozen=True, slots=True)
+class WouldBlock:
+    """Calls observation mode let through that the budgets in `budget_note` would have blocked."""
+
+    budget_note: str
+    requests: int
+    cost_nanos: int
+    first: str  # started_at of the first and last such call
+    last: str
+
+
 class BudgetStore(Protocol):
     """Budgets, tier events, exemptions and key limits. Methods are blocking."""
 
@@ -122,8 +151,8 @@ class BudgetStore(Protocol):
     def budget_spend(
         self, scope_type: str, scope_value: str, since: str, until: str, session_id: str | None = None
     ) -> int: ...
-    def list_budget_events(self, since: str | None = None) -> list[dict[str, Any]]: ...
-    def would_block(self, since: str | None = None, until: str | None = None) -> list[dict[str, Any]]: ...
+    def list_budget_events(self, since: str | None = None) -> list[CrossedTier]: ...
+    def would_block(self, since: str | None = None, until: str | None = None) -> list[WouldBlock]: ...
     def create_exemption(
         self,
         *,

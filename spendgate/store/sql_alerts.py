@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from spendgate.dimensions import ALERT_BY, CONTRIBUTOR_BY, ROLLUP_KEYS
+from spendgate.store.alerts import Alert, AlertDelivery
 from spendgate.store.spend import SpendByHour
 from spendgate.store.sql_rollups import RollupQueries
 
@@ -97,7 +98,7 @@ class AlertQueries(RollupQueries):  # reads the rollups through sum_grouped
 
     def list_alerts(
         self, status: str | None = None, kind: str | None = None, since: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[Alert]:
         clauses: list[str] = []
         params: list[Any] = []
         for column, value in (("status", status), ("kind", kind)):
@@ -109,9 +110,7 @@ class AlertQueries(RollupQueries):  # reads the rollups through sum_grouped
             params.append(since)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._query(f"SELECT * FROM alerts {where} ORDER BY opened_at, id", params)
-        for row in rows:
-            row["details"] = orjson.loads(row["details"])
-        return rows
+        return [Alert(**{**r, "details": orjson.loads(r["details"])}) for r in rows]
 
     def alert_keys(self, keys: Sequence[str]) -> set[str]:
         """Which of these alert keys already exist."""
@@ -140,11 +139,12 @@ class AlertQueries(RollupQueries):  # reads the rollups through sum_grouped
             (alert_id, channel, action, attempt, status, http_status, (error or "")[:500] or None, at),
         )
 
-    def list_alert_deliveries(self, alert_id: str | None = None) -> list[dict[str, Any]]:
+    def list_alert_deliveries(self, alert_id: str | None = None) -> list[AlertDelivery]:
         where, params = ("WHERE alert_id = ?", [alert_id]) if alert_id else ("", [])
-        return self._query(
+        rows = self._query(
             f"SELECT * FROM alert_deliveries {where} ORDER BY at, alert_id, channel, action, attempt", params
         )
+        return [AlertDelivery(**r) for r in rows]
 
 
 def _json(value: dict[str, Any]) -> str:

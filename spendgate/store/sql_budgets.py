@@ -11,7 +11,17 @@ import orjson
 from spendgate.clock import utc_now_iso
 from spendgate.dimensions import SCOPE_BY
 from spendgate.store.base import Conflict, NotFound
-from spendgate.store.budgets import DEFAULT_TIERS, PERIODS, SCOPE_TYPES, Budget, BudgetEvent, Exemption, Tier
+from spendgate.store.budgets import (
+    DEFAULT_TIERS,
+    PERIODS,
+    SCOPE_TYPES,
+    Budget,
+    BudgetEvent,
+    CrossedTier,
+    Exemption,
+    Tier,
+    WouldBlock,
+)
 from spendgate.store.sql_rollups import RollupQueries
 
 
@@ -144,15 +154,16 @@ class BudgetQueries(RollupQueries):  # reads the rollups through sum_grouped
                 ),
             )
 
-    def list_budget_events(self, since: str | None = None) -> list[dict[str, Any]]:
+    def list_budget_events(self, since: str | None = None) -> list[CrossedTier]:
         where, params = ("WHERE e.crossed_at >= ?", [since]) if since else ("", [])
-        return self._query(
+        rows = self._query(
             "SELECT e.*, b.name AS budget, b.scope_type, b.scope_value FROM budget_events e "
             f"JOIN budgets b ON b.id = e.budget_id {where} ORDER BY e.crossed_at",
             params,
         )
+        return [CrossedTier(**{**r, "observed": bool(r["observed"])}) for r in rows]
 
-    def would_block(self, since: str | None = None, until: str | None = None) -> list[dict[str, Any]]:
+    def would_block(self, since: str | None = None, until: str | None = None) -> list[WouldBlock]:
         """Calls that observation mode let through although a budget would have blocked them."""
         clauses, params = ["budget_note LIKE ?"], ["%would_block:%"]
         if since:
@@ -161,13 +172,17 @@ class BudgetQueries(RollupQueries):  # reads the rollups through sum_grouped
         if until:
             clauses.append("started_at < ?")
             params.append(until)
-        return self._query(
+        rows = self._query(
             "SELECT budget_note, COUNT(*) AS requests, SUM(cost_nanos) AS cost_nanos,"
             " MIN(started_at) AS first,"
             f" MAX(started_at) AS last FROM ledger WHERE {' AND '.join(clauses)} GROUP BY budget_note"
             " ORDER BY requests DESC",
             params,
         )
+        return [
+            WouldBlock(r["budget_note"], int(r["requests"]), int(r["cost_nanos"] or 0), r["first"], r["last"])
+            for r in rows
+        ]
 
     # --- exemptions ---
     def create_exemption(
