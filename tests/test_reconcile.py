@@ -4,6 +4,7 @@ the gateway are flagged."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 from collections.abc import Iterator
@@ -267,8 +268,7 @@ def report(cli: Cli) -> dict[str, Any]:
 
 def usage_rows(store: Store) -> list[dict[str, Any]]:
     return [
-        {k: v for k, v in r.items() if k not in ("imported_at", "source")}
-        for r in store.provider_usage_rows("2026-11-01", "2026-11-03")
+        dataclasses.asdict(r) for r in store.provider_usage_rows("2026-11-01", "2026-11-03")
     ]
 
 

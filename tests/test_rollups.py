@@ -177,7 +177,7 @@ def test_reports_read_the_rollups_and_agree_with_the_ledger(store: Store) -> Non
     for r in inside:
         model = r.response_model or r.upstream_model or r.requested_model or ""
         expected_metered[(r.started_at[:10], r.provider, model)] += r.cost_nanos
-    assert {(m["day"], m["provider"], m["model"]): m["cost_nanos"] for m in metered} == expected_metered
+    assert {(m.day, m.provider, m.model): m.cost_nanos for m in metered} == expected_metered
     totals = store.spend_totals("team", since, until, where=("use_case", "code-review"))
     expected_totals: dict[str | None, int] = defaultdict(int)
     for r in inside:

@@ -3,7 +3,7 @@ keys carry traffic that never went through the gateway. Pure functions over stor
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -11,7 +11,7 @@ from typing import Any
 
 from spendgate.finance.provider_usage import NO_KEY_SPLIT, parse_date
 from spendgate.pricing import format_usd
-from spendgate.store.finance import ReconcileStore
+from spendgate.store.finance import MeteredSpend, ProviderUsage, ReconcileStore
 
 _CENTI = Decimal("0.01")
 
@@ -135,8 +135,8 @@ def _add(a: int | None, b: int | None) -> int | None:
 
 
 def reconcile(
-    metered: Iterable[Mapping[str, Any]],
-    imported: Iterable[Mapping[str, Any]],
+    metered: Iterable[MeteredSpend],
+    imported: Iterable[ProviderUsage],
     gateway_key_ids: Iterable[str],
     since: str,
     until: str,
@@ -145,25 +145,25 @@ def reconcile(
     gateway = frozenset(gateway_key_ids)
     groups: dict[tuple[str, str, str], list[Any]] = {}  # -> [requests, metered, billed]
     for m in metered:
-        g = groups.setdefault((m["day"], m["provider"], m["model"]), [0, 0, None])
-        g[0] += int(m["metered_requests"])
-        g[1] += int(m["cost_nanos"] or 0)
+        g = groups.setdefault((m.day, m.provider, m.model), [0, 0, None])
+        g[0] += m.metered_requests
+        g[1] += m.cost_nanos
     keys: dict[tuple[str, str], dict[str, Any]] = {}
     for row in imported:
-        g = groups.setdefault((row["day"], row["provider"], row["model"]), [0, 0, None])
-        g[2] = _add(g[2], row["cost_nanos"])
-        if row["api_key_id"] == NO_KEY_SPLIT:
+        g = groups.setdefault((row.day, row.provider, row.model), [0, 0, None])
+        g[2] = _add(g[2], row.cost_nanos)
+        if row.api_key_id == NO_KEY_SPLIT:
             continue
         k = keys.setdefault(
-            (row["provider"], row["api_key_id"]),
+            (row.provider, row.api_key_id),
             {"days": set(), "input": 0, "output": 0, "read": 0, "write": 0, "billed": None},
         )
-        k["days"].add(row["day"])
-        k["input"] += row["input_tokens"]
-        k["output"] += row["output_tokens"]
-        k["read"] += row["cache_read_tokens"]
-        k["write"] += row["cache_write_tokens"]
-        k["billed"] = _add(k["billed"], row["cost_nanos"])
+        k["days"].add(row.day)
+        k["input"] += row.input_tokens
+        k["output"] += row.output_tokens
+        k["read"] += row.cache_read_tokens
+        k["write"] += row.cache_write_tokens
+        k["billed"] = _add(k["billed"], row.cost_nanos)
     lines = [Line(day, p, model, *values) for (day, p, model), values in sorted(groups.items())]
     return Reconciliation(
         since=since,

@@ -51,6 +51,17 @@ class ProviderUsage:
         return (self.day, self.provider, self.api_key_id, self.model)
 
 
+@dataclass(frozen=True, slots=True)
+class MeteredSpend:
+    """The ledger's calls on one UTC day, provider and billed model."""
+
+    day: str
+    provider: str
+    model: str  # the billed model ('' when the ledger has none)
+    metered_requests: int
+    cost_nanos: int
+
+
 class FinanceStore(Protocol):
     """Merged PRs, GitHub deliveries and identities. Methods are blocking."""
 
@@ -80,7 +91,10 @@ class ReconcileStore(Protocol):
         """Store provider usage keyed by (day, provider, key id, model); counts of new and replaced."""
         ...
 
-    def provider_usage_rows(self, since_day: str, until_day: str) -> list[dict[str, Any]]: ...
-    def metered_by_day_model(self, since: str, until: str) -> list[dict[str, Any]]:
+    def provider_usage_rows(self, since_day: str, until_day: str) -> list[ProviderUsage]:
+        """Imported rows with since_day <= day < until_day, ordered by their key."""
+        ...
+
+    def metered_by_day_model(self, since: str, until: str) -> list[MeteredSpend]:
         """Ledger spend per UTC day, provider and billed model: metered_requests, cost_nanos."""
         ...

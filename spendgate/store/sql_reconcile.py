@@ -4,10 +4,9 @@ SQL store: what `spendgate reconcile` compares."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from spendgate.clock import utc_now_iso
-from spendgate.store.finance import ProviderUsage
+from spendgate.store.finance import MeteredSpend, ProviderUsage
 from spendgate.store.sql_rollups import RollupQueries
 
 _VALUE_COLUMNS = (
@@ -26,23 +25,6 @@ _UPSERT = (
     "ON CONFLICT (day, provider, api_key_id, model) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _VALUE_COLUMNS)
 )
-_INT_COLUMNS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "requests",
-    "cost_nanos",
-)
-
-
-def _ints(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    # PostgreSQL's SUM(BIGINT) is NUMERIC: back to int
-    for row in rows:
-        for column in (*_INT_COLUMNS, "metered_requests"):
-            if row.get(column) is not None:
-                row[column] = int(row[column])
-    return rows
 
 
 class ReconcileQueries(RollupQueries):  # reads the rollups through sum_grouped
@@ -80,28 +62,35 @@ class ReconcileQueries(RollupQueries):  # reads the rollups through sum_grouped
             counts["replaced" if row.key in existing else "new"] += 1
         return counts
 
-    def provider_usage_rows(self, since_day: str, until_day: str) -> list[dict[str, Any]]:
+    def provider_usage_rows(self, since_day: str, until_day: str) -> list[ProviderUsage]:
         """Imported rows with since_day <= day < until_day (YYYY-MM-DD), ordered by their key."""
-        return _ints(
-            self._query(
-                "SELECT * FROM provider_usage WHERE day >= ? AND day < ? "
-                "ORDER BY day, provider, api_key_id, model",
-                (since_day, until_day),
-            )
+        rows = self._query(
+            "SELECT * FROM provider_usage WHERE day >= ? AND day < ? "
+            "ORDER BY day, provider, api_key_id, model",
+            (since_day, until_day),
         )
-
-    def metered_by_day_model(self, since: str, until: str) -> list[dict[str, Any]]:
-        """Ledger spend of calls started in [since, until) per UTC day, provider and billed model:
-        day, provider, model, metered_requests, cost_nanos (from the daily rollup)."""
-        rows = self.sum_grouped(["day", "provider", "billed_model"], ["requests", "cost_nanos"], since, until)
-        out = [
-            {
-                "day": r["day"],
-                "provider": r["provider"],
-                "model": r["billed_model"] or "",
-                "metered_requests": r["requests"],
-                "cost_nanos": r["cost_nanos"],
-            }
+        return [
+            ProviderUsage(
+                r["day"],
+                r["provider"],
+                r["api_key_id"],
+                r["model"],
+                int(r["input_tokens"]),
+                int(r["output_tokens"]),
+                int(r["cache_read_tokens"]),
+                int(r["cache_write_tokens"]),
+                None if r["requests"] is None else int(r["requests"]),
+                None if r["cost_nanos"] is None else int(r["cost_nanos"]),
+            )
             for r in rows
         ]
-        return sorted(out, key=lambda r: (r["day"], r["provider"], r["model"]))
+
+    def metered_by_day_model(self, since: str, until: str) -> list[MeteredSpend]:
+        """Ledger spend of calls started in [since, until) per UTC day, provider and billed model
+        (from the daily rollup)."""
+        rows = self.sum_grouped(["day", "provider", "billed_model"], ["requests", "cost_nanos"], since, until)
+        out = [
+            MeteredSpend(r["day"], r["provider"], r["billed_model"] or "", r["requests"], r["cost_nanos"])
+            for r in rows
+        ]
+        return sorted(out, key=lambda r: (r.day, r.provider, r.model))
