@@ -313,9 +313,9 @@ def test_schedule_runs_each_report_once_per_period_into_a_folder_and_by_email(
     assert isinstance(pdf, bytes) and "$37.65" in pdf_text(pdf)[1]
     body = next(p for p in mail.walk() if p.get_content_type() == "text/plain").get_payload(decode=True)
     assert isinstance(body, bytes) and b"Total spend: $4,300.00" in body
-    records = {(r["entry"], r["period"]): r for r in produced(store)}
-    assert records[("monthly-finance", "2026-10")]["status"] == "done"
-    assert records[("monthly-finance", "2026-10")]["emailed"] == ["cfo@acme.example", "bu-lead@acme.example"]
+    records = {(r.entry, r.period): r for r in produced(store)}
+    assert records[("monthly-finance", "2026-10")].status == "done"
+    assert records[("monthly-finance", "2026-10")].emailed == ["cfo@acme.example", "bu-lead@acme.example"]
 
 
 def test_a_failed_run_is_retried_on_the_next_pass(store: Store, tmp_path: Path) -> None:
@@ -410,7 +410,7 @@ def test_the_gateway_loop_produces_due_reports_until_cancelled(store: Store, tmp
             await task
 
     asyncio.run(go())
-    assert [(r["entry"], r["period"], r["status"]) for r in produced(store)] == [("fin", "2026-10", "done")]
+    assert [(r.entry, r.period, r.status) for r in produced(store)] == [("fin", "2026-10", "done")]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["spendgate-finance-2026-10.html"]
 
 
@@ -474,8 +474,8 @@ def test_replicas_sharing_the_database_make_each_report_once(database_url: str, 
         thread.join()
     assert [(r.entry, r.period, r.error) for r in results] == [("fin", "2026-10", None)]
     runs = second.list_report_runs()
-    assert [(r["entry"], r["period"], r["status"]) for r in runs] == [("fin", "2026-10", "done")]
-    assert runs[0]["files"] == [str(tmp_path / "out" / "spendgate-finance-2026-10.html")]
+    assert [(r.entry, r.period, r.status) for r in runs] == [("fin", "2026-10", "done")]
+    assert runs[0].files == [str(tmp_path / "out" / "spendgate-finance-2026-10.html")]
     # a claim left 'running' by a process that died is taken over once it is an hour old
     assert first.claim_report_run(
         entry="gov",

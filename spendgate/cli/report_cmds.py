@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -161,29 +161,31 @@ def register(app: typer.Typer) -> None:
         fmt: Format = FORMAT_OPTION,
     ) -> None:
         """Each scheduled report, the period it is due for now, and what has been produced."""
+        import dataclasses
+
         from spendgate.reports.schedule import due_period, produced
 
         schedule = _schedule(file)
         at = moment(now, "--now") or datetime.now(UTC)
         with cli_store() as store:
-            done = {(r["entry"], r["period"]): r for r in produced(store)}
-        rows = []
+            done = {(r.entry, r.period): r for r in produced(store)}
+        rows: list[dict[str, Any]] = []
         for entry in schedule.entries:
             period = due_period(entry, at).key
-            record = done.get((entry.name, period), {})
+            record = done.get((entry.name, period))
             rows.append(
                 {
                     "entry": entry.name,
                     "report": entry.report,
                     "every": entry.every,
                     "due_period": period,
-                    "status": record.get("status", "due"),
+                    "status": record.status if record else "due",
                     "folder": None if entry.folder is None else str(entry.folder),
                     "email": list(entry.email),
                 }
             )
         if fmt is Format.json:
-            print_json({"entries": rows, "produced": list(done.values())})
+            print_json({"entries": rows, "produced": [dataclasses.asdict(r) for r in done.values()]})
             return
         print_table(
             ["entry", "report", "every", "due_period", "status", "folder", "email"],

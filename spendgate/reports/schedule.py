@@ -48,7 +48,7 @@ from spendgate.clock import iso
 from spendgate.config import Settings, resolve_env_refs
 from spendgate.reports.data import ReportSource
 from spendgate.reports.produce import FORMATS, KINDS, Produced, produce, write
-from spendgate.store.reports import ReportStore
+from spendgate.store.reports import ReportRun, ReportStore
 
 
 class ScheduleStore(ReportSource, ReportStore, Protocol):
@@ -221,7 +221,7 @@ def _monthly_run(year: int, month: int, entry: Entry, zone: ZoneInfo) -> datetim
 
 
 # --- once per period -----------------------------------------------------------------------------
-def produced(store: ReportStore) -> list[dict[str, Any]]:
+def produced(store: ReportStore) -> list[ReportRun]:
     """What the schedule has produced (or is producing): one record per (entry, period)."""
     return store.list_report_runs()
 

@@ -4,7 +4,23 @@ once across replicas (`store/sql_reports.py` implements it)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRun:
+    """One scheduled report for one period, claimed once across replicas."""
+
+    entry: str
+    period: str
+    report: str
+    status: str  # running, done
+    claimed_at: str
+    claimed_by: str
+    finished_at: str | None
+    files: list[str]
+    emailed: list[str]
 
 
 class ReportStore(Protocol):
@@ -25,4 +41,4 @@ class ReportStore(Protocol):
         self, *, entry: str, period: str, finished_at: str, files: Sequence[str], emailed: Sequence[str]
     ) -> None: ...
     def release_report_run(self, *, entry: str, period: str) -> None: ...
-    def list_report_runs(self) -> list[dict[str, Any]]: ...
+    def list_report_runs(self) -> list[ReportRun]: ...

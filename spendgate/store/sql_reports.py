@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from spendgate.dimensions import select
+from spendgate.store.reports import ReportRun
 from spendgate.store.sql_rollups import RollupQueries
 
 # One chargeback line per (day, attribution, model, price) before it is split by token type.
@@ -89,9 +90,9 @@ class ReportQueries(RollupQueries):  # reads the rollups through sum_grouped
             "DELETE FROM report_runs WHERE entry = ? AND period = ? AND status = 'running'", (entry, period)
         )
 
-    def list_report_runs(self) -> list[dict[str, Any]]:
+    def list_report_runs(self) -> list[ReportRun]:
         rows = self._query("SELECT * FROM report_runs ORDER BY claimed_at, entry, period")
-        for row in rows:
-            row["files"] = orjson.loads(row["files"])
-            row["emailed"] = orjson.loads(row["emailed"])
-        return rows
+        return [
+            ReportRun(**{**r, "files": orjson.loads(r["files"]), "emailed": orjson.loads(r["emailed"])})
+            for r in rows
+        ]
