@@ -55,3 +55,14 @@ def test_only_the_store_imports_its_sql_implementation() -> None:
         if sql:
             offenders[str(path.relative_to(PACKAGE))] = sql
     assert not offenders, f"import the store's interfaces, not its SQL: {offenders}"
+
+
+def test_spend_rows_list_the_tokens_in_display_order() -> None:
+    # The store builds SpendByGroup positionally and `spend` prints TOKEN_COLUMNS: one order for both.
+    import dataclasses
+
+    from spendgate.models import TOKEN_COLUMNS
+    from spendgate.store.spend import SpendByGroup
+
+    names = [f.name for f in dataclasses.fields(SpendByGroup)]
+    assert names == ["id", "name", "requests", *TOKEN_COLUMNS, "cost_nanos", "estimated_requests"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def _prs() -> typer.Typer:
     def unmapped(fmt: Format = FORMAT_OPTION) -> None:
         """PR authors that count for no team: map them with `identities map` or `identities repo`."""
         with cli_store() as store:
-            rows = store.unmapped_pr_authors()
+            rows = [asdict(r) for r in store.unmapped_pr_authors()]
         if fmt is Format.json:
             print_json(rows)
             return
@@ -118,7 +119,7 @@ def _identities() -> typer.Typer:
     ) -> None:
         """Map a GitHub login to a user: their merged PRs count for the user's team."""
         with cli_store() as store:
-            row = store.map_github_login(github, user)
+            row = asdict(store.map_github_login(github, user))
         show_one(row, fmt)
 
     @group.command("repo")
@@ -129,14 +130,15 @@ def _identities() -> typer.Typer:
     ) -> None:
         """Per-repository fallback: PRs here by unmapped authors count for this team."""
         with cli_store() as store:
-            row = store.map_repo_team(repo, team)
+            row = asdict(store.map_repo_team(repo, team))
         show_one(row, fmt)
 
     @group.command("list")
     def list_(fmt: Format = FORMAT_OPTION) -> None:
         """Login mappings and repository teams."""
         with cli_store() as store:
-            logins, repos = store.list_github_identities(), store.list_repo_teams()
+            logins = [asdict(r) for r in store.list_github_identities()]
+            repos = [asdict(r) for r in store.list_repo_teams()]
         if fmt is Format.json:
             print_json({"logins": logins, "repos": repos})
             return

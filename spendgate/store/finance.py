@@ -52,6 +52,47 @@ class ProviderUsage:
 
 
 @dataclass(frozen=True, slots=True)
+class UnmappedAuthor:
+    """A GitHub login whose merged PRs count for no team."""
+
+    login: str
+    merged_prs: int
+    first_merged_at: str
+    last_merged_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoginMapping:
+    login: str
+    user_id: str
+    team_id: str  # the user's team: their merged PRs count for it
+
+
+@dataclass(frozen=True, slots=True)
+class RepoMapping:
+    repo: str
+    team_id: str  # the team a PR by an unmapped author counts for
+
+
+@dataclass(frozen=True, slots=True)
+class GithubIdentity:
+    login: str
+    user_id: str
+    user_name: str
+    team_id: str
+    team: str  # the team's name
+    mapped_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class RepoTeam:
+    repo: str
+    team_id: str
+    team: str  # the team's name
+    mapped_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class MeteredSpend:
     """The ledger's calls on one UTC day, provider and billed model."""
 
@@ -75,13 +116,13 @@ class FinanceStore(Protocol):
         """Merged PRs with team_id (author's user's team, else the repository's) and mapped_by."""
         ...
 
-    def unmapped_pr_authors(self) -> list[dict[str, Any]]: ...
+    def unmapped_pr_authors(self) -> list[UnmappedAuthor]: ...
     def github_delivery_seen(self, delivery_id: str) -> bool: ...
     def record_github_delivery(self, delivery_id: str, event: str) -> bool: ...
-    def map_github_login(self, login: str, user: str) -> dict[str, Any]: ...
-    def map_repo_team(self, repo: str, team: str) -> dict[str, Any]: ...
-    def list_github_identities(self) -> list[dict[str, Any]]: ...
-    def list_repo_teams(self) -> list[dict[str, Any]]: ...
+    def map_github_login(self, login: str, user: str) -> LoginMapping: ...
+    def map_repo_team(self, repo: str, team: str) -> RepoMapping: ...
+    def list_github_identities(self) -> list[GithubIdentity]: ...
+    def list_repo_teams(self) -> list[RepoTeam]: ...
 
 
 class ReconcileStore(Protocol):

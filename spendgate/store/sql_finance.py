@@ -8,7 +8,15 @@ from typing import Any
 from spendgate.clock import utc_now_iso
 from spendgate.dimensions import MONTHLY_BY, SPEND_BY
 from spendgate.store.base import Conflict
-from spendgate.store.finance import MergedPR, normalise_repo
+from spendgate.store.finance import (
+    GithubIdentity,
+    LoginMapping,
+    MergedPR,
+    RepoMapping,
+    RepoTeam,
+    UnmappedAuthor,
+    normalise_repo,
+)
 from spendgate.store.spend import SpendByDay, SpendByMonth, TaggedSpend
 from spendgate.store.sql_rollups import WORK_TAGS, RollupQueries
 
@@ -81,15 +89,16 @@ class FinanceQueries(RollupQueries):  # reads the rollups through sum_grouped
             params,
         )
 
-    def unmapped_pr_authors(self) -> list[dict[str, Any]]:
+    def unmapped_pr_authors(self) -> list[UnmappedAuthor]:
         """Authors of merged PRs that count for no team (no login mapping, no repository team)."""
-        return self._query(
+        rows = self._query(
             "SELECT p.author AS login, COUNT(*) AS merged_prs, MIN(p.merged_at) AS first_merged_at,"
             " MAX(p.merged_at) AS last_merged_at FROM pull_requests p"
             " LEFT JOIN github_identities g ON g.login = p.author"
             " LEFT JOIN repo_teams r ON r.repo = p.repo"
             " WHERE g.login IS NULL AND r.repo IS NULL GROUP BY p.author ORDER BY merged_prs DESC, login"
         )
+        return [UnmappedAuthor(**{**r, "merged_prs": int(r["merged_prs"])}) for r in rows]
 
     # --- deliveries ---
     def github_delivery_seen(self, delivery_id: str) -> bool:
@@ -109,7 +118,7 @@ class FinanceQueries(RollupQueries):  # reads the rollups through sum_grouped
         return True
 
     # --- identities ---
-    def map_github_login(self, login: str, user: str) -> dict[str, Any]:
+    def map_github_login(self, login: str, user: str) -> LoginMapping:
         """Map a GitHub login to a user (replacing any earlier mapping); returns login, user, team."""
         user_row = self._resolve("users", user, "user")
         name = login.strip().lstrip("@").lower()
@@ -120,9 +129,9 @@ class FinanceQueries(RollupQueries):  # reads the rollups through sum_grouped
             "INSERT INTO github_identities (login, user_id, mapped_at) VALUES (?, ?, ?)",
             (name, user_row["id"], utc_now_iso()),
         )
-        return {"login": name, "user_id": user_row["id"], "team_id": user_row["team_id"]}
+        return LoginMapping(name, user_row["id"], user_row["team_id"])
 
-    def map_repo_team(self, repo: str, team: str) -> dict[str, Any]:
+    def map_repo_team(self, repo: str, team: str) -> RepoMapping:
         """Map a repository to a team: the fallback for its PRs whose author is not mapped."""
         team_row = self._resolve("teams", team, "team")
         name = normalise_repo(repo)
@@ -131,20 +140,22 @@ class FinanceQueries(RollupQueries):  # reads the rollups through sum_grouped
             "INSERT INTO repo_teams (repo, team_id, mapped_at) VALUES (?, ?, ?)",
             (name, team_row["id"], utc_now_iso()),
         )
-        return {"repo": name, "team_id": team_row["id"]}
+        return RepoMapping(name, team_row["id"])
 
-    def list_github_identities(self) -> list[dict[str, Any]]:
-        return self._query(
+    def list_github_identities(self) -> list[GithubIdentity]:
+        rows = self._query(
             "SELECT g.login, g.user_id, u.name AS user_name, u.team_id, t.name AS team, g.mapped_at"
             " FROM github_identities g JOIN users u ON u.id = g.user_id JOIN teams t ON t.id = u.team_id"
             " ORDER BY g.login"
         )
+        return [GithubIdentity(**r) for r in rows]
 
-    def list_repo_teams(self) -> list[dict[str, Any]]:
-        return self._query(
+    def list_repo_teams(self) -> list[RepoTeam]:
+        rows = self._query(
             "SELECT r.repo, r.team_id, t.name AS team, r.mapped_at FROM repo_teams r"
             " JOIN teams t ON t.id = r.team_id ORDER BY r.repo"
         )
+        return [RepoTeam(**r) for r in rows]
 
     # --- spend for cost per PR (from the daily rollups) ---
     def spend_by_month(self, by: str, since: str, until: str) -> list[SpendByMonth]:
