@@ -14,10 +14,13 @@ from spendgate.cli.common import settings
 from spendgate.extras import require
 
 if TYPE_CHECKING:  # rich and pydantic load when the demo runs, not with every CLI command
+    from collections.abc import Sequence
+
     from rich.console import Console
 
     from spendgate.config import Settings
     from spendgate.store.base import Store
+    from spendgate.store.spend import SavingsByGroup
 
 DEMO_PROVIDER_KEY = "sk-ant-demo-provider-key"
 
@@ -129,7 +132,7 @@ def run_demo(base: Settings, port: int, calls: int, wait: bool) -> None:
         fake.stop()
 
 
-def _print_savings(console: Console, rows: list[dict[str, object]]) -> None:
+def _print_savings(console: Console, rows: Sequence[SavingsByGroup]) -> None:
     """What routing saved: cost on the models used against the models asked for."""
     from rich.table import Table
 
@@ -139,10 +142,10 @@ def _print_savings(console: Console, rows: list[dict[str, object]]) -> None:
     for column in ("rule", "requests", "cost (USD)", "as asked (USD)", "saved (USD)"):
         table.add_column(column, justify="left" if column == "rule" else "right", no_wrap=True)
     for row in rows:
-        cost, asked = int(row["cost_nanos"] or 0), int(row["counterfactual_nanos"] or 0)  # type: ignore[call-overload]
+        cost, asked = row.cost_nanos, row.counterfactual_nanos
         table.add_row(
-            str(row["name"] or "(no rule)"),
-            str(row["requests"]),
+            str(row.name or "(no rule)"),
+            str(row.requests),
             f"${Decimal(format_usd(cost)):.4f}",
             f"${Decimal(format_usd(asked)):.4f}",
             f"${Decimal(format_usd(asked - cost)):.4f}",

@@ -19,6 +19,7 @@ from spendgate.finance import focus
 from spendgate.finance import reconcile as rc
 from spendgate.pricing import Pricer, format_usd
 from spendgate.store.base import Store
+from spendgate.store.spend import SpendByGroup
 
 _MONTH = re.compile(r"\d{4}-\d{2}")
 
@@ -34,13 +35,13 @@ def month_of(ctx: Ctx) -> tuple[str, datetime, datetime]:
     return month, start, min(end, ctx.now)
 
 
-def _slices(rows: list[dict[str, Any]], label: str) -> list[dict[str, Any]]:
+def _slices(rows: list[SpendByGroup], label: str) -> list[dict[str, Any]]:
     return [
         {
-            "id": r["id"],
-            label: r["name"] if r["name"] is not None else "(none)",
-            "requests": int(r["requests"]),
-            "cost_usd": format_usd(int(r["cost_nanos"] or 0)),
+            "id": r.id,
+            label: r.name if r.name is not None else "(none)",
+            "requests": r.requests,
+            "cost_usd": format_usd(r.cost_nanos),
         }
         for r in rows
     ]
@@ -52,10 +53,10 @@ def org_data(
     since_s, until_s = iso(start), iso(until)
     team_rows = store.spend("team", since_s, until_s)
     teams = _slices(team_rows, "team")
-    total = sum(int(r["cost_nanos"] or 0) for r in team_rows)
+    total = sum(r.cost_nanos for r in team_rows)
     savings_rows = store.savings("rule", since_s, until_s)
-    cost = sum(int(r["cost_nanos"] or 0) for r in savings_rows)
-    asked = sum(int(r["counterfactual_nanos"] or 0) for r in savings_rows)
+    cost = sum(r.cost_nanos for r in savings_rows)
+    asked = sum(r.counterfactual_nanos for r in savings_rows)
     per_pr = cpp.report(store, "team", [month])
     spent_by_team = {t["team"]: t for t in teams}
     day_since, day_until = start.date().isoformat(), until.date().isoformat()
@@ -84,10 +85,10 @@ def org_data(
             "saved_usd": format_usd(asked - cost),
             "by_rule": [
                 {
-                    "rule": r["name"] or "(no rule)",
-                    "requests": int(r["requests"]),
-                    "routed_requests": int(r["routed_requests"]),
-                    "saved_usd": format_usd(int(r["counterfactual_nanos"] or 0) - int(r["cost_nanos"] or 0)),
+                    "rule": r.name or "(no rule)",
+                    "requests": r.requests,
+                    "routed_requests": r.routed_requests,
+                    "saved_usd": format_usd(r.counterfactual_nanos - r.cost_nanos),
                 }
                 for r in savings_rows
             ],

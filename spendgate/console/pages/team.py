@@ -41,8 +41,8 @@ def team_alerts(store: Store, team: Team, since: datetime) -> list[dict[str, Any
     cause the detector found (its top contributor)."""
     out = []
     for a in store.list_alerts(since=iso(since)):
-        details = a["details"] if isinstance(a["details"], dict) else {}
-        about_team = a["group_by"] == "team" and str(a["group_value"]) in (team.id, team.name)
+        details = a.details
+        about_team = a.group_by == "team" and a.group_value in (team.id, team.name)
         # Budget and forecast alerts are grouped by budget; their scope names the team.
         scope = str(details.get("scope", ""))
         if not about_team and scope not in (f"team {team.name}", f"team {team.id}"):
@@ -51,11 +51,11 @@ def team_alerts(store: Store, team: Team, since: datetime) -> list[dict[str, Any
         cause = f"{top['dimension']} {top['value']}" if isinstance(top, dict) else None
         out.append(
             {
-                "id": a["id"],
-                "kind": a["kind"],
-                "opened_at": a["opened_at"],
-                "status": a["status"],
-                "summary": a["summary"],
+                "id": a.id,
+                "kind": a.kind,
+                "opened_at": a.opened_at,
+                "status": a.status,
+                "summary": a.summary,
                 "cause": cause,
                 "lines": [str(line) for line in details.get("lines", [])][:6],
             }
