@@ -36,7 +36,7 @@ def setup(tmp_path: Path, segment_bytes: int = 1 << 20) -> tuple[Store, Path, Jo
 def totals(store: Store) -> tuple[int, int]:
     """(ledger rows, cost in the daily rollup): a row counted twice would show in either."""
     rows = store.ledger_rows()
-    rollup = sum(r["cost_nanos"] for r in store.spend("team", None, None))
+    rollup = sum(r.cost_nanos for r in store.spend("team", None, None))
     return len(rows), rollup
 
 
