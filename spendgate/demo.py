@@ -17,7 +17,9 @@ import openai
 from anthropic.types import MessageParam, TextBlockParam
 
 from spendgate.admin.service import create_key
-from spendgate.store.base import Conflict, Store
+from spendgate.roles import PeopleReader
+from spendgate.store.base import Conflict
+from spendgate.store.budgets import BudgetStore
 from spendgate.store.principals import PrincipalStore
 
 ORG = "demo-corp"
@@ -153,7 +155,7 @@ def curl_example(url: str, key: str) -> str:
     )
 
 
-def grant_roles(store: Store) -> dict[str, str]:
+def grant_roles(store: PeopleReader) -> dict[str, str]:
     """Give each demo role to its person (once); role -> that person's email."""
     from spendgate import roles
     from spendgate.audit import Actor
@@ -168,7 +170,7 @@ def grant_roles(store: Store) -> dict[str, str]:
     return out
 
 
-def seed_exemption(store: Store) -> None:
+def seed_exemption(store: BudgetStore) -> None:
     """A pending exemption from the platform lead, so the approver has something to decide."""
     from spendgate.admin.budget_service import create_budget, request_exemption
 

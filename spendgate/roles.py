@@ -21,13 +21,14 @@ from typing import Any, Protocol
 from spendgate.audit import Actor, record
 from spendgate.clock import utc_now_iso
 from spendgate.models import Team, User
-from spendgate.store.base import NotFound, Store
+from spendgate.store.base import NotFound
 from spendgate.store.people import ROLES, PeopleStore, RoleGrant
 from spendgate.store.principals import PrincipalStore
 
 
 class PeopleReader(PeopleStore, PrincipalStore, Protocol):
     """What resolving a person's roles reads: grants, users and teams."""
+
 
 ORG_WIDE = frozenset({"admin", "finance", "approver"})  # roles that read every team
 
@@ -59,7 +60,7 @@ class Roles:
         return self.sees_org
 
 
-def find_team(store: Store, ref: str) -> Team:
+def find_team(store: PrincipalStore, ref: str) -> Team:
     matches = [t for t in store.list_teams() if ref in (t.id, t.name)]
     if not matches:
         raise NotFound(f"no team named {ref!r}")
@@ -77,7 +78,7 @@ def _check(role: str, team: str | None) -> None:
         raise ValueError(f"--team applies to the lead role only, not {role}")
 
 
-def grant(store: Store, actor: Actor, user: str, role: str, team: str | None = None) -> dict[str, Any]:
+def grant(store: PeopleReader, actor: Actor, user: str, role: str, team: str | None = None) -> dict[str, Any]:
     _check(role, team)
     person = store.get_user(user)
     team_row = find_team(store, team) if team else None
@@ -88,7 +89,9 @@ def grant(store: Store, actor: Actor, user: str, role: str, team: str | None = N
     return {**grant_view(person, role, team_row), "changed": granted}
 
 
-def revoke(store: Store, actor: Actor, user: str, role: str, team: str | None = None) -> dict[str, Any]:
+def revoke(
+    store: PeopleReader, actor: Actor, user: str, role: str, team: str | None = None
+) -> dict[str, Any]:
     _check(role, team)
     person = store.get_user(user)
     team_row = find_team(store, team) if team else None
@@ -111,7 +114,9 @@ def grant_view(user: User, role: str, team: Team | None) -> dict[str, Any]:
     }
 
 
-def list_grants(store: Store, user: str | None = None, team: str | None = None) -> list[dict[str, Any]]:
+def list_grants(
+    store: PeopleReader, user: str | None = None, team: str | None = None
+) -> list[dict[str, Any]]:
     user_id = store.get_user(user).id if user else None
     team_id = find_team(store, team).id if team else None
     users = {u.id: u for u in store.list_users(include_revoked=True)}

@@ -11,16 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from spendgate.admin.budget_service import recommend_budgets
+from spendgate.admin.budget_service import HistorySource, recommend_budgets
 from spendgate.budgets.recommend import Recommendation
 from spendgate.finance import reconcile as rc
 from spendgate.pricing import format_usd
-from spendgate.store.base import Store
+from spendgate.store.budgets import BudgetStore
+from spendgate.store.finance import ReconcileStore
+from spendgate.store.people import PeopleStore
+from spendgate.store.principals import PrincipalStore
 
 MIN_HISTORY_DAYS = 60
 COVERAGE_DAYS = 30
+
+
+class RolloutSource(PeopleStore, PrincipalStore, BudgetStore, HistorySource, ReconcileStore, Protocol):
+    """What the rollout status reads: each team's first day of spend, budgets, history and
+    reconciliation coverage."""
 
 
 def history_days(first_day: str | None, today: date) -> int:
@@ -30,7 +38,7 @@ def history_days(first_day: str | None, today: date) -> int:
     return (today - date.fromisoformat(first_day)).days + 1
 
 
-def short_history(store: Store, recs: Sequence[Recommendation], now: datetime) -> list[tuple[str, int]]:
+def short_history(store: PeopleStore, recs: Sequence[Recommendation], now: datetime) -> list[tuple[str, int]]:
     """(team name, days of history) of recommended teams with fewer than MIN_HISTORY_DAYS."""
     first = store.first_spend_day("team_id")
     today = now.date()
@@ -51,7 +59,7 @@ def short_history_warning(short: Sequence[tuple[str, int]]) -> str:
     )
 
 
-def status(store: Store, now: datetime, gateway_keys: str | None) -> dict[str, Any]:
+def status(store: RolloutSource, now: datetime, gateway_keys: str | None) -> dict[str, Any]:
     today = now.date()
     first = store.first_spend_day("team_id")
     recs = {

@@ -6,7 +6,7 @@ import random
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import typer
 
@@ -19,8 +19,12 @@ if TYPE_CHECKING:  # rich and pydantic load when the demo runs, not with every C
     from rich.console import Console
 
     from spendgate.config import Settings
-    from spendgate.store.base import Store
+    from spendgate.roles import PeopleReader
+    from spendgate.store.budgets import BudgetStore
     from spendgate.store.spend import SavingsByGroup
+
+    class DemoPeople(PeopleReader, BudgetStore, Protocol):
+        """What the demo's sign-in links need: people and roles, and a budget to ask an exemption of."""
 
 DEMO_PROVIDER_KEY = "sk-ant-demo-provider-key"
 
@@ -172,7 +176,7 @@ def _print_spend(console: Console, by: str, rows: list[dict[str, object]]) -> No
     console.print(table)
 
 
-def _print_console_links(console: Console, store: Store, url: str) -> None:
+def _print_console_links(console: Console, store: DemoPeople, url: str) -> None:
     """The web console: one one-time sign-in link per role (15 minutes, once each)."""
     from datetime import UTC, datetime
 

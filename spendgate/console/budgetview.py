@@ -7,19 +7,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from spendgate.admin.budget_service import budget_status
+from spendgate.admin.budget_service import BudgetSpend, budget_status
 from spendgate.budgets.model import Budget
 from spendgate.console.projection import outlook
 from spendgate.console.usage import nanos
 from spendgate.pricing import format_usd
-from spendgate.store.base import Store
 
 
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def budget_lines(store: Store, budgets: Sequence[Budget], now: datetime) -> list[dict[str, Any]]:
+def budget_lines(store: BudgetSpend, budgets: Sequence[Budget], now: datetime) -> list[dict[str, Any]]:
     if not budgets:
         return []
     out = []

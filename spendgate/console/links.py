@@ -10,13 +10,15 @@ from spendgate.audit import Actor, record
 from spendgate.clock import iso
 from spendgate.console.sessions import token_hash
 from spendgate.models import User
-from spendgate.store.base import Store
+from spendgate.store.people import PeopleStore
 
 LINK_MINUTES = 15
 DEFAULT_BASE_URL = "http://127.0.0.1:8787"
 
 
-def mint(store: Store, actor: Actor, user: str, base_url: str | None, now: datetime) -> tuple[str, User, str]:
+def mint(
+    store: PeopleStore, actor: Actor, user: str, base_url: str | None, now: datetime
+) -> tuple[str, User, str]:
     """(the sign-in URL, the user, when it expires); the URL is shown once and never stored."""
     person = store.get_user(user)
     if person.revoked_at is not None:
@@ -37,7 +39,7 @@ def mint(store: Store, actor: Actor, user: str, base_url: str | None, now: datet
     return f"{root}/ui/signin/link?token={token}", person, expires
 
 
-def redeem(store: Store, token: str, now: datetime) -> str | None:
+def redeem(store: PeopleStore, token: str, now: datetime) -> str | None:
     """The user id the link signs in, once, while valid; None for an unknown, used or expired link."""
     if not token or len(token) > 100:
         return None

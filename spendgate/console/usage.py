@@ -10,7 +10,7 @@ from typing import Any
 
 from spendgate.clock import iso
 from spendgate.pricing import NANOS_PER_USD, format_usd
-from spendgate.store.base import Store
+from spendgate.store.spend import SpendStore
 
 
 def month_start(now: datetime) -> datetime:
@@ -34,7 +34,7 @@ def rows_by(
 
 
 def breakdown(
-    store: Store,
+    store: SpendStore,
     since: datetime,
     until: datetime,
     where: Mapping[str, str | None],
@@ -69,7 +69,7 @@ def breakdown(
 
 
 def daily(
-    store: Store, since: datetime, until: datetime, where: Mapping[str, str | None]
+    store: SpendStore, since: datetime, until: datetime, where: Mapping[str, str | None]
 ) -> list[dict[str, Any]]:
     """Spend per UTC day of [since, until), every day listed (zeros included); exact nanos kept in
     `_nanos` for callers that sum further (months)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from spendgate.admin import budget_service
 from spendgate.alerts.channels import AlertMessage
@@ -22,12 +22,19 @@ from spendgate.console.usage import nanos
 from spendgate.dimensions import SCOPE_BY
 from spendgate.pricing import format_usd
 from spendgate.roles import Roles
-from spendgate.store.base import NotFound, Store
+from spendgate.store.base import NotFound
+from spendgate.store.budgets import BudgetStore
+from spendgate.store.people import PeopleStore
+from spendgate.store.principals import PrincipalStore
 
 log = logging.getLogger(__name__)
 
 
-def team_of(store: Store, budget: Budget) -> str | None:
+class ExemptionSource(BudgetStore, PrincipalStore, PeopleStore, Protocol):
+    """What an exemption's page reads: its budget, the people and keys in scope, the spend."""
+
+
+def team_of(store: PrincipalStore, budget: Budget) -> str | None:
     """The team a budget belongs to: its scope, or the team of the user or key it limits."""
     if budget.scope_type == "team":
         return budget.scope_value
@@ -42,7 +49,7 @@ def visible(roles: Roles, team_id: str | None) -> bool:
     return roles.sees_org or (team_id is not None and team_id in roles.lead_of)
 
 
-def _budgets(store: Store) -> dict[str, Budget]:
+def _budgets(store: BudgetStore) -> dict[str, Budget]:
     return {b.id: b for b in store.list_budgets(include_revoked=True)}
 
 
@@ -125,7 +132,9 @@ def _missing(what: str) -> str:
     raise ValueError(f"say why: the {what} goes in the audit trail")
 
 
-def detail_data(store: Store, exemption: Exemption, budget: Budget | None, now: datetime) -> dict[str, Any]:
+def detail_data(
+    store: ExemptionSource, exemption: Exemption, budget: Budget | None, now: datetime
+) -> dict[str, Any]:
     """The exemption and what ran under it: calls in its budget's scope inside its window."""
     view = budget_service.exemption_view(exemption, budget, iso(now))
     ran: list[dict[str, Any]] = []
@@ -154,7 +163,7 @@ def detail_data(store: Store, exemption: Exemption, budget: Budget | None, now: 
     }
 
 
-def _find(store: Store, exemption_id: str) -> Exemption:
+def _find(store: BudgetStore, exemption_id: str) -> Exemption:
     found = next((e for e in store.list_exemptions() if e.id == exemption_id), None)
     if found is None:
         raise NotFound(f"no exemption {exemption_id!r}")

@@ -16,7 +16,9 @@ from spendgate.console.context import Ctx, Page
 from spendgate.console.usage import breakdown, daily, month_start
 from spendgate.models import ApiKey, Team, User
 from spendgate.pricing import format_usd
-from spendgate.store.base import NotFound, Store
+from spendgate.store.base import NotFound
+from spendgate.store.people import PeopleStore
+from spendgate.store.principals import PrincipalStore
 
 SESSIONS_SHOWN = 20
 
@@ -34,7 +36,7 @@ def applies_to(budget: Budget, user: User, team: Team, key_ids: set[str]) -> boo
     )
 
 
-def my_keys(store: Store, user: User) -> list[ApiKey]:
+def my_keys(store: PrincipalStore, user: User) -> list[ApiKey]:
     return [k for k in store.list_keys(include_revoked=True) if k.user_id == user.id]
 
 
@@ -81,7 +83,7 @@ def usage(ctx: Ctx) -> dict[str, Any]:
 
 
 def _session_budgets(
-    store: Store, budgets: list[Budget], key_ids: list[str], now: Any
+    store: PeopleStore, budgets: list[Budget], key_ids: list[str], now: Any
 ) -> list[dict[str, Any]]:
     """A per-session cap, as it stands for my busiest session in its period."""
     out = []

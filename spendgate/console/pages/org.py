@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.responses import Response
 
@@ -18,8 +18,14 @@ from spendgate.finance import cost_per_pr as cpp
 from spendgate.finance import focus
 from spendgate.finance import reconcile as rc
 from spendgate.pricing import Pricer, format_usd
-from spendgate.store.base import Store
+from spendgate.store.finance import ReconcileStore
+from spendgate.store.principals import PrincipalStore
+from spendgate.store.reports import ReportStore
 from spendgate.store.spend import SpendByGroup
+
+
+class OrgSource(cpp.PRSpend, ReconcileStore, ReportStore, PrincipalStore, Protocol):
+    """What the org page reads: spend and savings, cost per PR, reconciliation, the chargeback."""
 
 _MONTH = re.compile(r"\d{4}-\d{2}")
 
@@ -48,7 +54,7 @@ def _slices(rows: list[SpendByGroup], label: str) -> list[dict[str, Any]]:
 
 
 def org_data(
-    store: Store, month: str, start: datetime, until: datetime, gateway_keys: str | None
+    store: OrgSource, month: str, start: datetime, until: datetime, gateway_keys: str | None
 ) -> dict[str, Any]:
     since_s, until_s = iso(start), iso(until)
     team_rows = store.spend("team", since_s, until_s)

@@ -5,9 +5,9 @@ cost per merged PR by month; the team's exemptions. Leads of the team, and the o
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from spendgate.admin.budget_service import exemption_view
+from spendgate.admin.budget_service import BudgetSpend, exemption_view
 from spendgate.budgets.model import Budget
 from spendgate.clock import iso
 from spendgate.console.budgetview import budget_lines
@@ -17,13 +17,25 @@ from spendgate.finance import cost_per_pr as cpp
 from spendgate.finance import forecast as fc
 from spendgate.models import Team
 from spendgate.pricing import format_usd
-from spendgate.roles import find_team, team_leads
-from spendgate.store.base import Store
+from spendgate.roles import PeopleReader, find_team, team_leads
+from spendgate.store.alerts import AlertStore
+from spendgate.store.budgets import BudgetStore
+from spendgate.store.finance import FinanceStore
+from spendgate.store.principals import PrincipalStore
+from spendgate.store.spend import SpendStore
 
 TREND_MONTHS = 6
 
 
-def team_budgets(store: Store, team: Team) -> list[Budget]:
+class TeamBudgets(BudgetStore, PrincipalStore, Protocol):
+    """Budgets and the team's users and keys they may be scoped to."""
+
+
+class TeamSource(TeamBudgets, BudgetSpend, AlertStore, FinanceStore, PeopleReader, Protocol):
+    """What the team page reads: spend, budgets, exemptions, alerts, merged PRs and leads."""
+
+
+def team_budgets(store: TeamBudgets, team: Team) -> list[Budget]:
     """Budgets on the team itself and on its members and keys."""
     members = {u.id for u in store.list_users() if u.team_id == team.id}
     keys = {k.id for k in store.list_keys() if k.team_id == team.id}
@@ -36,7 +48,7 @@ def team_budgets(store: Store, team: Team) -> list[Budget]:
     ]
 
 
-def team_alerts(store: Store, team: Team, since: datetime) -> list[dict[str, Any]]:
+def team_alerts(store: AlertStore, team: Team, since: datetime) -> list[dict[str, Any]]:
     """Anomaly, budget and forecast alerts about the team since `since`, newest first, with the
     cause the detector found (its top contributor)."""
     out = []
@@ -63,7 +75,7 @@ def team_alerts(store: Store, team: Team, since: datetime) -> list[dict[str, Any
     return sorted(out, key=lambda a: a["opened_at"], reverse=True)
 
 
-def team_forecast(store: Store, team: Team, budgets: list[Budget], now: datetime) -> dict[str, Any]:
+def team_forecast(store: SpendStore, team: Team, budgets: list[Budget], now: datetime) -> dict[str, Any]:
     start = month_start(now)
     end = (start + timedelta(days=32)).replace(day=1)
     mtd = store.spend_totals("team", iso(start), iso(now), ("team", team.id))
@@ -80,7 +92,7 @@ def team_forecast(store: Store, team: Team, budgets: list[Budget], now: datetime
     return fc.as_dict(rows[0], "team", format_usd)
 
 
-def team_data(store: Store, team: Team, now: datetime) -> dict[str, Any]:
+def team_data(store: TeamSource, team: Team, now: datetime) -> dict[str, Any]:
     since = month_start(now)
     names = {u.id: u.name for u in store.list_users(include_revoked=True)}
     figures = breakdown(store, since, now, {"team_id": team.id}, by_user=True, names=names)
