@@ -43,6 +43,7 @@ OUTPUT = typer.Option(
     "-o",
     help="Folder to write into (default: here), or a file name ending .html/.pdf with one format.",
 )
+SCHEDULE_FILE = typer.Option(None, "--file", help="The schedule (default: SPENDGATE_REPORTS_FILE).")
 NOW = typer.Option(None, "--now", help="Pretend it is this ISO time (for tests and cron catch-up).")
 
 
@@ -122,9 +123,7 @@ def register(app: typer.Typer) -> None:
 
     @report.command("run-due")
     def run_due_cmd(
-        file: Path | None = typer.Option(
-            None, "--file", help="The schedule (default: SPENDGATE_REPORTS_FILE)."
-        ),
+        file: Path | None = SCHEDULE_FILE,
         now: str | None = NOW,
         fmt: Format = FORMAT_OPTION,
     ) -> None:
@@ -154,9 +153,7 @@ def register(app: typer.Typer) -> None:
 
     @report.command("schedule")
     def schedule_cmd(
-        file: Path | None = typer.Option(
-            None, "--file", help="The schedule (default: SPENDGATE_REPORTS_FILE)."
-        ),
+        file: Path | None = SCHEDULE_FILE,
         now: str | None = NOW,
         fmt: Format = FORMAT_OPTION,
     ) -> None:
