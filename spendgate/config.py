@@ -1,12 +1,15 @@
 """Settings, declared once: typed, with defaults and help, read from SPENDGATE_* variables.
 
 Secrets are `SecretStr`, so they never print by accident; `redacted()` is what
-`spendgate config` shows.
+`spendgate config` shows, every URL's password replaced by ***, as in the logs (`RedactingFilter`).
 """
 
 from __future__ import annotations
 
+import copy
+import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -254,9 +257,7 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "***"
-            elif name == "database_url":
-                value = _redact_url_password(str(value))
-            shown[name] = None if value is None else str(value)
+            shown[name] = None if value is None else redact_urls(str(value))
         return shown
 
 
@@ -271,15 +272,45 @@ def describe_settings() -> list[tuple[str, str, str]]:
     return rows
 
 
-def _redact_url_password(url: str) -> str:
-    # postgresql://user:secret@host/db -> postgresql://user:***@host/db
-    if "://" not in url or "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    if ":" in creds:
-        creds = creds.split(":", 1)[0] + ":***"
-    return f"{scheme}://{creds}@{host}"
+# scheme://user:password@ anywhere in a text; the user may be empty (redis://:secret@host)
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):[^@\s]+@")
+
+
+def redact_urls(text: str) -> str:
+    """postgresql://user:secret@host/db -> postgresql://user:***@host/db, wherever it appears."""
+    return _URL_PASSWORD.sub(r"\1:***@", text) if "://" in text else text
+
+
+class RedactingFilter(logging.Filter):
+    """On a log handler: URL passwords in a record's message (and its traceback) become ***."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "://" in message:
+            record.msg, record.args = redact_urls(message), None
+        if record.exc_info and record.exc_info[1] is not None:
+            # Format the traceback now, redacted; the formatter then uses this text as it is.
+            record.exc_text = redact_urls(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def logging_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging setup plus Spendgate's own lines, every handler redacting URL passwords
+    (a dict, so each worker process of `serve --workers` applies the same)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"redact": {"()": RedactingFilter}}
+    config["formatters"]["spendgate"] = {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    config["handlers"]["spendgate"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "spendgate",
+        "stream": "ext://sys.stderr",
+    }
+    for handler in config["handlers"].values():
+        handler["filters"] = ["redact"]
+    config["root"] = {"handlers": ["spendgate"], "level": level.upper()}
+    return config
 
 
 def resolve_env_refs(value: Any, what: str) -> Any:

@@ -79,7 +79,9 @@ def cli_store() -> Iterator[Store]:
 
 
 def fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    from spendgate.config import redact_urls
+
+    typer.echo(f"error: {redact_urls(message)}", err=True)
     raise typer.Exit(1)
 
 

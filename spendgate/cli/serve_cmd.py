@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import logging.config
 import os
 from typing import TYPE_CHECKING
 
@@ -60,11 +61,10 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
     from uvicorn.supervisors import Multiprocess
 
     from spendgate.app import create_served_app
+    from spendgate.config import logging_config
     from spendgate.connections import configure, server_options
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logging.config.dictConfig(logging_config(settings.log_level))
     if workers > 1 and not settings.redis_url and settings.counters_dir is None:
         # The workers build their own Settings from the environment: this is how they find
         # the one counters file they share (per-worker counters would let N workers spend N
@@ -83,6 +83,7 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
         workers=workers,
         **server_options(settings),
         access_log=False,
+        log_config=logging_config(settings.log_level),
         log_level=settings.log_level,
         lifespan="on",
         timeout_graceful_shutdown=settings.drain_timeout_s,
