@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -618,14 +619,33 @@ def test_cli_check_list_detail_and_backtest(
 
 
 def test_alerts_file_is_validated() -> None:
-    with pytest.raises(ValueError, match="type must be one of"):
+    with pytest.raises(
+        ValueError, match=re.escape("the alerts file: channels.x.type: Input should be 'slack'")
+    ):
         parse_alerts_config({"channels": {"x": {"type": "sms"}}})
     with pytest.raises(ValueError, match="needs secret"):
         parse_alerts_config({"channels": {"x": {"type": "webhook", "url": "http://127.0.0.1/"}}})
     with pytest.raises(ValueError, match="unknown channel"):
         parse_alerts_config({"routes": {"default": ["nope"]}})
-    with pytest.raises(ValueError, match="unknown \\[detect\\] setting"):
+    with pytest.raises(ValueError, match=re.escape("detect.treshold: Extra inputs are not permitted")):
         parse_alerts_config({"detect": {"treshold": 3}})
+    # Issue #10 failure 7: a string where a boolean or a number belongs.
+    mail = {"type": "email", "host": "127.0.0.1", "from": "a@example.com", "to": "b@example.com"}
+    with pytest.raises(
+        ValueError, match=re.escape("alerts.toml: channels.mail.port: Input should be a valid integer")
+    ):
+        parse_alerts_config({"channels": {"mail": {**mail, "port": "abc"}}}, "alerts.toml")
+    with pytest.raises(
+        ValueError, match=re.escape("channels.mail.starttls: Input should be a valid boolean")
+    ):
+        parse_alerts_config({"channels": {"mail": {**mail, "starttls": "maybe"}}})
+    parsed = parse_alerts_config({"channels": {"mail": {**mail, "starttls": "false", "port": "587"}}})
+    channel = parsed.channels["mail"]
+    assert channel.option("starttls") is False and channel.option("port") == 587
+    with pytest.raises(
+        ValueError, match=re.escape("channels.mail.smtp_host: Extra inputs are not permitted")
+    ):
+        parse_alerts_config({"channels": {"mail": {**mail, "smtp_host": "x"}}})
     with pytest.raises(ValueError, match="time zone"):
         parse_alerts_config({"detect": {"timezone": "Mars/Olympus"}})
     config = parse_alerts_config({"detect": {"by": "use_case", "min_spend_usd": 50, "check_time": "09:30"}})

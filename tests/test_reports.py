@@ -356,7 +356,12 @@ def test_due_period_edges() -> None:
             {"report": [{"name": "a", "report": "finance", "timezone": "Mars/Base", "folder": "x"}]},
             "time zone",
         ),
-        ({"reports": []}, "unknown sections"),
+        ({"reports": []}, "reports: Extra inputs are not permitted"),
+        ({"smtp": {"host": "h", "from": "f", "port": "abc"}}, "smtp.port: Input should be a valid integer"),
+        (
+            {"smtp": {"host": "h", "from": "f", "starttls": "perhaps"}},
+            "smtp.starttls: Input should be a valid boolean",
+        ),
     ],
 )
 def test_schedule_file_is_validated(raw: dict[str, Any], message: str) -> None:

@@ -371,10 +371,16 @@ def test_bad_policy_file_exits_1(cli: Cli) -> None:
     assert cli.fails("route", "policy", "--policy", path) == expected
     assert cli.fails("route", "explain", "--key", "ada-laptop", "--policy", path, body="{}") == expected
     cli.policy_file("rules = 5\n")
-    assert "malformed policy" in cli.fails("route", "policy", "--policy", path)
+    not_a_list = f"error: {path}: rules: Input should be a valid list"
+    assert cli.fails("route", "policy", "--policy", path) == not_a_list
+    cli.policy_file('[[rules]]\nname = "x"\nmodel = "m"\nsticky = "no"\nmatch.min_input_tokens = true\n')
+    assert cli.fails("route", "policy", "--policy", path) == (
+        f"error: {path}: rules.0.match.min_input_tokens: Input should be a valid integer; "
+        "rules.0.sticky: Input should be a valid boolean"
+    )
     cli.policy_file('[[rules]]\nname = "x"\nmodel = "m"\nmatch.min_input_tokens = "9"\n')
     assert cli.fails("route", "policy", "--policy", path) == (
-        f"error: {path}: rule x: match.min_input_tokens must be an integer"
+        f"error: {path}: rules.0.match.min_input_tokens: Input should be a valid integer"
     )
     missing = cli.fails("route", "policy", "--policy", str(cli.tmp / "nope.toml"))
     assert missing.endswith("nope.toml: cannot read the policy file: No such file or directory")

@@ -9,11 +9,15 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from datetime import time
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import Field
+
 from spendgate.config import resolve_env_refs
+from spendgate.config_files import FileModel, checked
 from spendgate.dimensions import ALERT_BY
 from spendgate.pricing import NANOS_PER_USD
 
@@ -76,18 +80,54 @@ class AlertsConfig:
         return [self.channels[name] for name in self.routes.get("default", ())]
 
 
+class _Detect(FileModel):
+    by: str = "team"
+    threshold: float = 3.0
+    check_time: time = time(16, 0)
+    timezone: str = "UTC"
+    baseline_days: int = 7
+    same_weekday_weeks: int = 0
+    min_baseline_usd: Decimal = Decimal(5)
+    min_spend_usd: Decimal = Decimal(20)
+    min_history_days: int = 3
+    new_floor_usd: Decimal = Decimal(100)
+    burn_window_hours: float = 2.0
+    burn_day_fraction: float = 1.0
+    forecast: bool = True
+    forecast_days: int = 7
+    budget_events: bool = True
+
+
+class _Channel(FileModel):
+    type: Literal["slack", "pagerduty", "webhook", "email"]
+    url: str | None = None
+    secret: str | None = None
+    routing_key: str | None = None
+    host: str | None = None
+    port: int = 25
+    ssl: bool = False
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    sender: str | None = Field(None, alias="from")
+    to: str | list[str] | None = None
+
+
+class _AlertsFile(FileModel):
+    detect: _Detect = _Detect()
+    channels: dict[str, _Channel] = {}
+    routes: dict[str, str | list[str]] = {}
+
+
 def load_alerts_config(path: Path | None) -> AlertsConfig:
     if path is None:
         return AlertsConfig()
     with path.open("rb") as handle:
-        return parse_alerts_config(tomllib.load(handle))
+        return parse_alerts_config(tomllib.load(handle), str(path))
 
 
-def parse_alerts_config(data: dict[str, Any]) -> AlertsConfig:
-    data = resolve_env_refs(data, "the alerts file")
-    unknown = set(data) - {"detect", "channels", "routes"}
-    if unknown:
-        raise ValueError(f"unknown sections in the alerts file: {', '.join(sorted(unknown))}")
+def parse_alerts_config(data: dict[str, Any], source: str = "the alerts file") -> AlertsConfig:
+    data = checked(_AlertsFile, resolve_env_refs(data, source), source)
     detect = _detect(data.get("detect", {}))
     channels: dict[str, Channel] = {}
     for name, options in data.get("channels", {}).items():

@@ -44,8 +44,11 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import Field
+
 from spendgate.clock import iso
 from spendgate.config import Settings, resolve_env_refs
+from spendgate.config_files import FileModel, checked
 from spendgate.reports.data import ReportSource
 from spendgate.reports.produce import FORMATS, KINDS, Produced, produce, write
 from spendgate.store.reports import ReportRun, ReportStore
@@ -109,17 +112,43 @@ class RunResult:
 
 
 # --- the file ------------------------------------------------------------------------------------
+class _Smtp(FileModel):
+    host: str
+    sender: str = Field(alias="from")
+    port: int = 25
+    ssl: bool = False
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    timeout_s: float = 30.0
+
+
+class _Entry(FileModel):
+    name: str
+    report: str
+    every: str = "month"
+    day: int = 1
+    weekday: str = "monday"
+    at: time = Field(time(7, 0), alias="time")
+    timezone: str = "UTC"
+    format: str = "both"
+    folder: str | None = None
+    email: str | list[str] = []
+
+
+class _ReportsFile(FileModel):
+    smtp: _Smtp | None = None
+    report: list[_Entry] = []
+
+
 def load_schedule(path: Path) -> Schedule:
     with path.open("rb") as handle:
         raw = tomllib.load(handle)
-    return parse_schedule(raw, base=path.parent)
+    return parse_schedule(raw, base=path.parent, source=str(path))
 
 
-def parse_schedule(raw: dict[str, Any], base: Path = Path(".")) -> Schedule:
-    raw = resolve_env_refs(raw, "the reports file")
-    unknown = set(raw) - {"smtp", "report"}
-    if unknown:
-        raise ValueError(f"unknown sections in the reports file: {', '.join(sorted(unknown))}")
+def parse_schedule(raw: dict[str, Any], base: Path = Path("."), source: str = "the reports file") -> Schedule:
+    raw = checked(_ReportsFile, resolve_env_refs(raw, source), source)
     smtp = _smtp(raw["smtp"]) if "smtp" in raw else None
     entries = [_entry(item, base) for item in raw.get("report", [])]
     names = [e.name for e in entries]

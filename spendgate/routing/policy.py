@@ -14,6 +14,10 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from pydantic import ConfigDict
+
+from spendgate.config_files import ConfigFileError, FileModel, checked
+
 _MATCH_KEYS = {
     "use_case",
     "tags",
@@ -107,11 +111,75 @@ def load_policy(path: Path | None) -> Policy:
     return parse_policy(text, str(path))
 
 
+Names = str | list[str]
+
+
+class _Table(FileModel):
+    # TOML has real booleans and numbers: in a policy, a string where one belongs is a mistake.
+    model_config = ConfigDict(strict=True)
+
+
+class _Match(_Table):
+    use_case: Names | None = None
+    tags: dict[str, str] = {}
+    team: Names | None = None
+    key: Names | None = None
+    endpoint: Names | None = None
+    provider: Names | None = None
+    model: Names | None = None
+    min_input_tokens: int | None = None
+    max_input_tokens: int | None = None
+    tools: bool | None = None
+    thinking: bool | None = None
+    stream: bool | None = None
+    min_complexity: int | None = None
+    max_complexity: int | None = None
+
+
+class _Rule(_Table):
+    name: str | None = None
+    match: _Match = _Match()
+    model: str | None = None
+    tier: str | None = None
+    refuse: str | None = None
+    sticky: bool = True
+    why: str = ""
+
+
+class _Allowed(_Table):
+    models: Names | None = None
+    on_violation: str = "reject"
+
+
+class _Allow(_Table):
+    teams: dict[str, _Allowed] = {}
+    keys: dict[str, _Allowed] = {}
+
+
+class _Fallbacks(_Table):
+    retries: int = 2
+    backoff_ms: int = 250
+    on_status: list[int] = [429, 500, 502, 503, 504, 529]
+    models: dict[str, list[str]] = {}
+    deployments: dict[str, list[str]] = {}
+
+
+class _PolicyFile(_Table):
+    tiers: dict[str, dict[str, str]] = {}
+    rules: list[_Rule] = []
+    allow: _Allow = _Allow()
+    fallbacks: _Fallbacks = _Fallbacks()
+
+
 def parse_policy(text: str, source: str) -> Policy:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{source}: {exc}") from None
+    try:
+        data = checked(_PolicyFile, data, source)
+    except ConfigFileError as exc:
+        raise PolicyError(str(exc)) from None
     try:
         policy = _build(data, source)
     except PolicyError:
