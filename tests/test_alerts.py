@@ -4,11 +4,13 @@ delivering to real receivers on 127.0.0.1 (Slack, PagerDuty and webhook over HTT
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import re
 import socket
 import threading
+import time as clock
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -23,7 +25,7 @@ from starlette.routing import Route
 from typer.testing import CliRunner
 
 from spendgate.alerts.backtest import replay
-from spendgate.alerts.channels import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from spendgate.alerts.channels import ID_HEADER, REPLAY_WINDOW_S, TIMESTAMP_HEADER, verify
 from spendgate.alerts.config import AlertsConfig, DetectParams, parse_alerts_config
 from spendgate.alerts.deliver import Deliverer
 from spendgate.alerts.detector import assess
@@ -339,9 +341,18 @@ def test_delivery_payloads_to_slack_pagerduty_webhook_and_email(
     hooks = [r for r in rec.requests if r["path"] == "/hook"]
     assert len(hooks) == 2
     for hook in hooks:
-        assert verify("s3cret", hook["body"], hook["headers"][SIGNATURE_HEADER])
-        assert hook["headers"][TIMESTAMP_HEADER].isdigit()
-        assert not verify("wrong", hook["body"], hook["headers"][SIGNATURE_HEADER])
+        headers, raw = hook["headers"], hook["body"]
+        assert verify("s3cret", headers, raw)
+        assert not verify("wrong", headers, raw)
+        # Standard Webhooks: id, timestamp and body are all signed; a replay later is refused.
+        assert not verify("s3cret", {**headers, ID_HEADER: "msg_other"}, raw)
+        assert not verify("s3cret", {**headers, TIMESTAMP_HEADER: str(int(clock.time()) - 1)}, raw)
+        assert not verify("s3cret", headers, raw, now=clock.time() + REPLAY_WINDOW_S + 5)
+        # The scheme's reference implementation accepts it too (a whsec_ secret is its raw bytes).
+        from standardwebhooks.webhooks import Webhook
+
+        secret = "whsec_" + base64.b64encode(b"s3cret").decode()
+        assert Webhook(secret).verify(raw, headers)["event"] == "alert.triggered"
     events = sorted((json.loads(h["body"]) for h in hooks), key=lambda b: b["alert"]["group"])
     assert [e["alert"]["group"] for e in events] == ["team:data", "team:platform"]
     assert events[0]["event"] == "alert.triggered" and events[0]["alert"]["status"] == "firing"
@@ -600,7 +611,7 @@ def test_cli_check_list_detail_and_backtest(
     checked = json.loads(ok("alerts", "check", "--now", "2026-10-20T16:30:00Z", "--format", "json"))
     assert [(c["action"], c["group"], c["delivered"]) for c in checked] == [("opened", "team:platform", 1)]
     (hook,) = rec.requests
-    assert verify("from-env", hook["body"], hook["headers"][SIGNATURE_HEADER])
+    assert verify("from-env", hook["headers"], hook["body"])
     listed = json.loads(ok("alerts", "list", "--status", "open", "--format", "json"))
     assert listed[0]["alert_key"] == "anomaly:team:platform:2026-10-20"
     assert "platform" in ok("alerts", "list")

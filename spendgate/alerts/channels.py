@@ -10,11 +10,13 @@ day), so a thread costs nothing, and it avoids a runtime dependency (aiosmtplib)
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import smtplib
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -24,8 +26,12 @@ import orjson
 
 from spendgate.alerts.config import PAGERDUTY_URL, Channel
 
-SIGNATURE_HEADER = "x-spendgate-signature"
-TIMESTAMP_HEADER = "x-spendgate-timestamp"
+# Standard Webhooks (standardwebhooks.com): the signature covers the id, the timestamp and the body,
+# so a captured delivery cannot be replayed later or under another id.
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
+REPLAY_WINDOW_S = 300  # a receiver refuses a timestamp further than this from its own clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +126,27 @@ def webhook_payload(msg: AlertMessage) -> dict[str, Any]:
     }
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The signature header value: sha256=<hex HMAC-SHA256 of the raw body under the secret>."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signing_key(secret: str) -> bytes:
+    """A `whsec_<base64>` secret (the scheme's form) is its decoded bytes; any other string its UTF-8."""
+    return base64.b64decode(secret.removeprefix("whsec_")) if secret.startswith("whsec_") else secret.encode()
 
 
-def verify(secret: str, body: bytes, header: str) -> bool:
-    return hmac.compare_digest(sign(secret, body), header)
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` value: v1,<base64 HMAC-SHA256 of "id.timestamp.body">."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(signing_key(secret), signed, hashlib.sha256).digest()).decode()
+
+
+def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float | None = None) -> bool:
+    """What a receiver checks: a signature over id, timestamp and body, and a fresh timestamp."""
+    try:
+        msg_id, timestamp = headers[ID_HEADER], int(headers[TIMESTAMP_HEADER])
+    except (KeyError, ValueError):
+        return False
+    if abs((time.time() if now is None else now) - timestamp) > REPLAY_WINDOW_S:
+        return False
+    expected = sign(secret, msg_id, timestamp, body)
+    return any(hmac.compare_digest(expected, given) for given in headers[SIGNATURE_HEADER].split())
 
 
 def email_message(msg: AlertMessage, sender: str, to: list[str]) -> EmailMessage:
@@ -157,8 +177,10 @@ async def send(channel: Channel, msg: AlertMessage, session: aiohttp.ClientSessi
         body = orjson.dumps(pagerduty_payload(msg, str(channel.option("routing_key"))))
     else:
         url, body = str(channel.option("url")), orjson.dumps(webhook_payload(msg))
-        headers[TIMESTAMP_HEADER] = str(int(time.time()))
-        headers[SIGNATURE_HEADER] = sign(str(channel.option("secret")), body)
+        # One id per alert event, the same on every retry, so a receiver can drop duplicates.
+        msg_id, timestamp = f"msg_{msg.alert_id}_{msg.action}", int(time.time())
+        headers[ID_HEADER], headers[TIMESTAMP_HEADER] = msg_id, str(timestamp)
+        headers[SIGNATURE_HEADER] = sign(str(channel.option("secret")), msg_id, timestamp, body)
     try:
         async with session.post(
             url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
