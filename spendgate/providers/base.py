@@ -232,23 +232,28 @@ def read_token_limit(data: Mapping[str, Any], name: str) -> int | None:
     return value
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def read_metadata(data: Mapping[str, Any]) -> dict[str, Any]:
-    """`metadata`: absent, null or an object; `use_case` in it a string and `tags` a string or an
-    object of scalar values (what attribution reads; other keys are the provider's to judge)."""
+    """`metadata`: absent, null or an object of plain values (both providers take only strings
+    there); `use_case` a string and `tags` a string or an object of plain values."""
     metadata = data.get("metadata")
     if metadata is None:
         return {}
     if not isinstance(metadata, dict):
         raise InvalidRequest("metadata: must be an object")
+    for name, value in metadata.items():
+        if name != "tags" and not isinstance(value, _PLAIN):
+            raise InvalidRequest(f"metadata.{str(name)[:60]}: must be a plain value (a string)")
     use_case = metadata.get("use_case")
     if use_case is not None and not isinstance(use_case, str):
         raise InvalidRequest("metadata.use_case: must be a string")
     tags = metadata.get("tags")
-    scalars = (str, int, float, bool)
     if not (
         tags is None
         or isinstance(tags, str)
-        or (isinstance(tags, dict) and all(isinstance(v, scalars) for v in tags.values()))
+        or (isinstance(tags, dict) and all(isinstance(v, _PLAIN) for v in tags.values()))
     ):
         raise InvalidRequest("metadata.tags: must be 'key=value,...' or an object of strings")
     return metadata

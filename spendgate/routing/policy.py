@@ -159,6 +159,7 @@ class _Allow(_Table):
 class _Fallbacks(_Table):
     retries: int = 2
     backoff_ms: int = 250
+    max_retry_after_ms: int = 5000
     on_status: list[int] = [429, 500, 502, 503, 504, 529]
     models: dict[str, list[str]] = {}
     deployments: dict[str, list[str]] = {}
