@@ -20,12 +20,10 @@ import httpx
 import openai
 import pytest
 
-from spendgate.app import create_app
 from spendgate.fake_upstream import FakeUpstream
 from spendgate.gateway import Gateway
-from spendgate.servethread import ServerThread
-from tests.conftest import MASTER_KEY, gateway_settings
-from tests.test_ledger_poison import seed
+from tests.conftest import MASTER_KEY
+from tests.seeded import serve_seeded
 
 SEED = 20261129
 HI = [{"role": "user", "content": "hi"}]
@@ -81,13 +79,7 @@ def nested(depth: int) -> Any:
 
 @pytest.fixture
 def target(tmp_path: Path, fake: FakeUpstream) -> Iterator[tuple[str, Gateway, str]]:
-    fake.clear()
-    settings = gateway_settings(tmp_path, fake, header_timeout_s=2.0, body_timeout_s=2.0)
-    app = create_app(settings)
-    gw: Gateway = app.state.gateway
-    key = seed(gw)
-    with ServerThread(app, settings=settings) as server:
-        yield server.url, gw, key
+    yield from serve_seeded(tmp_path, fake, header_timeout_s=2.0, body_timeout_s=2.0)
 
 
 def body_cases(rng: random.Random, good: dict[str, Any], api: str) -> list[bytes]:

@@ -11,12 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from spendgate.app import create_app
 from spendgate.fake_upstream import FakeUpstream
 from spendgate.gateway import Gateway
-from spendgate.servethread import ServerThread
-from tests.conftest import MASTER_KEY, gateway_settings
-from tests.test_ledger_poison import seed
+from tests.conftest import MASTER_KEY
+from tests.seeded import serve_seeded
 
 ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
 MESSAGES = {"model": "claude-haiku-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
@@ -43,12 +41,8 @@ class Target:
 
 @pytest.fixture
 def target(tmp_path: Path, fake: FakeUpstream, database_url: str) -> Iterator[Target]:
-    fake.clear()
-    app = create_app(gateway_settings(tmp_path, fake, database_url=database_url))
-    gw: Gateway = app.state.gateway
-    key = seed(gw)
-    with ServerThread(app) as server:
-        yield Target(server.url, gw, key)
+    for url, gw, key in serve_seeded(tmp_path, fake, database_url=database_url):
+        yield Target(url, gw, key)
 
 
 def anthropic_error(response: httpx.Response, status: int) -> str:

@@ -20,7 +20,7 @@ from spendgate.fake_upstream import FakeUpstream
 from spendgate.gateway import Gateway
 from spendgate.servethread import ServerThread
 from tests.conftest import gateway_settings
-from tests.test_ledger_poison import metric
+from tests.seeded import metric
 
 VERSION = {"anthropic-version": "2023-06-01"}
 MESSAGE = {"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}

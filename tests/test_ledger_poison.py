@@ -21,7 +21,6 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from spendgate.admin.service import create_key
 from spendgate.app import create_app
 from spendgate.cli import build_app
 from spendgate.fake_upstream import FakeUpstream
@@ -29,7 +28,7 @@ from spendgate.gateway import Gateway
 from spendgate.models import LedgerRow
 from spendgate.servethread import ServerThread
 from tests.conftest import gateway_settings
-from tests.test_metrics import scrape_text
+from tests.seeded import metric, seed, serve_seeded
 
 CHAT = [{"role": "user", "content": "hello"}]
 
@@ -60,29 +59,10 @@ class Gate:
         return None
 
 
-def metric(url: str, name: str) -> float:
-    for line in scrape_text(url).splitlines():
-        if line.startswith(f"{name} "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
-
-
-def seed(gw: Gateway) -> str:
-    gw.store.create_org("acme")
-    gw.store.create_team("acme", "platform", "CC-100")
-    _, secret = create_key(gw.store, name="k", team="platform")
-    gw.keyring.reload()
-    return secret
-
-
 @pytest.fixture
 def gate(tmp_path: Path, fake: FakeUpstream, database_url: str) -> Iterator[Gate]:
-    fake.clear()
-    app = create_app(gateway_settings(tmp_path, fake, database_url=database_url))
-    gw: Gateway = app.state.gateway
-    key = seed(gw)
-    with ServerThread(app) as server:
-        yield Gate(server.url, gw, key, database_url)
+    for url, gw, key in serve_seeded(tmp_path, fake, database_url=database_url):
+        yield Gate(url, gw, key, database_url)
 
 
 def test_nul_in_a_metadata_tag_is_refused_and_later_calls_land(gate: Gate, fake: FakeUpstream) -> None:

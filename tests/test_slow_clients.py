@@ -12,29 +12,16 @@ import anthropic
 import httpx
 import pytest
 
-from spendgate.app import create_app
-from spendgate.config import Settings
 from spendgate.fake_upstream import FakeUpstream
 from spendgate.gateway import Gateway
-from spendgate.servethread import ServerThread
-from tests.conftest import gateway_settings
-from tests.test_ledger_poison import seed
+from tests.seeded import serve_seeded
 
 HEAD = b"POST /v1/messages HTTP/1.1\r\nhost: x\r\nanthropic-version: 2023-06-01\r\n"
 
 
-def serve(tmp_path: Path, fake: FakeUpstream, **limits: float) -> Iterator[tuple[str, Gateway, str]]:
-    settings: Settings = gateway_settings(tmp_path, fake, **limits)
-    app = create_app(settings)
-    gw: Gateway = app.state.gateway
-    key = seed(gw)
-    with ServerThread(app, settings=settings) as server:
-        yield server.url, gw, key
-
-
 @pytest.fixture
 def strict(tmp_path: Path, fake: FakeUpstream) -> Iterator[tuple[str, Gateway, str]]:
-    yield from serve(tmp_path, fake, header_timeout_s=1.0, body_timeout_s=1.0)
+    yield from serve_seeded(tmp_path, fake, header_timeout_s=1.0, body_timeout_s=1.0)
 
 
 def connect(url: str) -> socket.socket:
@@ -93,7 +80,7 @@ def test_bytes_that_are_not_http_get_a_json_400(strict: tuple[str, Gateway, str]
 
 
 def test_past_the_concurrency_limit_a_request_gets_a_json_503(tmp_path: Path, fake: FakeUpstream) -> None:
-    for url, _, key in serve(tmp_path, fake, max_concurrency=4):
+    for url, _, key in serve_seeded(tmp_path, fake, max_concurrency=4):
         held = [connect(url) for _ in range(4)]
         time.sleep(0.2)
         busy = httpx.post(f"{url}/v1/messages", headers={"x-api-key": key}, json={}, timeout=10)

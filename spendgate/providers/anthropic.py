@@ -62,11 +62,11 @@ class AnthropicProvider:
         model = data.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("model: Field required (a model name string)")
-        if not isinstance(data.get("messages"), list):
-            raise InvalidRequest("messages: Field required (a list)")
         max_tokens = read_token_limit(data, "max_tokens")
         if path.endswith("/messages") and max_tokens is None:
             raise InvalidRequest("max_tokens: Field required (a positive integer)")
+        if not isinstance(data.get("messages"), list):
+            raise InvalidRequest("messages: Field required (a list)")
         return RequestInfo(
             model=model,
             stream=read_stream(data),
