@@ -37,6 +37,9 @@ def build_app() -> typer.Typer:
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
+        # Plain help and errors: rich's help formatter (rich, markdown-it, pygments) was about
+        # half of `spendgate --help`'s start-up (bench/cli_startup.py).
+        rich_markup_mode=None,
     )
     modules = (
         serve_cmd,

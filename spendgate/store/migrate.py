@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from yoyo import get_backend, read_migrations
-
 
 def migrations_dir() -> str:
     return str(files("spendgate.store") / "migrations")
 
 
+def shipped_migrations() -> set[str]:
+    """The ids of the migrations in the schema folder (yoyo's id is the file name without .sql)."""
+    names = (entry.name for entry in (files("spendgate.store") / "migrations").iterdir())
+    return {n.removesuffix(".sql") for n in names if n.endswith(".sql") and not n.endswith(".rollback.sql")}
+
+
 def apply_migrations(yoyo_url: str) -> list[str]:
+    from yoyo import get_backend, read_migrations  # ~50 ms: only when something may be pending
+
     backend = get_backend(yoyo_url)
     try:
         migrations = read_migrations(migrations_dir())
