@@ -42,3 +42,31 @@ def test_only_common_builds_the_settings() -> None:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Settings":
                 builders.append(f"{path.name}:{node.lineno}")
     assert builders and all(b.startswith("common.py:") for b in builders), builders
+
+
+def _loaded_by(args: list[str], env: dict[str, str]) -> set[str]:
+    """The modules a whole `spendgate ARGS` run loaded (help rendered, command run)."""
+    import os
+
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: sys.stderr.write('MODULES ' + ' '.join(sys.modules) + '\\n'))\n"
+        f"sys.argv = ['spendgate', *{args!r}]\n"
+        "from spendgate.cli import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, check=False
+    )
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("MODULES ")]
+    return set(line.split()[1:])
+
+
+def test_help_and_spend_load_no_help_formatter_and_no_migration_tool(tmp_path: Path) -> None:
+    # --help is click's plain help: rich's formatter (with markdown-it and pygments) doubled its start-up
+    env = {"SPENDGATE_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db"}
+    helped = _loaded_by(["--help"], env)
+    assert not {"rich", "markdown_it", "pygments", "yoyo", "pydantic_settings"} & helped
+    _loaded_by(["migrate"], env)
+    # a database whose migrations are all recorded is answered without importing yoyo
+    assert "yoyo" not in _loaded_by(["spend"], env)
