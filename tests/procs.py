@@ -9,6 +9,19 @@ import time
 
 import httpx
 
+from spendgate.fake_upstream import FakeUpstream
+from tests.conftest import PROVIDER_ANTHROPIC_KEY, PROVIDER_OPENAI_KEY
+
+
+def provider_env(fake: FakeUpstream) -> dict[str, str]:
+    """The settings that point a gateway process (or container) at the fake provider."""
+    return {
+        "SPENDGATE_ANTHROPIC_BASE_URL": fake.url,
+        "SPENDGATE_ANTHROPIC_API_KEY": PROVIDER_ANTHROPIC_KEY,
+        "SPENDGATE_OPENAI_BASE_URL": fake.openai_url,
+        "SPENDGATE_OPENAI_API_KEY": PROVIDER_OPENAI_KEY,
+    }
+
 
 def free_port() -> int:
     with socket.socket() as s:

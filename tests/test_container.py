@@ -29,8 +29,7 @@ import pytest
 from spendgate.admin.service import create_key
 from spendgate.fake_upstream import FakeUpstream
 from spendgate.store import open_store
-from tests.conftest import PROVIDER_ANTHROPIC_KEY, PROVIDER_OPENAI_KEY
-from tests.procs import free_port
+from tests.procs import free_port, provider_env
 
 # Building the image (when SPENDGATE_TEST_IMAGE is not given) and a rolling restart take minutes.
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
@@ -177,10 +176,7 @@ def test_rolling_restart_under_load_refuses_no_call_and_loses_no_ledger_row(
             "SPENDGATE_DATABASE_URL": postgres_url,
             "SPENDGATE_REDIS_URL": redis_url[0],
             "SPENDGATE_REDIS_PREFIX": redis_url[1],
-            "SPENDGATE_ANTHROPIC_BASE_URL": fake.url,
-            "SPENDGATE_ANTHROPIC_API_KEY": PROVIDER_ANTHROPIC_KEY,
-            "SPENDGATE_OPENAI_BASE_URL": fake.openai_url,
-            "SPENDGATE_OPENAI_API_KEY": PROVIDER_OPENAI_KEY,
+            **provider_env(fake),
         },
     )
     try:

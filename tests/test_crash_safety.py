@@ -14,8 +14,7 @@ import pytest
 from spendgate.admin.service import create_key
 from spendgate.fake_upstream import FakeUpstream
 from spendgate.store import open_store
-from tests.conftest import PROVIDER_ANTHROPIC_KEY, PROVIDER_OPENAI_KEY
-from tests.procs import free_port, start_gateway
+from tests.procs import free_port, provider_env, start_gateway
 
 
 @pytest.mark.parametrize("ingest_process", ["false", "true"])  # a writer thread, or the ingest process
@@ -32,10 +31,7 @@ def test_sigkill_under_load_loses_nothing_and_doubles_nothing(
     env = {
         **os.environ,
         "SPENDGATE_DATABASE_URL": f"sqlite:///{db}",
-        "SPENDGATE_ANTHROPIC_BASE_URL": fake.url,
-        "SPENDGATE_ANTHROPIC_API_KEY": PROVIDER_ANTHROPIC_KEY,
-        "SPENDGATE_OPENAI_BASE_URL": fake.openai_url,
-        "SPENDGATE_OPENAI_API_KEY": PROVIDER_OPENAI_KEY,
+        **provider_env(fake),
         # A slow writer keeps many rows only in the journal when the kill lands.
         "SPENDGATE_LEDGER_FLUSH_INTERVAL_S": "1.0",
         "SPENDGATE_LOG_LEVEL": "warning",

@@ -21,8 +21,7 @@ import pytest
 from spendgate.admin.service import create_key
 from spendgate.fake_upstream import FakeUpstream
 from spendgate.store import open_store
-from tests.conftest import PROVIDER_ANTHROPIC_KEY, PROVIDER_OPENAI_KEY
-from tests.procs import free_port, start_gateway
+from tests.procs import free_port, provider_env, start_gateway
 
 MODEL = "claude-haiku-4-5"
 
@@ -38,10 +37,7 @@ def _gateway(tmp_path: Path, fake: FakeUpstream, **env: str) -> tuple[subprocess
     environ = {
         **os.environ,
         "SPENDGATE_DATABASE_URL": f"sqlite:///{db}",
-        "SPENDGATE_ANTHROPIC_BASE_URL": fake.url,
-        "SPENDGATE_ANTHROPIC_API_KEY": PROVIDER_ANTHROPIC_KEY,
-        "SPENDGATE_OPENAI_BASE_URL": fake.openai_url,
-        "SPENDGATE_OPENAI_API_KEY": PROVIDER_OPENAI_KEY,
+        **provider_env(fake),
         **env,
     }
     port = free_port()

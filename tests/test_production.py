@@ -23,8 +23,8 @@ from spendgate.fake_upstream import FakeUpstream
 from spendgate.servethread import ServerThread
 from spendgate.store import open_store
 from spendgate.store.base import Store
-from tests.conftest import PROVIDER_ANTHROPIC_KEY, PROVIDER_OPENAI_KEY, gateway_settings
-from tests.procs import free_port, start_gateway
+from tests.conftest import gateway_settings
+from tests.procs import free_port, provider_env, start_gateway
 from tests.tcpproxy import TcpProxy
 from tests.test_budgets import CALL_NANOS, body, headers, worst_nanos
 
@@ -62,10 +62,7 @@ def test_two_replicas_sharing_postgres_and_redis_never_overshoot(
         "SPENDGATE_DATABASE_URL": postgres_url,
         "SPENDGATE_REDIS_URL": redis_url[0],
         "SPENDGATE_REDIS_PREFIX": redis_url[1],
-        "SPENDGATE_ANTHROPIC_BASE_URL": fake.url,
-        "SPENDGATE_ANTHROPIC_API_KEY": PROVIDER_ANTHROPIC_KEY,
-        "SPENDGATE_OPENAI_BASE_URL": fake.openai_url,
-        "SPENDGATE_OPENAI_API_KEY": PROVIDER_OPENAI_KEY,
+        **provider_env(fake),
         "SPENDGATE_LOG_LEVEL": "warning",
     }
     replicas = []
