@@ -15,8 +15,6 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
-from spendgate.config_files import FileModel, checked
-
 NANOS_PER_USD = Decimal(1_000_000_000)
 _MISSING = object()
 _PER_MTOK = Decimal(1_000_000)
@@ -183,29 +181,14 @@ def _plain(value: Any) -> Decimal:
     return Decimal(str(getattr(value, "base", value)))
 
 
-class _Rates(FileModel):
-    input: Decimal
-    output: Decimal
-    cache_read: Decimal | None = None
-    cache_write_5m: Decimal | None = None
-    cache_write_1h: Decimal | None = None
-    long_context_threshold: int | None = None
-    long_context_input: Decimal | None = None
-    long_context_output: Decimal | None = None
-    long_context_cache_read: Decimal | None = None
-    long_context_cache_write_5m: Decimal | None = None
-    long_context_cache_write_1h: Decimal | None = None
-    web_search_per_k: Decimal = Decimal(10)
-
-
-class _OverridesFile(FileModel):
-    models: dict[str, _Rates] = {}
-
-
 def load_overrides(path: Path) -> dict[str, ModelPrice]:
     """Read `[models."name"]` tables of USD-per-million rates (input, output, cache_read,
     cache_write_5m, cache_write_1h; optional long_context_threshold with long_context_* rates)."""
-    data = checked(_OverridesFile, tomllib.loads(path.read_text()), str(path))
+    # The file's schema is pydantic: loaded here, not by everything that imports format_usd (the CLI).
+    from spendgate.config_files import checked
+    from spendgate.pricing_file import OverridesFile
+
+    data = checked(OverridesFile, tomllib.loads(path.read_text()), str(path))
     out: dict[str, ModelPrice] = {}
     for model, table in data.get("models", {}).items():
         if "input" not in table or "output" not in table:
