@@ -13,6 +13,21 @@ from spendgate.fake_upstream import FakeUpstream
 from tests.conftest import PROVIDER_ANTHROPIC_KEY, PROVIDER_OPENAI_KEY
 
 
+def seed_database(database_url: str, key_name: str) -> str:
+    """Migrate the database and give it org o, team t and one key for that team; the key's secret."""
+    from spendgate.admin.service import create_key
+    from spendgate.store import open_store
+
+    store = open_store(database_url)
+    try:
+        store.migrate()
+        store.create_org("o")
+        store.create_team("o", "t", "CC")
+        return create_key(store, name=key_name, team="t")[1]
+    finally:
+        store.close()
+
+
 def provider_env(fake: FakeUpstream) -> dict[str, str]:
     """The settings that point a gateway process (or container) at the fake provider."""
     return {

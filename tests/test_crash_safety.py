@@ -11,10 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from spendgate.admin.service import create_key
 from spendgate.fake_upstream import FakeUpstream
 from spendgate.store import open_store
-from tests.procs import free_port, provider_env, start_gateway
+from tests.procs import free_port, provider_env, seed_database, start_gateway
 
 
 @pytest.mark.parametrize("ingest_process", ["false", "true"])  # a writer thread, or the ingest process
@@ -22,12 +21,7 @@ def test_sigkill_under_load_loses_nothing_and_doubles_nothing(
     tmp_path: Path, fake: FakeUpstream, ingest_process: str
 ) -> None:
     db = tmp_path / "crash.db"
-    store = open_store(f"sqlite:///{db}")
-    store.migrate()
-    store.create_org("o")
-    store.create_team("o", "t", "CC")
-    _, key = create_key(store, name="load", team="t")
-    store.close()
+    key = seed_database(f"sqlite:///{db}", "load")
     env = {
         **os.environ,
         "SPENDGATE_DATABASE_URL": f"sqlite:///{db}",

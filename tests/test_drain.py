@@ -18,22 +18,16 @@ import anthropic
 import httpx
 import pytest
 
-from spendgate.admin.service import create_key
 from spendgate.fake_upstream import FakeUpstream
 from spendgate.store import open_store
-from tests.procs import free_port, provider_env, start_gateway
+from tests.procs import free_port, provider_env, seed_database, start_gateway
 
 MODEL = "claude-haiku-4-5"
 
 
 def _gateway(tmp_path: Path, fake: FakeUpstream, **env: str) -> tuple[subprocess.Popen[bytes], str, str]:
     db = tmp_path / "drain.db"
-    store = open_store(f"sqlite:///{db}")
-    store.migrate()
-    store.create_org("o")
-    store.create_team("o", "t", "CC")
-    _, key = create_key(store, name="drain", team="t")
-    store.close()
+    key = seed_database(f"sqlite:///{db}", "drain")
     environ = {
         **os.environ,
         "SPENDGATE_DATABASE_URL": f"sqlite:///{db}",
