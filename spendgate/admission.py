@@ -12,11 +12,12 @@ from typing import NamedTuple
 
 from starlette.types import Receive, Scope
 
-from spendgate.attribution import Attribution, attribute
+from spendgate.attribution import Attribution, attribute_call
 from spendgate.auth import Keyring
 from spendgate.budgets.enforcer import BudgetEnforcer, CallScope, Decision, rejection_message
 from spendgate.budgets.estimate import input_bound, worst_case_nanos
 from spendgate.errors import BudgetExceeded, InvalidRequest, ModelNotPriced, RateLimited, RequestTooLarge
+from spendgate.inference.infer import Inferrer
 from spendgate.models import Principal
 from spendgate.pricing import ModelPrice, Pricer
 from spendgate.providers.base import ClientRequest, Provider, RequestInfo
@@ -52,11 +53,13 @@ class Admission:
         router: Router,
         pricer: Pricer,
         budgets: BudgetEnforcer,
+        inferrer: Inferrer,
         *,
         max_body_bytes: int,
         default_max_tokens: int,
     ) -> None:
         self._provider = provider
+        self._inferrer = inferrer
         self._keyring = keyring
         self._router = router
         self._pricer = pricer
@@ -72,10 +75,11 @@ class Admission:
         principal = await self._keyring.authenticate(headers)
         body = await read_body(receive, headers.get("content-length"), self._max_body_bytes)
         info = provider.parse(body, scope["path"])
-        # 2. attribute
-        who = attribute(principal, headers, info.metadata)
+        # 2. attribute: declared, else inferred from the call's headers and shape
+        features = provider.route_features(info)
+        who = attribute_call(principal, headers, provider.name, info, features, len(body), self._inferrer)
         # 3. route: the policy picks the model; its price must be known to meter it
-        wanted = route_request_for(provider, info, body, principal, who)
+        wanted = route_request_for(provider, info, body, principal, who, features)
         route = self._router.route(wanted)
         price = self.price(route.model)
         # what the call would have cost as asked: the counterfactual behind savings

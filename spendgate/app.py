@@ -34,6 +34,8 @@ from spendgate.extras import require
 from spendgate.finance.webhook import github_webhook as finance_webhook
 from spendgate.forward import Forwarding
 from spendgate.gateway import Gateway
+from spendgate.inference.infer import Inferrer
+from spendgate.inference.rules import load_rules
 from spendgate.ledger import Journal, LedgerWriter, recover_journals
 from spendgate.ledger.ingest import IngestProcess, another_is_active
 from spendgate.ledger.quarantine import Landed, land_checked
@@ -109,6 +111,7 @@ def build_gateway(settings: Settings, *, ingest_process: bool = False) -> Gatewa
         budgets=budgets,
         router=Router(_routing_policy(store, settings)),
         metrics=Metrics(ledger, budgets, store, keyring),
+        inferrer=Inferrer(load_rules(settings.use_case_rules_file)),
     )
 
 
@@ -120,6 +123,7 @@ def build_endpoint(gw: Gateway, provider: Provider, settlement: Settlement) -> P
         gw.router,
         gw.pricer,
         gw.budgets,
+        gw.inferrer,
         max_body_bytes=gw.settings.max_body_bytes,
         default_max_tokens=gw.settings.budget_default_max_tokens,
     )
@@ -225,6 +229,7 @@ def create_app(settings: Settings | None = None, *, ingest_process: bool = False
         gw.budgets,
         gw.ledger,
         gw.metrics,
+        gw.inferrer,
         BatchLimits(settings.max_body_bytes, settings.budget_default_max_tokens),
     )
 

@@ -1,18 +1,21 @@
 """Step 2, attribute: who pays (from the key) and for what (use case and tags).
 
 Tags come from, in order of precedence: the `x-spendgate-tags` header, the request's
-`metadata`, the key's defaults. A call with no use case is recorded as `untagged`.
+`metadata`, the key's defaults. A call that declares no use case gets one from the use-case
+rules (`spendgate.inference`), from its headers and shape; failing that it is `untagged`.
+`use_case_source` says which: header, metadata, key, inferred:<rule> or none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from spendgate.errors import InvalidRequest
+from spendgate.inference.infer import Inferrer
 from spendgate.models import Principal
-from spendgate.providers.base import MAX_NAME_CHARS, has_control_chars
+from spendgate.providers.base import MAX_NAME_CHARS, RequestInfo, RouteFeatures, has_control_chars
 
 UNTAGGED = "untagged"
 TAGS_HEADER = "x-spendgate-tags"
@@ -20,6 +23,9 @@ TAGS_HEADER = "x-spendgate-tags"
 # it sends no session id; both are the same conversation).
 SESSION_HEADERS = ("x-claude-code-session-id", "session-id", "thread-id")
 MAX_TAGS = 32
+# Where a use case came from (the ledger's use_case_source); inferred ones are "inferred:<rule>".
+HEADER, METADATA, KEY, NONE = "header", "metadata", "key", "none"
+INFERRED_PREFIX = "inferred:"
 _MAX_HEADER = 1000  # user-agent: long enough for any real client's
 
 
@@ -32,19 +38,30 @@ class Attribution:
     parent_agent_id: str | None
     client_request_id: str | None
     user_agent: str | None
+    use_case_source: str = NONE
+    use_case_evidence: str | None = None  # an inferred use case: what the call had for its rule
 
 
 def attribute(principal: Principal, headers: Mapping[str, str], metadata: Mapping[str, Any]) -> Attribution:
+    """Who pays and the declared use case and tags (no inference)."""
     tags = dict(principal.default_tags)
     if principal.default_use_case:
         tags["use_case"] = principal.default_use_case
-    tags.update(_metadata_tags(metadata))
+    source = KEY if tags.get("use_case") else NONE
+    declared = _metadata_tags(metadata)
+    if declared.get("use_case"):
+        source = METADATA
+    tags.update(declared)
     header = headers.get(TAGS_HEADER)
     if header:
-        tags.update(parse_tags(header))
+        declared = parse_tags(header)
+        if declared.get("use_case"):
+            source = HEADER
+        tags.update(declared)
     use_case = tags.pop("use_case", None) or UNTAGGED
     return Attribution(
         use_case=use_case,
+        use_case_source=source,
         tags=tags,
         session_id=_first_header(headers, SESSION_HEADERS),
         agent_id=_header(headers, "x-claude-code-agent-id"),
@@ -52,6 +69,33 @@ def attribute(principal: Principal, headers: Mapping[str, str], metadata: Mappin
         client_request_id=_header(headers, "x-client-request-id"),
         user_agent=_header(headers, "user-agent", _MAX_HEADER),
     )
+
+
+def attribute_call(
+    principal: Principal,
+    headers: Mapping[str, str],
+    provider: str,
+    info: RequestInfo,
+    features: RouteFeatures,
+    body_bytes: int,
+    inferrer: Inferrer,
+) -> Attribution:
+    """`attribute`, then, for a call that declares no use case, the first use-case rule that
+    matches its headers and shape."""
+    who = attribute(principal, headers, info.metadata)
+    if who.use_case_source != NONE or not inferrer.active:
+        return who
+    shape = inferrer.shape_of(provider, info, features, principal, who.tags, headers, body_bytes)
+    found = inferrer.infer(shape)
+    if found is None:
+        return who
+    return replace(
+        who, use_case=found.use_case, use_case_source=found.source, use_case_evidence=found.evidence
+    )
+
+
+def is_inferred(source: str | None) -> bool:
+    return source is not None and source.startswith(INFERRED_PREFIX)
 
 
 def parse_tags(text: str) -> dict[str, str]:

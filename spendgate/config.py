@@ -116,6 +116,11 @@ class Settings(BaseSettings):
         None,
         description="TOML routing policy (rules, tiers, allowlists, fallbacks); default: the built-in one.",
     )
+    use_case_rules_file: Path | None = Field(
+        None,
+        description="TOML rules that name the use case of calls declaring none, from their headers and "
+        "shape (docs/attribution.md); default: the built-in ones; an empty file turns inference off.",
+    )
     price_overrides_file: Path | None = Field(
         None, description="TOML file of per-model price overrides (USD per million tokens)."
     )

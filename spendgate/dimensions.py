@@ -38,6 +38,8 @@ DIMENSIONS: tuple[Dimension, ...] = (
     Dimension("key", "key_id", names_table="api_keys", per_user=True),
     Dimension("cost_center", "cost_center"),
     Dimension("use_case", "use_case", nullable=False),
+    # Where the use case came from: header, metadata, key, inferred:<rule>, none ('' before 0017).
+    Dimension("use_case_source", "use_case_source"),
     Dimension("provider", "provider", nullable=False),
     Dimension("requested_model", "requested_model"),
     Dimension("model", "upstream_model"),
@@ -69,7 +71,9 @@ def select(*names: str) -> dict[str, Dimension]:
 
 
 # --- what each report groups by (the keys are the names people type) ---
-SPEND_BY = select("team", "user", "key", "use_case", "model", "cost_center", "session", "org", "provider")
+SPEND_BY = select(
+    "team", "user", "key", "use_case", "model", "cost_center", "session", "org", "provider", "use_case_source"
+)
 # A model's savings count against the model the caller asked for, not the one routing sent.
 SAVINGS_BY = {**select("team", "use_case", "rule"), "model": BY_NAME["requested_model"]}
 MONTHLY_BY = select("team", "use_case")  # spend per month (cost per PR)

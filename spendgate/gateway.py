@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from spendgate.auth import Keyring
 from spendgate.budgets.enforcer import BudgetEnforcer
 from spendgate.config import Settings
+from spendgate.inference.infer import Inferrer
 from spendgate.ledger import LedgerWriter
 from spendgate.metrics import Metrics
 from spendgate.pricing import Pricer
@@ -38,3 +39,4 @@ class Gateway:
     budgets: BudgetEnforcer
     router: Router
     metrics: Metrics
+    inferrer: Inferrer

@@ -129,6 +129,10 @@ class LedgerRow:
     counterfactual_cost_nanos: int | None = None
     attempts: int = 1
     fallback_from: str | None = None
+    # Where `use_case` came from: header, metadata, key, inferred:<rule> or none (migration 0017;
+    # None on older rows); for an inferred one, what the call had for each of its rule's conditions.
+    use_case_source: str | None = None
+    use_case_evidence: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in LEDGER_COLUMNS}
@@ -193,6 +197,8 @@ class LedgerRow:
             counterfactual_cost_nanos=counterfactual_nanos,
             attempts=attempts.total if attempts is not None else 1,
             fallback_from=attempts.fallback_from if attempts is not None else None,
+            use_case_source=w.use_case_source,
+            use_case_evidence=w.use_case_evidence,
         )
 
 
@@ -218,6 +224,7 @@ class MessageBatch:
     metered_by: str | None = None
     metered_calls: int | None = None
     metered_cost_nanos: int | None = None
+    use_case_source: str | None = None  # where use_case came from (migration 0017)
 
 
 LEDGER_COLUMNS: tuple[str, ...] = tuple(LedgerRow.__dataclass_fields__)

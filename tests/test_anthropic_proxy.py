@@ -66,7 +66,8 @@ def test_json_call_is_metered_exactly_and_attributed(gateway: RunningGateway) ->
         gateway.key_id,
     )
     assert row["cost_center"] == "CC-100"
-    assert row["use_case"] == "untagged"
+    # no use case declared: named by the use-case rules from the SDK's user agent (docs/attribution.md)
+    assert (row["use_case"], row["use_case_source"]) == ("chat", "inferred:sdk-chat")
     assert row["status"] == "ok" and row["status_code"] == 200
     assert row["streamed"] == 0 and row["estimated"] == 0
     assert row["requested_model"] == row["upstream_model"] == "claude-sonnet-4-6"

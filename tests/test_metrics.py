@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OPS = ROOT / "ops"
 PROMTOOL_ENV = "SPENDGATE_TEST_PROMTOOL"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-CALL = {"team": "platform", "use_case": "untagged", "model": "claude-sonnet-4-6", "provider": "anthropic"}
+CALL = {"team": "platform", "use_case": "chat", "model": "claude-sonnet-4-6", "provider": "anthropic"}
 
 
 def scrape_text(url: str, token: str | None = None) -> str:
@@ -148,16 +148,16 @@ def test_budget_gauges_read_the_counters_and_the_ledger(gateway: RunningGateway)
     # a budget no call has touched yet (no counter): read from the ledger
     gateway.rows()
     gw.store.create_budget(
-        name="untagged-weekly",
+        name="chat-weekly",
         scope_type="use_case",
-        scope_value="untagged",
+        scope_value="chat",  # the use case inferred for a plain SDK call
         amount_nanos=100_000_000,
         period="week",
     )
     gw.budgets.reload()
     samples = scrape(gateway)
     assert value(
-        samples, "spendgate_budget_utilization_ratio", budget="untagged-weekly", scope="use_case"
+        samples, "spendgate_budget_utilization_ratio", budget="chat-weekly", scope="use_case"
     ) == (pytest.approx(0.372))
     # a blocked call is a status too
     gw.store.create_budget(

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from spendgate.admin.service import normalize_time
-from spendgate.attribution import attribute
+from spendgate.attribution import attribute_call
 from spendgate.auth import KEY_PREFIX, hash_key
 from spendgate.clock import utc_now_iso
 from spendgate.dimensions import SAVINGS_BY, column_of
 from spendgate.errors import ModelNotPriced, Refused
+from spendgate.inference.infer import Inferrer
 from spendgate.models import Principal
 from spendgate.pricing import NANOS_PER_USD, ModelPrice, Pricer, format_usd
 from spendgate.providers import PROVIDERS, offline_provider
@@ -154,15 +155,17 @@ def explain(
     headers: dict[str, str],
     body: bytes,
     pricer: Pricer,
+    inferrer: Inferrer,
 ) -> dict[str, Any]:
     """Route one request body as the gateway would, without sending it anywhere; every step shown."""
     policy = loaded.policy
     try:
         info = provider.parse(body, provider.path)
-        who = attribute(principal, headers, info.metadata)
+        features = provider.route_features(info)
+        who = attribute_call(principal, headers, provider.name, info, features, len(body), inferrer)
     except Refused as exc:  # the body or tags are bad: not a routing outcome
         raise ValueError(f"the gateway would answer {exc.status}: {exc.message}") from None
-    req = route_request_for(provider, info, body, principal, who)
+    req = route_request_for(provider, info, body, principal, who, features)
     rule, trace = first_match(policy, req)
     route: Route | None = None
     refusal: Refused | None = None
@@ -187,6 +190,8 @@ def explain(
         "provider": provider.name,
         "key": {"id": principal.key_id, "name": principal.key_name, "team": principal.team_name},
         "use_case": req.use_case,
+        "use_case_source": who.use_case_source,
+        "use_case_evidence": who.use_case_evidence,
         "tags": req.tags,
         "session_id": req.session,
         "agent_id": req.agent,

@@ -28,13 +28,14 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from spendgate.admission import acquire_rate_limit, budget_refusal, priced, read_body
-from spendgate.attribution import attribute
+from spendgate.attribution import Attribution, attribute_call
 from spendgate.auth import Keyring
 from spendgate.batches.ledger import batch_rows
 from spendgate.budgets.enforcer import BudgetEnforcer, CallScope
 from spendgate.budgets.estimate import input_bound, worst_case_nanos
 from spendgate.clock import from_epoch, utc_now_iso
 from spendgate.errors import CountersUnavailable, SpendgateError, UnknownEndpoint, UpstreamCut
+from spendgate.inference.infer import Inferrer
 from spendgate.ledger import LedgerWriter
 from spendgate.metrics import Metrics
 from spendgate.models import MessageBatch, Principal
@@ -46,7 +47,12 @@ from spendgate.providers.anthropic_batches import (
     batch_requests,
     with_results_url,
 )
-from spendgate.providers.base import UpstreamRequest, forwardable_response_headers
+from spendgate.providers.base import (
+    RequestInfo,
+    RouteFeatures,
+    UpstreamRequest,
+    forwardable_response_headers,
+)
 from spendgate.proxy import REQUEST_ID_HEADER, new_request_id
 from spendgate.store.batches import BatchStore
 from spendgate.upstream import Upstream
@@ -75,6 +81,7 @@ class BatchesAPI:
         budgets: BudgetEnforcer,
         ledger: LedgerWriter,
         metrics: Metrics,
+        inferrer: Inferrer,
         limits: Limits,
     ) -> None:
         self.provider = provider
@@ -85,6 +92,7 @@ class BatchesAPI:
         self._budgets = budgets
         self._ledger = ledger
         self._metrics = metrics
+        self._inferrer = inferrer
         self._limits = limits
 
     # --- the endpoints ---
@@ -96,7 +104,7 @@ class BatchesAPI:
                 request.receive, request.headers.get("content-length"), self._limits.max_body_bytes
             )
             requests = batch_requests(body)
-            who = attribute(principal, request.headers, {})
+            who = self._attribute(principal, request.headers, len(requests), len(body))
             await self._check_budgets(
                 principal, CallScope(principal, who.use_case, who.tags, who.session_id), requests
             )
@@ -118,6 +126,7 @@ class BatchesAPI:
                     user_id=principal.user_id,
                     cost_center=principal.cost_center,
                     use_case=who.use_case,
+                    use_case_source=who.use_case_source,
                     tags=who.tags,
                     session_id=who.session_id,
                     user_agent=who.user_agent,
@@ -129,6 +138,15 @@ class BatchesAPI:
                     # The batch exists and will be billed: answer it (a retry would create another).
                     log.exception("could not record batch %s; its results will not be metered", batch_id)
         return self.answer(request, status, headers, payload, request_id)
+
+    def _attribute(
+        self, principal: Principal, headers: Mapping[str, str], count: int, size: int
+    ) -> Attribution:
+        """The batch's attribution, its use case inferred when it declares none (the batch as one
+        call to PATH: its requests are its messages)."""
+        info = RequestInfo(model="", stream=False, max_tokens=None, path=PATH)
+        features = RouteFeatures(tools=False, thinking=False, messages=count)
+        return attribute_call(principal, headers, self.provider.name, info, features, size, self._inferrer)
 
     async def retrieve(self, request: Request) -> Response:
         return await self._owned(request, "GET", "")

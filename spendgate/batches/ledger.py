@@ -40,6 +40,7 @@ def batch_rows(
                 status_code=200,
                 status="ok",
                 use_case=batch.use_case,
+                use_case_source=batch.use_case_source,
                 org_id=batch.org_id,
                 team_id=batch.team_id,
                 user_id=batch.user_id,

@@ -27,6 +27,7 @@ from spendgate.cli import (
     routing_cmds,
     serve_cmd,
     spend_cmd,
+    usecase_cmds,
 )
 
 
@@ -59,6 +60,7 @@ def build_app() -> typer.Typer:
         console_cmds,
         rollout_cmds,
         batch_cmds,
+        usecase_cmds,
     )
     for module in modules:
         module.register(app)

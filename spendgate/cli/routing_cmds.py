@@ -24,6 +24,7 @@ from spendgate.cli.common import (
     print_json,
     settings,
 )
+from spendgate.cli.usecase_cmds import RULES_OPTION, load_inferrer
 from spendgate.dimensions import SAVINGS_BY
 
 if TYPE_CHECKING:
@@ -79,7 +80,13 @@ def print_explanation(result: dict[str, Any]) -> None:
     tags = ",".join(f"{k}={v}" for k, v in sorted(result["tags"].items())) or "-"
     _line("policy", result["policy"])
     _line("key", f"{key['name']} (team {key['team'] or '-'}), provider {result['provider']}")
-    _line("use case", f"{result['use_case']}  tags: {tags}  session: {result['session_id'] or '-'}")
+    _line(
+        "use case",
+        f"{result['use_case']} ({result['use_case_source']})  tags: {tags}  "
+        f"session: {result['session_id'] or '-'}",
+    )
+    if result["use_case_evidence"]:
+        _line("inferred", result["use_case_evidence"])
     _line("requested", f"{result['requested_model']}  {_price(result['prices']['requested'])}")
     if result["routed_model"] is not None:
         _line("routed", f"{result['routed_model']}  {_price(result['prices']['routed'])}")
@@ -187,6 +194,7 @@ def register(app: typer.Typer) -> None:
         provider: ProviderName = typer.Option(ProviderName.anthropic, "--provider", help="Which API."),
         header: list[str] = typer.Option([], "--header", help="A request header, 'Name: value'; repeatable."),
         policy: Path | None = POLICY_OPTION,
+        rules: Path | None = RULES_OPTION,
         fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
     ) -> None:
         """Route a request body as the gateway would (no provider is called) and show why."""
@@ -194,6 +202,7 @@ def register(app: typer.Typer) -> None:
         from spendgate.pricing import Pricer
 
         loaded = _load(policy)
+        inferrer = load_inferrer(rules)
         body = _read_body(source)
         with cli_store() as store:
             principal = routing_service.resolve_principal(store, key)
@@ -204,6 +213,7 @@ def register(app: typer.Typer) -> None:
                 routing_service.parse_headers(header),
                 body,
                 Pricer(settings().price_overrides_file),
+                inferrer,
             )
         if fmt is Format.json:
             print_json(result)

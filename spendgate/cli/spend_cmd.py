@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import typer
 
+from spendgate.cli import usecase_cmds
 from spendgate.cli.common import (
     Format,
     ReportFormat,
@@ -16,6 +18,7 @@ from spendgate.cli.common import (
     print_json,
     print_table,
 )
+from spendgate.cli.usecase_cmds import RULES_OPTION
 from spendgate.dimensions import SPEND_BY
 from spendgate.models import TOKEN_COLUMNS
 
@@ -138,6 +141,15 @@ def register(app: typer.Typer) -> None:
                 for r in rows
             ],
         )
+
+    @ledger.command("explain-use-case")
+    def explain_use_case(
+        request_id: str = typer.Argument(..., help="The call's request id (x-spendgate-request-id)."),
+        rules: Path | None = RULES_OPTION,
+        fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+    ) -> None:
+        """Why a call has its use case: where it was declared, or which rule inferred it and on what."""
+        usecase_cmds.explain(request_id, rules, fmt)
 
     @ledger.command("rebuild-rollups")
     def rebuild_rollups() -> None:

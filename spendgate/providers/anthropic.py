@@ -23,6 +23,7 @@ from spendgate.providers.base import (
     error_type,
     forwardable_request_headers,
     json_object,
+    last_turn,
     read_metadata,
     read_stream,
     read_token_limit,
@@ -121,9 +122,9 @@ class AnthropicProvider:
             "enabled",
             "adaptive",
         )
-        return RouteFeatures(
-            bool(body.get("tools")), bool(thinking), len(messages) if isinstance(messages, list) else 0
-        )
+        role, results = last_turn(messages, "tool_result")
+        count = len(messages) if isinstance(messages, list) else 0
+        return RouteFeatures(bool(body.get("tools")), bool(thinking), count, role, results)
 
     def estimate_input_tokens(self, info: RequestInfo) -> int:
         return estimate_input_tokens(info.body)

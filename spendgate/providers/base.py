@@ -75,11 +75,34 @@ class RequestInfo:
 
 
 class RouteFeatures(NamedTuple):
-    """What routing reads of a request body beyond its model."""
+    """What routing and use-case inference read of a request body beyond its model: its shape,
+    never its text."""
 
     tools: bool
     thinking: bool  # thinking / reasoning requested
     messages: int
+    last_role: str = ""  # the role of the last message (or input item), "" when there is none
+    tool_results: bool = False  # the last message hands back tool results: a turn of a tool loop
+
+
+def last_turn(messages: Any, result_block: str | None) -> tuple[str, bool]:
+    """(role, carries tool results) of the last message of a list, where tool results are content
+    blocks of type `result_block` (Anthropic's `tool_result`) or keyed by it (Converse's
+    `toolResult`); None: this API has no such blocks."""
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        return "", False
+    last = messages[-1]
+    role = last.get("role")
+    content = last.get("content")
+    results = (
+        result_block is not None
+        and isinstance(content, list)
+        and any(
+            isinstance(block, dict) and (block.get("type") == result_block or result_block in block)
+            for block in content
+        )
+    )
+    return (role if isinstance(role, str) else "")[:20], results
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from spendgate.providers.base import (
     clean_text,
     forwardable_request_headers,
     json_object,
+    last_turn,
     read_metadata,
     read_token_limit,
     rough_tokens,
@@ -213,12 +214,14 @@ class BedrockProvider:
         if info.path.endswith(("/converse", "/converse-stream")):
             extra = body.get("additionalModelRequestFields")
             thinking = isinstance(extra, dict) and isinstance(extra.get("thinking"), dict)
-            return RouteFeatures(bool(body.get("toolConfig")), thinking, count)
+            role, results = last_turn(messages, "toolResult")
+            return RouteFeatures(bool(body.get("toolConfig")), thinking, count, role, results)
         thinking = isinstance(body.get("thinking"), dict) and body["thinking"].get("type") in (
             "enabled",
             "adaptive",
         )
-        return RouteFeatures(bool(body.get("tools")), bool(thinking), count)
+        role, results = last_turn(messages, "tool_result")
+        return RouteFeatures(bool(body.get("tools")), bool(thinking), count, role, results)
 
     def estimate_input_tokens(self, info: RequestInfo) -> int:
         body = info.body

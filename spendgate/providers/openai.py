@@ -28,6 +28,7 @@ from spendgate.providers.base import (
     error_type,
     forwardable_request_headers,
     json_object,
+    last_turn,
     read_metadata,
     read_stream,
     read_token_limit,
@@ -139,9 +140,10 @@ class OpenAIProvider:
         body = info.body
         messages = body.get("messages")
         thinking = body.get("reasoning_effort") is not None
-        return RouteFeatures(
-            bool(body.get("tools")), bool(thinking), len(messages) if isinstance(messages, list) else 0
-        )
+        role, _ = last_turn(messages, None)
+        count = len(messages) if isinstance(messages, list) else 0
+        # Chat Completions hands tool results back as messages of their own role.
+        return RouteFeatures(bool(body.get("tools")), bool(thinking), count, role, role == "tool")
 
     def estimate_input_tokens(self, info: RequestInfo) -> int:
         return rough_tokens(

@@ -95,13 +95,26 @@ class OpenAIResponsesProvider(OpenAIProvider):
         reasoning = body.get("reasoning")
         thinking = isinstance(reasoning, dict) and reasoning.get("effort") not in (None, "none", "minimal")
         count = len(items) if isinstance(items, list) else 1
-        return RouteFeatures(bool(body.get("tools")), thinking, count)
+        role, results = _last_item(items)
+        return RouteFeatures(bool(body.get("tools")), thinking, count, role, results)
 
     def estimate_input_tokens(self, info: RequestInfo) -> int:
         body = info.body
         instructions = body.get("instructions")
         chars = len(orjson.dumps(body.get("input"))) + len(orjson.dumps(body.get("tools")))
         return rough_tokens(chars + (len(instructions) if isinstance(instructions, str) else 0))
+
+
+def _last_item(items: Any) -> tuple[str, bool]:
+    """(role, hands back tool results) of the last input item: a message has a role, a tool's
+    output is an item of its own type (function_call_output, custom_tool_call_output, ...)."""
+    if not isinstance(items, list) or not items or not isinstance(items[-1], dict):
+        return ("user", False) if isinstance(items, str) else ("", False)
+    last = items[-1]
+    kind, role = last.get("type"), last.get("role")
+    if isinstance(kind, str) and kind.endswith("_output"):
+        return "tool", True
+    return (role if isinstance(role, str) else "")[:20], False
 
 
 def _web_searches(response: dict[str, Any]) -> int:

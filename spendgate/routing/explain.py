@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from spendgate.attribution import Attribution
 from spendgate.models import Principal
-from spendgate.providers.base import Provider, RequestInfo
+from spendgate.providers.base import Provider, RequestInfo, RouteFeatures
 from spendgate.routing.policy import Policy, Rule
 from spendgate.routing.router import RouteRequest, complexity_parts, mismatch
 
@@ -16,14 +16,22 @@ __all__ = ["complexity_parts", "fallback_models", "first_match", "route_request_
 
 
 def route_request_for(
-    provider: Provider, info: RequestInfo, body: bytes, principal: Principal, who: Attribution
+    provider: Provider,
+    info: RequestInfo,
+    body: bytes,
+    principal: Principal,
+    who: Attribution,
+    features: RouteFeatures | None = None,
 ) -> RouteRequest:
-    """The routing view of one parsed, attributed request."""
-    features = provider.route_features(info)
+    """The routing view of one parsed, attributed request (`features`: the provider's, when the
+    caller has them already)."""
+    if features is None:
+        features = provider.route_features(info)
     return RouteRequest(
         provider=provider.name,
         model=info.model,
         use_case=who.use_case,
+        use_case_source=who.use_case_source,
         tags=who.tags,
         team=principal.team_name,
         key=principal.key_name,
@@ -43,6 +51,9 @@ def first_match(policy: Policy, req: RouteRequest) -> tuple[Rule | None, tuple[s
     them; usable when routing refuses the call (the router raises, so its trace is lost)."""
     trace: list[str] = []
     for rule in policy.rules:
+        if not rule.enabled:
+            trace.append(f"{rule.name}: disabled")
+            continue
         failed = mismatch(rule.match, req)
         trace.append(f"{rule.name}: " + ("MATCH" if failed is None else f"no ({failed})"))
         if failed is None:

@@ -56,6 +56,9 @@ class Match:
     stream: bool | None = None
     min_complexity: int | None = None
     max_complexity: int | None = None
+    # The rule's `use_inferred`: its use_case condition also sees use cases Spendgate inferred
+    # (otherwise an inferred call looks untagged to it).
+    use_inferred: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,7 @@ class Rule:
     refuse: str | None = None  # a message: the requested model is refused
     sticky: bool = True
     why: str = ""
+    enabled: bool = True  # false: kept in the file, shown by `route policy`, never matched
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +208,10 @@ def _check_types(policy: Policy) -> None:
         for name in ("model", "tier", "refuse"):
             if not isinstance(getattr(rule, name), str | None):
                 raise PolicyError(f"{policy.source}: rule {rule.name}: {name} must be a string")
+        if not isinstance(rule.enabled, bool) or not isinstance(rule.match.use_inferred, bool):
+            raise PolicyError(
+                f"{policy.source}: rule {rule.name}: enabled and use_inferred are true or false"
+            )
 
 
 def _build(data: dict[str, Any], source: str) -> Policy:
@@ -250,12 +258,14 @@ def _rule(raw: dict[str, Any], index: int, source: str, tiers: dict[str, dict[st
             stream=match.get("stream"),
             min_complexity=match.get("min_complexity"),
             max_complexity=match.get("max_complexity"),
+            use_inferred=raw.get("use_inferred", False),
         ),
         model=raw.get("model"),
         tier=raw.get("tier"),
         refuse=raw.get("refuse"),
         sticky=bool(raw.get("sticky", True)),
         why=str(raw.get("why", "")),
+        enabled=raw.get("enabled", True),
     )
 
 

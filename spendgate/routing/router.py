@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from spendgate.attribution import UNTAGGED
 from spendgate.errors import PermissionDenied
 from spendgate.routing.policy import Allowlist, Match, Policy, Rule
 
@@ -33,10 +34,15 @@ class RouteRequest:
     endpoint: str = ""
     session: str | None = None
     agent: str | None = None
+    use_case_source: str = "none"  # header, metadata, key, inferred:<rule>, none
 
     @property
     def complexity(self) -> int:
         return complexity(self)
+
+    @property
+    def inferred(self) -> bool:
+        return self.use_case_source.startswith("inferred:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +107,10 @@ class Router:
 
     def _first_match(self, req: RouteRequest, trace: list[str] | None) -> Rule | None:
         for rule in self.policy.rules:
+            if not rule.enabled:
+                if trace is not None:
+                    trace.append(f"{rule.name}: disabled")
+                continue
             failed = mismatch(rule.match, req)
             if trace is not None:
                 trace.append(f"{rule.name}: " + ("MATCH" if failed is None else f"no ({failed})"))
@@ -152,8 +162,13 @@ class Router:
 
 def mismatch(m: Match, req: RouteRequest) -> str | None:
     """None when the request matches; else the first condition that failed."""
-    if m.use_case is not None and req.use_case not in m.use_case:
-        return f"use_case {req.use_case!r}"
+    if m.use_case is not None:
+        if req.inferred and not m.use_inferred:
+            # An inferred use case routes only where the policy says so: to this rule it is untagged.
+            if UNTAGGED not in m.use_case:
+                return f"use_case {req.use_case!r} is inferred; the rule does not set use_inferred"
+        elif req.use_case not in m.use_case:
+            return f"use_case {req.use_case!r}"
     for key, value in m.tags.items():
         if req.tags.get(key) != value:
             return f"tag {key}={req.tags.get(key)!r}"

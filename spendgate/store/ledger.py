@@ -36,6 +36,10 @@ class LedgerStore(Protocol):
         """Rows in the period, oldest first; only the `latest` N when given."""
         ...
 
+    def ledger_row(self, request_id: str) -> dict[str, Any] | None:
+        """One row by its request id (tags parsed), or None."""
+        ...
+
     def rebuild_rollups(self) -> dict[str, int]:
         """Recompute the daily rollups from the ledger; counts of rollup rows and tagged calls."""
         ...

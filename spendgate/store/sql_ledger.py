@@ -62,12 +62,11 @@ class LedgerQueries(RollupQueries):  # reads the rollups through sum_grouped
                 "ORDER BY started_at",
                 [*params, latest],
             )
-        out = []
-        for row in rows:
-            item = dict(row)
-            item["tags"] = orjson.loads(item["tags"])
-            out.append(item)
-        return out
+        return [_parsed(row) for row in rows]
+
+    def ledger_row(self, request_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM ledger WHERE request_id = ?", [request_id])
+        return _parsed(rows[0]) if rows else None
 
     def spend(self, by: str, since: str | None, until: str | None) -> list[SpendByGroup]:
         column = SPEND_BY[by].column
@@ -107,6 +106,12 @@ class LedgerQueries(RollupQueries):  # reads the rollups through sum_grouped
     def _names_of(self, by: str) -> dict[str, str]:
         """Display names of `by`'s ids when it is a named dimension (else none: values are names)."""
         return self.names(by) if by in BY_NAME and BY_NAME[by].names_table is not None else {}
+
+
+def _parsed(row: Any) -> dict[str, Any]:
+    item = dict(row)
+    item["tags"] = orjson.loads(item["tags"])
+    return item
 
 
 def _period(since: str | None, until: str | None) -> tuple[str, list[Any]]:
