@@ -23,6 +23,7 @@ from spendgate.pricing import ModelPrice, Pricer
 from spendgate.providers.base import ClientRequest, Provider, RequestInfo
 from spendgate.routing.explain import route_request_for
 from spendgate.routing.router import Route, Router, RouteRequest
+from spendgate.routing.sticky import Sticky, sticky_key
 
 
 class Admitted(NamedTuple):
@@ -54,12 +55,14 @@ class Admission:
         pricer: Pricer,
         budgets: BudgetEnforcer,
         inferrer: Inferrer,
+        sticky: Sticky,
         *,
         max_body_bytes: int,
         default_max_tokens: int,
     ) -> None:
         self._provider = provider
         self._inferrer = inferrer
+        self._sticky = sticky
         self._keyring = keyring
         self._router = router
         self._pricer = pricer
@@ -80,7 +83,7 @@ class Admission:
         who = attribute_call(principal, headers, provider.name, info, features, len(body), self._inferrer)
         # 3. route: the policy picks the model; its price must be known to meter it
         wanted = route_request_for(provider, info, body, principal, who, features)
-        route = self._router.route(wanted)
+        route = await self.route(wanted)
         price = self.price(route.model)
         # what the call would have cost as asked: the counterfactual behind savings
         requested_price = (
@@ -110,6 +113,19 @@ class Admission:
             request_id, started, provider.name, ClientRequest(scope["path"], query, headers, body), info,
             principal, who, route.model, price, requested_price, route.rule, budget, refusal,
         )  # fmt: skip
+
+    async def route(self, wanted: RouteRequest) -> Route:
+        """The policy's route, keeping the model a session's earlier call was routed to (shared by
+        the replicas through Redis when there is one): prompt caches are per model."""
+        key = sticky_key(wanted) if self._router.sticky else None
+        if key is None:
+            return self._router.route(wanted)
+        route = self._router.route(wanted, held=await self._sticky.held(key))
+        if route.hold is not None:
+            kept = await self._sticky.hold(key, route.hold)
+            if kept != route.hold:  # another replica decided first: its decision holds
+                route = self._router.route(wanted, held=kept)
+        return route
 
     def price(self, model: str) -> ModelPrice:
         """The price of a model a call is sent with; refused if it has none (it could not be metered)."""

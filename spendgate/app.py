@@ -53,6 +53,7 @@ from spendgate.proxy import ProxyEndpoint
 from spendgate.reports.schedule import load_schedule, run_reports_forever
 from spendgate.routing.policy import Policy, load_policy
 from spendgate.routing.router import Router
+from spendgate.routing.sticky import LocalSticky, RedisSticky, Sticky
 from spendgate.settlement import Settlement
 from spendgate.store import Store, open_store
 from spendgate.upstream import Upstream
@@ -112,6 +113,7 @@ def build_gateway(settings: Settings, *, ingest_process: bool = False) -> Gatewa
         router=Router(_routing_policy(store, settings)),
         metrics=Metrics(ledger, budgets, store, keyring),
         inferrer=Inferrer(load_rules(settings.use_case_rules_file)),
+        sticky=build_sticky(settings),
     )
 
 
@@ -124,6 +126,7 @@ def build_endpoint(gw: Gateway, provider: Provider, settlement: Settlement) -> P
         gw.pricer,
         gw.budgets,
         gw.inferrer,
+        gw.sticky,
         max_body_bytes=gw.settings.max_body_bytes,
         default_max_tokens=gw.settings.budget_default_max_tokens,
     )
@@ -140,6 +143,13 @@ def _routing_policy(store: Store, settings: Settings) -> Policy:
 
         record_policy_load(store, settings.routing_policy_file, cli_actor())
     return policy
+
+
+def build_sticky(settings: Settings) -> Sticky:
+    """Held routing decisions: shared by the replicas through Redis when there is one."""
+    if settings.redis_url:
+        return RedisSticky(settings.redis_url, settings.redis_prefix, settings.routing_sticky_ttl_s)
+    return LocalSticky(settings.routing_sticky_ttl_s)
 
 
 def build_counters(settings: Settings) -> Counters:
@@ -310,6 +320,7 @@ def create_app(settings: Settings | None = None, *, ingest_process: bool = False
             await asyncio.gather(*background, return_exceptions=True)
             await gw.budgets.drain()
             await gw.budgets.counters.close()
+            await gw.sticky.close()
             await gw.upstream.close()
             await asyncio.to_thread(gw.ledger.stop)
             gw.store.close()

@@ -116,6 +116,11 @@ class Settings(BaseSettings):
         None,
         description="TOML routing policy (rules, tiers, allowlists, fallbacks); default: the built-in one.",
     )
+    routing_sticky_ttl_s: float = Field(
+        3600.0,
+        description="How long a session keeps the model routing chose for it after its last call (prompt "
+        "caches are per model); shared by the replicas through Redis when SPENDGATE_REDIS_URL is set.",
+    )
     use_case_rules_file: Path | None = Field(
         None,
         description="TOML rules that name the use case of calls declaring none, from their headers and "

@@ -18,6 +18,7 @@ from spendgate.providers.openai_embeddings import OpenAIEmbeddingsProvider
 from spendgate.providers.openai_responses import OpenAIResponsesProvider
 from spendgate.providers.vertex import VertexProvider
 from spendgate.routing.router import Router
+from spendgate.routing.sticky import Sticky
 from spendgate.store.base import Store
 from spendgate.upstream import Upstream
 
@@ -40,3 +41,4 @@ class Gateway:
     router: Router
     metrics: Metrics
     inferrer: Inferrer
+    sticky: Sticky  # sessions' held routing decisions: in Redis when there is one

@@ -47,7 +47,8 @@ def test_the_rollups_are_keyed_by_the_rolled_up_dimensions(tmp_path: Path) -> No
 
 def test_the_offered_groups_keep_their_names_and_columns() -> None:
     # `spend --by` and the admin API list these, in this order (docs/cli.md, docs/admin-api.md).
-    assert "|".join(SPEND_BY) == "team|user|key|use_case|model|cost_center|session|org|provider|use_case_source"
+    offered = "team|user|key|use_case|model|cost_center|session|org|provider|use_case_source"
+    assert "|".join(SPEND_BY) == offered
     assert SPEND_BY["model"].column == "upstream_model"
     assert SAVINGS_BY["model"].column == "requested_model"  # savings count against the model asked for
     assert list(NAMED) == ["org", "team", "user", "key"]

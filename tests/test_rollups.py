@@ -268,9 +268,13 @@ def test_migration_backfills_an_existing_ledger(tmp_path: Path) -> None:
     from spendgate.store.sql_ledger import ledger_values
 
     conn = sqlite3.connect(path)
+    # the columns the ledger had then (later migrations add more)
+    had = {r[1] for r in conn.execute("PRAGMA table_info(ledger)")}
+    at = [i for i, c in enumerate(LEDGER_COLUMNS) if c in had]
+    columns, marks = ", ".join(LEDGER_COLUMNS[i] for i in at), ", ".join("?" for _ in at)
     conn.executemany(
-        f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})",
-        [ledger_values(r) for r in rows],
+        f"INSERT INTO ledger ({columns}) VALUES ({marks})",
+        [[values[i] for i in at] for values in map(ledger_values, rows)],
     )
     conn.commit()
     conn.close()

@@ -306,3 +306,66 @@ def test_empty_rules_file_turns_inference_off(tmp_path: Path, fake: Any) -> None
         assert gw.ledger.wait_idle(10)
         (row,) = gw.store.ledger_rows()
     assert (row["use_case"], row["use_case_source"]) == ("untagged", "none")
+
+
+ROUTE_INFERRED = """
+[tiers.anthropic]
+fast = "claude-haiku-4-5"
+
+[[rules]]
+name = "background-to-fast"
+match.use_case = "claude-code-background"
+use_inferred = {use_inferred}
+tier = "fast"
+sticky = false
+"""
+
+
+@pytest.mark.parametrize("use_inferred", [False, True])
+def test_routing_acts_on_inferred_use_cases_only_where_the_policy_says(
+    tmp_path: Path, fake: Any, use_inferred: bool
+) -> None:
+    from tests.test_routing import policy_gateway
+
+    policy = ROUTE_INFERRED.format(use_inferred=str(use_inferred).lower())
+    gateway = policy_gateway(tmp_path, fake, policy)
+    url, key, gw = next(gateway)
+    title = next(s for s in SHAPES if s["name"] == "claude-code-session-title")
+    main = next(s for s in SHAPES if s["name"] == "claude-code-interactive-main-turn")
+    for shape in (title, main):  # the same session: the title call must not pin the main loop
+        response = httpx.post(
+            f"{url}{shape['path']}?{shape['query']}",
+            headers={**shape["headers"], "x-api-key": key},
+            content=json.dumps(shape["body"]).encode(),
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+    assert gw.ledger.wait_idle(10)
+    rows = {r["use_case"]: r for r in gw.store.ledger_rows()}
+    next(gateway, None)
+    background, loop = rows["claude-code-background"], rows["claude-code"]
+    assert background["use_case_source"] == "inferred:claude-code-background"
+    routed = "claude-haiku-4-5" if use_inferred else title["body"]["model"]
+    assert background["upstream_model"] == routed
+    assert background["route_rule"] == ("background-to-fast" if use_inferred else None)
+    assert loop["upstream_model"] == main["body"]["model"] and loop["route_rule"] is None
+
+
+def test_route_explain_shows_the_inferred_use_case(tmp_path: Path) -> None:
+    from tests.test_routing_cli import Cli
+
+    cli = Cli(tmp_path)
+    cli.seed()
+    shape = next(s for s in SHAPES if s["name"] == "claude-code-permission-check")
+    headers = [arg for k, v in shape["headers"].items() for arg in ("--header", f"{k}: {v}")]
+    result = cli.explain("ada-laptop", shape["body"], *headers)
+    assert (result["use_case"], result["use_case_source"]) == (
+        "claude-code-background",
+        "inferred:claude-code-background",
+    )
+    assert result["use_case_evidence"] == "client claude-code (x-app: cli); tools no"
+    # the built-in policy's rules for inferred use cases ship disabled: the call keeps its model
+    assert result["outcome"] == "unchanged"
+    assert "inferred-claude-code-background-to-fast: disabled" in result["trace"]
+    text = cli.ok("route", "explain", "--key", "ada-laptop", *headers, body=json.dumps(shape["body"]))
+    assert "claude-code-background (inferred:claude-code-background)" in text

@@ -70,6 +70,8 @@ def policy_view(loaded: LoadedPolicy) -> dict[str, Any]:
                 "action": action,
                 "models": {} if rule.refuse is not None else {p: m for p, m in resolved.items() if m},
                 "sticky": rule.sticky,
+                "use_inferred": rule.match.use_inferred,
+                "enabled": rule.enabled,
                 "why": rule.why,
             }
         )

@@ -135,9 +135,12 @@ def print_policy(view: dict[str, Any]) -> None:
     typer.echo("rules (first match wins; no match: the requested model)")
     for n, rule in enumerate(view["rules"], 1):
         models = ", ".join(f"{p}: {m}" for p, m in rule["models"].items())
-        typer.echo(f"  {n}. {rule['name']}: {rule['action']}" + (f" ({models})" if models else ""))
+        state = "" if rule["enabled"] else " [disabled]"
+        typer.echo(f"  {n}. {rule['name']}{state}: {rule['action']}" + (f" ({models})" if models else ""))
         match = ", ".join(f"{k}={_plain(v)}" for k, v in rule["match"].items()) or "every request"
-        typer.echo(f"     match {match}" + ("" if rule["sticky"] else "; not sticky"))
+        notes = "" if rule["sticky"] else "; not sticky"
+        notes += "; inferred use cases too" if rule["use_inferred"] else ""
+        typer.echo(f"     match {match}{notes}")
         if rule["why"]:
             typer.echo(f"     why: {rule['why']}")
     typer.echo("allowlists")

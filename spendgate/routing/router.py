@@ -8,14 +8,11 @@ lookups and one regex match per rule that names models.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from spendgate.attribution import UNTAGGED
 from spendgate.errors import PermissionDenied
 from spendgate.routing.policy import Allowlist, Match, Policy, Rule
-
-_STICKY_MAX = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +43,21 @@ class RouteRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Held:
+    """A session's routing decision, kept for its later calls (routing/sticky.py)."""
+
+    model: str
+    rule: str  # "" when the rule's tier had no model for the API
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     model: str
     rule: str | None  # the rule that fired (None: the requested model, untouched)
     reason: str
     sticky: bool = False
     trace: tuple[str, ...] = field(default_factory=tuple)  # one line per rule, for `route explain`
+    hold: Held | None = None  # a new decision the session should keep (sticky rule, session id)
 
 
 def complexity_parts(req: RouteRequest) -> dict[str, int]:
@@ -70,28 +76,28 @@ def complexity(req: RouteRequest) -> int:
 
 
 class Router:
+    """Pure: the policy in, a route out. What a session holds is looked up by the caller
+    (`admission.py`, through routing/sticky.py) and passed in as `held`."""
+
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        self._sticky: OrderedDict[tuple[str, str, str, str], tuple[str, str]] = OrderedDict()
+        self.sticky = any(rule.sticky and rule.enabled for rule in policy.rules)  # worth a lookup?
 
-    def route(self, req: RouteRequest, explain: bool = False) -> Route:
+    def route(self, req: RouteRequest, explain: bool = False, held: Held | None = None) -> Route:
         trace: list[str] = []
         chosen: Route | None = None
+        hold: Held | None = None
         rule = self._first_match(req, trace if explain else None)
-        if req.session:
-            sticky_key = (req.provider, req.session, req.agent or "", req.model)
-            held = self._sticky.get(sticky_key)
-            if held is not None and (rule is None or rule.sticky):
-                self._sticky.move_to_end(sticky_key)
-                chosen = Route(held[0], held[1], f"sticky for session {req.session}", sticky=True)
+        if req.session and held is not None and (rule is None or rule.sticky):
+            chosen = Route(held.model, held.rule or None, f"sticky for session {req.session}", sticky=True)
         if chosen is None and rule is not None:
-            chosen = self._apply(rule, req)
-            if req.session and rule.sticky and rule.refuse is None:
-                self._remember((req.provider, req.session, req.agent or "", req.model), chosen)
+            chosen = self._apply(rule, req)  # a refuse rule raises: refusals are never held
+            if req.session and rule.sticky:
+                hold = Held(chosen.model, chosen.rule or "")
         if chosen is None:
             chosen = Route(req.model, None, "no rule matched: the requested model")
         chosen = self._allowed(chosen, req)
-        return Route(chosen.model, chosen.rule, chosen.reason, chosen.sticky, tuple(trace))
+        return Route(chosen.model, chosen.rule, chosen.reason, chosen.sticky, tuple(trace), hold)
 
     def downgrade(self, req: RouteRequest, route: Route, tier: str) -> Route:
         """A budget at amber with a downgrade action sends the call to another tier, if allowed."""
@@ -153,11 +159,6 @@ class Router:
                 f"Model {route.model!r} is not allowed for {scope} {name!r} by Spendgate's routing policy.",
             )
         return Route(model, f"allowlist:{scope}:{name}", f"{route.model} is not allowed for {scope} {name}")
-
-    def _remember(self, key: tuple[str, str, str, str], route: Route) -> None:
-        self._sticky[key] = (route.model, route.rule or "")
-        if len(self._sticky) > _STICKY_MAX:
-            self._sticky.popitem(last=False)
 
 
 def mismatch(m: Match, req: RouteRequest) -> str | None:
