@@ -24,12 +24,16 @@ class ConfigFileError(ValueError):
 
 def checked(model: type[M], data: Any, source: str) -> dict[str, Any]:
     """`data` validated by `model`, as plain values (converted, keys as written, absent stay absent)."""
+    return validated(model, data, source).model_dump(by_alias=True, exclude_unset=True)
+
+
+def validated(model: type[M], data: Any, source: str) -> M:
+    """`data` validated by `model`, as the model; ConfigFileError naming each bad key and why."""
     try:
-        parsed = model.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         problems = [
             f"{'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}"
             for error in exc.errors(include_url=False)
         ]
         raise ConfigFileError(f"{source}: " + "; ".join(problems)) from None
-    return parsed.model_dump(by_alias=True, exclude_unset=True)

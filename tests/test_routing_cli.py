@@ -204,7 +204,9 @@ def test_explain_unmatched_keeps_the_requested_model(cli: Cli) -> None:
     assert result["use_case"] == "untagged" and result["outcome"] == "unchanged"
     assert result["routed_model"] == "claude-sonnet-4-6" and result["rule"] is None
     assert result["reason"] == "no rule matched: the requested model"
-    assert len(result["trace"]) == 3 and all("no (use_case 'untagged')" in line for line in result["trace"])
+    trace = result["trace"]
+    assert len(trace) == 7 and all("no (use_case 'untagged')" in line for line in trace[:3])
+    assert all(line.endswith(": disabled") for line in trace[3:])  # the rules on inferred use cases
 
 
 def test_explain_complexity_and_session(cli: Cli) -> None:
@@ -424,11 +426,17 @@ def test_route_policy_shows_the_policy(cli: Cli) -> None:
         "standard": "claude-sonnet-4-6",
         "deep": "claude-opus-4-6",
     }
-    assert [r["name"] for r in view["rules"]] == [
-        "inline-and-batch-to-fast",
-        "review-tests-refactor-to-standard",
-        "architecture-and-agents-to-deep",
+    assert [(r["name"], r["enabled"]) for r in view["rules"]] == [
+        ("inline-and-batch-to-fast", True),
+        ("review-tests-refactor-to-standard", True),
+        ("architecture-and-agents-to-deep", True),
+        # what an admin turns on first, shipped off (routing on inferred use cases: docs/routing.md)
+        ("inferred-autocomplete-to-fast", False),
+        ("inferred-ci-batch-to-fast", False),
+        ("inferred-claude-code-background-to-fast", False),
+        ("inferred-subagents-off-opus", False),
     ]
+    assert all(r["use_inferred"] for r in view["rules"][3:])
     assert view["rules"][2]["models"] == {"anthropic": "claude-opus-4-6", "openai": "o3"}
     assert view["fallbacks"]["models"] == {
         "claude-opus-4-6": ["claude-sonnet-4-6"],

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict
 
+from spendgate.config_files import ConfigFileError, FileModel, validated
 from spendgate.inference.shape import CallShape
 from spendgate.providers.base import MAX_NAME_CHARS, has_control_chars
 
@@ -38,9 +39,9 @@ class RulesError(ValueError):
     """The rule file is not valid; the message names the file, the rule and the reason."""
 
 
-class _Table(BaseModel):
-    # Unknown keys are typos; TOML has real booleans and numbers, so no coercion either.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+class _Table(FileModel):
+    # TOML has real booleans and numbers: a string where one belongs is a mistake, not a value.
+    model_config = ConfigDict(strict=True)
 
 
 class _ClientFile(_Table):
@@ -159,13 +160,9 @@ def parse_rules(text: str, source: str) -> UseCaseRules:
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"{source}: {exc}") from None
     try:
-        parsed = _RulesFile.model_validate(data)
-    except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}"
-            for error in exc.errors(include_url=False)
-        ]
-        raise RulesError(f"{source}: " + "; ".join(problems)) from None
+        parsed = validated(_RulesFile, data, source)
+    except ConfigFileError as exc:
+        raise RulesError(str(exc)) from None
     clients = tuple(_client(name, c, source) for name, c in parsed.clients.items())
     known = {c.name for c in clients}
     rules: list[Rule] = []

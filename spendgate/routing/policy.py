@@ -148,6 +148,8 @@ class _Rule(_Table):
     refuse: str | None = None
     sticky: bool = True
     why: str = ""
+    use_inferred: bool = False
+    enabled: bool = True
 
 
 class _Allowed(_Table):
