@@ -9,8 +9,7 @@ rules (`spendgate.inference`), from its headers and shape; failing that it is `u
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from spendgate.errors import InvalidRequest
 from spendgate.inference.infer import Inferrer
@@ -29,8 +28,9 @@ INFERRED_PREFIX = "inferred:"
 _MAX_HEADER = 1000  # user-agent: long enough for any real client's
 
 
-@dataclass(frozen=True, slots=True)
-class Attribution:
+class Attribution(NamedTuple):
+    """Immutable, and a NamedTuple: built once per call on the hot path (cheaper than a dataclass)."""
+
     use_case: str
     tags: dict[str, str]
     session_id: str | None
@@ -44,6 +44,14 @@ class Attribution:
 
 def attribute(principal: Principal, headers: Mapping[str, str], metadata: Mapping[str, Any]) -> Attribution:
     """Who pays and the declared use case and tags (no inference)."""
+    use_case, source, tags = _declared(principal, headers, metadata)
+    return _attribution(use_case, source, None, tags, headers)
+
+
+def _declared(
+    principal: Principal, headers: Mapping[str, str], metadata: Mapping[str, Any]
+) -> tuple[str, str, dict[str, str]]:
+    """(use case, where it came from, the other tags), by precedence: header, metadata, key."""
     tags = dict(principal.default_tags)
     if principal.default_use_case:
         tags["use_case"] = principal.default_use_case
@@ -58,16 +66,22 @@ def attribute(principal: Principal, headers: Mapping[str, str], metadata: Mappin
         if declared.get("use_case"):
             source = HEADER
         tags.update(declared)
-    use_case = tags.pop("use_case", None) or UNTAGGED
+    return tags.pop("use_case", None) or UNTAGGED, source, tags
+
+
+def _attribution(
+    use_case: str, source: str, evidence: str | None, tags: dict[str, str], headers: Mapping[str, str]
+) -> Attribution:
     return Attribution(
-        use_case=use_case,
-        use_case_source=source,
-        tags=tags,
-        session_id=_first_header(headers, SESSION_HEADERS),
-        agent_id=_header(headers, "x-claude-code-agent-id"),
-        parent_agent_id=_header(headers, "x-claude-code-parent-agent-id"),
-        client_request_id=_header(headers, "x-client-request-id"),
-        user_agent=_header(headers, "user-agent", _MAX_HEADER),
+        use_case,
+        tags,
+        _first_header(headers, SESSION_HEADERS),
+        _header(headers, "x-claude-code-agent-id"),
+        _header(headers, "x-claude-code-parent-agent-id"),
+        _header(headers, "x-client-request-id"),
+        _header(headers, "user-agent", _MAX_HEADER),
+        source,
+        evidence,
     )
 
 
@@ -82,16 +96,13 @@ def attribute_call(
 ) -> Attribution:
     """`attribute`, then, for a call that declares no use case, the first use-case rule that
     matches its headers and shape."""
-    who = attribute(principal, headers, info.metadata)
-    if who.use_case_source != NONE or not inferrer.active:
-        return who
-    shape = inferrer.shape_of(provider, info, features, principal, who.tags, headers, body_bytes)
-    found = inferrer.infer(shape)
-    if found is None:
-        return who
-    return replace(
-        who, use_case=found.use_case, use_case_source=found.source, use_case_evidence=found.evidence
-    )
+    use_case, source, tags = _declared(principal, headers, info.metadata)
+    if source == NONE and inferrer.active:
+        shape = inferrer.shape_of(provider, info, features, principal, tags, headers, body_bytes)
+        found = inferrer.infer(shape)
+        if found is not None:
+            return _attribution(found.use_case, found.source, found.evidence, tags, headers)
+    return _attribution(use_case, source, None, tags, headers)
 
 
 def is_inferred(source: str | None) -> bool:

@@ -100,7 +100,7 @@ def test_explain_use_case_and_ledger_tail(gateway: RunningGateway) -> None:
     assert (why["use_case"], why["kind"]) == ("claude-code-background", "inferred")
     assert why["rule"]["name"] == "claude-code-background" and why["rule"]["in_current_rules"]
     assert why["rule"]["conditions"] == ["client = claude-code", "tools = false"]
-    assert why["evidence"] == "client claude-code (x-app: cli); tools no"
+    assert why["evidence"].startswith("client claude-code (") and why["evidence"].endswith("; tools no")
     text = runner.invoke(app, ["ledger", "explain-use-case", request_id]).stdout
     assert "inferred by rule 'claude-code-background'" in text and "evidence" in text
     tail = json.loads(runner.invoke(app, ["ledger", "tail", "--format", "json"]).stdout)
@@ -363,7 +363,10 @@ def test_route_explain_shows_the_inferred_use_case(tmp_path: Path) -> None:
         "claude-code-background",
         "inferred:claude-code-background",
     )
-    assert result["use_case_evidence"] == "client claude-code (x-app: cli); tools no"
+    assert (
+        result["use_case_evidence"]
+        == "client claude-code (user-agent: claude-cli/2.1.332 (external, cli)); tools no"
+    )
     # the built-in policy's rules for inferred use cases ship disabled: the call keeps its model
     assert result["outcome"] == "unchanged"
     assert "inferred-claude-code-background-to-fast: disabled" in result["trace"]

@@ -36,6 +36,13 @@ class Inferrer:
     def __init__(self, rules: UseCaseRules) -> None:
         self.rules = rules
         self._enabled = tuple(rule for rule in rules.rules if rule.enabled)
+        # The rules worth trying for each client (and for none), in order: a rule about another
+        # client is skipped without a look.
+        names: list[str | None] = [c.name for c in rules.clients]
+        self._for_client = {
+            name: tuple(r for r in self._enabled if r.clients is None or name in r.clients)
+            for name in [*names, None]
+        }
 
     @property
     def active(self) -> bool:
@@ -51,12 +58,7 @@ class Inferrer:
         headers: Mapping[str, str],
         body_bytes: int,
     ) -> CallShape:
-        client, via = None, ""
-        for candidate in self.rules.clients:
-            found = candidate.via(headers)
-            if found is not None:
-                client, via = candidate.name, found
-                break
+        client, via = self.rules.client_of(headers)
         return CallShape(
             provider=provider,
             endpoint=info.path,
@@ -79,7 +81,7 @@ class Inferrer:
 
     def infer(self, shape: CallShape) -> Inferred | None:
         """The first enabled rule that matches names the use case; None when none does."""
-        for rule in self._enabled:
+        for rule in self._for_client.get(shape.client, self._enabled):
             if rule.mismatch(shape) is None:
                 return Inferred(rule.use_case, rule.source, rule.evidence(shape))
         return None

@@ -10,6 +10,7 @@ say why it won (the ledger keeps that as the row's evidence).
 from __future__ import annotations
 
 import fnmatch
+import operator
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -115,6 +116,7 @@ class Rule:
     why: str
     enabled: bool
     conditions: tuple[Condition, ...]
+    clients: frozenset[str] | None = None  # the `client` condition's names (None: any client)
 
     @property
     def source(self) -> str:
@@ -140,6 +142,23 @@ class UseCaseRules:
     source: str  # "default rules" or the file's path
     clients: tuple[Client, ...]
     rules: tuple[Rule, ...]  # in file order, disabled ones included (explain lists them)
+    # Per header a client is recognised by: one regex of every client's globs for it, a named
+    # group per client (c0, c1... in file order), so finding the client is one match per header.
+    client_index: tuple[tuple[str, re.Pattern[str]], ...] = ()
+
+    def client_of(self, headers: Mapping[str, str]) -> tuple[str | None, str]:
+        """(the first client in file order any of whose headers match, "header: value" that did)."""
+        best, via = len(self.clients), ""
+        for name, pattern in self.client_index:
+            value = headers.get(name)
+            if value is None:
+                continue
+            found = pattern.fullmatch(value)
+            if found is not None and found.lastgroup is not None:
+                index = int(found.lastgroup[1:])
+                if index < best:
+                    best, via = index, f"{name}: {value[:_SHOWN]}"
+        return (self.clients[best].name, via) if best < len(self.clients) else (None, "")
 
 
 def load_rules(path: Path | None) -> UseCaseRules:
@@ -174,8 +193,19 @@ def parse_rules(text: str, source: str) -> UseCaseRules:
             raise RulesError(f"{where}: another rule has this name")
         if not raw.use_case or len(raw.use_case) > MAX_NAME_CHARS or has_control_chars(raw.use_case):
             raise RulesError(f"{where}: use_case must be a name of 1-{MAX_NAME_CHARS} printable characters")
-        rules.append(Rule(raw.name, raw.use_case, raw.why, raw.enabled, _conditions(raw.match, known, where)))
-    return UseCaseRules(source, clients, tuple(rules))
+        conditions = _conditions(raw.match, known, where)
+        only = _set(raw.match.client) if raw.match.client is not None else None
+        rules.append(Rule(raw.name, raw.use_case, raw.why, raw.enabled, conditions, only))
+    return UseCaseRules(source, clients, tuple(rules), _client_index(clients))
+
+
+def _client_index(clients: tuple[Client, ...]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    alternatives: dict[str, list[str]] = {}
+    for index, client in enumerate(clients):
+        for header, pattern in client.headers:
+            alternatives.setdefault(header, []).append(f"(?P<c{index}>{pattern.pattern})")
+    flags = re.IGNORECASE | re.DOTALL
+    return tuple((header, re.compile("|".join(parts), flags)) for header, parts in alternatives.items())
 
 
 def _client(name: str, raw: _ClientFile, source: str) -> Client:
@@ -274,10 +304,12 @@ def _glob(key: str, globs: Globs, read: Callable[[CallShape], str]) -> Condition
 
 
 def _flag(key: str, want: bool) -> Condition:
-    def seen(s: CallShape) -> str:
-        return "yes" if getattr(s, key) else "no"
+    read = operator.attrgetter(key)
 
-    return Condition(key, str(want).lower(), lambda s: getattr(s, key) is want, seen)
+    def seen(s: CallShape) -> str:
+        return "yes" if read(s) else "no"
+
+    return Condition(key, str(want).lower(), lambda s: read(s) is want, seen)
 
 
 def _bound(key: str, bound: int, read: Callable[[CallShape], int | None]) -> Condition:

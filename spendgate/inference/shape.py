@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class CallShape:
+class CallShape(NamedTuple):  # a NamedTuple: built on the hot path, cheaper than a dataclass
     provider: str  # the API it came in on: anthropic, openai, bedrock, vertex
     endpoint: str  # the path called, e.g. /v1/messages
     model: str  # as requested
