@@ -26,6 +26,7 @@ from spendgate.servethread import ServerThread
 from tests.cloud import AWS_KEY_ID, AWS_SECRET, cloud_env, service_account
 
 PLACEHOLDER_TOKEN_URI = "http://127.0.0.1:1/token"
+DIRECT_PROVIDER_KEY = "sk-ant-provider-secret-claude-netns"  # direct mode: Spendgate's key upstream
 
 
 def client_env(config: dict[str, Any], gateway_url: str) -> dict[str, str]:
@@ -41,7 +42,9 @@ def client_env(config: dict[str, Any], gateway_url: str) -> dict[str, str]:
         "DISABLE_TELEMETRY": "1",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
     }
-    if config["mode"] == "bedrock":
+    if config["mode"] == "direct":  # Anthropic's API through Spendgate (ANTHROPIC_BASE_URL)
+        env["ANTHROPIC_BASE_URL"] = gateway_url
+    elif config["mode"] == "bedrock":
         env.update(
             CLAUDE_CODE_USE_BEDROCK="1",
             ANTHROPIC_BEDROCK_BASE_URL=f"{gateway_url}/bedrock",
@@ -80,6 +83,8 @@ def main(config_path: str) -> None:
             bedrock_region="us-east-1",
             bedrock_base_url=fake.url,
             vertex_base_url=fake.url,
+            anthropic_base_url=fake.url,
+            anthropic_api_key=DIRECT_PROVIDER_KEY,
             ledger_flush_interval_s=0.02,
             log_level="debug",
         )
@@ -108,7 +113,12 @@ def main(config_path: str) -> None:
                 "stderr": run.stderr[-4000:],
                 "fake_requests": requests,
                 "gateway_log": log.getvalue(),
-                "secrets": [AWS_SECRET, account.private_key.splitlines()[1], *google_tokens],
+                "secrets": [
+                    AWS_SECRET,
+                    DIRECT_PROVIDER_KEY,
+                    account.private_key.splitlines()[1],
+                    *google_tokens,
+                ],
             }
         )
     )

@@ -129,6 +129,7 @@ def test_claude_code_in_bedrock_mode(tmp_path: Path) -> None:
     assert len(rows) == len(calls)
     for row, call in zip(rows, calls, strict=True):
         assert row["team_id"] == team_id and row["use_case"] == "code-review"
+        assert row["use_case_source"] == "header"
         assert row["session_id"] == call["headers"]["x-claude-code-session-id"]
         assert row["requested_model"] == model and row["upstream_model"] == model
         assert row["status"] == "ok" and row["streamed"] and not row["estimated"]
@@ -147,8 +148,26 @@ def test_claude_code_in_vertex_mode(tmp_path: Path) -> None:
     assert len(rows) == len(calls)
     for row, call in zip(rows, calls, strict=True):
         assert row["team_id"] == team_id and row["use_case"] == "autonomous-agent"
+        assert row["use_case_source"] == "key"
         assert row["session_id"] == call["headers"]["x-claude-code-session-id"]
         assert row["requested_model"] == model
         assert row["status"] == "ok" and row["streamed"] and not row["estimated"]
+        assert row["cost_nanos"] == expected_nanos(Decimal(1))
+    check_no_secrets(result, rows, key)
+
+
+def test_claude_code_direct_without_a_tag_is_named_by_inference(tmp_path: Path) -> None:
+    """ANTHROPIC_BASE_URL pointed at Spendgate, no use case declared anywhere: the main loop's calls
+    are inferred from Claude Code's own headers (docs/attribution.md#use-case-inference)."""
+    key, team_id = prepare(tmp_path)
+    result = run_claude(tmp_path, "direct", "claude-sonnet-4-6", key, {"x-fake-usage": json.dumps(USAGE)})
+    calls = [r for r in result["fake_requests"] if r["path"] == "/v1/messages"]
+    assert calls, result["fake_requests"]
+    rows = metered(ledger(tmp_path), "anthropic")
+    assert len(rows) == len(calls)
+    for row, call in zip(rows, calls, strict=True):
+        assert row["team_id"] == team_id and row["session_id"] == call["headers"]["x-claude-code-session-id"]
+        assert (row["use_case"], row["use_case_source"]) == ("claude-code", "inferred:claude-code-main-loop")
+        assert row["use_case_evidence"].startswith("client claude-code (")
         assert row["cost_nanos"] == expected_nanos(Decimal(1))
     check_no_secrets(result, rows, key)

@@ -42,10 +42,8 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
     codex = codex_binary()
     out = tmp_path_factory.mktemp("codex")
     runs = [
-        {
-            "prompt": "say hi",
-            "headers": {"x-spendgate-tags": "use_case=codex", "x-fake-usage": json.dumps(USAGE)},
-        },
+        # no use case declared: Spendgate names it from Codex's own headers (use-case inference)
+        {"prompt": "say hi", "headers": {"x-fake-usage": json.dumps(USAGE)}},
         {
             "prompt": "say hi again",
             "headers": {"x-spendgate-tags": "use_case=codex", "x-fake-mode": "stream-cut"},
@@ -88,6 +86,10 @@ def test_codex_call_is_metered_exactly_with_its_session(session: tuple[Path, dic
         report["team_id"],
         report["user_id"],
         report["key_id"],
+    )
+    assert (row["use_case_source"], row["use_case_evidence"]) == (
+        "inferred:codex",
+        "client codex (user-agent: " + headers["user-agent"] + ")",
     )
     assert (row["use_case"], row["endpoint"], row["provider"], row["upstream_model"]) == (
         "codex",
