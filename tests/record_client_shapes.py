@@ -236,7 +236,7 @@ def main() -> None:
                 )
                 recorded["claude -p"] = list(anthropic.recorded)
                 anthropic.recorded.clear()
-                anthropic.asked = False  # interactive: its main loop asks for a tool again, so auto mode checks it
+                anthropic.asked = False  # interactive: a tool again, which auto mode checks
                 interactive(args.claude, home, claude_env, "fix the typo in README")
                 recorded["claude interactive"] = list(anthropic.recorded)
             runs = {
