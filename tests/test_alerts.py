@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -37,6 +38,7 @@ from spendgate.models import LedgerRow
 from spendgate.servethread import ServerThread
 from spendgate.store import Store, open_store
 from tests.mailbox import Mailbox
+from tests.tables import table_rows
 
 USD = 1_000_000_000
 TODAY = date(2026, 11, 24)  # a Tuesday
@@ -558,9 +560,21 @@ def test_backtest_counts_alerts_per_threshold_and_month() -> None:
 
 
 # --- the CLI ---
-def test_cli_check_list_detail_and_backtest(
-    ledger: Ledger, receiver: tuple[Receiver, str], tmp_path: Path
-) -> None:
+@dataclass
+class AlertCli:
+    runner: CliRunner
+    app: typer.Typer
+    receiver: Receiver
+
+    def ok(self, *args: str) -> str:
+        result = self.runner.invoke(self.app, list(args))
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+
+@pytest.fixture
+def alert_cli(ledger: Ledger, receiver: tuple[Receiver, str], tmp_path: Path) -> AlertCli:
+    """60 days of platform spend with spikes on 2026-09-21, 10-10 and 10-20, and a webhook channel."""
     rec, url = receiver
     start = date(2026, 9, 1)
     for n in range(60):
@@ -582,12 +596,19 @@ def test_cli_check_list_detail_and_backtest(
             "TEST_HOOK_SECRET": "from-env",
         }
     )
-    app = build_app()
+    return AlertCli(runner, build_app(), rec)
 
-    def ok(*args: str) -> str:
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == 0, result.output
-        return result.stdout
+
+def test_cli_check_table_shows_each_value_under_its_heading(alert_cli: AlertCli) -> None:
+    (header, *rows) = table_rows(alert_cli.ok("alerts", "check", "--now", "2026-10-20T16:30:00Z"))
+    (row,) = rows
+    cell = dict(zip(header, row, strict=True))
+    assert cell["delivered"] == "1"
+    assert cell["summary"].startswith("team platform: $350.01 today") and "3.5x" in cell["summary"]
+
+
+def test_cli_check_list_detail_and_backtest(alert_cli: AlertCli, tmp_path: Path) -> None:
+    ok, runner, app, rec = alert_cli.ok, alert_cli.runner, alert_cli.app, alert_cli.receiver
 
     backtest = json.loads(
         ok(
@@ -607,7 +628,7 @@ def test_cli_check_list_detail_and_backtest(
         ("2026-09", 1, 0),
         ("2026-10", 2, 2),
     ]
-    assert "alerts_at_3x" in ok("anomalies", "backtest", "--since", "2026-09-08", "--until", "2026-10-31")
+    assert "alerts at 3x" in ok("anomalies", "backtest", "--since", "2026-09-08", "--until", "2026-10-31")
     checked = json.loads(ok("alerts", "check", "--now", "2026-10-20T16:30:00Z", "--format", "json"))
     assert [(c["action"], c["group"], c["delivered"]) for c in checked] == [("opened", "team:platform", 1)]
     (hook,) = rec.requests

@@ -288,7 +288,7 @@ def test_would_block_report(cli: Cli) -> None:
     assert (whole["org-cap"]["requests"], whole["org-cap"]["cost_usd"]) == (2, "4.5")
     assert cli.json("budgets would-block --until 2026-01-01") == []
     table = cli.ok("budgets would-block --since 2026-03-01")
-    assert "would_block" in table and "team-platform" in table and "3.5" in table
+    assert "would block" in table and "team-platform" in table and "$3.5000" in table
 
 
 # --- recommendations ---

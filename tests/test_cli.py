@@ -185,9 +185,9 @@ def test_spend_json_csv_table(cli: Cli) -> None:
     table = cli.ok("spend", "--by", "team")
     total_line = next(line for line in table.splitlines() if "total" in line)
     cells = [c.strip() for c in total_line.split("│")[1:-1]]
-    # requests, input, cache write, cache read, output, exact USD (12.3456789 + 0.0015 + 0.003)
-    assert cells == ["total", "3", "6000", "0", "50", "60", "12.3501789"]
-    assert "platform" in table and "0.0045" in table
+    # requests, input, cache write, cache read, output, USD to 4 places (12.3456789 + 0.0015 + 0.003)
+    assert cells == ["total", "3", "6,000", "0", "50", "60", "$12.3502"]
+    assert "platform" in table and "$0.0045" in table
 
     by_model = cli.json("spend", "--by", "model")
     assert [(r["model"], r["cost_usd"]) for r in by_model] == [
@@ -218,7 +218,7 @@ def test_ledger_tail(cli: Cli) -> None:
     ]
     assert rows[1]["cost_nanos"] == 12_345_678_900 and rows[1]["upstream_model"] == "gpt-4o"
     table = cli.ok("ledger", "tail")
-    for expected in ("req-1", "req-3", "research", "gpt-4o", "12.3456789", "0.0015", "yes"):
+    for expected in ("req-1", "req-3", "research", "gpt-4o", "$12.345679", "$0.001500", "yes"):
         assert expected in table
     assert [r["request_id"] for r in cli.json("ledger", "tail", "--until", "2026-02-01")] == ["req-1"]
 

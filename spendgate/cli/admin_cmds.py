@@ -10,20 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from spendgate.cli.common import (
-    FORMAT_OPTION,
-    REVOKED_OPTION,
-    Format,
-    cli_store,
-    parse_tags,
-    print_json,
-    print_table,
-    show,
-    show_one,
-)
+from spendgate.cli import present as p
+from spendgate.cli.common import REVOKED_OPTION, cli_store, parse_tags
+from spendgate.cli.present import FORMAT_OPTION, Format, emit, emit_one
 
 if TYPE_CHECKING:
     from spendgate.models import Org, Team, User
+
+
+TIMES = [p.times("created_at"), p.times("revoked_at")]
 
 
 def _org(org: Org) -> dict[str, Any]:
@@ -59,20 +54,20 @@ def _orgs() -> typer.Typer:
     def create(name: str = typer.Argument(..., help="Org name."), fmt: Format = FORMAT_OPTION) -> None:
         """Create an org."""
         with cli_store() as store:
-            show_one(_org(store.create_org(name)), fmt)
+            emit_one(_org(store.create_org(name)), fmt)
 
     @group.command("list")
     def list_(include_revoked: bool = REVOKED_OPTION, fmt: Format = FORMAT_OPTION) -> None:
         """List orgs."""
         with cli_store() as store:
             rows = [_org(o) for o in store.list_orgs(include_revoked)]
-        show(rows, ["id", "name", "created_at", "revoked_at"], fmt)
+        emit(rows, fmt, [p.text("id"), p.text("name"), *TIMES])
 
     @group.command("revoke")
     def revoke(ref: str = typer.Argument(..., help="Org name or id."), fmt: Format = FORMAT_OPTION) -> None:
         """Revoke an org: every key under it stops working."""
         with cli_store() as store:
-            show_one(_org(store.revoke_org(ref)), fmt)
+            emit_one(_org(store.revoke_org(ref)), fmt)
 
     return group
 
@@ -89,20 +84,20 @@ def _teams() -> typer.Typer:
     ) -> None:
         """Create a team in an org."""
         with cli_store() as store:
-            show_one(_team(store.create_team(org, name, cost_center)), fmt)
+            emit_one(_team(store.create_team(org, name, cost_center)), fmt)
 
     @group.command("list")
     def list_(include_revoked: bool = REVOKED_OPTION, fmt: Format = FORMAT_OPTION) -> None:
         """List teams."""
         with cli_store() as store:
             rows = [_team(t) for t in store.list_teams(include_revoked)]
-        show(rows, ["id", "org_id", "name", "cost_center", "created_at", "revoked_at"], fmt)
+        emit(rows, fmt, [*(p.text(c) for c in ("id", "org_id", "name", "cost_center")), *TIMES])
 
     @group.command("revoke")
     def revoke(ref: str = typer.Argument(..., help="Team name or id."), fmt: Format = FORMAT_OPTION) -> None:
         """Revoke a team: every key under it stops working."""
         with cli_store() as store:
-            show_one(_team(store.revoke_team(ref)), fmt)
+            emit_one(_team(store.revoke_team(ref)), fmt)
 
     return group
 
@@ -119,27 +114,28 @@ def _users() -> typer.Typer:
     ) -> None:
         """Create a user in a team."""
         with cli_store() as store:
-            show_one(_user(store.create_user(team, name, email)), fmt)
+            emit_one(_user(store.create_user(team, name, email)), fmt)
 
     @group.command("list")
     def list_(include_revoked: bool = REVOKED_OPTION, fmt: Format = FORMAT_OPTION) -> None:
         """List users."""
         with cli_store() as store:
             rows = [_user(u) for u in store.list_users(include_revoked)]
-        show(rows, ["id", "team_id", "name", "email", "created_at", "revoked_at"], fmt)
+        emit(rows, fmt, [*(p.text(c) for c in ("id", "team_id", "name", "email")), *TIMES])
 
     @group.command("revoke")
     def revoke(ref: str = typer.Argument(..., help="User name or id."), fmt: Format = FORMAT_OPTION) -> None:
         """Revoke a user: their keys stop working."""
         with cli_store() as store:
-            show_one(_user(store.revoke_user(ref)), fmt)
+            emit_one(_user(store.revoke_user(ref)), fmt)
 
     return group
 
 
 def _keys() -> typer.Typer:
     group = typer.Typer(help="Virtual keys: clients send one, not a provider key.", no_args_is_help=True)
-    columns = ["id", "name", "prefix", "team_id", "user_id", "default_use_case", "expires_at", "revoked_at"]
+    columns = [p.text(c) for c in ("id", "name", "prefix", "team_id", "user_id", "default_use_case")]
+    columns += [p.times("expires_at"), p.times("revoked_at")]
 
     @group.command("create")
     def create(
@@ -165,10 +161,10 @@ def _keys() -> typer.Typer:
                 expires_at=expires,
             )
         view = service.key_view(key)
-        if fmt is Format.json:
-            print_json({"key": secret, **view})
+        if fmt is not Format.table:
+            emit_one({"key": secret, **view}, fmt)
             return
-        print_table(["field", "value"], list(view.items()))
+        emit_one(view, fmt)
         # Plain echo, not a table cell: the secret must never be wrapped or truncated.
         typer.echo(f"key: {secret}")
         typer.echo("Save this key now: it cannot be shown again (only its hash is stored).")
@@ -180,7 +176,7 @@ def _keys() -> typer.Typer:
 
         with cli_store() as store:
             rows = [service.key_view(k) for k in store.list_keys(include_revoked)]
-        show(rows, columns, fmt)
+        emit(rows, fmt, columns)
 
     @group.command("revoke")
     def revoke(
@@ -190,7 +186,7 @@ def _keys() -> typer.Typer:
         from spendgate.admin import service
 
         with cli_store() as store:
-            show_one(service.key_view(store.revoke_key(ref)), fmt)
+            emit_one(service.key_view(store.revoke_key(ref)), fmt)
 
     @group.command("limit")
     def limit(
@@ -204,7 +200,7 @@ def _keys() -> typer.Typer:
         from spendgate.admin import budget_service
 
         with cli_store() as store:
-            show_one(
+            emit_one(
                 budget_service.set_key_limits(store, ref, rpm=rpm, tpm=tpm, concurrency=concurrency), fmt
             )
 

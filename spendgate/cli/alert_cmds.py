@@ -12,16 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from spendgate.cli.common import (
-    FORMAT_OPTION,
-    Format,
-    cli_store,
-    fail,
-    moment,
-    print_json,
-    print_table,
-    settings,
-)
+from spendgate.cli import present as p
+from spendgate.cli.common import cli_store, fail, moment, settings
+from spendgate.cli.present import FORMAT_OPTION, VIEW_FORMAT_OPTION, Format, ViewFormat, emit, print_json
 from spendgate.dimensions import ALERT_BY
 
 if TYPE_CHECKING:  # the alert loop and its HTTP client load when a command runs
@@ -68,6 +61,25 @@ async def _check(store: AlertSource, settings: Settings, config: AlertsConfig, n
     return result
 
 
+CHECK_COLUMNS = [
+    p.text("id"),
+    p.text("action"),
+    p.text("kind"),
+    p.text("group"),
+    p.text("day"),
+    p.counts("delivered"),
+    p.text("summary"),
+]
+LIST_COLUMNS = [
+    *(p.text(c) for c in ("id", "kind", "group_by", "group_value", "day", "status")),
+    p.times("opened_at", "opened"),
+    p.times("resolved_at", "resolved"),
+    p.text("summary"),
+]
+DELIVERY_COLUMNS = [p.times("at"), *(p.text(c) for c in ("alert_id", "channel", "action"))]
+DELIVERY_COLUMNS += [p.counts("attempt"), p.text("status"), p.text("http_status", "http"), p.text("error")]
+
+
 def _alerts() -> typer.Typer:
     group = typer.Typer(help="Spend anomaly, budget and forecast alerts.", no_args_is_help=True)
 
@@ -94,14 +106,12 @@ def _alerts() -> typer.Typer:
             }
             for r in rows
         ]
-        if fmt is Format.json:
-            print_json(view)
-            return
-        print_table(
-            ["id", "action", "kind", "group", "day", "delivered", "summary"], [list(v.values()) for v in view]
+        notes = (
+            []
+            if config.channels
+            else ["no channels configured (SPENDGATE_ALERTS_FILE): alerts recorded, none sent"]
         )
-        if not config.channels:
-            typer.echo("no channels configured (SPENDGATE_ALERTS_FILE): alerts recorded, none sent")
+        emit(view, fmt, CHECK_COLUMNS, notes=notes)
 
     @group.command("list")
     def list_(
@@ -113,21 +123,7 @@ def _alerts() -> typer.Typer:
         """Alerts, oldest first, with their state."""
         with cli_store() as store:
             rows = [asdict(r) for r in store.list_alerts(status=status, kind=kind, since=since)]
-        if fmt is Format.json:
-            print_json(rows)
-            return
-        columns = [
-            "id",
-            "kind",
-            "group_by",
-            "group_value",
-            "day",
-            "status",
-            "opened_at",
-            "resolved_at",
-            "summary",
-        ]
-        print_table(columns, [[r.get(c) for c in columns] for r in rows])
+        emit(rows, fmt, LIST_COLUMNS)
 
     @group.command("deliveries")
     def deliveries(
@@ -137,11 +133,7 @@ def _alerts() -> typer.Typer:
         """Every delivery attempt: channel, action, attempt, delivered or failed (and why)."""
         with cli_store() as store:
             rows = [asdict(r) for r in store.list_alert_deliveries(alert)]
-        if fmt is Format.json:
-            print_json(rows)
-            return
-        columns = ["at", "alert_id", "channel", "action", "attempt", "status", "http_status", "error"]
-        print_table(columns, [[r.get(c) for c in columns] for r in rows])
+        emit(rows, fmt, DELIVERY_COLUMNS)
 
     @group.command("detail")
     def detail(
@@ -151,7 +143,7 @@ def _alerts() -> typer.Typer:
             None, "--day", help="Local date (default: today); shows the whole day."
         ),
         now: str | None = NOW_OPTION,
-        fmt: Format = FORMAT_OPTION,
+        fmt: ViewFormat = VIEW_FORMAT_OPTION,
     ) -> None:
         """Why a group alerted: today vs its baseline, and the top contributors (key, user, use case,
         model, session), each against its own baseline."""
@@ -184,7 +176,7 @@ def _alerts() -> typer.Typer:
                 dim: [contributor_line(c) for c in found_list] for dim, found_list in causes.items()
             },
         }
-        if fmt is Format.json:
+        if fmt is ViewFormat.json:
             print_json(view)
             return
         ratio = "n/a (no history)" if found.ratio is None else f"{found.ratio:.2f}x"
@@ -195,11 +187,13 @@ def _alerts() -> typer.Typer:
         if found.note:
             typer.echo(found.note)
         rows = [
-            [dim, line]
+            {"dimension": dim, "line": line}
             for dim, found_list in causes.items()
             for line in (contributor_line(c) for c in found_list)
         ]
-        print_table(["dimension", "increase over its own baseline"], rows, "Top contributors")
+        p.print_table(
+            rows, [p.text("dimension"), p.text("line", "increase over its own baseline")], "Top contributors"
+        )
 
     return group
 
@@ -234,15 +228,10 @@ def _anomalies() -> typer.Typer:
         with cli_store() as store:
             names = Names.load(store).names.get(by, {})
             rows = backtest(store, params, levels, start, end, names)
-        if fmt is Format.json:
-            print_json(rows)
-            return
-        columns = [f"alerts_at_{t:g}x" for t in levels]
-        print_table(
-            [by, "month", *columns],
-            [[r["name"], r["month"], *(r[c] for c in columns)] for r in rows],
-            f"Daily check at {params.check_time:%H:%M} {params.timezone}, {start} to {end} (exclusive)",
-        )
+        columns = [p.label("name", by), p.text("month")]
+        columns += [p.counts(f"alerts_at_{t:g}x", f"alerts at {t:g}x") for t in levels]
+        title = f"Daily check at {params.check_time:%H:%M} {params.timezone}, {start} to {end} (exclusive)"
+        emit(rows, fmt, columns, title)
 
     return group
 

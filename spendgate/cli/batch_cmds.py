@@ -7,7 +7,21 @@ import dataclasses
 
 import typer
 
-from spendgate.cli.common import FORMAT_OPTION, Format, cli_store, print_json, print_table
+from spendgate.cli import present as p
+from spendgate.cli.common import cli_store
+from spendgate.cli.present import FORMAT_OPTION, Format, emit
+
+COLUMNS = [
+    p.text("batch_id", "batch"),
+    p.times("created_at", "created"),
+    p.text("team_id", "team"),
+    p.text("key_id", "key"),
+    p.text("use_case", "use case"),
+    p.counts("request_count", "requests"),
+    p.times("metered_at", "metered", missing="not yet"),
+    p.counts("metered_calls", "calls"),
+    p.money("metered_usd", "cost"),
+]
 
 
 def _batches() -> typer.Typer:
@@ -26,25 +40,13 @@ def _batches() -> typer.Typer:
 
         with cli_store() as store:
             batches = store.list_batches(unmetered=unmetered, limit=limit)
-        if fmt is Format.json:
-            print_json([dataclasses.asdict(b) for b in batches])
-            return
-        rows = [
-            [
-                b.batch_id,
-                b.created_at,
-                b.team_id,
-                b.key_id,
-                b.use_case,
-                b.request_count,
-                b.metered_at or "not yet",
-                b.metered_calls if b.metered_calls is not None else "",
-                format_usd(b.metered_cost_nanos) if b.metered_cost_nanos is not None else "",
-            ]
-            for b in batches
+        rows = [dataclasses.asdict(b) for b in batches]
+        # The table and CSV also show the cost as exact dollars; JSON keeps its fields as they are.
+        shown = [
+            {**r, "metered_usd": None if b.metered_cost_nanos is None else format_usd(b.metered_cost_nanos)}
+            for r, b in zip(rows, batches, strict=True)
         ]
-        columns = ["batch", "created", "team", "key", "use_case", "requests", "metered", "calls", "cost_usd"]
-        print_table(columns, rows, "Message Batches")
+        emit(shown, fmt, COLUMNS, "Message Batches", document=rows)
 
     return group
 

@@ -7,7 +7,6 @@ changes up within SPENDGATE_BUDGET_REFRESH_S. The operations live in `spendgate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import typer
@@ -16,48 +15,48 @@ from spendgate.admin import budget_service
 from spendgate.budgets.model import PERIODS, SCOPE_TYPES
 from spendgate.budgets.recommend import RECOMMENDED_TIERS, tiers_text
 from spendgate.budgets.recommend import apply as apply_recommendations
-from spendgate.cli.common import (
-    FORMAT_OPTION,
-    REVOKED_OPTION,
-    Format,
-    cli_store,
-    fail,
-    print_json,
-    print_table,
-)
+from spendgate.cli import present as p
+from spendgate.cli.common import REVOKED_OPTION, cli_store, fail
+from spendgate.cli.present import FORMAT_OPTION, Format, emit, emit_one
 
 SINCE_OPTION = typer.Option(None, "--since", help="From this ISO date/datetime (inclusive).")
 UNTIL_OPTION = typer.Option(None, "--until", help="Up to this ISO date/datetime (exclusive).")
 NOTE_OPTION = typer.Option(None, "--note", help="Why: kept in the audit trail.")
 BY_OPTION = typer.Option(..., "--by", help="Who decides (must not be the requester).")
 
-STATUS_COLUMNS = ["id", "name", "scope", "mode", "period_key", "spent_usd", "amount_usd", "used"]
-STATUS_COLUMNS += ["hard_limit_usd", "tier_reached", "reset_at", "note"]
-EXEMPTION_COLUMNS = ["id", "budget", "extra_usd", "use_case", "starts_at", "ends_at", "state", "reason"]
-EXEMPTION_COLUMNS += ["requested_by", "requested_at", "status", "decided_by", "decided_at", "decision_note"]
-RECOMMEND_COLUMNS = ["group", "name", "days_with_data", "days_observed", "total_usd", "avg_day_usd"]
-RECOMMEND_COLUMNS += ["p95_day_usd", "max_day_usd", "baseline_usd", "soft_usd", "hard_usd", "budget_name"]
+STATUS_COLUMNS = [
+    p.text("id"),
+    p.text("name"),
+    p.text("scope"),
+    p.text("mode"),
+    p.text("period_key", "period"),
+]
+STATUS_COLUMNS += [p.money("spent_usd", "spent", 4), p.money("amount_usd", "budget", 2)]
+STATUS_COLUMNS += [p.pct("percent_used", "used"), p.money("hard_limit_usd", "hard limit", 2)]
+STATUS_COLUMNS += [p.text("tier_reached", "tier"), p.times("reset_at", "resets"), p.text("note")]
+EXEMPTION_COLUMNS = [p.text("id"), p.text("budget"), p.money("extra_usd", "extra", 2), p.text("use_case")]
+EXEMPTION_COLUMNS += [p.times("starts_at"), p.times("ends_at"), p.text("state"), p.text("reason")]
+EXEMPTION_COLUMNS += [p.text("requested_by"), p.times("requested_at"), p.text("status")]
+EXEMPTION_COLUMNS += [p.text("decided_by"), p.times("decided_at"), p.text("decision_note")]
+RECOMMEND_COLUMNS = [p.text("group"), p.label("name", "name"), p.counts("days_with_data", "days with data")]
+RECOMMEND_COLUMNS += [p.counts("days_observed", "days observed"), p.money("total_usd", "total", 2)]
+RECOMMEND_COLUMNS += [p.money(f"{k}_usd", k.replace("_", " "), 2) for k in ("avg_day", "p95_day", "max_day")]
+RECOMMEND_COLUMNS += [p.money(f"{k}_usd", k, 2) for k in ("baseline", "soft", "hard")]
+RECOMMEND_COLUMNS += [p.text("budget_name", "budget")]
 
 
-def _emit(
-    rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: Format, title: str | None = None
-) -> None:
-    if fmt is Format.json:
-        print_json(list(rows))
-    else:
-        print_table(columns, [[row.get(c) for c in columns] for row in rows], title)
+def _tiers(row: dict[str, Any]) -> dict[str, Any]:
+    """The tiers as one readable cell, in the syntax --tiers takes."""
+    if not isinstance(row.get("tiers"), list):
+        return row
+    text = ",".join(
+        f"{t['name']}={t['percent']}" + (f":{t['action']}" if t["action"] else "") for t in row["tiers"]
+    )
+    return {**row, "tiers": text}
 
 
 def _emit_one(row: dict[str, Any], fmt: Format) -> None:
-    if fmt is Format.json:
-        print_json(row)
-        return
-    flat = dict(row)
-    if isinstance(flat.get("tiers"), list):  # one readable cell, in the syntax --tiers takes
-        flat["tiers"] = ",".join(
-            f"{t['name']}={t['percent']}" + (f":{t['action']}" if t["action"] else "") for t in flat["tiers"]
-        )
-    print_table(["field", "value"], list(flat.items()))
+    emit_one(row if fmt is Format.json else _tiers(row), fmt)
 
 
 def _budgets() -> typer.Typer:
@@ -103,9 +102,8 @@ def _budgets() -> typer.Typer:
             rows = budget_service.budget_status(store, include_revoked)
         if fmt is Format.table:
             for row in rows:
-                row["used"] = f"{row['percent_used']}%"
                 row["reset_at"] = row["reset_at"] or row["status"]  # ended, not started, revoked
-        _emit(rows, STATUS_COLUMNS, fmt)
+        emit(rows, fmt, STATUS_COLUMNS)
 
     @group.command("revoke")
     def revoke(
@@ -122,8 +120,11 @@ def _budgets() -> typer.Typer:
         """Tier crossings: the first time spend passed each tier in a period."""
         with cli_store() as store:
             rows = budget_service.budget_events(store, since)
-        columns = ["crossed_at", "budget", "scope", "period_key", "tier", "percent", "threshold_usd"]
-        _emit(rows, [*columns, "spend_usd", "observed", "request_id"], fmt)
+        columns = [p.times("crossed_at", "crossed"), p.text("budget"), p.text("scope")]
+        columns += [p.text("period_key", "period"), p.text("tier"), p.pct("percent", "tier at", 0)]
+        columns += [p.money("threshold_usd", "threshold", 4), p.money("spend_usd", "spend", 4)]
+        columns += [p.flag("observed"), p.text("request_id")]
+        emit(rows, fmt, columns)
 
     @group.command("would-block")
     def would_block(
@@ -132,8 +133,14 @@ def _budgets() -> typer.Typer:
         """Observation mode report: calls let through that a budget would have blocked."""
         with cli_store() as store:
             rows = budget_service.would_block_report(store, since, until)
-        columns = ["would_block", "scope", "mode", "requests", "cost_usd", "first_at", "last_at"]
-        _emit(rows, columns, fmt, "Calls budgets would have blocked")
+        columns = [p.text("would_block", "would block"), p.text("scope"), p.text("mode")]
+        columns += [
+            p.counts("requests"),
+            p.money("cost_usd", "cost"),
+            p.times("first_at"),
+            p.times("last_at"),
+        ]
+        emit(rows, fmt, columns, "Calls budgets would have blocked")
 
     @group.command("recommend")
     def recommend(
@@ -162,15 +169,14 @@ def _budgets() -> typer.Typer:
             rows = (
                 apply_recommendations(store, recs, enforce=enforce) if do_apply else [r.view() for r in recs]
             )
-        columns = [*RECOMMEND_COLUMNS, "action"] if do_apply else RECOMMEND_COLUMNS
-        _emit(rows, columns, fmt, f"Recommended monthly budgets from the last {days} days")
-        if fmt is Format.table:
-            typer.echo(
-                "baseline = total / days observed (first day with spend .. yesterday) x 30.4, to the cent; "
-                f"tiers {tiers_text(RECOMMENDED_TIERS)} (soft = amber, hard blocks); p95 = nearest rank."
-            )
-            if rows and not do_apply:
-                typer.echo("Add --apply to create these budgets in observe mode (--enforce to enforce).")
+        columns = [*RECOMMEND_COLUMNS, p.text("action")] if do_apply else RECOMMEND_COLUMNS
+        notes = [
+            "baseline = total / days observed (first day with spend .. yesterday) x 30.4, to the cent; "
+            f"tiers {tiers_text(RECOMMENDED_TIERS)} (soft = amber, hard blocks); p95 = nearest rank."
+        ]
+        if rows and not do_apply:
+            notes.append("Add --apply to create these budgets in observe mode (--enforce to enforce).")
+        emit(rows, fmt, columns, f"Recommended monthly budgets from the last {days} days", notes=notes)
 
     return group
 
@@ -242,7 +248,7 @@ def _exemptions() -> typer.Typer:
         """The audit trail: who asked for what, when and why; who decided; active now or expired."""
         with cli_store() as store:
             rows = budget_service.list_exemptions(store, status)
-        _emit(rows, EXEMPTION_COLUMNS, fmt)
+        emit(rows, fmt, EXEMPTION_COLUMNS)
 
     return group
 

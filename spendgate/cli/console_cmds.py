@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import typer
 
 from spendgate.audit import cli_actor
-from spendgate.cli.common import FORMAT_OPTION, Format, cli_store, print_json, settings
+from spendgate.cli.common import cli_store, settings
+from spendgate.cli.present import VIEW_FORMAT_OPTION, ViewFormat, print_json
 
 
 def _console() -> typer.Typer:
@@ -22,7 +23,7 @@ def _console() -> typer.Typer:
             "--base-url",
             help="The console's address; default SPENDGATE_UI_PUBLIC_URL or http://127.0.0.1:8787.",
         ),
-        fmt: Format = FORMAT_OPTION,
+        fmt: ViewFormat = VIEW_FORMAT_OPTION,
     ) -> None:
         """Print a sign-in URL for USER, valid for 15 minutes, once."""
         from spendgate.console.links import mint
@@ -30,7 +31,7 @@ def _console() -> typer.Typer:
         root = base_url or settings().ui_public_url
         with cli_store() as store:
             url, person, expires = mint(store, cli_actor(), user, root, datetime.now(UTC))
-        if fmt is Format.json:
+        if fmt is ViewFormat.json:
             print_json({"url": url, "user": person.name, "email": person.email, "expires_at": expires})
         else:
             typer.echo(url)

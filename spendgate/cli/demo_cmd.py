@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 import typer
@@ -14,17 +13,16 @@ from spendgate.cli.common import settings
 from spendgate.extras import require
 
 if TYPE_CHECKING:  # rich and pydantic load when the demo runs, not with every CLI command
-    from collections.abc import Sequence
-
     from rich.console import Console
 
     from spendgate.config import Settings
     from spendgate.roles import PeopleReader
     from spendgate.store.budgets import BudgetStore
-    from spendgate.store.spend import SavingsByGroup
+    from spendgate.store.spend import SpendStore
 
     class DemoPeople(PeopleReader, BudgetStore, Protocol):
         """What the demo's sign-in links need: people and roles, and a budget to ask an exemption of."""
+
 
 DEMO_PROVIDER_KEY = "sk-ant-demo-provider-key"
 
@@ -46,7 +44,6 @@ def run_demo(base: Settings, port: int, calls: int, wait: bool) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from spendgate.admin.service import spend_report
     from spendgate.app import create_app
     from spendgate.demo import plan, run_call, seed
     from spendgate.fake_upstream import FakeSettings, FakeUpstream
@@ -105,9 +102,7 @@ def run_demo(base: Settings, port: int, calls: int, wait: bool) -> None:
                     failures += 1
                 progress.advance(task)
     gw.ledger.wait_idle(30)
-    for by in ("team", "use_case", "model"):
-        _print_spend(console, by, spend_report(gw.store, by, None, None))
-    _print_savings(console, gw.store.savings("rule", None, None))
+    _print_report(console, gw.store)
     if failures:
         console.print(f"[yellow]{failures} calls failed; see the ledger's status column.[/yellow]")
     demo_key = keys[0].secret
@@ -136,44 +131,23 @@ def run_demo(base: Settings, port: int, calls: int, wait: bool) -> None:
         fake.stop()
 
 
-def _print_savings(console: Console, rows: Sequence[SavingsByGroup]) -> None:
-    """What routing saved: cost on the models used against the models asked for."""
-    from rich.table import Table
+def _print_report(console: Console, store: SpendStore) -> None:
+    """Who spent what, and what routing saved: the tables `spendgate spend` and `savings` print."""
+    from spendgate.admin.routing_service import savings_report, savings_total
+    from spendgate.admin.service import spend_report
+    from spendgate.cli import present as p
+    from spendgate.cli.routing_cmds import savings_table_columns
+    from spendgate.cli.spend_cmd import spend_table_columns, spend_total
 
-    from spendgate.pricing import format_usd
-
-    table = Table(title="Routing savings by rule (asked-for model vs model used)", title_justify="left")
-    for column in ("rule", "requests", "cost (USD)", "as asked (USD)", "saved (USD)"):
-        table.add_column(column, justify="left" if column == "rule" else "right", no_wrap=True)
-    for row in rows:
-        cost, asked = row.cost_nanos, row.counterfactual_nanos
-        table.add_row(
-            str(row.name or "(no rule)"),
-            str(row.requests),
-            f"${Decimal(format_usd(cost)):.4f}",
-            f"${Decimal(format_usd(asked)):.4f}",
-            f"${Decimal(format_usd(asked - cost)):.4f}",
-        )
-    console.print(table)
-
-
-def _print_spend(console: Console, by: str, rows: list[dict[str, object]]) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"Spend by {by.replace('_', ' ')}", title_justify="left")
-    for column in (by, "requests", "input", "cache write", "cache read", "output", "cost (USD)"):
-        table.add_column(column, justify="left" if column == by else "right", no_wrap=True)
-    for row in rows:
-        table.add_row(
-            str(row[by]),
-            str(row["requests"]),
-            f"{row['input_tokens']:,}",
-            f"{int(row['cache_write_5m_tokens']) + int(row['cache_write_1h_tokens']):,}",  # type: ignore[call-overload]
-            f"{row['cache_read_tokens']:,}",
-            f"{row['output_tokens']:,}",
-            f"${Decimal(str(row['cost_usd'])):.4f}",
-        )
-    console.print(table)
+    for by in ("team", "use_case", "model"):
+        rows = spend_report(store, by, None, None)
+        title = f"Spend by {by.replace('_', ' ')}"
+        p.print_table(rows, spend_table_columns(by), title, [spend_total(rows, by)], console)
+    rows = savings_report(store, "rule", None, None)
+    title = "Routing savings by rule (asked-for model vs model used)"
+    p.print_table(
+        rows, savings_table_columns("rule"), title, [{"rule": "total", **savings_total(rows)}], console
+    )
 
 
 def _print_console_links(console: Console, store: DemoPeople, url: str) -> None:

@@ -14,16 +14,9 @@ from typing import Any
 
 import typer
 
-from spendgate.cli.common import (
-    FORMAT_OPTION,
-    Format,
-    ReportFormat,
-    cli_store,
-    print_json,
-    print_table,
-    show_one,
-    to_csv,
-)
+from spendgate.cli import present as p
+from spendgate.cli.common import cli_store
+from spendgate.cli.present import FORMAT_OPTION, Col, Format, emit, emit_one, print_table
 from spendgate.finance import cost_per_pr as cpp
 from spendgate.finance.github import normalise_repo, parse_csv, parse_gh_json
 from spendgate.pricing import format_usd
@@ -31,6 +24,12 @@ from spendgate.store.principals import NameStore
 
 REPORT_COLUMNS = ["month", "spend_usd", "merged_prs", "cost_per_pr_usd", "cost_per_pr_usd_rounded"]
 PER_PR_COLUMNS = ["repo", "number", "title", "author", "team", "merged_at", "calls", "spend_usd"]
+PER_PR_TABLE = [*(p.text(c) for c in ("repo", "number", "title", "author", "team")), p.times("merged_at")]
+PER_PR_TABLE += [p.counts("calls"), p.money("spend_usd", "spend")]
+PRS_TABLE = [p.text("repo"), p.text("number"), p.text("author"), p.times("merged_at", "merged")]
+PRS_TABLE += [p.text("team"), p.text("mapped_by", "mapped by"), p.text("title")]
+UNMAPPED_TABLE = [p.text("login"), p.counts("merged_prs", "merged PRs")]
+UNMAPPED_TABLE += [p.times("first_merged_at", "first merged"), p.times("last_merged_at", "last merged")]
 
 
 def _read(file: str) -> str:
@@ -62,16 +61,17 @@ def _prs() -> typer.Typer:
             else:
                 prs, skipped = parse_gh_json(text, normalise_repo(repo) if repo else None)
                 source = "gh-json"
-            counts = store.upsert_pull_requests(prs, source)
+            with p.progress(f"Importing {p.count(len(prs))} merged PRs", len(prs), fmt) as bar:
+                counts = store.upsert_pull_requests(prs, source, on_progress=bar)
         result = {**counts, "skipped_not_merged": skipped}
-        if fmt is Format.json:
-            print_json(result)
+        if fmt is not Format.table:
+            emit_one(result, fmt)
             return
-        line = f"{counts['new']} new, {counts['unchanged']} unchanged"
+        line = f"{p.count(counts['new'])} new, {p.count(counts['unchanged'])} unchanged"
         if counts["updated"]:
-            line += f", {counts['updated']} updated"
+            line += f", {p.count(counts['updated'])} updated"
         if skipped:
-            line += f", {skipped} skipped (not merged)"
+            line += f", {p.count(skipped)} skipped (not merged)"
         typer.echo(line)
 
     @group.command("unmapped")
@@ -79,16 +79,11 @@ def _prs() -> typer.Typer:
         """PR authors that count for no team: map them with `identities map` or `identities repo`."""
         with cli_store() as store:
             rows = [asdict(r) for r in store.unmapped_pr_authors()]
-        if fmt is Format.json:
-            print_json(rows)
-            return
-        columns = ["login", "merged_prs", "first_merged_at", "last_merged_at"]
-        print_table(columns, [[r[c] for c in columns] for r in rows], "Unmapped PR authors")
-        if rows:
-            typer.echo(
-                "Their PRs show as 'unmapped' in reports. Fix: spendgate identities map --github "
-                "LOGIN --user USER (or identities repo --repo OWNER/NAME --team TEAM)."
-            )
+        fix = (
+            "Their PRs show as 'unmapped' in reports. Fix: spendgate identities map --github "
+            "LOGIN --user USER (or identities repo --repo OWNER/NAME --team TEAM)."
+        )
+        emit(rows, fmt, UNMAPPED_TABLE, "Unmapped PR authors", notes=[fix] if rows else [])
 
     @group.command("list")
     def list_(
@@ -99,11 +94,7 @@ def _prs() -> typer.Typer:
         """Merged PRs with the team each counts for (and whether by author or repository)."""
         with cli_store() as store:
             rows = _with_team_names(store, store.merged_pull_requests(since, until))
-        if fmt is Format.json:
-            print_json(rows)
-            return
-        columns = ["repo", "number", "author", "merged_at", "team", "mapped_by", "title"]
-        print_table(columns, [[r[c] for c in columns] for r in rows])
+        emit(rows, fmt, PRS_TABLE)
 
     return group
 
@@ -120,7 +111,7 @@ def _identities() -> typer.Typer:
         """Map a GitHub login to a user: their merged PRs count for the user's team."""
         with cli_store() as store:
             row = asdict(store.map_github_login(github, user))
-        show_one(row, fmt)
+        emit_one(row, fmt)
 
     @group.command("repo")
     def repo(
@@ -131,7 +122,7 @@ def _identities() -> typer.Typer:
         """Per-repository fallback: PRs here by unmapped authors count for this team."""
         with cli_store() as store:
             row = asdict(store.map_repo_team(repo, team))
-        show_one(row, fmt)
+        emit_one(row, fmt)
 
     @group.command("list")
     def list_(fmt: Format = FORMAT_OPTION) -> None:
@@ -139,11 +130,14 @@ def _identities() -> typer.Typer:
         with cli_store() as store:
             logins = [asdict(r) for r in store.list_github_identities()]
             repos = [asdict(r) for r in store.list_repo_teams()]
-        if fmt is Format.json:
-            print_json({"logins": logins, "repos": repos})
+        document = {"logins": logins, "repos": repos}
+        # CSV: one list, each line saying which kind of mapping it is.
+        lines = [{"kind": "login", **r} for r in logins] + [{"kind": "repo", **r} for r in repos]
+        if fmt is not Format.table:
+            emit(lines, fmt, [], document=document)
             return
-        print_table(["login", "user", "team"], [[r["login"], r["user_name"], r["team"]] for r in logins])
-        print_table(["repo", "team"], [[r["repo"], r["team"]] for r in repos])
+        print_table(logins, [p.text("login"), p.text("user_name", "user"), p.text("team")], "GitHub logins")
+        print_table(repos, [p.text("repo"), p.text("team")], "Repository teams")
 
     return group
 
@@ -160,7 +154,7 @@ def cost_per_pr(
     by: str = typer.Option("team", "--by", help="|".join(cpp.GROUPS) + "."),
     last: str | None = typer.Option(None, "--month", help="Last month of the window (YYYY-MM)."),
     per_pr: bool = typer.Option(False, "--per-pr", help="Spend per merged PR from calls tagged pr/branch."),
-    fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", help="Output format."),
+    fmt: Format = FORMAT_OPTION,
 ) -> None:
     """Cost per merged PR per team (or repo, use case) and UTC month, with month-over-month change."""
     with cli_store() as store:
@@ -169,17 +163,16 @@ def cost_per_pr(
             _per_pr(store, window, fmt)
             return
         rows = [r.view(by) for r in cpp.report(store, by, window)]
-    columns = [by, *REPORT_COLUMNS, "change_pct"]
-    if fmt is ReportFormat.json:
-        print_json(rows)
-    elif fmt is ReportFormat.csv:
-        typer.echo(to_csv(rows, columns), nl=False)
-    else:
-        print_table(
-            [by, "month", "spend_usd", "merged_prs", "cost_per_pr_usd", "change"],
-            [_table_row(r, by) for r in rows],
-            f"Cost per merged PR by {by}, {window[0]} .. {window[-1]} (UTC months)",
-        )
+    columns = [
+        p.text(by),
+        p.text("month"),
+        p.money("spend_usd", "spend"),
+        p.counts("merged_prs", "merged PRs"),
+        Col("cost_per_pr_usd_rounded", "cost per PR", "money", 2, missing="no PRs"),
+        p.change("change_pct", "change"),
+    ]
+    title = f"Cost per merged PR by {by}, {window[0]} .. {window[-1]} (UTC months)"
+    emit(rows, fmt, columns, title, fields=[by, *REPORT_COLUMNS, "change_pct"])
 
 
 def register(app: typer.Typer) -> None:
@@ -187,33 +180,22 @@ def register(app: typer.Typer) -> None:
     app.add_typer(_identities(), name="identities")
 
 
-def _table_row(row: dict[str, Any], by: str) -> list[Any]:
-    change = row["change_pct"]
-    return [
-        row[by],
-        row["month"],
-        row["spend_usd"],
-        row["merged_prs"],
-        row["cost_per_pr_usd_rounded"] or "no PRs",
-        "" if change is None else (f"+{change}%" if not change.startswith("-") else f"{change}%"),
-    ]
-
-
-def _per_pr(store: cpp.PRSpend, window: Sequence[str], fmt: ReportFormat) -> None:
+def _per_pr(store: cpp.PRSpend, window: Sequence[str], fmt: Format) -> None:
     since, until = cpp.window_bounds(window)
     prs = _with_team_names(store, store.merged_pull_requests(since, None))
     calls = store.tagged_spend(["pr", "branch"], since, until)
     rows, unmatched_nanos, unmatched_calls = cpp.spend_per_pr(calls, prs)
-    if fmt is ReportFormat.json:
-        print_json(
-            {"prs": rows, "unmatched_calls": unmatched_calls, "unmatched_usd": format_usd(unmatched_nanos)}
-        )
-    elif fmt is ReportFormat.csv:
-        typer.echo(to_csv(rows, PER_PR_COLUMNS), nl=False)
-    else:
-        print_table(PER_PR_COLUMNS, [[r[c] for c in PER_PR_COLUMNS] for r in rows], "Spend per merged PR")
-        if unmatched_calls:
-            typer.echo(
-                f"{unmatched_calls} tagged calls (${format_usd(unmatched_nanos)}) match no single merged PR "
-                "(not merged yet, merged before the window, or ambiguous)."
-            )
+    document = {"prs": rows, "unmatched_calls": unmatched_calls, "unmatched_usd": format_usd(unmatched_nanos)}
+    note = (
+        f"{p.count(unmatched_calls)} tagged calls ({p.usd_nanos(unmatched_nanos)}) match no single merged "
+        "PR (not merged yet, merged before the window, or ambiguous)."
+    )
+    emit(
+        rows,
+        fmt,
+        PER_PR_TABLE,
+        "Spend per merged PR",
+        fields=PER_PR_COLUMNS,
+        document=document,
+        notes=[note] if unmatched_calls else [],
+    )

@@ -8,7 +8,9 @@ from enum import StrEnum
 
 import typer
 
-from spendgate.cli.common import Format, cli_store, fail, moment, print_json, print_table
+from spendgate.cli import present as p
+from spendgate.cli.common import cli_store, fail, moment
+from spendgate.cli.present import FORMAT_OPTION, Format, emit
 
 
 class ForecastBy(StrEnum):
@@ -20,9 +22,11 @@ def forecast(
     by: ForecastBy = typer.Option(ForecastBy.team, "--by", help="Project per team or cost center."),
     month: str | None = typer.Option(None, "--month", help="YYYY-MM (UTC); default: this month."),
     now_text: str | None = typer.Option(None, "--now", help="Pretend it is this ISO time (for tests)."),
-    fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+    fmt: Format = FORMAT_OPTION,
 ) -> None:
-    """Month-end spend projection: month-to-date + 7-day run-rate x days left, against budgets."""
+    """Month-end spend projection: month-to-date + 7-day run-rate x days left, against budgets.
+
+    The one implementation: `spendgate report forecast` is an alias of this command."""
     from spendgate.clock import iso
     from spendgate.finance import focus
     from spendgate.finance import forecast as fc
@@ -44,30 +48,20 @@ def forecast(
         names = store.names("team") if by is ForecastBy.team else {}
     projections = fc.forecast(mtd, recent, budgets, names, fc.days_left(now, end))
     rows = [fc.as_dict(p, by.value, format_usd) for p in projections]
-    if fmt is Format.json:
-        print_json(rows)
-        return
     columns = [
-        "mtd_usd",
-        "run_rate_usd_per_day",
-        "projected_usd",
-        "budget_usd",
-        "projected_percent_of_budget",
+        p.label(by.value),
+        p.money("mtd_usd", "month to date"),
+        p.money("run_rate_usd_per_day", "per day (7d)"),
+        p.money("projected_usd", "projected"),
+        p.money("budget_usd", "budget", 2),
+        p.pct("projected_percent_of_budget", "of budget"),
+        p.money("over_by_usd", "over by"),
     ]
-    print_table(
-        [
-            by.value,
-            "mtd_usd",
-            "usd_per_day_7d",
-            "projected_usd",
-            "budget_usd",
-            "projected_%",
-            "over_by_usd",
-        ],
-        [[r[by.value] or "(none)", *(r[c] for c in columns), r["over_by_usd"]] for r in rows],
-        f"Month-end forecast {start:%Y-%m} ({float(fc.days_left(now, end)):.2f} days left; "
-        "run-rate = average of the last 7 complete UTC days)",
+    title = f"Month-end forecast {start:%Y-%m} ({float(fc.days_left(now, end)):.2f} days left)"
+    note = (
+        "projected = month to date + run-rate x days left; run-rate = average of the last 7 complete UTC days"
     )
+    emit(rows, fmt, columns, title, notes=[note])
 
 
 def register(app: typer.Typer) -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
-from spendgate.cli.common import Format, cli_store, fail, print_json, print_table, settings
+from spendgate.cli import present as p
+from spendgate.cli.common import cli_store, fail, settings
+from spendgate.cli.present import FORMAT_OPTION, Format, emit, emit_one, print_json, print_table
 
 if TYPE_CHECKING:  # the provider clients (aiohttp) load when a command runs
     from spendgate.finance.reconcile import Reconciliation
@@ -20,16 +22,6 @@ if TYPE_CHECKING:  # the provider clients (aiohttp) load when a command runs
 class Provider(StrEnum):
     anthropic = "anthropic"
     openai = "openai"
-
-
-def _usd(nanos: int | None) -> str:
-    from spendgate.pricing import format_usd
-
-    return "-" if nanos is None else format_usd(nanos)
-
-
-def _pct(value: Any) -> str:
-    return "-" if value is None else f"{value}%"
 
 
 def _read_file(file: Path, provider: str) -> tuple[list[ProviderUsage], str]:
@@ -48,7 +40,7 @@ def _read_file(file: Path, provider: str) -> tuple[list[ProviderUsage], str]:
 
 
 def _fetch(
-    provider: str, key_env: str, since: str, until: str | None, base_url: str | None
+    provider: str, key_env: str, since: str, until: str | None, base_url: str | None, fmt: Format
 ) -> list[ProviderUsage]:
     import asyncio
     import os
@@ -63,63 +55,56 @@ def _fetch(
         fail(f"environment variable {key_env} (the admin key) is not set")
     try:
         start, end = rc.day_window(since, until, datetime.now(UTC).date())
-        return asyncio.run(
-            pu.fetch_usage(provider, admin_key, pu.parse_date(start), pu.parse_date(end), base_url)
-        )
+        with p.progress(f"Fetching {provider} usage pages", fmt=fmt) as bar:
+            return asyncio.run(
+                pu.fetch_usage(
+                    provider, admin_key, pu.parse_date(start), pu.parse_date(end), base_url, on_page=bar
+                )
+            )
     except (ValueError, pu.ProviderAPIError) as exc:
         fail(str(exc))
     except (aiohttp.ClientError, TimeoutError) as exc:
         fail(f"cannot reach the {provider} admin API: {type(exc).__name__}")
 
 
-def _print_report(report: Reconciliation) -> None:
-    from spendgate.pricing import format_usd
+LINE_COLUMNS = [
+    p.text("day", missing="total"),
+    p.text("provider"),
+    p.text("model"),
+    p.counts("metered_requests", "requests"),
+    p.money("metered_usd", "metered"),
+    p.money("billed_usd", "billed"),
+    p.pct("coverage_pct", "coverage"),
+    p.money("difference_usd", "difference"),
+]
+KEY_COLUMNS = [
+    p.text("provider"),
+    p.text("api_key_id", "api key id", missing="(no key)"),
+    p.counts("days"),
+    p.counts("input_tokens", "input"),
+    p.counts("output_tokens", "output"),
+    p.counts("cache_read_tokens", "cache read"),
+    p.counts("cache_write_tokens", "cache write"),
+    p.money("billed_usd", "billed"),
+    p.text("traffic", get=lambda k: "gateway" if k["gateway"] else "BYPASS"),
+]
+LINE_FIELDS = [
+    "day",
+    "provider",
+    "model",
+    "metered_requests",
+    "metered_usd",
+    "billed_usd",
+    "coverage_pct",
+    "difference_usd",
+]
 
-    print_table(
-        ["day", "provider", "model", "requests", "metered_usd", "billed_usd", "coverage", "difference_usd"],
-        [
-            [
-                line.day or "total",
-                line.provider,
-                line.model,
-                line.metered_requests,
-                format_usd(line.metered_nanos),
-                _usd(line.billed_nanos),
-                _pct(line.coverage_pct),
-                _usd(line.difference_nanos),
-            ]
-            for line in [*report.lines, *report.totals]
-        ],
-        f"Metered vs billed {report.since} .. {report.until}",
-    )
-    print_table(
-        [
-            "provider",
-            "api_key_id",
-            "days",
-            "input",
-            "output",
-            "cache_read",
-            "cache_write",
-            "billed_usd",
-            "traffic",
-        ],
-        [
-            [
-                k.provider,
-                k.api_key_id or "(no key)",
-                k.days,
-                k.input_tokens,
-                k.output_tokens,
-                k.cache_read_tokens,
-                k.cache_write_tokens,
-                _usd(k.billed_nanos),
-                "gateway" if k.gateway else "BYPASS",
-            ]
-            for k in report.keys
-        ],
-        "Provider keys",
-    )
+
+def _print_report(report: Reconciliation) -> None:
+    view = report.as_json()
+    title = f"Metered vs billed {report.since} .. {report.until}"
+    print_table(view["lines"], LINE_COLUMNS, title, view["totals"])
+    print_table(view["keys"], KEY_COLUMNS, "Provider keys")
     if not report.gateway_keys_known:
         typer.echo(
             "note: SPENDGATE_GATEWAY_PROVIDER_KEY_IDS is not set, "
@@ -142,10 +127,10 @@ def register(app: typer.Typer) -> None:
         until: str | None = typer.Option(
             None, "--until", help="Last UTC day, YYYY-MM-DD (exclusive); default: today included."
         ),
-        fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+        fmt: Format = FORMAT_OPTION,
     ) -> None:
         """Per day, provider and model: metered, billed, coverage and difference; and provider keys
-        that are not the gateway's own (traffic that bypasses the gateway)."""
+        that are not the gateway's own (traffic that bypasses the gateway). CSV: the daily lines."""
         if ctx.invoked_subcommand is not None:
             return
         from spendgate.finance import reconcile as rc
@@ -167,6 +152,8 @@ def register(app: typer.Typer) -> None:
             )
         if fmt is Format.json:
             print_json(report.as_json())
+        elif fmt is Format.csv:
+            emit(report.as_json()["lines"], fmt, LINE_COLUMNS, fields=LINE_FIELDS)
         else:
             _print_report(report)
 
@@ -187,6 +174,7 @@ def register(app: typer.Typer) -> None:
         file: Path | None = typer.Option(
             None, "--file", help="An exported API response (.json) or CSV (.csv) instead of --api."
         ),
+        fmt: Format = FORMAT_OPTION,
     ) -> None:
         """Import provider usage and cost per day, provider key and model; a re-import replaces."""
         if api == (file is not None):
@@ -194,11 +182,17 @@ def register(app: typer.Typer) -> None:
         if api:
             if not admin_key_env or not since:
                 fail("--api needs --admin-key-env VAR and --since DATE")
-            rows = _fetch(provider.value, admin_key_env, since, until, base_url)
+            rows = _fetch(provider.value, admin_key_env, since, until, base_url, fmt)
             source = "api"
         else:
             assert file is not None
             rows, source = _read_file(file, provider.value)
         with cli_store() as store:
             counts = store.upsert_provider_usage(rows, source)
-        typer.echo(f"{counts['new']} new, {counts['replaced']} replaced ({provider.value}, from {source})")
+        if fmt is Format.table:
+            typer.echo(
+                f"{p.count(counts['new'])} new, {p.count(counts['replaced'])} replaced "
+                f"({provider.value}, from {source})"
+            )
+        else:
+            emit_one({"provider": provider.value, "source": source, **counts}, fmt)

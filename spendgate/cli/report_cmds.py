@@ -5,6 +5,7 @@ modules (`chargeback` and `forecast` also answer at the top level)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -12,19 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from spendgate.cli import present as p
 from spendgate.cli.chargeback_cmd import chargeback
-from spendgate.cli.common import (
-    FORMAT_OPTION,
-    Format,
-    cli_store,
-    fail,
-    moment,
-    print_json,
-    print_table,
-    settings,
-)
+from spendgate.cli.common import cli_store, fail, moment, settings
 from spendgate.cli.finance_cmds import cost_per_pr
 from spendgate.cli.forecast_cmd import forecast
+from spendgate.cli.present import FORMAT_OPTION, Format, emit
 
 if TYPE_CHECKING:  # the report libraries load when a report is made
     from spendgate.reports.schedule import Schedule
@@ -64,10 +58,11 @@ def _make(
 ) -> None:
     from spendgate.reports.produce import produce, write
 
-    with cli_store() as store:
+    formats = _formats(fmt)
+    with cli_store() as store, p.progress(f"The {kind} report", 2 + len(formats)) as bar:
         try:
             report = produce(
-                store, kind, month=month, since=since, until=until, formats=_formats(fmt), now=now
+                store, kind, month=month, since=since, until=until, formats=formats, now=now, on_step=bar.step
             )
         except ValueError as exc:
             fail(str(exc))
@@ -77,8 +72,9 @@ def _make(
 
 def register(app: typer.Typer) -> None:
     report = typer.Typer(help="Finance reports.", no_args_is_help=True)
-    report.command("chargeback")(chargeback)
-    report.command("forecast")(forecast)
+    # One implementation each, at the top level; here as aliases with the same options.
+    report.command("chargeback", help="Alias of `spendgate chargeback`: " + _help(chargeback))(chargeback)
+    report.command("forecast", help="Alias of `spendgate forecast`: " + _help(forecast))(forecast)
     report.command("cost-per-pr")(cost_per_pr)
 
     @report.command("finance")
@@ -137,17 +133,9 @@ def register(app: typer.Typer) -> None:
         with cli_store() as store:
             results = run_due(store, schedule, moment(now, "--now"))
         rows = [dataclasses.asdict(r) for r in results]
-        if fmt is Format.json:
-            print_json(rows)
-        else:
-            print_table(
-                ["entry", "period", "files", "emailed", "error"],
-                [
-                    [r.entry, r.period, "\n".join(r.files), ", ".join(r.emailed), r.error or ""]
-                    for r in results
-                ],
-                "Reports produced" if results else "No report due",
-            )
+        columns = [p.text("entry"), p.text("period"), p.text("files", get=lambda r: "\n".join(r["files"]))]
+        columns += [p.text("emailed"), p.text("error")]
+        emit(rows, fmt, columns, "Reports produced" if results else "No report due")
         if any(r.error for r in results):
             raise typer.Exit(1)
 
@@ -181,17 +169,17 @@ def register(app: typer.Typer) -> None:
                     "email": list(entry.email),
                 }
             )
-        if fmt is Format.json:
-            print_json({"entries": rows, "produced": [dataclasses.asdict(r) for r in done.values()]})
-            return
-        print_table(
-            ["entry", "report", "every", "due_period", "status", "folder", "email"],
-            [[*(r[c] for c in list(r)[:6]), ", ".join(r["email"])] for r in rows],
-            "Scheduled reports",
-        )
+        columns = [*(p.text(c) for c in ("entry", "report", "every")), p.text("due_period", "due period")]
+        columns += [p.text(c) for c in ("status", "folder", "email")]
+        document = {"entries": rows, "produced": [dataclasses.asdict(r) for r in done.values()]}
+        emit(rows, fmt, columns, "Scheduled reports", document=document)
 
     app.add_typer(report, name="report")
     del finance, governance, run_due_cmd, schedule_cmd
+
+
+def _help(command: Callable[..., None]) -> str:
+    return (command.__doc__ or "").split("\n\n")[0]
 
 
 def _schedule(file: Path | None) -> Schedule:

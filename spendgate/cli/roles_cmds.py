@@ -9,23 +9,19 @@ from __future__ import annotations
 import typer
 
 from spendgate.audit import cli_actor
-from spendgate.cli.common import FORMAT_OPTION, Format, cli_store, print_json, print_table
+from spendgate.cli import present as p
+from spendgate.cli.common import cli_store
+from spendgate.cli.present import FORMAT_OPTION, Format, emit, emit_one
 from spendgate.store.people import ROLES
 
 ROLE_OPTION = typer.Option(..., "--role", help="|".join(ROLES) + ".")
 USER_OPTION = typer.Option(..., "--user", help="User name, id or email.")
 TEAM_OPTION = typer.Option(None, "--team", help="The team a lead leads (lead only).")
-COLUMNS = ["user", "email", "role", "team", "granted_by", "granted_at"]
+COLUMNS = [*(p.text(c) for c in ("user", "email", "role", "team", "granted_by")), p.times("granted_at")]
 
 
 def _roles() -> typer.Typer:
     group = typer.Typer(help="Console roles: admin, finance, approver, lead of a team.", no_args_is_help=True)
-
-    def _emit_one(row: dict[str, object], fmt: Format) -> None:
-        if fmt is Format.json:
-            print_json(row)
-        else:
-            print_table(["field", "value"], list(row.items()))
 
     @group.command("grant")
     def grant(
@@ -38,7 +34,7 @@ def _roles() -> typer.Typer:
         from spendgate import roles
 
         with cli_store() as store:
-            _emit_one(roles.grant(store, cli_actor(), user, role, team), fmt)
+            emit_one(roles.grant(store, cli_actor(), user, role, team), fmt)
 
     @group.command("revoke")
     def revoke(
@@ -51,7 +47,7 @@ def _roles() -> typer.Typer:
         from spendgate import roles
 
         with cli_store() as store:
-            _emit_one(roles.revoke(store, cli_actor(), user, role, team), fmt)
+            emit_one(roles.revoke(store, cli_actor(), user, role, team), fmt)
 
     @group.command("list")
     def list_(
@@ -64,10 +60,7 @@ def _roles() -> typer.Typer:
 
         with cli_store() as store:
             rows = roles.list_grants(store, user, team)
-        if fmt is Format.json:
-            print_json(rows)
-        else:
-            print_table(COLUMNS, [[r[c] for c in COLUMNS] for r in rows])
+        emit(rows, fmt, COLUMNS)
 
     @group.command("slack")
     def slack(
@@ -78,7 +71,7 @@ def _roles() -> typer.Typer:
         """Where a lead is paged on Slack (else by email): their Slack member id."""
         with cli_store() as store:
             person = store.set_user_slack(user, member_id.strip() or None)  # audited by cli_store
-            _emit_one(
+            emit_one(
                 {"user": person.name, "email": person.email, "slack_member_id": person.slack_member_id}, fmt
             )
 

@@ -7,7 +7,20 @@ from datetime import UTC, datetime
 
 import typer
 
-from spendgate.cli.common import FORMAT_OPTION, Format, cli_store, print_json, print_table, settings
+from spendgate.cli import present as p
+from spendgate.cli.common import cli_store, settings
+from spendgate.cli.present import FORMAT_OPTION, Format, emit
+
+RECOMMENDED = ("baseline_usd", "soft_usd", "hard_usd")
+COLUMNS = [
+    p.text("team"),
+    p.counts("days_of_history", "days"),
+    p.text("stage"),
+    p.text("budgets_now", "budgets now"),
+    p.money("baseline_usd", "baseline", 2),
+    p.money("soft_usd", "soft", 2),
+    p.money("hard_usd", "hard", 2),
+]
 
 
 def _rollout() -> typer.Typer:
@@ -22,28 +35,28 @@ def _rollout() -> typer.Typer:
 
         with cli_store() as store:
             data = status(store, datetime.now(UTC), settings().gateway_provider_key_ids)
-        if fmt is Format.json:
-            print_json(data)
-            return
+        # One line per team: its budgets in a cell, the recommendation's figures as columns.
         rows = [
-            [
-                t["team"],
-                t["days_of_history"],
-                t["stage"],
-                ", ".join(f"{b['name']} ({b['mode']}, {b['amount_usd']})" for b in t["budgets"]) or "none",
-                (t["recommended"] or {}).get("baseline_usd", ""),
-                (t["recommended"] or {}).get("soft_usd", ""),
-                (t["recommended"] or {}).get("hard_usd", ""),
-            ]
+            {
+                **{k: v for k, v in t.items() if k not in ("budgets", "recommended")},
+                "budgets_now": "; ".join(
+                    f"{b['name']} ({b['mode']}, {p.usd(b['amount_usd'], 2)})" for b in t["budgets"]
+                )
+                or "none",
+                **{k: (t["recommended"] or {}).get(k) for k in RECOMMENDED},
+            }
             for t in data["teams"]
         ]
-        columns = ["team", "days", "stage", "budgets now", "baseline_usd", "soft_usd", "hard_usd"]
-        print_table(columns, rows, f"Rollout: {data['min_history_days']} days of observation before budgets")
+        title = f"Rollout: {data['min_history_days']} days of observation before budgets"
+        emit(rows, fmt, COLUMNS, title, document=data)
+        if fmt is not Format.table:
+            return
         coverage = data["coverage"]
         if coverage["imported"]:
             for line in coverage["by_provider"]:
                 typer.echo(
-                    f"coverage {line['provider']}: {line['coverage_pct']}% of billed ({coverage['since']}..)"
+                    f"coverage {line['provider']}: {p.percent(line['coverage_pct'])} of billed "
+                    f"({coverage['since']}..)"
                 )
         else:
             typer.echo(

@@ -7,23 +7,15 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from spendgate.cli.common import (
-    Format,
-    ReportFormat,
-    cli_store,
-    console,
-    emit_report,
-    fail,
-    print_json,
-    settings,
-)
+from spendgate.cli import present as p
+from spendgate.cli.common import cli_store, fail, settings
+from spendgate.cli.present import FORMAT_OPTION, VIEW_FORMAT_OPTION, Format, ViewFormat, emit, print_json
 from spendgate.cli.usecase_cmds import RULES_OPTION, load_inferrer
 from spendgate.dimensions import SAVINGS_BY
 
@@ -166,25 +158,16 @@ def savings_columns(by: str) -> list[str]:
     return [by, *routing_service.SAVINGS_COLUMNS, "savings_pct"]
 
 
-def _savings_table(rows: Sequence[dict[str, Any]], by: str, title: str) -> None:
-    from rich.table import Table
-
-    from spendgate.admin import routing_service
-
-    numbers = ["requests", "routed_requests", "cost_usd", "counterfactual_usd", "savings_usd", "savings_pct"]
-    table = Table(title=title)
-    table.add_column(by)
-    for name in numbers:
-        table.add_column(name, justify="right")
-
-    def cells(row: dict[str, Any]) -> list[str]:
-        return [str(row[n]) if row[n] is not None else "-" for n in numbers]
-
-    for row in rows:
-        table.add_row("(none)" if row[by] is None else str(row[by]), *cells(row))
-    table.add_section()
-    table.add_row("total", *cells(routing_service.savings_total(rows)), style="bold")
-    console().print(table)
+def savings_table_columns(by: str) -> list[p.Col]:
+    return [
+        p.label(by),
+        p.counts("requests"),
+        p.counts("routed_requests", "routed"),
+        p.money("cost_usd", "cost"),
+        p.money("counterfactual_usd", "as asked"),
+        p.money("savings_usd", "saved"),
+        p.pct("savings_pct", "saved %"),
+    ]
 
 
 def register(app: typer.Typer) -> None:
@@ -198,7 +181,7 @@ def register(app: typer.Typer) -> None:
         header: list[str] = typer.Option([], "--header", help="A request header, 'Name: value'; repeatable."),
         policy: Path | None = POLICY_OPTION,
         rules: Path | None = RULES_OPTION,
-        fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+        fmt: ViewFormat = VIEW_FORMAT_OPTION,
     ) -> None:
         """Route a request body as the gateway would (no provider is called) and show why."""
         from spendgate.admin import routing_service
@@ -218,7 +201,7 @@ def register(app: typer.Typer) -> None:
                 Pricer(settings().price_overrides_file),
                 inferrer,
             )
-        if fmt is Format.json:
+        if fmt is ViewFormat.json:
             print_json(result)
         else:
             print_explanation(result)
@@ -226,13 +209,13 @@ def register(app: typer.Typer) -> None:
     @route.command("policy")
     def show_policy(
         policy: Path | None = POLICY_OPTION,
-        fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+        fmt: ViewFormat = VIEW_FORMAT_OPTION,
     ) -> None:
         """Print the policy in force (tiers, rules in order, allowlists, fallbacks); validates a file."""
         from spendgate.admin import routing_service
 
         view = routing_service.policy_view(_load(policy))
-        if fmt is Format.json:
+        if fmt is ViewFormat.json:
             print_json(view)
         else:
             print_policy(view)
@@ -244,7 +227,7 @@ def register(app: typer.Typer) -> None:
         by: str = typer.Option("team", "--by", help="Group by: " + "|".join(SAVINGS_BY) + "."),
         since: str | None = typer.Option(None, "--since", help="From this ISO date/datetime (inclusive)."),
         until: str | None = typer.Option(None, "--until", help="Up to this ISO date/datetime (exclusive)."),
-        fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", help="Output format."),
+        fmt: Format = FORMAT_OPTION,
     ) -> None:
         """What routing saved: actual cost against the cost on the models asked for, exact USD."""
         from spendgate.admin import routing_service
@@ -252,4 +235,5 @@ def register(app: typer.Typer) -> None:
         with cli_store() as store:
             rows = routing_service.savings_report(store, by, since, until)
         title = f"Savings by {by} ({since or 'start'} .. {until or 'now'})"
-        emit_report(rows, fmt, savings_columns(by), lambda r, t: _savings_table(r, by, t), title)
+        total = {by: "total", **routing_service.savings_total(rows)}
+        emit(rows, fmt, savings_table_columns(by), title, totals=[total], fields=savings_columns(by))

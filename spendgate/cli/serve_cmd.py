@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from spendgate.cli import present as p
 from spendgate.cli.common import settings
+from spendgate.cli.present import FORMAT_OPTION, Format, emit
 
 if TYPE_CHECKING:
     from spendgate.config import Settings
@@ -41,19 +43,22 @@ def register(app: typer.Typer) -> None:
         typer.echo("\n".join(f"applied {name}" for name in applied) if applied else "schema up to date")
 
     @app.command("config")
-    def show_config() -> None:
+    def show_config(fmt: Format = FORMAT_OPTION) -> None:
         """Show every setting in force, secrets redacted."""
-        from rich.console import Console
-        from rich.table import Table
-
         from spendgate.config import describe_settings
 
         values = settings().redacted()
-        table = Table("variable", "value", "help")
-        for env, _, help_text in describe_settings():
-            name = env.removeprefix("SPENDGATE_").lower()
-            table.add_row(env, str(values.get(name)), help_text)
-        Console().print(table)
+        rows = [
+            {
+                "variable": env,
+                "value": values.get(env.removeprefix("SPENDGATE_").lower()),
+                "default": default,
+                "help": help_text,
+            }
+            for env, default, help_text in describe_settings()
+        ]
+        columns = [p.text("variable"), p.text("value", missing="(unset)"), p.text("help")]
+        emit(rows, fmt, columns, "Settings in force (secrets redacted)")
 
 
 def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> None:

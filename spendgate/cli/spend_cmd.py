@@ -8,16 +8,10 @@ from typing import Any
 
 import typer
 
+from spendgate.cli import present as p
 from spendgate.cli import usecase_cmds
-from spendgate.cli.common import (
-    Format,
-    ReportFormat,
-    cli_store,
-    console,
-    emit_report,
-    print_json,
-    print_table,
-)
+from spendgate.cli.common import cli_store
+from spendgate.cli.present import FORMAT_OPTION, VIEW_FORMAT_OPTION, Format, ViewFormat, emit
 from spendgate.cli.usecase_cmds import RULES_OPTION
 from spendgate.dimensions import SPEND_BY
 from spendgate.models import TOKEN_COLUMNS
@@ -37,43 +31,41 @@ def total_usd(rows: Sequence[dict[str, Any]]) -> str:
     return format_usd(nanos)
 
 
-def _spend_table(rows: Sequence[dict[str, Any]], by: str, title: str) -> None:
-    from rich.table import Table
+def _cache_write(row: p.Row) -> int:
+    return int(row["cache_write_5m_tokens"]) + int(row["cache_write_1h_tokens"])
 
-    numbers = ["requests", "input_tokens", "cache_write", "cache_read_tokens", "output_tokens", "cost_usd"]
-    table = Table(title=title)
-    table.add_column(by)
-    for name in numbers:
-        table.add_column(name.removesuffix("_tokens"), justify="right")
 
-    def cells(row: dict[str, Any]) -> list[str]:
-        cache_write = row["cache_write_5m_tokens"] + row["cache_write_1h_tokens"]
-        return [
-            str(row["requests"]),
-            str(row["input_tokens"]),
-            str(cache_write),
-            str(row["cache_read_tokens"]),
-            str(row["output_tokens"]),
-            row["cost_usd"],
-        ]
+def spend_table_columns(by: str) -> list[p.Col]:
+    """The spend table: one label, the token counts (both cache writes as one), the exact cost."""
+    return [
+        p.label(by),
+        p.counts("requests"),
+        p.counts("input_tokens", "input"),
+        p.counts("cache_write", "cache write", get=_cache_write),
+        p.counts("cache_read_tokens", "cache read"),
+        p.counts("output_tokens", "output"),
+        p.money("cost_usd", "cost"),
+    ]
 
-    for row in rows:
-        table.add_row("(none)" if row[by] is None else str(row[by]), *cells(row))
-    totals: dict[str, Any] = {
-        name: sum(row[name] for row in rows)
-        for name in (
-            "requests",
-            "input_tokens",
-            "cache_write_5m_tokens",
-            "cache_write_1h_tokens",
-            "cache_read_tokens",
-            "output_tokens",
-        )
-    }
-    totals["cost_usd"] = total_usd(rows)
-    table.add_section()
-    table.add_row("total", *cells(totals), style="bold")
-    console().print(table)
+
+def spend_total(rows: Sequence[dict[str, Any]], by: str) -> dict[str, Any]:
+    total: dict[str, Any] = {name: sum(row[name] for row in rows) for name in ("requests", *TOKEN_COLUMNS)}
+    return {**total, by: "total", "cost_usd": total_usd(rows)}
+
+
+TAIL_COLUMNS = [
+    p.text("request_id"),
+    p.times("started_at", "started"),
+    p.label("team"),
+    p.text("use_case", "use case"),
+    p.text("model", get=lambda r: r["upstream_model"] or r["requested_model"]),
+    p.counts("input_tokens", "input"),
+    p.counts("cache_read_tokens", "cache read"),
+    p.counts("output_tokens", "output"),
+    p.money("cost_usd", "cost", 6),  # one call: a fraction of a cent shows
+    p.text("status"),
+    p.flag("estimated"),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -82,7 +74,7 @@ def register(app: typer.Typer) -> None:
         by: str = typer.Option("team", "--by", help="Group by: " + "|".join(SPEND_BY) + "."),
         since: str | None = typer.Option(None, "--since", help="From this ISO date/datetime (inclusive)."),
         until: str | None = typer.Option(None, "--until", help="Up to this ISO date/datetime (exclusive)."),
-        fmt: ReportFormat = typer.Option(ReportFormat.table, "--format", help="Output format."),
+        fmt: Format = FORMAT_OPTION,
     ) -> None:
         """Spend grouped by one dimension, in exact USD."""
         from spendgate.admin import service
@@ -90,7 +82,14 @@ def register(app: typer.Typer) -> None:
         with cli_store() as store:
             rows = service.spend_report(store, by, since, until)
         title = f"Spend by {by} ({since or 'start'} .. {until or 'now'})"
-        emit_report(rows, fmt, spend_columns(by), lambda r, t: _spend_table(r, by, t), title)
+        emit(
+            rows,
+            fmt,
+            spend_table_columns(by),
+            title,
+            totals=[spend_total(rows, by)],
+            fields=spend_columns(by),
+        )
 
     ledger = typer.Typer(help="The ledger: one row per call.", no_args_is_help=True)
 
@@ -99,54 +98,20 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(20, "--limit", "-n", help="How many of the latest rows."),
         since: str | None = typer.Option(None, "--since", help="From this ISO date/datetime (inclusive)."),
         until: str | None = typer.Option(None, "--until", help="Up to this ISO date/datetime (exclusive)."),
-        fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+        fmt: Format = FORMAT_OPTION,
     ) -> None:
         """The latest ledger rows, oldest first."""
         from spendgate.admin import service
 
         with cli_store() as store:
             rows = service.ledger_tail(store, limit, since, until)
-        if fmt is Format.json:
-            print_json(rows)
-            return
-        columns = [
-            "request_id",
-            "started_at",
-            "team",
-            "use_case",
-            "model",
-            "input",
-            "cache_read",
-            "output",
-            "cost_usd",
-            "status",
-            "estimated",
-        ]
-        print_table(
-            columns,
-            [
-                [
-                    r["request_id"],
-                    r["started_at"],
-                    r["team"],
-                    r["use_case"],
-                    r["upstream_model"] or r["requested_model"],
-                    r["input_tokens"],
-                    r["cache_read_tokens"],
-                    r["output_tokens"],
-                    r["cost_usd"],
-                    r["status"],
-                    "yes" if r["estimated"] else "",
-                ]
-                for r in rows
-            ],
-        )
+        emit(rows, fmt, TAIL_COLUMNS)
 
     @ledger.command("explain-use-case")
     def explain_use_case(
         request_id: str = typer.Argument(..., help="The call's request id (x-spendgate-request-id)."),
         rules: Path | None = RULES_OPTION,
-        fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+        fmt: ViewFormat = VIEW_FORMAT_OPTION,
     ) -> None:
         """Why a call has its use case: where it was declared, or which rule inferred it and on what."""
         usecase_cmds.explain(request_id, rules, fmt)
@@ -167,17 +132,12 @@ def register(app: typer.Typer) -> None:
     @ledger.command("quarantine")
     def quarantine(
         limit: int = typer.Option(50, "--limit", "-n", help="How many of the newest rows."),
-        fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
+        fmt: Format = FORMAT_OPTION,
     ) -> None:
         """Rows the database refused for good (kept whole, blocking nothing), newest first."""
         with cli_store() as store:
             rows = store.quarantined_ledger_rows(limit)
-        if fmt is Format.json:
-            print_json(rows)
-            return
-        print_table(
-            ["request_id", "quarantined_at", "reason"],
-            [[r["request_id"], r["quarantined_at"], r["reason"]] for r in rows],
-        )
+        columns = [p.text("request_id"), p.times("quarantined_at", "quarantined"), p.text("reason")]
+        emit(rows, fmt, columns)
 
     app.add_typer(ledger, name="ledger")

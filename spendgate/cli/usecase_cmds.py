@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from spendgate.cli.common import FORMAT_OPTION, Format, cli_store, fail, print_json, settings
+from spendgate.cli.common import cli_store, fail, settings
+from spendgate.cli.present import VIEW_FORMAT_OPTION, ViewFormat, print_json
 
 if TYPE_CHECKING:
     from spendgate.inference.infer import Inferrer
@@ -54,7 +55,7 @@ def rules_view(rules: UseCaseRules) -> dict[str, Any]:
     }
 
 
-def explain(request_id: str, rules_path: Path | None, fmt: Format) -> None:
+def explain(request_id: str, rules_path: Path | None, fmt: ViewFormat) -> None:
     from spendgate.inference.explanation import explain_row
 
     rules = load_use_case_rules(rules_path)
@@ -63,7 +64,7 @@ def explain(request_id: str, rules_path: Path | None, fmt: Format) -> None:
     if row is None:
         fail(f"no ledger row with request id {request_id!r}")
     result = explain_row(row, rules)
-    if fmt is Format.json:
+    if fmt is ViewFormat.json:
         print_json(result)
         return
     line = "{:<12} {}".format
@@ -95,10 +96,10 @@ def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Use-case inference for calls that declare no use case.", no_args_is_help=True)
 
     @group.command("rules")
-    def rules(rules: Path | None = RULES_OPTION, fmt: Format = FORMAT_OPTION) -> None:
+    def rules(rules: Path | None = RULES_OPTION, fmt: ViewFormat = VIEW_FORMAT_OPTION) -> None:
         """Print the use-case rules in force (clients, then rules in order); validates a file."""
         view = rules_view(load_use_case_rules(rules))
-        if fmt is Format.json:
+        if fmt is ViewFormat.json:
             print_json(view)
             return
         typer.echo(f"rules: {view['source']}")

@@ -277,8 +277,10 @@ async def fetch_usage(
     until: date,
     base_url: str | None = None,
     timeout_s: float = 60.0,
+    on_page: Callable[[int], None] | None = None,
 ) -> list[ProviderUsage]:
-    """Usage and cost per day, key and model in [since, until) from the provider's admin API."""
+    """Usage and cost per day, key and model in [since, until) from the provider's admin API;
+    `on_page` hears how many pages have come so far (a progress bar's count)."""
     if provider not in PROVIDERS:
         raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}")
     if until <= since:
@@ -286,6 +288,7 @@ async def fetch_usage(
     endpoints = ENDPOINTS[provider](since, until)
     root, parse = api_root(provider, base_url), PAGE_PARSERS[provider]
     rows: list[ProviderUsage] = []
+    pages = 0
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(headers=AUTH_HEADERS[provider](admin_key), timeout=timeout) as session:
         for endpoint in endpoints:
@@ -294,6 +297,9 @@ async def fetch_usage(
                     rows.extend(parse(page))
                 except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
                     raise ProviderAPIError(f"GET {endpoint.path}: unexpected page: {exc!r}") from None
+                pages += 1
+                if on_page is not None:
+                    on_page(pages)
     return merge(rows)
 
 

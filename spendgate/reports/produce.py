@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,10 +55,13 @@ def produce(
     until: datetime | None = None,
     formats: tuple[str, ...] = FORMATS,
     now: datetime | None = None,
+    on_step: Callable[[str], None] = lambda _: None,
 ) -> Produced:
     """The report as files. Finance covers one UTC month (default: the last complete one);
-    governance a month too, or [since, until) when both are given."""
+    governance a month too, or [since, until) when both are given. `on_step` hears each step as
+    it starts (reading, charts, then each format: a progress bar's steps, 2 + len(formats))."""
     require("reports", f"the {kind} report")
+    on_step("Reading the ledger")
     from spendgate.reports import charts as ch  # matplotlib loads only when a report is made
 
     now = now or datetime.now(UTC)
@@ -65,6 +69,7 @@ def produce(
         label = month or previous_month(now)
         finance = data.finance_report(store, label, now)
         document: Document = finance_document(finance)
+        on_step("Drawing the charts")
         charts = ch.finance_charts(finance)
     elif kind == "governance":
         if since is not None and until is not None:
@@ -80,15 +85,23 @@ def produce(
             raise ValueError(f"{title} has not started yet")
         governance = data.governance_report(store, since, until, title, now)
         document = governance_document(governance)
+        on_step("Drawing the charts")
         charts = ch.governance_charts(governance)
     else:
         raise ValueError(f"a report is one of {', '.join(KINDS)}, not {kind!r}")
-    return Produced(document, render(document, charts, f"spendgate-{kind}-{label}", formats))
+    return Produced(document, render(document, charts, f"spendgate-{kind}-{label}", formats, on_step))
 
 
-def render(document: Document, charts: list[Chart], stem: str, formats: tuple[str, ...]) -> list[Output]:
+def render(
+    document: Document,
+    charts: list[Chart],
+    stem: str,
+    formats: tuple[str, ...],
+    on_step: Callable[[str], None] = lambda _: None,
+) -> list[Output]:
     out = []
     for fmt in formats:
+        on_step(f"Rendering the {fmt.upper()}")
         if fmt == "html":
             from spendgate.reports.html import render_html
 

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -106,8 +106,11 @@ class MeteredSpend:
 class FinanceStore(Protocol):
     """Merged PRs, GitHub deliveries and identities. Methods are blocking."""
 
-    def upsert_pull_requests(self, prs: Sequence[MergedPR], source: str) -> dict[str, int]:
-        """Store merged PRs keyed by (repo, number); counts of new, updated and unchanged."""
+    def upsert_pull_requests(
+        self, prs: Sequence[MergedPR], source: str, on_progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, int]:
+        """Store merged PRs keyed by (repo, number); counts of new, updated and unchanged.
+        `on_progress(done, total)` hears how far it is now and then (a progress bar)."""
         ...
 
     def merged_pull_requests(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from spendgate.clock import utc_now_iso
@@ -20,19 +20,24 @@ from spendgate.store.finance import (
 from spendgate.store.spend import SpendByDay, SpendByMonth, TaggedSpend
 from spendgate.store.sql_rollups import WORK_TAGS, RollupQueries
 
+_PROGRESS_EVERY = 500  # PRs between two progress reports
 _PR_FIELDS = ("author", "merged_at", "title", "base_ref", "head_ref", "url", "additions", "deletions")
 
 
 class FinanceQueries(RollupQueries):  # reads the rollups through sum_grouped
     # --- pull requests ---
-    def upsert_pull_requests(self, prs: Sequence[MergedPR], source: str) -> dict[str, int]:
+    def upsert_pull_requests(
+        self, prs: Sequence[MergedPR], source: str, on_progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, int]:
         """Store merged PRs keyed by (repo, number): counts of new, updated and unchanged.
 
         A known PR is only updated where a field now has a different non-empty value, so a
         backfill without additions/deletions never erases what a webhook stored.
         """
         counts = {"new": 0, "updated": 0, "unchanged": 0}
-        for pr in prs:
+        for done, pr in enumerate(prs):
+            if on_progress is not None and done % _PROGRESS_EVERY == 0:
+                on_progress(done, len(prs))
             rows = self._query(
                 "SELECT * FROM pull_requests WHERE repo = ? AND number = ?", (pr.repo, pr.number)
             )
@@ -64,6 +69,8 @@ class FinanceQueries(RollupQueries):  # reads the rollups through sum_grouped
                 (*changed.values(), pr.repo, pr.number),
             )
             counts["updated"] += 1
+        if on_progress is not None:
+            on_progress(len(prs), len(prs))
         return counts
 
     def merged_pull_requests(
