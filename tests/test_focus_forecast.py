@@ -533,7 +533,8 @@ def test_forecast_cli_by_team(env: tuple[Store, CliRunner, Path]) -> None:
     # a weekly budget is not a monthly one
     assert rows["payments"]["projected_usd"] == "300" and rows["payments"]["budget_usd"] is None
     table = runner.invoke(build_app(), args[:-2])
-    assert table.exit_code == 0 and "$3,000.0000" in table.stdout and "last 7 complete UTC days" in table.stdout
+    assert table.exit_code == 0 and "$3,000.0000" in table.stdout
+    assert "last 7 complete UTC days" in table.stdout
 
 
 def test_forecast_cli_by_cost_center_mid_day(env: tuple[Store, CliRunner, Path]) -> None:
