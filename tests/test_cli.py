@@ -15,6 +15,7 @@ from spendgate.auth import hash_key
 from spendgate.cli import build_app
 from spendgate.models import LedgerRow
 from spendgate.store import open_store
+from tests.tables import table_rows
 
 
 class Cli:
@@ -193,6 +194,26 @@ def test_spend_json_csv_table(cli: Cli) -> None:
     assert [(r["model"], r["cost_usd"]) for r in by_model] == [
         ("gpt-4o", "12.3456789"), ("claude-haiku-4-5", "0.0045"),
     ]
+
+
+def test_spend_by_session_labels_calls_without_one(cli: Cli) -> None:
+    """Calls with no session (NULL, or '' as rows written before it was normalised) are one group:
+    `(no session)` in the table, null in JSON and an empty cell in CSV."""
+    cli.seed_store([
+        ledger_row(1, "platform", "2026-01-10T10:00:00.000000Z", 1_000_000, session_id="s-ada"),
+        ledger_row(2, "platform", "2026-01-10T11:00:00.000000Z", 2_000_000),
+        ledger_row(3, "platform", "2026-01-10T12:00:00.000000Z", 4_000_000, session_id=""),
+    ])
+    rows = cli.json("spend", "--by", "session")
+    assert [(r["session"], r["id"], r["requests"], r["cost_usd"]) for r in rows] == [
+        (None, None, 2, "0.006"), ("s-ada", "s-ada", 1, "0.001"),
+    ]
+    header, *lines, total = table_rows(cli.ok("spend", "--by", "session"))
+    assert header[0] == "session"
+    assert [(line[0], line[1]) for line in lines] == [("(no session)", "2"), ("s-ada", "1")]
+    assert total[:2] == ["total", "3"]
+    parsed = list(csv.DictReader(io.StringIO(cli.ok("spend", "--by", "session", "--format", "csv"))))
+    assert [(r["session"], r["requests"]) for r in parsed] == [("", "2"), ("s-ada", "1")]
 
 
 def test_spend_period_filter(cli: Cli) -> None:

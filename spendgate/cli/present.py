@@ -65,7 +65,10 @@ def usd(value: Any, places: int = 4) -> str:
     amount = _decimal(value)
     if amount is None:
         return "-" if value is None or value == "" else str(value)
-    rounded = amount.quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)
+    step = Decimal(1).scaleb(-places)
+    rounded = amount.quantize(step, ROUND_HALF_UP)
+    if not rounded and amount:  # a real amount that rounds away: say so rather than $0.0000
+        return f"<${step}" if amount > 0 else f">-${step}"
     sign = "-" if rounded < 0 else ""
     return f"{sign}${abs(rounded):,.{places}f}"
 

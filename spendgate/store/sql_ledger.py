@@ -83,10 +83,11 @@ class LedgerQueries(RollupQueries):  # reads the rollups through sum_grouped
     def _raw_spend(self, column: str, since: str | None, until: str | None) -> list[SpendByGroup]:
         where, params = _period(since, until)
         sums = ", ".join(f"SUM({c}) AS {c}" for c in TOKEN_COLUMNS)
+        value = f"NULLIF({column}, '')"  # '' and NULL both mean "none": one group, id None
         rows = self._query(
-            f"SELECT {column} AS id, COUNT(*) AS requests, {sums}, "
+            f"SELECT {value} AS id, COUNT(*) AS requests, {sums}, "
             f"SUM(cost_nanos) AS cost_nanos, SUM(estimated) AS estimated_requests "
-            f"FROM ledger {where} GROUP BY {column} ORDER BY cost_nanos DESC",
+            f"FROM ledger {where} GROUP BY {value} ORDER BY cost_nanos DESC",
             params,
         )
         return [SpendByGroup(r["id"], r["id"], *(int(r[m] or 0) for m in _SPEND_MEASURES)) for r in rows]
