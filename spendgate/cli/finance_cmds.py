@@ -26,6 +26,7 @@ REPORT_COLUMNS = ["month", "spend_usd", "merged_prs", "cost_per_pr_usd", "cost_p
 PER_PR_COLUMNS = ["repo", "number", "title", "author", "team", "merged_at", "calls", "spend_usd"]
 PER_PR_TABLE = [*(p.text(c) for c in ("repo", "number", "title", "author", "team")), p.times("merged_at")]
 PER_PR_TABLE += [p.counts("calls"), p.money("spend_usd", "spend")]
+IDENTITY_FIELDS = ["kind", "login", "user_id", "user_name", "repo", "team_id", "team", "mapped_at"]
 PRS_TABLE = [p.text("repo"), p.text("number"), p.text("author"), p.times("merged_at", "merged")]
 PRS_TABLE += [p.text("team"), p.text("mapped_by", "mapped by"), p.text("title")]
 UNMAPPED_TABLE = [p.text("login"), p.counts("merged_prs", "merged PRs")]
@@ -134,7 +135,7 @@ def _identities() -> typer.Typer:
         # CSV: one list, each line saying which kind of mapping it is.
         lines = [{"kind": "login", **r} for r in logins] + [{"kind": "repo", **r} for r in repos]
         if fmt is not Format.table:
-            emit(lines, fmt, [], document=document)
+            emit(lines, fmt, [], document=document, fields=IDENTITY_FIELDS)
             return
         print_table(logins, [p.text("login"), p.text("user_name", "user"), p.text("team")], "GitHub logins")
         print_table(repos, [p.text("repo"), p.text("team")], "Repository teams")

@@ -377,21 +377,24 @@ class Bar:
         self._steps += 1
 
 
-def shows_progress(fmt: Format | ViewFormat | str | None = None) -> bool:
+def shows_progress(fmt: Format | ViewFormat | str | None = None, quiet: bool = False) -> bool:
     """Bars only for people: a table (or no) format, stdout and stderr both terminals."""
-    if fmt is not None and fmt != Format.table:
+    if quiet or (fmt is not None and fmt != Format.table):
         return False
     return sys.stdout.isatty() and sys.stderr.isatty()
 
 
 @contextlib.contextmanager
 def progress(
-    description: str, total: int | None = None, fmt: Format | ViewFormat | str | None = None
+    description: str,
+    total: int | None = None,
+    fmt: Format | ViewFormat | str | None = None,
+    quiet: bool = False,
 ) -> Iterator[Bar]:
     """A transient bar on stderr while a long command works; a quiet handle off a terminal.
 
     With no total it pulses (the work's size is unknown until it is done)."""
-    if not shows_progress(fmt):
+    if not shows_progress(fmt, quiet):
         yield Bar()
         return
     from rich.progress import (

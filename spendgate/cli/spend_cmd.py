@@ -1,8 +1,10 @@
-"""`spendgate spend` (spend grouped by a dimension) and `spendgate ledger` (latest calls, quarantine)."""
+"""`spendgate spend` (spend grouped by a dimension) and `spendgate ledger` (latest calls, export,
+quarantine, rollups)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +12,33 @@ import typer
 
 from spendgate.cli import present as p
 from spendgate.cli import usecase_cmds
-from spendgate.cli.common import cli_store
-from spendgate.cli.present import FORMAT_OPTION, VIEW_FORMAT_OPTION, Format, ViewFormat, emit
+from spendgate.cli.common import cli_store, fail
+from spendgate.cli.present import FORMAT_OPTION, VIEW_FORMAT_OPTION, Format, ViewFormat, emit, emit_one
 from spendgate.cli.usecase_cmds import RULES_OPTION
 from spendgate.dimensions import SPEND_BY
+from spendgate.extras import require
 from spendgate.models import TOKEN_COLUMNS
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+def _to_stdout(write: Callable[[], int]) -> int:
+    """Run a writer on stdout; a reader that stops early (`| head`) ends it quietly."""
+    import os
+    import sys
+
+    try:
+        count = write()
+        sys.stdout.flush()
+        return count
+    except BrokenPipeError:
+        # Python would complain again when it flushes stdout at exit: point it at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(1) from None
 
 
 def spend_columns(by: str) -> list[str]:
@@ -117,17 +141,59 @@ def register(app: typer.Typer) -> None:
         usecase_cmds.explain(request_id, rules, fmt)
 
     @ledger.command("rebuild-rollups")
-    def rebuild_rollups() -> None:
+    def rebuild_rollups(fmt: Format = FORMAT_OPTION) -> None:
         """Recompute the daily rollups that reports read from the raw ledger (one transaction).
 
         The ledger writer keeps them in step; run this only if you suspect drift, e.g. after
         editing ledger rows by hand."""
-        with cli_store() as store:
-            counts = store.rebuild_rollups()
+        with cli_store() as store, p.progress("Rebuilding the rollups (a month at a time)", fmt=fmt) as bar:
+            counts = store.rebuild_rollups(on_progress=bar)
+        if fmt is not Format.table:
+            emit_one(counts, fmt)
+            return
         typer.echo(
-            f"rebuilt ledger_daily ({counts['daily_rows']} rows) and ledger_work_monthly "
-            f"({counts['tagged_calls']} tagged calls)"
+            f"rebuilt ledger_daily ({p.count(counts['daily_rows'])} rows) and ledger_work_monthly "
+            f"({p.count(counts['tagged_calls'])} tagged calls)"
         )
+
+    @ledger.command("export")
+    def export(
+        since: str | None = typer.Option(None, "--since", help="From this ISO date/datetime (inclusive)."),
+        until: str | None = typer.Option(None, "--until", help="Up to this ISO date/datetime (exclusive)."),
+        fmt: ExportFormat = typer.Option(ExportFormat.csv, "--format", help="csv, jsonl or parquet."),
+        output: Path | None = typer.Option(
+            None, "--output", "-o", help="Write to this file (default: stdout; Parquet needs a file)."
+        ),
+    ) -> None:
+        """Every ledger row in the period, oldest first, streamed: CSV, JSON Lines or Parquet
+        (the `parquet` extra; one row group per 100,000 rows). Each row also has cost_usd, exact."""
+        import contextlib
+        import sys
+
+        from spendgate.admin.service import maybe_time
+        from spendgate.ledger import export as ex
+
+        if fmt is ExportFormat.parquet and output is None:
+            fail("--format parquet needs --output FILE")
+        if fmt is ExportFormat.parquet:
+            require("parquet", "the ledger's Parquet export (--format parquet)")
+        with cli_store() as store:
+            first, end = maybe_time(since), maybe_time(until)
+            # A bar only while writing a file: on a terminal stdout would be the export itself.
+            with (
+                contextlib.closing(store.iter_ledger_rows(first, end)) as rows,
+                p.progress("Exporting ledger rows", quiet=output is None) as bar,
+            ):
+                if fmt is ExportFormat.parquet:
+                    assert output is not None
+                    count = ex.write_parquet(rows, output, bar)
+                elif output is not None:
+                    with output.open("w", encoding="utf-8", newline="") as out:
+                        count = ex.WRITERS[fmt.value](rows, out, bar)
+                else:
+                    count = _to_stdout(lambda: ex.WRITERS[fmt.value](rows, sys.stdout, bar))
+        if output is not None:
+            typer.echo(f"wrote {p.count(count)} ledger rows to {output}", err=True)
 
     @ledger.command("quarantine")
     def quarantine(

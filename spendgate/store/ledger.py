@@ -4,7 +4,7 @@ tier events: `store/sql_budgets.py`; rows refused for good: `store/sql_quarantin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, Protocol
 
 from spendgate.models import LedgerRow
@@ -40,6 +40,14 @@ class LedgerStore(Protocol):
         """One row by its request id (tags parsed), or None."""
         ...
 
-    def rebuild_rollups(self) -> dict[str, int]:
-        """Recompute the daily rollups from the ledger; counts of rollup rows and tagged calls."""
+    def iter_ledger_rows(
+        self, since: str | None = None, until: str | None = None, batch: int = 2000
+    ) -> Generator[dict[str, Any]]:
+        """Every row in the period, oldest first, read `batch` at a time on a connection of its
+        own (an export of millions of rows never holds them all); tags as a dict."""
+        ...
+
+    def rebuild_rollups(self, on_progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+        """Recompute the daily rollups from the ledger; counts of rollup rows and tagged calls.
+        `on_progress(done, total)` hears each step (a UTC month of the ledger, then the rest)."""
         ...

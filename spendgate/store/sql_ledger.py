@@ -4,7 +4,7 @@ and grouped spend out."""
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import orjson
@@ -67,6 +67,17 @@ class LedgerQueries(RollupQueries):  # reads the rollups through sum_grouped
     def ledger_row(self, request_id: str) -> dict[str, Any] | None:
         rows = self._query("SELECT * FROM ledger WHERE request_id = ?", [request_id])
         return _parsed(rows[0]) if rows else None
+
+    def iter_ledger_rows(
+        self, since: str | None = None, until: str | None = None, batch: int = 2000
+    ) -> Generator[dict[str, Any]]:
+        where, params = _period(since, until)
+        sql = f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger {where} ORDER BY started_at, request_id"
+        for row in self._iterate(sql, params, batch):
+            row["tags"] = orjson.loads(row["tags"])
+            for i in _BOOLS:  # stored as 0/1
+                row[LEDGER_COLUMNS[i]] = bool(row[LEDGER_COLUMNS[i]])
+            yield row
 
     def spend(self, by: str, since: str | None, until: str | None) -> list[SpendByGroup]:
         column = SPEND_BY[by].column

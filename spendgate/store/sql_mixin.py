@@ -53,6 +53,12 @@ class QueryMixin:
         """A context manager: one transaction on the connection, yielding a `Tx`."""
         raise NotImplementedError
 
+    def _stream(self, sql: str, params: Sequence[Any], batch: int) -> Iterator[dict[str, Any]]:
+        """One query's rows as they come, `batch` at a time from the database (never all at once),
+        on a connection of its own: the store stays free for other queries meanwhile, and a reader
+        that stops early holds nothing the store needs (the connection closes with the iterator)."""
+        raise NotImplementedError
+
     def _is_unique_violation(self, exc: Exception) -> bool:
         raise NotImplementedError
 
@@ -77,6 +83,9 @@ class QueryMixin:
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
             return self._run(self._sql(sql), params)
+
+    def _iterate(self, sql: str, params: Sequence[Any], batch: int) -> Iterator[dict[str, Any]]:
+        return self._stream(self._sql(sql), params, batch)
 
     def _changed(self, sql: str, params: Sequence[Any]) -> int:
         """Run one write; how many rows it changed (claims: the row count says who won)."""

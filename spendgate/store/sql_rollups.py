@@ -14,6 +14,7 @@ through its `started_at` index, so any period is answered exactly and at most tw
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -350,24 +351,37 @@ class RollupQueries(QueryMixin):
         )
 
     # --- maintenance ---
-    def rebuild_rollups(self) -> dict[str, int]:
+    def rebuild_rollups(self, on_progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
         """Recompute both rollups from the ledger, in one transaction: after the migration that
-        adds them, or for an operator who suspects drift. Returns the counts it summed."""
+        adds them, or for an operator who suspects drift. Returns the counts it summed.
+
+        The daily rollup is summed a UTC month of the ledger at a time (by its `started_at`
+        index), so `on_progress(done, total)` can say how far it is: one step a month, then the
+        team rollup, then the tagged calls."""
         columns = ["day", *ROLLUP_KEYS]
         select = ", ".join([*(_RAW_KEYS[c] for c in columns), *(f"SUM({e})" for e in MEASURES.values())])
         group = ", ".join(_RAW_KEYS[c] for c in columns)
+        insert = f"INSERT INTO ledger_daily (day, {', '.join(ROLLUP_KEYS)}, {', '.join(MEASURES)}) "
+        report = on_progress or (lambda done, total: None)
         with self._transaction() as tx:
+            span = tx.run(self._sql("SELECT MIN(started_at) AS first, MAX(started_at) AS last FROM ledger"))[
+                0
+            ]
+            chunks = _month_chunks(span["first"], span["last"])
+            total = len(chunks) + 2
+            report(0, total)
             tx.run(self._sql("DELETE FROM ledger_daily"))
-            tx.run(
-                self._sql(
-                    f"INSERT INTO ledger_daily (day, {', '.join(ROLLUP_KEYS)}, {', '.join(MEASURES)}) "
-                    f"SELECT {select} FROM ledger GROUP BY {group}"
-                )
-            )
+            for done, (first, end) in enumerate(chunks, 1):
+                where, params = in_range("started_at", first, end)
+                clause = f"WHERE {' AND '.join(where)} " if where else ""
+                tx.run(self._sql(f"{insert}SELECT {select} FROM ledger {clause}GROUP BY {group}"), params)
+                report(done, total)
             daily = tx.run(self._sql("SELECT COUNT(*) AS n FROM ledger_daily"))[0]["n"]
             tx.run(self._sql("DELETE FROM ledger_daily_team"))
             tx.run(self._sql(_TEAM_FROM_DAILY))
+            report(total - 1, total)
             tagged = self._rebuild_work(tx)
+            report(total, total)
         return {"daily_rows": int(daily), "tagged_calls": tagged}
 
     def rebuild_work_rollup(self) -> int:
@@ -386,6 +400,23 @@ class RollupQueries(QueryMixin):
         if deltas:
             tx.run_many(self._sql(_WORK_UPSERT), deltas)
         return sum(d[5] for d in deltas)
+
+
+def _month_chunks(first: str | None, last: str | None) -> list[tuple[str | None, str | None]]:
+    """[first, end) bounds on `started_at` that cut the ledger at UTC month starts; the first and
+    last chunks are open, so together they hold every row once, whatever its timestamp."""
+    if first is None or last is None:
+        return []
+    cuts: list[str] = []
+    year, month = int(first[:4]), int(first[5:7])
+    while True:
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        cut = f"{year:04d}-{month:02d}-01T00:00:00.000000Z"
+        if cut > last:
+            break
+        cuts.append(cut)
+    bounds: list[str | None] = [None, *cuts, None]
+    return list(itertools.pairwise(bounds))
 
 
 def _work_items(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str | None, dict[str, Any], int]]:

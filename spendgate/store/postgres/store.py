@@ -39,6 +39,14 @@ class PostgresStore(SQLStore):
             cur.execute(sql, params)  # type: ignore[arg-type]
             return list(cur.fetchall()) if cur.description else []
 
+    def _stream(self, sql: str, params: Sequence[Any], batch: int) -> Iterator[dict[str, Any]]:
+        # A server-side cursor (it lives in a transaction): PostgreSQL sends `batch` rows per
+        # round trip instead of the whole result.
+        with self._connect() as conn, conn.transaction(), conn.cursor(name="spendgate_stream") as cur:
+            cur.itersize = batch
+            cur.execute(sql, params)  # type: ignore[arg-type]
+            yield from cur
+
     def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         conn = self._ensure()
         with conn.transaction(), conn.cursor() as cur:

@@ -49,6 +49,15 @@ class SQLiteStore(SQLStore):
     def _run(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         return list(self._conn.execute(sql, params))
 
+    def _stream(self, sql: str, params: Sequence[Any], batch: int) -> Iterator[dict[str, Any]]:
+        conn = self._connect()  # WAL: this reader sees one snapshot and blocks no writer
+        try:
+            cursor = conn.execute(sql, params)
+            while rows := cursor.fetchmany(batch):
+                yield from rows
+        finally:
+            conn.close()
+
     def _run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         conn: sqlite3.Connection = self._conn
         before = conn.total_changes
