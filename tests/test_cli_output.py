@@ -291,3 +291,43 @@ def test_export_streams_and_stops_when_its_reader_does(tmp_path: Path) -> None:
     proc.stdout.close()
     assert proc.wait(30) == 1
     assert b"Traceback" not in proc.stderr.read()
+
+
+def test_a_table_too_wide_for_the_terminal_keeps_its_numbers_whole() -> None:
+    from rich.console import Console
+
+    from spendgate.cli import present as p
+
+    rows = [
+        {
+            "request_id": f"sg-18ec9200d3c595c8-ddc9c21ece{n:02d}",
+            "started_at": "2026-11-29T16:48:03.540433Z",
+            "team": "platform-engineering",
+            "use_case": "autonomous-agent",
+            "model": "claude-sonnet-4-6",
+            "input_tokens": 1234567,
+            "cost_usd": "1234.56789",
+            "status": "ok",
+        }
+        for n in range(3)
+    ]
+    columns = [
+        p.text("request_id"),
+        p.times("started_at", "started"),
+        p.text("team"),
+        p.text("use_case"),
+        p.text("model"),
+        p.counts("input_tokens", "input"),
+        p.money("cost_usd", "cost"),
+        p.token("status"),
+    ]
+    for width, left_out in ((200, None), (100, None), (80, "left out, too narrow: model, status")):
+        buffer = io.StringIO()
+        p.print_table(rows, columns, "Wide", out=Console(file=buffer, width=width))
+        drawn = buffer.getvalue()
+        assert max(len(line) for line in drawn.splitlines()) <= width
+        for line in table_rows(drawn)[1:]:
+            assert "1,234,567" in line and "$1,234.5679" in line  # never cut, never broken
+        assert ("sg-18ec9200d3c595c8-ddc9c21ece00" in drawn) == (width == 200)  # ids give way first
+        assert "team" in drawn and ("platform-engineering" in drawn) == (width == 200)
+        assert (left_out is None and "left out" not in drawn) or (left_out and left_out in drawn)

@@ -134,7 +134,8 @@ def _users() -> typer.Typer:
 
 def _keys() -> typer.Typer:
     group = typer.Typer(help="Virtual keys: clients send one, not a provider key.", no_args_is_help=True)
-    columns = [p.text(c) for c in ("id", "name", "prefix", "team_id", "user_id", "default_use_case")]
+    columns = [p.text("id"), p.text("name"), p.token("prefix")]
+    columns += [p.text(c) for c in ("team_id", "user_id", "default_use_case")]
     columns += [p.times("expires_at"), p.times("revoked_at")]
 
     @group.command("create")

@@ -63,15 +63,18 @@ async def _check(store: AlertSource, settings: Settings, config: AlertsConfig, n
 
 CHECK_COLUMNS = [
     p.text("id"),
-    p.text("action"),
-    p.text("kind"),
+    p.token("action"),
+    p.token("kind"),
     p.text("group"),
-    p.text("day"),
+    p.token("day"),
     p.counts("delivered"),
     p.text("summary"),
 ]
 LIST_COLUMNS = [
-    *(p.text(c) for c in ("id", "kind", "group_by", "group_value", "day", "status")),
+    p.text("id"),
+    *(p.token(c) for c in ("kind", "group_by")),
+    p.text("group_value"),
+    *(p.token(c) for c in ("day", "status")),
     p.times("opened_at", "opened"),
     p.times("resolved_at", "resolved"),
     p.text("summary"),
@@ -228,7 +231,7 @@ def _anomalies() -> typer.Typer:
         with cli_store() as store:
             names = Names.load(store).names.get(by, {})
             rows = backtest(store, params, levels, start, end, names)
-        columns = [p.label("name", by), p.text("month")]
+        columns = [p.label("name", by), p.token("month")]
         columns += [p.counts(f"alerts_at_{t:g}x", f"alerts at {t:g}x") for t in levels]
         title = f"Daily check at {params.check_time:%H:%M} {params.timezone}, {start} to {end} (exclusive)"
         emit(rows, fmt, columns, title)

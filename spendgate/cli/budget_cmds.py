@@ -28,17 +28,17 @@ STATUS_COLUMNS = [
     p.text("id"),
     p.text("name"),
     p.text("scope"),
-    p.text("mode"),
-    p.text("period_key", "period"),
+    p.token("mode"),
+    p.token("period_key", "period"),
 ]
 STATUS_COLUMNS += [p.money("spent_usd", "spent", 4), p.money("amount_usd", "budget", 2)]
 STATUS_COLUMNS += [p.pct("percent_used", "used"), p.money("hard_limit_usd", "hard limit", 2)]
-STATUS_COLUMNS += [p.text("tier_reached", "tier"), p.times("reset_at", "resets"), p.text("note")]
+STATUS_COLUMNS += [p.token("tier_reached", "tier"), p.times("reset_at", "resets"), p.text("note")]
 EXEMPTION_COLUMNS = [p.text("id"), p.text("budget"), p.money("extra_usd", "extra", 2), p.text("use_case")]
-EXEMPTION_COLUMNS += [p.times("starts_at"), p.times("ends_at"), p.text("state"), p.text("reason")]
-EXEMPTION_COLUMNS += [p.text("requested_by"), p.times("requested_at"), p.text("status")]
+EXEMPTION_COLUMNS += [p.times("starts_at"), p.times("ends_at"), p.token("state"), p.text("reason")]
+EXEMPTION_COLUMNS += [p.text("requested_by"), p.times("requested_at"), p.token("status")]
 EXEMPTION_COLUMNS += [p.text("decided_by"), p.times("decided_at"), p.text("decision_note")]
-RECOMMEND_COLUMNS = [p.text("group"), p.label("name", "name"), p.counts("days_with_data", "days with data")]
+RECOMMEND_COLUMNS = [p.token("group"), p.label("name", "name"), p.counts("days_with_data", "days with data")]
 RECOMMEND_COLUMNS += [p.counts("days_observed", "days observed"), p.money("total_usd", "total", 2)]
 RECOMMEND_COLUMNS += [p.money(f"{k}_usd", k.replace("_", " "), 2) for k in ("avg_day", "p95_day", "max_day")]
 RECOMMEND_COLUMNS += [p.money(f"{k}_usd", k, 2) for k in ("baseline", "soft", "hard")]
@@ -121,7 +121,7 @@ def _budgets() -> typer.Typer:
         with cli_store() as store:
             rows = budget_service.budget_events(store, since)
         columns = [p.times("crossed_at", "crossed"), p.text("budget"), p.text("scope")]
-        columns += [p.text("period_key", "period"), p.text("tier"), p.pct("percent", "tier at", 0)]
+        columns += [p.token("period_key", "period"), p.token("tier"), p.pct("percent", "tier at", 0)]
         columns += [p.money("threshold_usd", "threshold", 4), p.money("spend_usd", "spend", 4)]
         columns += [p.flag("observed"), p.text("request_id")]
         emit(rows, fmt, columns)
@@ -133,7 +133,7 @@ def _budgets() -> typer.Typer:
         """Observation mode report: calls let through that a budget would have blocked."""
         with cli_store() as store:
             rows = budget_service.would_block_report(store, since, until)
-        columns = [p.text("would_block", "would block"), p.text("scope"), p.text("mode")]
+        columns = [p.text("would_block", "would block"), p.text("scope"), p.token("mode")]
         columns += [
             p.counts("requests"),
             p.money("cost_usd", "cost"),

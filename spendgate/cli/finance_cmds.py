@@ -27,7 +27,7 @@ PER_PR_COLUMNS = ["repo", "number", "title", "author", "team", "merged_at", "cal
 PER_PR_TABLE = [*(p.text(c) for c in ("repo", "number", "title", "author", "team")), p.times("merged_at")]
 PER_PR_TABLE += [p.counts("calls"), p.money("spend_usd", "spend")]
 IDENTITY_FIELDS = ["kind", "login", "user_id", "user_name", "repo", "team_id", "team", "mapped_at"]
-PRS_TABLE = [p.text("repo"), p.text("number"), p.text("author"), p.times("merged_at", "merged")]
+PRS_TABLE = [p.text("repo"), p.token("number"), p.text("author"), p.times("merged_at", "merged")]
 PRS_TABLE += [p.text("team"), p.text("mapped_by", "mapped by"), p.text("title")]
 UNMAPPED_TABLE = [p.text("login"), p.counts("merged_prs", "merged PRs")]
 UNMAPPED_TABLE += [p.times("first_merged_at", "first merged"), p.times("last_merged_at", "last merged")]
@@ -166,7 +166,7 @@ def cost_per_pr(
         rows = [r.view(by) for r in cpp.report(store, by, window)]
     columns = [
         p.text(by),
-        p.text("month"),
+        p.token("month"),
         p.money("spend_usd", "spend"),
         p.counts("merged_prs", "merged PRs"),
         Col("cost_per_pr_usd_rounded", "cost per PR", "money", 2, missing="no PRs"),

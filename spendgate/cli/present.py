@@ -143,6 +143,7 @@ def plain(value: Any) -> str:
 # --- columns ---
 _SHOW: dict[str, Callable[[Any, int], str]] = {
     "text": lambda v, _: plain(v),
+    "id": lambda v, _: plain(v),
     "money": usd,
     "count": lambda v, _: count(v),
     "percent": percent,
@@ -151,6 +152,8 @@ _SHOW: dict[str, Callable[[Any, int], str]] = {
     "time": lambda v, _: when(v),
     "flag": lambda v, _: "yes" if v else "",
 }
+ID_WIDTH = 14  # an id cut short on a narrow terminal: enough to tell ids apart
+FLOOR = 8  # the narrowest a name or an id gets before a table stops giving way
 _RIGHT = frozenset({"money", "count", "percent", "change", "ratio"})
 
 
@@ -159,7 +162,8 @@ class Col:
     """One table column: the row field it shows, its heading and how it shows the value.
 
     `missing` is what an absent value (None or '') reads as; `get` derives the value from the row
-    when it is not one field (e.g. the two cache-write counts added up)."""
+    when it is not one field (e.g. the two cache-write counts added up); `wrap` False keeps a short
+    token (a period, a status) on one line when space is short."""
 
     key: str
     header: str = ""
@@ -167,6 +171,11 @@ class Col:
     places: int = 4
     missing: str = ""
     get: Callable[[Row], Any] | None = None
+    wrap: bool = True
+
+    @property
+    def heading(self) -> str:
+        return self.header or self.key.replace("_", " ")
 
     def value(self, row: Row) -> Any:
         return self.get(row) if self.get is not None else row.get(self.key)
@@ -178,8 +187,21 @@ class Col:
         return _SHOW[self.kind](value, self.places)
 
 
-def text(key: str, header: str = "", missing: str = "", get: Callable[[Row], Any] | None = None) -> Col:
-    return Col(key, header, "text", missing=missing, get=get)
+def text(
+    key: str,
+    header: str = "",
+    missing: str = "",
+    get: Callable[[Row], Any] | None = None,
+    wrap: bool = True,
+) -> Col:
+    # An id (`id`, `team_id`, ...) is the one text a narrow terminal may cut short.
+    kind = "id" if key == "id" or key.endswith("_id") else "text"
+    return Col(key, header, kind, missing=missing, get=get, wrap=wrap)
+
+
+def token(key: str, header: str = "") -> Col:
+    """A short value that reads wrong broken (2026-11, enforce, opened): never wrapped."""
+    return Col(key, header, "text", wrap=False)
 
 
 def label(key: str, header: str = "") -> Col:
@@ -272,25 +294,89 @@ def print_table(
     stdout)."""
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", title_style="bold")
-    for col in columns:
-        numeric = col.kind in _RIGHT
+    cells = [[col.show(row) for col in columns] for row in rows]
+    # A text column blank on every line (no notes, nothing estimated) only takes room from the
+    # others: leave it out of the table (JSON and CSV keep every field).
+    shown = [
+        i for i, col in enumerate(columns) if col.kind in _RIGHT or not rows or any(line[i] for line in cells)
+    ]
+    out = out or console()
+    total_cells = [[columns[i].show(t) for i in shown] for t in totals if rows]
+    values = [[line[i] for line in cells] + [t[n] for t in total_cells] for n, i in enumerate(shown)]
+    headings = [columns[i].heading for i in shown]
+    natural = [max([len(h), *map(len, v)]) for h, v in zip(headings, values, strict=True)]
+    least = [max([*map(len, h.split()), *map(len, v)]) for h, v in zip(headings, values, strict=True)]
+    kinds = [_width_kind(columns[i]) for i in shown]
+    fitted, kept = _fit(natural, least, kinds, out.width)
+    table = Table(title=title, title_justify="left", title_style="bold", caption_justify="left")
+    for m, n in enumerate(kept):
+        col = columns[shown[n]]
+        cut = fitted is not None and kinds[n] == "id" and fitted[m] < natural[n]
         table.add_column(
-            col.header or col.key,
-            justify="right" if numeric else "left",
-            # Numbers and times never break across lines; names and ids fold when space is short.
-            no_wrap=numeric or col.kind == "time",
-            overflow="fold",
+            headings[n],
+            justify="right" if col.kind in _RIGHT else "left",
+            # Numbers and tokens stay whole (never wider than their column when it had to give
+            # way); names fold; an id cut short ends in "…".
+            no_wrap=cut or (fitted is None and kinds[n] in ("number", "token", "time")),
+            overflow="ellipsis" if cut else "fold",
+            width=None if fitted is None else fitted[m],
         )
-    for row in rows:
-        table.add_row(*(col.show(row) for col in columns))
+    if len(kept) < len(shown):
+        left_out = ", ".join(headings[n] for n in range(len(shown)) if n not in kept)
+        table.caption = f"left out, too narrow: {left_out} (see --format json)"
+    shown = [shown[n] for n in kept]
+    for line in cells:
+        table.add_row(*(line[i] for i in shown))
     if totals and rows:
         table.add_section()
         for total in totals:
-            table.add_row(*(col.show(total) for col in columns), style="bold")
+            table.add_row(*(columns[i].show(total) for i in shown), style="bold")
     if not rows:
         table.caption = "no rows"
-    (out or console()).print(table)
+    out.print(table)
+
+
+def _width_kind(col: Col) -> str:
+    if col.kind in _RIGHT or col.kind == "flag":
+        return "number"
+    if col.kind in ("time", "id"):
+        return col.kind
+    return "text" if col.wrap else "token"
+
+
+def _fit(
+    natural: list[int], least: list[int], kinds: list[str], width: int
+) -> tuple[list[int] | None, list[int]]:
+    """How a table wider than the terminal still fits: the widths of the columns it keeps (None
+    when it fits as it is) and their positions.
+
+    What gives way, in order: ids, cut to ID_WIDTH (JSON has them whole); the headings of the
+    other columns, folded at their spaces (down to `least`: their longest word or value); names,
+    down to FLOOR; ids, down to FLOOR; times, the date above the time. When that is not enough,
+    columns are left out from the right, numbers last. A number, an amount or a token is never
+    cut or broken, and a name never folds into a ribbon of three letters."""
+    keep = list(range(len(kinds)))
+    if sum(natural) + 3 * len(keep) + 1 <= width:
+        return None, keep
+    stages: list[tuple[tuple[str, ...], Callable[[int], int]]] = [
+        (("number", "token", "time"), lambda n: least[n]),
+        (("text",), lambda n: min(natural[n], FLOOR)),
+        (("id",), lambda n: min(natural[n], FLOOR)),
+        (("time",), lambda n: 10),  # YYYY-MM-DD over HH:MM:SS
+    ]
+    while True:
+        room = width - 3 * len(keep) - 1  # borders and padding
+        widths = {n: min(natural[n], ID_WIDTH) if kinds[n] == "id" else natural[n] for n in keep}
+        for group, floor in stages:
+            while sum(widths.values()) > room:
+                wide = [n for n in keep if kinds[n] in group and widths[n] > floor(n)]
+                if not wide:
+                    break
+                widths[max(wide, key=lambda n: widths[n] - floor(n))] -= 1
+        if sum(widths.values()) <= room or len(keep) == 1:
+            return [widths[n] for n in keep], keep
+        others = [n for n in keep[1:] if kinds[n] != "number"]
+        keep.remove((others or keep[1:])[-1])
 
 
 def emit(

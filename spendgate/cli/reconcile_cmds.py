@@ -12,7 +12,7 @@ import typer
 
 from spendgate.cli import present as p
 from spendgate.cli.common import cli_store, fail, settings
-from spendgate.cli.present import FORMAT_OPTION, Format, emit, emit_one, print_json, print_table
+from spendgate.cli.present import FORMAT_OPTION, Col, Format, emit, emit_one, print_json, print_table
 
 if TYPE_CHECKING:  # the provider clients (aiohttp) load when a command runs
     from spendgate.finance.reconcile import Reconciliation
@@ -68,7 +68,7 @@ def _fetch(
 
 
 LINE_COLUMNS = [
-    p.text("day", missing="total"),
+    Col("day", missing="total", wrap=False),
     p.text("provider"),
     p.text("model"),
     p.counts("metered_requests", "requests"),

@@ -87,7 +87,7 @@ TAIL_COLUMNS = [
     p.counts("cache_read_tokens", "cache read"),
     p.counts("output_tokens", "output"),
     p.money("cost_usd", "cost", 6),  # one call: a fraction of a cent shows
-    p.text("status"),
+    p.token("status"),
     p.flag("estimated"),
 ]
 
