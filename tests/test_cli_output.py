@@ -33,6 +33,8 @@ NOT_ROWS = {
     "route policy",
     "alerts detail",
     "console link",
+    "ledger explain-use-case",
+    "use-cases rules",
     "report finance",
     "report governance",
     "ledger export",
@@ -331,3 +333,24 @@ def test_a_table_too_wide_for_the_terminal_keeps_its_numbers_whole() -> None:
         assert ("sg-18ec9200d3c595c8-ddc9c21ece00" in drawn) == (width == 200)  # ids give way first
         assert "team" in drawn and ("platform-engineering" in drawn) == (width == 200)
         assert (left_out is None and "left out" not in drawn) or (left_out and left_out in drawn)
+
+
+def test_demo_prints_the_same_tables(tmp_path: Path) -> None:
+    from tests.procs import free_port
+
+    result = subprocess.run(
+        [sys.executable, "-m", "spendgate", "demo", "--no-wait", "--calls", "12", "--port", str(free_port())],
+        env={**os.environ, "SPENDGATE_DATABASE_URL": f"sqlite:///{tmp_path}/demo.db"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Workload through the gateway (" not in out + result.stderr  # no bar in a pipe
+    header, *rows = table_rows(out.split("Spend by team", 1)[1].split("Spend by use case", 1)[0])
+    assert header == ["team", "requests", "input", "cache write", "cache read", "output", "cost"]
+    assert rows[-1][0] == "total" and sum(int(r[1]) for r in rows[:-1]) == 12 == int(rows[-1][1])
+    assert all(r[-1].startswith("$") and len(r[-1].split(".")[1]) == 4 for r in rows)
+    savings = table_rows(out.split("Routing savings by rule", 1)[1])
+    assert savings[0][-1] == "saved %" and savings[-1][0] == "total" and savings[-1][-1].endswith("%")

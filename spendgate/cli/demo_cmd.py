@@ -42,9 +42,9 @@ def run_demo(base: Settings, port: int, calls: int, wait: bool) -> None:
     require("demo", "spendgate demo")
     from pydantic import SecretStr
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from spendgate.app import create_app
+    from spendgate.cli.present import progress
     from spendgate.demo import plan, run_call, seed
     from spendgate.fake_upstream import FakeSettings, FakeUpstream
     from spendgate.servethread import ServerThread
@@ -84,23 +84,19 @@ def run_demo(base: Settings, port: int, calls: int, wait: bool) -> None:
     )
     work = plan(keys, calls)
     failures = 0
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task("Workload through the gateway", total=len(work))
-        with ThreadPoolExecutor(max_workers=6) as pool:
-            futures = [
-                pool.submit(run_call, server.url, key, use_case, random.Random(i), session)
-                for i, (key, use_case, session) in enumerate(work)
-            ]
-            for future in as_completed(futures):
-                if future.exception() is not None:
-                    failures += 1
-                progress.advance(task)
+    with (
+        progress(f"Workload through the gateway ({len(work)} calls)", len(work)) as bar,
+        ThreadPoolExecutor(max_workers=6) as pool,
+    ):
+        futures = [
+            pool.submit(run_call, server.url, key, use_case, random.Random(i), session)
+            for i, (key, use_case, session) in enumerate(work)
+        ]
+        for future in as_completed(futures):
+            if future.exception() is not None:
+                failures += 1
+            bar.advance()
+    console.print(f"Workload: {len(work)} calls through the gateway, with the official SDKs")
     gw.ledger.wait_idle(30)
     _print_report(console, gw.store)
     if failures:

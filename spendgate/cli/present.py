@@ -351,8 +351,8 @@ def _fit(
     when it fits as it is) and their positions.
 
     What gives way, in order: ids, cut to ID_WIDTH (JSON has them whole); the headings of the
-    other columns, folded at their spaces (down to `least`: their longest word or value); names,
-    down to FLOOR; ids, down to FLOOR; times, the date above the time. When that is not enough,
+    other columns, folded at their spaces (down to `least`: their longest word or value); times,
+    the date above the time; names, down to FLOOR; ids, down to FLOOR. When that is not enough,
     columns are left out from the right, numbers last. A number, an amount or a token is never
     cut or broken, and a name never folds into a ribbon of three letters."""
     keep = list(range(len(kinds)))
@@ -360,9 +360,9 @@ def _fit(
         return None, keep
     stages: list[tuple[tuple[str, ...], Callable[[int], int]]] = [
         (("number", "token", "time"), lambda n: least[n]),
+        (("time",), lambda n: 10),  # YYYY-MM-DD over HH:MM:SS
         (("text",), lambda n: min(natural[n], FLOOR)),
         (("id",), lambda n: min(natural[n], FLOOR)),
-        (("time",), lambda n: 10),  # YYYY-MM-DD over HH:MM:SS
     ]
     while True:
         room = width - 3 * len(keep) - 1  # borders and padding
@@ -372,11 +372,25 @@ def _fit(
                 wide = [n for n in keep if kinds[n] in group and widths[n] > floor(n)]
                 if not wide:
                     break
-                widths[max(wide, key=lambda n: widths[n] - floor(n))] -= 1
+                n = max(wide, key=lambda n: widths[n] - floor(n))
+                # a time that has to break breaks once, at its space: no use in between
+                widths[n] = floor(n) if group == ("time",) else widths[n] - 1
         if sum(widths.values()) <= room or len(keep) == 1:
+            _give_back(widths, natural, kinds, room)
             return [widths[n] for n in keep], keep
         others = [n for n in keep[1:] if kinds[n] != "number"]
         keep.remove((others or keep[1:])[-1])
+
+
+def _give_back(widths: dict[int, int], natural: list[int], kinds: list[str], room: int) -> None:
+    """Room left over after a column gave way goes back to the names that folded, then to the
+    times, then to the ids."""
+    for kind in ("text", "time", "id"):
+        for n in sorted(widths, key=lambda n: natural[n] - widths[n]):
+            spare = room - sum(widths.values())
+            if kinds[n] != kind or (kind == "time" and spare < natural[n] - widths[n]):
+                continue  # a time is whole or on two lines, nothing between
+            widths[n] += max(0, min(natural[n] - widths[n], spare))
 
 
 def emit(

@@ -166,7 +166,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Every ledger row in the period, oldest first, streamed: CSV, JSON Lines or Parquet
-        (the `parquet` extra; one row group per 100,000 rows). Each row also has cost_usd, exact."""
+        (the `parquet` extra; one row group per 25,000 rows). Each row also has cost_usd, exact."""
         import contextlib
         import sys
 

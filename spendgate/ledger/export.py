@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 FORMATS = ("csv", "jsonl", "parquet")
 COLUMNS: tuple[str, ...] = (*LEDGER_COLUMNS, "cost_usd")
-ROW_GROUP_ROWS = 100_000  # rows per Parquet row group: the most a Parquet export holds at once
+ROW_GROUP_ROWS = 25_000  # rows per Parquet row group: the most a Parquet export holds at once
 _EVERY = 1000  # rows between two progress reports
 
 Row = Mapping[str, Any]
@@ -64,22 +64,26 @@ def write_parquet(
     rows: Iterable[Row], path: Path, on_rows: Progress | None = None, group_rows: int = ROW_GROUP_ROWS
 ) -> int:
     """Parquet, one row group per `group_rows` rows: times as UTC timestamps (microseconds),
-    counts int64, `cost_usd` decimal(38, 9), tags a JSON string."""
+    counts int64, `cost_usd` decimal(38, 9), tags a JSON string. A group is gathered column by
+    column (one list per column, not a dict per row) and written when full."""
     require("parquet", "the ledger's Parquet export (--format parquet)")
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = parquet_schema()
     count = 0
-    group: list[Row] = []
+    group = _empty_group()
     with pq.ParquetWriter(path, schema) as writer:
         for count, row in enumerate(rows, 1):
-            group.append(row)
-            if len(group) == group_rows:
-                writer.write_table(_table(group, schema), row_group_size=group_rows)
-                group.clear()
+            for name in LEDGER_COLUMNS:
+                group[name].append(_parquet_value(name, row[name]))
+            group["cost_usd"].append(Decimal(int(row["cost_nanos"])) / NANOS_PER_USD)
+            if count % group_rows == 0:
+                writer.write_table(pa.Table.from_pydict(group, schema=schema), row_group_size=group_rows)
+                group = _empty_group()
             _report(on_rows, count)
-        if group or not count:
-            writer.write_table(_table(group, schema), row_group_size=group_rows)
+        if group["cost_usd"] or not count:
+            writer.write_table(pa.Table.from_pydict(group, schema=schema), row_group_size=group_rows)
     _finish(on_rows, count)
     return count
 
@@ -103,19 +107,16 @@ def parquet_schema() -> pa.Schema:
     return pa.schema([*columns, pa.field("cost_usd", pa.decimal128(38, 9), nullable=False)])
 
 
-def _table(rows: list[Row], schema: pa.Schema) -> pa.Table:
-    import pyarrow as pa
+def _empty_group() -> dict[str, list[Any]]:
+    return {name: [] for name in COLUMNS}
 
-    columns: dict[str, list[Any]] = {}
-    for name in LEDGER_COLUMNS:
-        values = [row[name] for row in rows]
-        if name == "tags":
-            values = [json.dumps(v, sort_keys=True) for v in values]
-        elif name.endswith("_at"):
-            values = [None if v is None else datetime.fromisoformat(v) for v in values]
-        columns[name] = values
-    columns["cost_usd"] = [Decimal(int(row["cost_nanos"])) / NANOS_PER_USD for row in rows]
-    return pa.Table.from_pydict(columns, schema=schema)
+
+def _parquet_value(name: str, value: Any) -> Any:
+    if name == "tags":
+        return json.dumps(value, sort_keys=True)
+    if name.endswith("_at") and value is not None:
+        return datetime.fromisoformat(value)
+    return value
 
 
 def _csv_value(value: Any) -> Any:
