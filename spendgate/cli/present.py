@@ -305,8 +305,13 @@ def print_table(
     values = [[line[i] for line in cells] + [t[n] for t in total_cells] for n, i in enumerate(shown)]
     headings = [columns[i].heading for i in shown]
     natural = [max([len(h), *map(len, v)]) for h, v in zip(headings, values, strict=True)]
-    least = [max([*map(len, h.split()), *map(len, v)]) for h, v in zip(headings, values, strict=True)]
     kinds = [_width_kind(columns[i]) for i in shown]
+    # the narrowest each column can be: a heading never breaks inside a word, a value only in a
+    # name or an id
+    least = [
+        max([*map(len, h.split()), *([] if k in ("text", "id") else map(len, v))])
+        for h, v, k in zip(headings, values, kinds, strict=True)
+    ]
     fitted, kept = _fit(natural, least, kinds, out.width)
     table = Table(title=title, title_justify="left", title_style="bold", caption_justify="left")
     for m, n in enumerate(kept):
@@ -351,7 +356,7 @@ def _fit(
     when it fits as it is) and their positions.
 
     What gives way, in order: ids, cut to ID_WIDTH (JSON has them whole); the headings of the
-    other columns, folded at their spaces (down to `least`: their longest word or value); times,
+    other columns, folded at their spaces (down to `least`: their longest word, or value); times,
     the date above the time; names, down to FLOOR; ids, down to FLOOR. When that is not enough,
     columns are left out from the right, numbers last. A number, an amount or a token is never
     cut or broken, and a name never folds into a ribbon of three letters."""
@@ -361,8 +366,8 @@ def _fit(
     stages: list[tuple[tuple[str, ...], Callable[[int], int]]] = [
         (("number", "token", "time"), lambda n: least[n]),
         (("time",), lambda n: 10),  # YYYY-MM-DD over HH:MM:SS
-        (("text",), lambda n: min(natural[n], FLOOR)),
-        (("id",), lambda n: min(natural[n], FLOOR)),
+        (("text",), lambda n: max(least[n], min(natural[n], FLOOR))),
+        (("id",), lambda n: max(least[n], min(natural[n], FLOOR))),
     ]
     while True:
         room = width - 3 * len(keep) - 1  # borders and padding
