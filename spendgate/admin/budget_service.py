@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from spendgate.admin.service import maybe_time
-from spendgate.budgets.model import HARD, Budget, Exemption, Tier, Window, window_for
+from spendgate.budgets.model import HARD, TIERS_HELP, Budget, Exemption, Tier, Window, window_for
 from spendgate.budgets.recommend import DailySpend, Recommendation, recommend
 from spendgate.clock import iso, utc_now_iso
 from spendgate.dimensions import NAMED, RECOMMEND_BY
@@ -35,7 +35,6 @@ class BudgetSpend(BudgetNames, SpendStore, Protocol):
 
 # --- budgets ---
 
-TIERS_HELP = "name=percent[:action], comma-separated, e.g. alert=80,amber=110:downgrade:fast,hard=150"
 _TIER_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 EXEMPTION_STATUSES = ("pending", "approved", "denied")
 MAX_USD = 1_000_000_000

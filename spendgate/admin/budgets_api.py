@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from spendgate.admin import budget_service
 from spendgate.admin.inputs import MAX_COUNT, AdminInput, Name
-from spendgate.budgets.model import PERIODS, SCOPE_TYPES, Exemption, Tier
+from spendgate.budgets.model import PERIODS, SCOPE_TYPES, TIERS_HELP, Exemption, Tier
 from spendgate.budgets.recommend import RECOMMENDED_TIERS, tiers_text
 from spendgate.budgets.recommend import apply as apply_recommendations
 from spendgate.gateway import Gateway
@@ -48,7 +48,7 @@ class BudgetIn(AdminInput):
     )
     end: str | None = Field(None, description="Fixed period only: ISO end, exclusive.")
     tiers: str | list[TierModel] | None = Field(
-        None, description="Default alert=80,amber=110,hard=150. " + budget_service.TIERS_HELP + ", or a list."
+        None, description="Default alert=80,amber=110,hard=150. " + TIERS_HELP + ", or a list."
     )
     mode: Literal["enforce", "observe"] = Field("enforce", description="observe: record, block nothing.")
 

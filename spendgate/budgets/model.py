@@ -36,6 +36,10 @@ __all__ = [
 ]
 
 
+# How tiers are written on the command line and in the admin API.
+TIERS_HELP = "name=percent[:action], comma-separated, e.g. alert=80,amber=110:downgrade:fast,hard=150"
+
+
 @dataclass(frozen=True, slots=True)
 class Window:
     key: str  # names the period, e.g. 2026-11 / 2026-W48 / 2026-11-28 / fixed

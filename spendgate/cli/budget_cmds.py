@@ -11,8 +11,7 @@ from typing import Any
 
 import typer
 
-from spendgate.admin import budget_service
-from spendgate.budgets.model import PERIODS, SCOPE_TYPES
+from spendgate.budgets.model import PERIODS, SCOPE_TYPES, TIERS_HELP
 from spendgate.budgets.recommend import RECOMMENDED_TIERS, tiers_text
 from spendgate.budgets.recommend import apply as apply_recommendations
 from spendgate.cli import present as p
@@ -74,11 +73,13 @@ def _budgets() -> typer.Typer:
         start: str | None = typer.Option(None, "--start", help="Fixed period start (ISO)."),
         end: str | None = typer.Option(None, "--end", help="Fixed period end (ISO, exclusive)."),
         timezone: str = typer.Option("UTC", "--timezone", help="Where periods start, e.g. Europe/Berlin."),
-        tiers: str | None = typer.Option(None, "--tiers", help=budget_service.TIERS_HELP + "."),
+        tiers: str | None = typer.Option(None, "--tiers", help=TIERS_HELP + "."),
         observe: bool = typer.Option(False, "--observe", help="Record what it would block; block nothing."),
         fmt: Format = FORMAT_OPTION,
     ) -> None:
         """Create a budget (default tiers alert=80,amber=110,hard=150: calls block at 150%)."""
+        from spendgate.admin import budget_service  # the service loads the store's domains: only when run
+
         with cli_store() as store:
             budget = budget_service.create_budget(
                 store,
@@ -98,6 +99,8 @@ def _budgets() -> typer.Typer:
     @group.command("list")
     def list_(include_revoked: bool = REVOKED_OPTION, fmt: Format = FORMAT_OPTION) -> None:
         """Budgets with this period's spend from the ledger, percent used and when they reset."""
+        from spendgate.admin import budget_service  # the service loads the store's domains: only when run
+
         with cli_store() as store:
             rows = budget_service.budget_status(store, include_revoked)
         if fmt is Format.table:
@@ -110,6 +113,8 @@ def _budgets() -> typer.Typer:
         ref: str = typer.Argument(..., help="Budget name or id."), fmt: Format = FORMAT_OPTION
     ) -> None:
         """Revoke a budget: it stops applying (its history stays)."""
+        from spendgate.admin import budget_service  # the service loads the store's domains: only when run
+
         with cli_store() as store:
             _emit_one(
                 budget_service.budget_view(store.revoke_budget(ref), budget_service.scope_names(store)), fmt
@@ -118,6 +123,8 @@ def _budgets() -> typer.Typer:
     @group.command("events")
     def events(since: str | None = SINCE_OPTION, fmt: Format = FORMAT_OPTION) -> None:
         """Tier crossings: the first time spend passed each tier in a period."""
+        from spendgate.admin import budget_service  # the service loads the store's domains: only when run
+
         with cli_store() as store:
             rows = budget_service.budget_events(store, since)
         columns = [p.times("crossed_at", "crossed"), p.text("budget"), p.text("scope")]
@@ -131,6 +138,8 @@ def _budgets() -> typer.Typer:
         since: str | None = SINCE_OPTION, until: str | None = UNTIL_OPTION, fmt: Format = FORMAT_OPTION
     ) -> None:
         """Observation mode report: calls let through that a budget would have blocked."""
+        from spendgate.admin import budget_service  # the service loads the store's domains: only when run
+
         with cli_store() as store:
             rows = budget_service.would_block_report(store, since, until)
         columns = [p.text("would_block", "would block"), p.text("scope"), p.token("mode")]
@@ -157,7 +166,9 @@ def _budgets() -> typer.Typer:
         """Propose monthly budgets from the ledger: baseline = average day x 30.4, soft 140%, hard 200%."""
         from datetime import UTC, datetime
 
+        from spendgate.admin import budget_service  # the service loads the store's domains: only when run
         from spendgate.rollout import short_history, short_history_warning
+
 
         with cli_store() as store:
             recs = budget_service.recommend_budgets(store, days=days, by=by, min_usd=min_usd)
@@ -200,6 +211,8 @@ def _exemptions() -> typer.Typer:
         fmt: Format = FORMAT_OPTION,
     ) -> None:
         """Ask for an exemption; it applies once someone other than the requester approves it."""
+        from spendgate.admin import budget_service  # the service loads the store's domains: only when run
+
         with cli_store() as store:
             exemption = budget_service.request_exemption(
                 store,
@@ -216,6 +229,8 @@ def _exemptions() -> typer.Typer:
             _emit_one(budget_service.exemption_view(exemption, store.get_budget(exemption.budget_id)), fmt)
 
     def decide(ref: str, approve: bool, by: str, note: str | None, fmt: Format) -> None:
+        from spendgate.admin import budget_service  # the service loads the store's domains: only when run
+
         with cli_store() as store:
             exemption = budget_service.decide_exemption(store, ref, approve=approve, by=by, note=note)
             _emit_one(budget_service.exemption_view(exemption, store.get_budget(exemption.budget_id)), fmt)
@@ -246,6 +261,8 @@ def _exemptions() -> typer.Typer:
         fmt: Format = FORMAT_OPTION,
     ) -> None:
         """The audit trail: who asked for what, when and why; who decided; active now or expired."""
+        from spendgate.admin import budget_service  # the service loads the store's domains: only when run
+
         with cli_store() as store:
             rows = budget_service.list_exemptions(store, status)
         emit(rows, fmt, EXEMPTION_COLUMNS)
