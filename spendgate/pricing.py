@@ -83,7 +83,12 @@ class Cost:
 
 
 def cost_of(price: ModelPrice, usage: Usage) -> Cost:
-    total_in = usage.total_input
+    return cost_at(price, usage, usage.total_input)
+
+
+def cost_at(price: ModelPrice, usage: Usage, total_in: int) -> Cost:
+    """`cost_of`, with the total input that picks the long-context rates given apart: for usage
+    summed over calls that each had about that much input (one price band of a baseline)."""
     usd_mtok = (
         usage.input_tokens * price.input.at(total_in)
         + usage.cache_write_5m_tokens * price.cache_write_5m.at(total_in)

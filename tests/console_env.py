@@ -58,13 +58,15 @@ class Console:
                 assert r.status_code == 303 and r.headers["location"] == "/ui/me", r.text
             yield client
 
-    def call(self, email: str, use_case: str, session: str, model: str = "claude-haiku-4-5") -> None:
+    def call(self, email: str, use_case: str | None, session: str, model: str = "claude-haiku-4-5") -> None:
+        """One call as the user; `use_case` None declares none (Spendgate infers one)."""
         sdk = anthropic.Anthropic(base_url=self.url, api_key=self.keys[email], max_retries=0)
+        tags = {"x-spendgate-tags": f"use_case={use_case}"} if use_case else {}
         sdk.messages.create(
             model=model,
             max_tokens=64,
             messages=[{"role": "user", "content": f"work for {use_case}"}],
-            extra_headers={"x-spendgate-tags": f"use_case={use_case}", "x-claude-code-session-id": session},
+            extra_headers={**tags, "x-claude-code-session-id": session},
         )
         sdk.close()
 

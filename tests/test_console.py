@@ -104,6 +104,20 @@ def test_my_usage_equals_the_ledger(console: Console) -> None:
     assert set(sessions) == {"sess-0", "sess-1"} and sessions["sess-0"]["requests"] == 3
 
 
+def test_my_usage_tells_declared_from_inferred(console: Console) -> None:
+    console.call("linus@acme.example", "autocomplete", "sess-0")  # declared
+    console.call("linus@acme.example", None, "sess-0")  # none declared: a short SDK call, autocomplete-shaped
+    rows = console.rows(use_case="autocomplete")
+    assert sorted(r["use_case_source"] for r in rows) == ["header", "inferred:autocomplete-shaped"]
+    inferred = next(r for r in rows if r["use_case_source"] != "header")
+    with console.client("linus@acme.example") as browser:
+        me = browser.get("/ui/me", headers=JSON).json()
+        html = browser.get("/ui/me").text
+    [row] = [r for r in me["by_use_case"] if r["use_case"] == "autocomplete"]
+    assert row["requests"] == 2 and row["inferred_usd"] == format_usd(inferred["cost_nanos"])
+    assert ">inferred</th>" in html
+
+
 def test_budgets_on_my_usage(console: Console) -> None:
     from spendgate.admin.budget_service import create_budget
 

@@ -20,6 +20,7 @@ from spendgate.cli import build_app
 from spendgate.inference.infer import Inferrer
 from spendgate.inference.rules import RulesError, load_rules, parse_rules
 from spendgate.models import Principal
+from spendgate.pricing import format_usd
 from spendgate.providers import offline_provider
 from spendgate.providers.base import Provider
 from spendgate.providers.bedrock import BedrockProvider
@@ -372,3 +373,42 @@ def test_route_explain_shows_the_inferred_use_case(tmp_path: Path) -> None:
     assert "inferred-claude-code-background-to-fast: disabled" in result["trace"]
     text = cli.ok("route", "explain", "--key", "ada-laptop", *headers, body=json.dumps(shape["body"]))
     assert "claude-code-background (inferred:claude-code-background)" in text
+
+
+def test_reports_tell_declared_from_inferred(gateway: RunningGateway) -> None:
+    claude = next(s for s in SHAPES if s["name"] == "claude-code-print-main-turn")
+    tagged = {**claude["headers"], "x-spendgate-tags": "use_case=claude-code"}
+    declared = row_of(gateway, send(gateway, "/v1/messages", tagged, claude["body"], claude["query"]))
+    inferred = row_of(
+        gateway, send(gateway, "/v1/messages", claude["headers"], claude["body"], claude["query"])
+    )
+    assert (declared["use_case"], inferred["use_case"]) == ("claude-code", "claude-code")
+    runner = CliRunner(env={"SPENDGATE_DATABASE_URL": gateway.gw.settings.database_url})
+    result = runner.invoke(build_app(), ["spend", "--by", "use_case", "--format", "json"])
+    [row] = json.loads(result.stdout)
+    assert (row["requests"], row["inferred_requests"]) == (2, 1)
+    assert (row["declared_usd"], row["inferred_usd"]) == (
+        format_usd(declared["cost_nanos"]),
+        format_usd(inferred["cost_nanos"]),
+    )
+    by_source = json.loads(
+        runner.invoke(build_app(), ["spend", "--by", "use_case_source", "--format", "json"]).stdout
+    )
+    assert {r["use_case_source"]: r["requests"] for r in by_source} == {
+        "header": 1,
+        "inferred:claude-code-main-loop": 1,
+    }
+    pytest.importorskip("matplotlib")
+    from datetime import UTC, datetime
+
+    from spendgate.reports.data import percent
+    from spendgate.reports.produce import produce
+
+    now = datetime.now(UTC)
+    month = now.strftime("%Y-%m")
+    html = produce(gateway.gw.store, "governance", month=month, formats=("html",), now=now).outputs[0]
+    page = html.content.decode()
+    table = page[page.find("<h2>Use cases</h2>") :]
+    table = table[table.find("<table") : table.find("</table>")]
+    share = percent(inferred["cost_nanos"], inferred["cost_nanos"] + declared["cost_nanos"])
+    assert ">inferred</th>" in table and f'<td class="num">{share}</td></tr>' in table, table

@@ -24,6 +24,7 @@ from spendgate.models import Principal
 from spendgate.pricing import NANOS_PER_USD, ModelPrice, Pricer, format_usd
 from spendgate.providers import PROVIDERS, offline_provider
 from spendgate.providers.base import Provider
+from spendgate.routing.baseline import REQUESTED, baseline_costs
 from spendgate.routing.explain import complexity_parts, fallback_models, first_match, route_request_for
 from spendgate.routing.policy import Policy, Rule, load_policy
 from spendgate.routing.router import Route, Router, RouteRequest
@@ -285,21 +286,37 @@ def _price_view(price: ModelPrice | None) -> dict[str, str] | None:
 # --- savings ---
 
 
-def savings_report(store: SpendStore, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
+def savings_report(
+    store: SpendStore,
+    by: str,
+    since: str | None,
+    until: str | None,
+    baseline: str = REQUESTED,
+    pricer: Pricer | None = None,
+) -> list[dict[str, Any]]:
     """Per group: requests, routed requests, actual and counterfactual cost, savings (exact USD
-    strings) and savings as a percent of the counterfactual; largest savings first."""
+    strings) and savings as a percent of the counterfactual; largest savings first. The
+    counterfactual is the cost on the models asked for (`requested`), or on one `baseline` model."""
     column_of(by, SAVINGS_BY)  # a clear error for an unknown group
-    rows = store.savings(
-        by, normalize_time(since) if since else None, normalize_time(until) if until else None
-    )
+    period = (normalize_time(since) if since else None, normalize_time(until) if until else None)
+    if baseline == REQUESTED:
+        groups = [
+            (r.id, r.name, r.requests, r.routed_requests, r.cost_nanos, r.counterfactual_nanos)
+            for r in store.savings(by, *period)
+        ]
+    else:
+        priced = baseline_costs(store, by, *period, baseline, pricer or Pricer())
+        groups = [
+            (r.id, r.name, r.requests, r.routed_requests, r.cost_nanos, r.baseline_nanos) for r in priced
+        ]
     out = []
-    for row in rows:
-        name = row.name if row.name is not None else ("untagged" if by == "use_case" else None)
+    for group_id, name, requests, routed, cost, counterfactual in groups:
         out.append(
             {
-                by: name,
-                "id": row.id,
-                **_money(row.requests, row.routed_requests, row.cost_nanos, row.counterfactual_nanos),
+                by: name if name is not None else ("untagged" if by == "use_case" else None),
+                "id": group_id,
+                **_money(requests, routed, cost, counterfactual),
+                "baseline": baseline,
             }
         )
     out.sort(key=lambda r: (-_nanos(r["savings_usd"]), -r["requests"], str(r[by])))

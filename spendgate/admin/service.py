@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from spendgate.dimensions import SPEND_BY, column_of
+from spendgate.inference.share import SourceSplit, split_by_source
 from spendgate.models import TOKEN_COLUMNS, ApiKey
 from spendgate.pricing import format_usd
 from spendgate.store.ledger import LedgerStore
@@ -64,7 +65,9 @@ def key_view(key: ApiKey) -> dict[str, Any]:
 def spend_report(store: SpendStore, by: str, since: str | None, until: str | None) -> list[dict[str, Any]]:
     """Spend grouped by one dimension; `cost_usd` is an exact decimal string."""
     column_of(by, SPEND_BY)  # a clear error for an unknown group
-    rows = store.spend(by, normalize_time(since) if since else None, normalize_time(until) if until else None)
+    period = (normalize_time(since) if since else None, normalize_time(until) if until else None)
+    rows = store.spend(by, *period)
+    split = split_by_source(store, "use_case", *period) if by == "use_case" else None
     out = []
     for row in rows:
         item: dict[str, Any] = {
@@ -76,6 +79,11 @@ def spend_report(store: SpendStore, by: str, since: str | None, until: str | Non
             item[field] = getattr(row, field)
         item["estimated_requests"] = row.estimated_requests
         item["cost_usd"] = format_usd(row.cost_nanos)
+        if split is not None:  # by use case: how much of it was declared, how much inferred
+            share = split.get(row.id) or SourceSplit()
+            item["declared_usd"] = format_usd(share.declared_nanos)
+            item["inferred_usd"] = format_usd(share.inferred_nanos)
+            item["inferred_requests"] = share.inferred_requests
         out.append(item)
     return out
 

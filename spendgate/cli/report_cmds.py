@@ -55,14 +55,26 @@ def _make(
     now: datetime | None,
     since: datetime | None = None,
     until: datetime | None = None,
+    baseline: str | None = None,
 ) -> None:
+    from spendgate.pricing import Pricer
     from spendgate.reports.produce import produce, write
+    from spendgate.routing.baseline import Baseline
 
     formats = _formats(fmt)
+    against = Baseline(baseline, Pricer(settings().price_overrides_file)) if baseline else None
     with cli_store() as store, p.progress(f"The {kind} report", 2 + len(formats)) as bar:
         try:
             report = produce(
-                store, kind, month=month, since=since, until=until, formats=formats, now=now, on_step=bar.step
+                store,
+                kind,
+                month=month,
+                since=since,
+                until=until,
+                formats=formats,
+                now=now,
+                on_step=bar.step,
+                baseline=against,
             )
         except ValueError as exc:
             fail(str(exc))
@@ -85,10 +97,16 @@ def register(app: typer.Typer) -> None:
         fmt: OutputFormat = FORMAT,
         output: Path = OUTPUT,
         now: str | None = NOW,
+        baseline: str = typer.Option(
+            "claude-opus-4-6",
+            "--baseline",
+            help="The model the routing savings are also stated against, for every call.",
+        ),
     ) -> None:
         """The finance report: spend trend, cost per merged PR by team with trend lines, budget
-        versus actual, forecast, top use cases, routing savings. Prints the files written."""
-        _make("finance", fmt, output, month, moment(now, "--now"))
+        versus actual, forecast, top use cases, routing savings (against the models asked for and
+        against --baseline). Prints the files written."""
+        _make("finance", fmt, output, month, moment(now, "--now"), baseline=baseline)
 
     @report.command("governance")
     def governance(

@@ -155,16 +155,16 @@ def print_policy(view: dict[str, Any]) -> None:
 def savings_columns(by: str) -> list[str]:
     from spendgate.admin import routing_service
 
-    return [by, *routing_service.SAVINGS_COLUMNS, "savings_pct"]
+    return [by, *routing_service.SAVINGS_COLUMNS, "savings_pct", "baseline"]
 
 
-def savings_table_columns(by: str) -> list[p.Col]:
+def savings_table_columns(by: str, baseline: str = "requested") -> list[p.Col]:
     return [
         p.label(by),
         p.counts("requests"),
         p.counts("routed_requests", "routed"),
         p.money("cost_usd", "cost"),
-        p.money("counterfactual_usd", "as asked"),
+        p.money("counterfactual_usd", "as asked" if baseline == "requested" else f"on {baseline}"),
         p.money("savings_usd", "saved"),
         p.pct("savings_pct", "saved %"),
     ]
@@ -227,13 +227,25 @@ def register(app: typer.Typer) -> None:
         by: str = typer.Option("team", "--by", help="Group by: " + "|".join(SAVINGS_BY) + "."),
         since: str | None = typer.Option(None, "--since", help="From this ISO date/datetime (inclusive)."),
         until: str | None = typer.Option(None, "--until", help="Up to this ISO date/datetime (exclusive)."),
+        baseline: str = typer.Option(
+            "requested",
+            "--baseline",
+            help="Compare with: 'requested' (the models the calls asked for) or one MODEL for every "
+            "call, e.g. claude-opus-4-6 (priced per call from its tokens, at that day's price).",
+        ),
         fmt: Format = FORMAT_OPTION,
     ) -> None:
-        """What routing saved: actual cost against the cost on the models asked for, exact USD."""
+        """What routing saved: actual cost against the cost on the models asked for (or on one
+        baseline model), exact USD."""
         from spendgate.admin import routing_service
+        from spendgate.pricing import Pricer
 
         with cli_store() as store:
-            rows = routing_service.savings_report(store, by, since, until)
-        title = f"Savings by {by} ({since or 'start'} .. {until or 'now'})"
+            rows = routing_service.savings_report(
+                store, by, since, until, baseline, Pricer(settings().price_overrides_file)
+            )
+        against = "the models asked for" if baseline == "requested" else baseline
+        title = f"Savings by {by} against {against} ({since or 'start'} .. {until or 'now'})"
         total = {by: "total", **routing_service.savings_total(rows)}
-        emit(rows, fmt, savings_table_columns(by), title, totals=[total], fields=savings_columns(by))
+        columns = savings_table_columns(by, baseline)
+        emit(rows, fmt, columns, title, totals=[total], fields=savings_columns(by))

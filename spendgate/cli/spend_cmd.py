@@ -42,7 +42,8 @@ def _to_stdout(write: Callable[[], int]) -> int:
 
 
 def spend_columns(by: str) -> list[str]:
-    return [by, "id", "requests", *TOKEN_COLUMNS, "estimated_requests", "cost_usd"]
+    split = ["declared_usd", "inferred_usd", "inferred_requests"] if by == "use_case" else []
+    return [by, "id", "requests", *TOKEN_COLUMNS, "estimated_requests", "cost_usd", *split]
 
 
 def total_usd(rows: Sequence[dict[str, Any]]) -> str:
@@ -69,11 +70,15 @@ def spend_table_columns(by: str) -> list[p.Col]:
         p.counts("cache_read_tokens", "cache read"),
         p.counts("output_tokens", "output"),
         p.money("cost_usd", "cost"),
+        # by use case: the part of it whose use case Spendgate inferred (none was declared)
+        *([p.money("inferred_usd", "inferred")] if by == "use_case" else []),
     ]
 
 
 def spend_total(rows: Sequence[dict[str, Any]], by: str) -> dict[str, Any]:
     total: dict[str, Any] = {name: sum(row[name] for row in rows) for name in ("requests", *TOKEN_COLUMNS)}
+    if by == "use_case":
+        total["inferred_usd"] = total_usd([{"cost_usd": row["inferred_usd"]} for row in rows])
     return {**total, by: "total", "cost_usd": total_usd(rows)}
 
 

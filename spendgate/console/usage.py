@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from spendgate.clock import iso
+from spendgate.inference.share import source_kind
 from spendgate.pricing import NANOS_PER_USD, format_usd
 from spendgate.store.spend import SpendStore
 
@@ -43,15 +44,23 @@ def breakdown(
 ) -> dict[str, Any]:
     """Totals and per use case / model (/ user) lists for calls in [since, until) matching `where`
     (rollup key columns), from one rollup query (no day column: a month is a few dozen rows)."""
-    groups: Sequence[str] = ["use_case", "upstream_model", *(["user_id"] if by_user else [])]
+    groups: Sequence[str] = [
+        "use_case",
+        "use_case_source",
+        "upstream_model",
+        *(["user_id"] if by_user else []),
+    ]
     rows = store.sum_grouped(groups, ["requests", "cost_nanos"], iso(since), iso(until), dict(where))
     use_cases: dict[str | None, list[int]] = {}
+    inferred: dict[str | None, int] = {}  # per use case: the spend whose use case was inferred
     models: dict[str | None, list[int]] = {}
     users: dict[str | None, list[int]] = {}
     total = [0, 0]
     for r in rows:
         value = [int(r["requests"]), int(r["cost_nanos"])]
         _add(use_cases, r["use_case"], value)
+        if source_kind(r["use_case_source"], r["use_case"]) == "inferred":
+            inferred[r["use_case"]] = inferred.get(r["use_case"], 0) + value[1]
         _add(models, r["upstream_model"], value)
         if by_user:
             _add(users, r["user_id"], value)
@@ -60,7 +69,10 @@ def breakdown(
     out: dict[str, Any] = {
         "requests": total[0],
         "spend_usd": format_usd(total[1]),
-        "by_use_case": rows_by(use_cases, label="use_case"),
+        "by_use_case": [
+            {**row, "inferred_usd": format_usd(inferred.get(row["id"], 0))}
+            for row in rows_by(use_cases, label="use_case")
+        ],
         "by_model": rows_by(models, label="model"),
     }
     if by_user:

@@ -10,24 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from spendgate.inference.rules import UseCaseRules
+from spendgate.inference.share import INFERRED, source_kind
 
-INFERRED = "inferred:"
 _DECLARED = {
     "header": "declared by the call: the x-spendgate-tags header's use_case",
     "metadata": "declared by the call: the request body's metadata.use_case",
     "key": "declared by the key: its default use case (keys create --use-case)",
     "none": "no use case declared and no use-case rule matched: recorded as untagged",
 }
-
-
-def source_kind(source: str | None, use_case: str) -> str:
-    """declared, inferred or none; a row from before sources were recorded counts as declared
-    unless untagged (inference did not exist then)."""
-    if source is None or source == "":
-        return "none" if use_case == "untagged" else "declared"
-    if source.startswith(INFERRED):
-        return "inferred"
-    return "none" if source == "none" else "declared"
 
 
 def explain_row(row: dict[str, Any], rules: UseCaseRules) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
@@ -19,7 +19,9 @@ from spendgate.dimensions import SCOPE_BY
 from spendgate.finance import cost_per_pr as cpp
 from spendgate.finance import forecast as fc
 from spendgate.finance.focus import month_bounds
+from spendgate.inference.share import split_by_source
 from spendgate.pricing import NANOS_PER_USD, format_usd
+from spendgate.routing.baseline import Baseline, baseline_costs, default_baseline
 from spendgate.store.alerts import AlertStore
 from spendgate.store.budgets import BudgetStore, CrossedTier
 from spendgate.store.finance import FinanceStore
@@ -62,6 +64,7 @@ class Slice:
     name: str
     requests: int
     cost_nanos: int
+    inferred_nanos: int = 0  # use cases: the part of cost_nanos whose use case Spendgate inferred
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,14 +117,23 @@ class Forecast:
 
 @dataclass(frozen=True, slots=True)
 class Savings:
+    """The month's saving two ways: against the models the calls asked for (what routing did) and
+    against one baseline model for every call (the brief's "vs. Opus": what model choice did)."""
+
     cost_nanos: int
     counterfactual_nanos: int
     routed_requests: int
     by_rule: tuple[Slice, ...]  # Slice.cost_nanos = nanos saved by the rule
+    baseline_model: str | None = None
+    baseline_nanos: int | None = None  # every call of the month on the baseline model
 
     @property
     def saved_nanos(self) -> int:
         return self.counterfactual_nanos - self.cost_nanos
+
+    @property
+    def baseline_saved_nanos(self) -> int | None:
+        return None if self.baseline_nanos is None else self.baseline_nanos - self.cost_nanos
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +192,11 @@ class GovernanceReport:
 
 
 # --- gathering -----------------------------------------------------------------------------------
-def finance_report(store: ReportSource, month: str, now: datetime | None = None) -> FinanceReport:
-    """Everything the finance report shows for one UTC month; `now` cuts a month in progress."""
+def finance_report(
+    store: ReportSource, month: str, now: datetime | None = None, baseline: Baseline | None = None
+) -> FinanceReport:
+    """Everything the finance report shows for one UTC month; `now` cuts a month in progress;
+    savings are also stated against `baseline` (default: claude-opus-4-6 for every call)."""
     now = now or datetime.now(UTC)
     start, end = month_bounds(month)
     if start > now:
@@ -217,8 +232,8 @@ def finance_report(store: ReportSource, month: str, now: datetime | None = None)
         merged_prs=prs_in_month,
         budgets=tuple(_budget_lines(store, team_names, start, end, until)),
         forecast=_forecast(store, team_names, start, end, now),
-        use_cases=_slices(store.spend("use_case", since_s, until_s))[:TOP],
-        savings=_savings(savings_rows),
+        use_cases=_use_cases(store, since_s, until_s)[:TOP],
+        savings=_savings(savings_rows, store, since_s, until_s, baseline or default_baseline()),
     )
 
 
@@ -241,7 +256,7 @@ def governance_report(
         requests=sum(s.requests for s in teams),
         daily=tuple(_daily(store.spend_daily("team", since_s, until_s), since, until)),
         teams=teams,
-        use_cases=_slices(store.spend("use_case", since_s, until_s)),
+        use_cases=_use_cases(store, since_s, until_s),
         models=_slices(store.spend("model", since_s, until_s)),
         keys=_slices(store.spend("key", since_s, until_s))[:TOP],
         users=_slices(store.spend("user", since_s, until_s))[:TOP],
@@ -266,6 +281,15 @@ def _slices(rows: Iterable[SpendByGroup]) -> tuple[Slice, ...]:
     ]
     out.sort(key=lambda s: (-s.cost_nanos, s.name))
     return tuple(out)
+
+
+def _use_cases(store: SpendStore, since: str, until: str) -> tuple[Slice, ...]:
+    """Spend by use case, each with the part of it whose use case was inferred, not declared."""
+    split = split_by_source(store, "use_case", since, until)
+    return tuple(
+        replace(s, inferred_nanos=split[s.id].inferred_nanos) if s.id in split else s
+        for s in _slices(store.spend("use_case", since, until))
+    )
 
 
 def _daily(rows: Iterable[SpendByDay], since: datetime, until: datetime) -> list[DaySpend]:
@@ -370,8 +394,11 @@ def _forecast(
     return Forecast(end.strftime("%Y-%m"), "next-month", days, tuple(projections))
 
 
-def _savings(rows: Sequence[SavingsByGroup]) -> Savings | None:
-    """Routing savings by rule; None when no call was routed (the section is then left out)."""
+def _savings(
+    rows: Sequence[SavingsByGroup], store: SpendStore, since: str, until: str, baseline: Baseline
+) -> Savings | None:
+    """Routing savings by rule, and the month against the baseline model; None when no call was
+    routed (the section is then left out)."""
     routed = sum(r.routed_requests for r in rows)
     cost = sum(r.cost_nanos for r in rows)
     counterfactual = sum(r.counterfactual_nanos for r in rows)
@@ -389,4 +416,11 @@ def _savings(rows: Sequence[SavingsByGroup]) -> Savings | None:
     ]
     by_rule = [s for s in by_rule if s.cost_nanos]
     by_rule.sort(key=lambda s: (-s.cost_nanos, s.name))
-    return Savings(cost, counterfactual, routed, tuple(by_rule))
+    try:
+        priced = baseline_costs(store, "rule", since, until, baseline.model, baseline.pricer)
+    except ValueError:  # a baseline with no price: the comparison is left out, not the report
+        return Savings(cost, counterfactual, routed, tuple(by_rule))
+    on_baseline = sum(r.baseline_nanos for r in priced)
+    if not on_baseline:  # no tokens recorded: nothing to compare
+        return Savings(cost, counterfactual, routed, tuple(by_rule))
+    return Savings(cost, counterfactual, routed, tuple(by_rule), baseline.model, on_baseline)

@@ -65,6 +65,24 @@ def _generated(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _use_case_table(slices: Sequence[Slice], total: int) -> Table:
+    """Spend by use case, with the share of each whose use case was inferred (not declared)."""
+    return Table(
+        ("use case", "requests", "spend", "share", "inferred"),
+        tuple(
+            (
+                s.name,
+                f"{s.requests:,}",
+                usd(s.cost_nanos),
+                percent(s.cost_nanos, total),
+                percent(s.inferred_nanos, s.cost_nanos) if s.inferred_nanos else "-",
+            )
+            for s in slices
+        ),
+        (1, 2, 3, 4),
+    )
+
+
 def _slice_table(name: str, slices: Sequence[Slice], total: int) -> Table:
     return Table(
         (name, "requests", "spend", "share"),
@@ -104,6 +122,16 @@ def finance_document(report: FinanceReport) -> Document:
                 "Routing savings",
                 usd(report.savings.saved_nanos),
                 f"{_plural(report.savings.routed_requests, 'call')} routed to cheaper models",
+            )
+        )
+    if report.savings is not None and report.savings.baseline_saved_nanos is not None:
+        s = report.savings
+        figures.append(
+            Figure(
+                f"Against {s.baseline_model}",
+                usd(s.baseline_saved_nanos or 0),
+                f"{percent(s.baseline_saved_nanos or 0, s.baseline_nanos or 0)} less than every call on "
+                f"{s.baseline_model} ({usd(s.baseline_nanos or 0)})",
             )
         )
 
@@ -149,21 +177,32 @@ def finance_document(report: FinanceReport) -> Document:
     sections.append(
         Section(
             "Top use cases",
-            "What the money was spent on, from the use case each call was tagged with "
-            "(`untagged` when a tool set none).",
+            "What the money was spent on, from the use case each call was tagged with, or that "
+            "Spendgate inferred from its headers and shape when it declared none (the `inferred` "
+            "column: that part of the row's spend; `untagged` when neither).",
             "top-use-cases",
-            _slice_table("use case", report.use_cases, report.total_nanos),
+            _use_case_table(report.use_cases, report.total_nanos),
         )
     )
     if report.savings is not None:
         s = report.savings
+        routed = (
+            f"Routing sent {_plural(s.routed_requests, 'call')} to a cheaper model than the one asked for. "
+            f"The month's calls cost {usd(s.cost_nanos)} with routing; on the models asked for they "
+            f"would have cost {usd(s.counterfactual_nanos)}: {usd(s.saved_nanos)} saved."
+        )
+        if s.baseline_nanos is not None:
+            saved = s.baseline_saved_nanos or 0
+            routed += (
+                f' Against {s.baseline_model} for every call (the usual "everything on the strongest '
+                f'model" baseline), the month would have cost {usd(s.baseline_nanos)}: {usd(saved)} '
+                f"({percent(saved, s.baseline_nanos)}) less, from routing and the models callers chose. "
+                "Both comparisons price the same tokens."
+            )
         sections.append(
             Section(
                 "Routing savings",
-                f"Routing sent {_plural(s.routed_requests, 'call')} to a cheaper model than the one "
-                f"asked for. The month's calls cost {usd(s.cost_nanos)} with routing; on the models "
-                f"asked for they would have cost {usd(s.counterfactual_nanos)}: {usd(s.saved_nanos)} "
-                "saved.",
+                routed,
                 "routing-savings",
                 Table(
                     ("rule", "routed calls", "saved"),
@@ -264,9 +303,10 @@ def governance_document(report: GovernanceReport) -> Document:
         Section("Teams", "Spend by team.", "teams", _slice_table("team", report.teams, total)),
         Section(
             "Use cases",
-            "Spend by the use case calls were tagged with.",
+            "Spend by the use case calls were tagged with, or that Spendgate inferred when they "
+            "declared none (`inferred`: that part of the row's spend).",
             "use-cases",
-            _slice_table("use case", report.use_cases, total),
+            _use_case_table(report.use_cases, total),
         ),
         Section(
             "Models",

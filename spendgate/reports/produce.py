@@ -13,6 +13,7 @@ from spendgate.finance.focus import month_bounds
 from spendgate.reports import data
 from spendgate.reports.data import ReportSource
 from spendgate.reports.layout import Document, finance_document, governance_document
+from spendgate.routing.baseline import Baseline
 
 if TYPE_CHECKING:
     from spendgate.reports.charts import Chart
@@ -56,10 +57,12 @@ def produce(
     formats: tuple[str, ...] = FORMATS,
     now: datetime | None = None,
     on_step: Callable[[str], None] = lambda _: None,
+    baseline: Baseline | None = None,
 ) -> Produced:
-    """The report as files. Finance covers one UTC month (default: the last complete one);
-    governance a month too, or [since, until) when both are given. `on_step` hears each step as
-    it starts (reading, charts, then each format: a progress bar's steps, 2 + len(formats))."""
+    """The report as files. Finance covers one UTC month (default: the last complete one), its
+    savings also stated against `baseline` (default: claude-opus-4-6 for every call); governance a
+    month too, or [since, until) when both are given. `on_step` hears each step as it starts
+    (reading, charts, then each format: a progress bar's steps, 2 + len(formats))."""
     require("reports", f"the {kind} report")
     on_step("Reading the ledger")
     from spendgate.reports import charts as ch  # matplotlib loads only when a report is made
@@ -67,7 +70,7 @@ def produce(
     now = now or datetime.now(UTC)
     if kind == "finance":
         label = month or previous_month(now)
-        finance = data.finance_report(store, label, now)
+        finance = data.finance_report(store, label, now, baseline)
         document: Document = finance_document(finance)
         on_step("Drawing the charts")
         charts = ch.finance_charts(finance)

@@ -40,6 +40,28 @@ class SavingsByGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageBucket:
+    """A group's calls of one UTC day, batch or not, in one input band, their usage summed: what
+    pricing them on another model needs (`spendgate savings --baseline MODEL`). `band` counts the
+    thresholds asked for that the calls' total input (uncached + cache writes + reads) exceeded."""
+
+    id: str | None
+    name: str | None
+    day: str  # UTC, 2026-11-28
+    batch: bool
+    band: int
+    requests: int
+    routed_requests: int
+    input_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    cache_read_tokens: int
+    output_tokens: int
+    web_search_requests: int
+    cost_nanos: int
+
+
+@dataclass(frozen=True, slots=True)
 class SpendByDay:
     value: str | None  # the group's value (an id for named dimensions)
     day: str  # UTC, 2026-11-28
@@ -95,6 +117,14 @@ class SpendStore(Protocol):
     def savings(self, by: str, since: str | None, until: str | None) -> list[SavingsByGroup]:
         """Per group (team|use_case|rule|model): id, name, requests, routed_requests, cost_nanos and
         counterfactual_nanos (what the calls would have cost on the models asked for)."""
+        ...
+
+    def usage_buckets(
+        self, by: str, since: str | None, until: str | None, thresholds: Sequence[int] = ()
+    ) -> list[UsageBucket]:
+        """Usage per savings group (team|use_case|rule|model), UTC day, batch or not and input band
+        (by `thresholds`, ascending): from the daily rollups when there are no thresholds, else from
+        the raw ledger (a band is a property of each call, which the rollups do not keep)."""
         ...
 
     def spend_daily(self, by: str, since: str, until: str) -> list[SpendByDay]:

@@ -11,7 +11,7 @@ import orjson
 
 from spendgate.dimensions import BY_NAME, SAVINGS_BY, SPEND_BY, column_of
 from spendgate.models import LEDGER_COLUMNS, TOKEN_COLUMNS, LedgerRow
-from spendgate.store.spend import SavingsByGroup, SpendByGroup
+from spendgate.store.spend import SavingsByGroup, SpendByGroup, UsageBucket
 from spendgate.store.sql_rollups import RollupQueries, add_to_rollups, in_range
 
 # Only a repeated request id is ignored (a journal replay); any other violation is an error.
@@ -22,6 +22,19 @@ _INSERT_LEDGER = (
 _ID_CHUNK = 500  # request ids per IN (...) lookup, well under SQLite's parameter limit
 # SpendByGroup's measures, in its field order
 _SPEND_MEASURES = ("requests", *TOKEN_COLUMNS, "cost_nanos", "estimated_requests")
+# UsageBucket's measures, in its field order
+_BUCKET_MEASURES = (
+    "requests",
+    "routed_requests",
+    "input_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cache_read_tokens",
+    "output_tokens",
+    "web_search_requests",
+    "cost_nanos",
+)
+_TOTAL_INPUT = "(input_tokens + cache_write_5m_tokens + cache_write_1h_tokens + cache_read_tokens)"
 
 
 class LedgerQueries(RollupQueries):  # reads the rollups through sum_grouped
@@ -112,6 +125,46 @@ class LedgerQueries(RollupQueries):  # reads the rollups through sum_grouped
         names = self._names_of(by)
         return [
             SavingsByGroup(r[column], names.get(r[column], r[column]), *(int(r[m]) for m in measures))
+            for r in rows
+        ]
+
+    def usage_buckets(
+        self, by: str, since: str | None, until: str | None, thresholds: Sequence[int] = ()
+    ) -> list[UsageBucket]:
+        column = column_of(by, SAVINGS_BY)
+        names = self._names_of(by)
+        if not thresholds:  # one band: the rollups have every sum, by day and pricing tier
+            rows = self.sum_grouped([column, "day", "pricing_tier"], _BUCKET_MEASURES, since, until)
+            merged: dict[tuple[Any, ...], list[int]] = {}
+            for r in rows:
+                key = (r[column], r["day"], str(r["pricing_tier"] or "").startswith("batch"), 0)
+                sums = merged.setdefault(key, [0] * len(_BUCKET_MEASURES))
+                for i, m in enumerate(_BUCKET_MEASURES):
+                    sums[i] += int(r[m])
+            return [
+                UsageBucket(key[0], names.get(key[0], key[0]), key[1], key[2], key[3], *sums)
+                for key, sums in merged.items()
+            ]
+        where, params = _period(since, until)
+        band = " + ".join(f"CASE WHEN {_TOTAL_INPUT} > ? THEN 1 ELSE 0 END" for _ in thresholds)
+        routed = "CASE WHEN route_rule IS NOT NULL AND upstream_model <> requested_model THEN 1 ELSE 0 END"
+        summed = ", ".join(f"SUM({m}) AS {m}" for m in _BUCKET_MEASURES[2:])
+        rows = self._query(
+            f"SELECT {column} AS id, SUBSTR(started_at, 1, 10) AS day, "
+            "CASE WHEN pricing_tier LIKE 'batch%' THEN 1 ELSE 0 END AS batch, "
+            f"{band} AS band, COUNT(*) AS requests, SUM({routed}) AS routed_requests, {summed} "
+            f"FROM ledger {where} GROUP BY 1, 2, 3, 4",
+            [*thresholds, *params],
+        )
+        return [
+            UsageBucket(
+                r["id"],
+                names.get(r["id"], r["id"]),
+                r["day"],
+                bool(r["batch"]),
+                int(r["band"]),
+                *(int(r[m] or 0) for m in _BUCKET_MEASURES),
+            )
             for r in rows
         ]
 
