@@ -550,6 +550,7 @@ def ledger(tmp_path: Path) -> Cli:
 
 def test_savings_by_rule_exact(ledger: Cli) -> None:
     rows = ledger.json("savings", "--by", "rule", "--since", "2026-03-01")
+    assert all(r.pop("baseline") == "requested" for r in rows)  # against the models asked for
     assert rows == [
         {"rule": FAST, "id": FAST, "requests": 2, "routed_requests": 2, "cost_usd": "0.251000001",
          "counterfactual_usd": "1.255", "savings_usd": "1.003999999", "savings_pct": "80.00"},
@@ -599,7 +600,7 @@ def test_savings_csv_and_table(ledger: Cli) -> None:
     text = ledger.ok("savings", "--by", "rule", "--since", "2026-03-01", "--format", "csv")
     parsed = list(csv.DictReader(io.StringIO(text)))
     money = ["cost_usd", "counterfactual_usd", "savings_usd", "savings_pct"]
-    assert list(parsed[0]) == ["rule", "id", "requests", "routed_requests", *money]
+    assert list(parsed[0]) == ["rule", "id", "requests", "routed_requests", *money, "baseline"]
     assert parsed[0]["rule"] == FAST and parsed[0]["savings_usd"] == "1.003999999"
     assert parsed[2]["rule"] == "" and parsed[2]["savings_pct"] == "0.00"
     assert len(parsed) == 4
