@@ -23,6 +23,10 @@ LITELLM_CONFIG = BENCH / "litellm_config.yaml"
 LITELLM_MASTER_KEY = "sk-bench-" + secrets.token_hex(32)  # fresh each run; LiteLLM refuses weak keys
 FAKE_ANTHROPIC_KEY = "fake-anthropic-key"
 FAKE_OPENAI_KEY = "fake-openai-key"
+# -P: `python -m` and `-c` put the working directory first on sys.path, so run from a checkout
+# they imported that checkout's spendgate ahead of PYTHONPATH, and `--baseline` measured the
+# working tree twice. With -P the package comes from PYTHONPATH (the baseline) or the install.
+SPENDGATE_PYTHON = (sys.executable, "-P")
 READY_TIMEOUT_S = 30.0
 LITELLM_READY_TIMEOUT_S = 180.0
 LITELLM_SETUP_TIMEOUT_S = 1200.0
@@ -101,7 +105,7 @@ def spendgate_env(workdir: Path, fake: Target) -> dict[str, str]:
 
 def mint_key(env: dict[str, str]) -> str:
     """A virtual key via the CLI; falls back to the Python API if the CLI is not there yet."""
-    cli = [sys.executable, "-m", "spendgate"]
+    cli = [*SPENDGATE_PYTHON, "-m", "spendgate"]
     try:
         run_json([*cli, "orgs", "create", "bench"], 60, env)
         run_json([*cli, "teams", "create", "bench", "--org", "bench", "--cost-center", "BENCH"], 60, env)
@@ -121,7 +125,7 @@ def mint_key(env: dict[str, str]) -> str:
         "if 'bench' not in [t.name for t in s.list_teams()]: s.create_team('bench', 'bench', 'BENCH')\n"
         "_, secret = create_key(s, name='bench-py', team='bench'); s.close(); print(secret)\n"
     )
-    return run_json([sys.executable, "-c", script], 60, env).strip()
+    return run_json([*SPENDGATE_PYTHON, "-c", script], 60, env).strip()
 
 
 BUDGET_SCRIPT = (
@@ -156,14 +160,18 @@ def start_spendgate(
         env.update(extra_env or {})
         if source is not None:  # found before the installed (editable) package
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
+            where = "import spendgate; print(spendgate.__file__)"
+            found = run_json([*SPENDGATE_PYTHON, "-c", where], 60, env).strip()
+            if not Path(found).resolve().is_relative_to(source.resolve()):
+                raise StartError(f"{name}: spendgate imports from {found}, not from {source}")
         if redis_url:
             # A prefix of its own; its counters expire with their period.
             env.update(SPENDGATE_REDIS_URL=redis_url, SPENDGATE_REDIS_PREFIX=f"{workdir.name}:")
         key = mint_key(env)
         if budgets:
-            run_json([sys.executable, "-c", BUDGET_SCRIPT], 60, {**env, "BENCH_BUDGETS": str(budgets)})
+            run_json([*SPENDGATE_PYTHON, "-c", BUDGET_SCRIPT], 60, {**env, "BENCH_BUDGETS": str(budgets)})
         port = free_port()
-        argv = [sys.executable, "-m", "spendgate", "serve", "--host", HOST, "--port", str(port)]
+        argv = [*SPENDGATE_PYTHON, "-m", "spendgate", "serve", "--host", HOST, "--port", str(port)]
         if workers > 1:
             argv += ["--workers", str(workers)]
         proc = Proc(name, argv, env, logs / f"{name}.log")
