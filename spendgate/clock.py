@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from datetime import UTC, datetime
@@ -17,10 +18,17 @@ def iso(moment: datetime) -> str:
 
 def from_epoch(seconds: float) -> str:
     """Same text as iso(datetime.fromtimestamp(seconds, UTC)), without building a datetime: three
-    of these per ledger row, on the request path (2.4x faster). Microseconds are rounded half to
-    even, as datetime does."""
+    of these per ledger row, on the request path. Microseconds are rounded half to even, as
+    datetime does."""
     whole = math.floor(seconds)
     micros = round((seconds - whole) * 1e6)
     if micros >= 1_000_000:
         whole, micros = whole + 1, micros - 1_000_000
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))}.{micros:06d}Z"
+    return f"{_whole_second(whole)}.{micros:06d}Z"
+
+
+@functools.lru_cache(maxsize=16)
+def _whole_second(whole: int) -> str:
+    # A row's three timestamps, and every call in the same second, share this text: the
+    # strftime is done once a second rather than three times a call (a memo of a pure function).
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
