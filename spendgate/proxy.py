@@ -31,7 +31,7 @@ from spendgate.admission import Admission, Admitted
 from spendgate.errors import Refused, SpendgateError, UpstreamCut, UpstreamUnavailable
 from spendgate.forward import Forwarded, Forwarding
 from spendgate.meter import measure_json, refused_by_budget, relay, unanswered, with_prompt_estimate
-from spendgate.providers.base import Provider, forwardable_response_headers
+from spendgate.providers.base import Provider, forwardable_raw_headers
 from spendgate.settlement import Settlement
 
 __all__ = ["REQUEST_ID_HEADER", "ProxyEndpoint", "Reply", "new_request_id", "respond"]
@@ -39,6 +39,7 @@ __all__ = ["REQUEST_ID_HEADER", "ProxyEndpoint", "Reply", "new_request_id", "res
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "x-spendgate-request-id"
+REQUEST_ID_RAW = REQUEST_ID_HEADER.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,7 @@ class ProxyEndpoint:
         streamed = self.provider.stream_content_type in upstream.content_type
         if call.info.stream and upstream.status == 200 and streamed:
             # 6-8. meter, settle and record as the stream is relayed, chunk by chunk
-            start = {"type": "http.response.start", "status": 200, "headers": raw_headers(response_headers)}
+            start = {"type": "http.response.start", "status": 200, "headers": response_headers}
             return await self.relay_stream(call, sent, start, receive, send)
         # 6. meter
         try:
@@ -110,7 +111,7 @@ class ProxyEndpoint:
         measured = measure_json(self.provider, call.info, upstream.status, payload)
         # 7-8. settle and record
         self.settlement.settle(call, sent.attempts, measured)
-        await respond(send, Reply(upstream.status, response_headers, payload))
+        await respond_raw(send, upstream.status, response_headers, payload)
 
     def error(self, exc: SpendgateError, request_id: str) -> Reply:
         """An error in the provider's own format, with our request id."""
@@ -154,25 +155,35 @@ class ProxyEndpoint:
             state["done"] = True
 
 
-def answer_headers(call: Admitted, sent: Forwarded) -> dict[str, str]:
-    """The provider's headers that stay valid after metering, with the budget's and ours."""
-    headers = forwardable_response_headers(sent.response.headers)
+def answer_headers(call: Admitted, sent: Forwarded) -> list[tuple[bytes, bytes]]:
+    """The provider's headers that stay valid after metering, with the budget's and ours: raw
+    pairs from the wire to the server, with no dict or str in between."""
+    headers = forwardable_raw_headers(sent.response.raw_headers)
     if call.budget is not None:
-        headers.update(call.budget.headers)
+        budget = call.budget.headers
+        if budget:
+            names = {name.lower().encode("latin-1") for name in budget}
+            headers = [(k, v) for k, v in headers if k.lower() not in names]  # the budget's win
+            headers += raw_headers(budget)
     if sent.attempts.model != call.info.model:
-        headers["x-spendgate-model"] = sent.attempts.model
-    headers[REQUEST_ID_HEADER] = call.request_id
+        headers.append((b"x-spendgate-model", sent.attempts.model.encode("latin-1")))
+    headers.append((REQUEST_ID_RAW, call.request_id.encode("latin-1")))
     return headers
 
 
 async def respond(send: Send, reply: Reply) -> None:
     """A whole answer: headers with its length (and type), then the body."""
     headers = raw_headers(reply.headers)
-    headers.append((b"content-length", str(len(reply.body)).encode()))
     if reply.media_type is not None and "content-type" not in reply.headers:
         headers.append((b"content-type", reply.media_type.encode()))
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": reply.body})
+    await respond_raw(send, reply.status, headers, reply.body)
+
+
+async def respond_raw(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    """A whole answer from header pairs already encoded (the provider's, relayed)."""
+    headers.append((b"content-length", b"%d" % len(body)))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def raw_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:

@@ -8,7 +8,7 @@ error format. A new upstream API is a new module next to this one.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -189,6 +189,19 @@ def forwardable_request_headers(incoming: Mapping[str, str]) -> dict[str, str]:
 
 def forwardable_response_headers(upstream: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in upstream.items() if k.lower() not in _DROP_RESPONSE}
+
+
+_DROP_RESPONSE_RAW = frozenset(name.encode() for name in _DROP_RESPONSE)
+
+
+def forwardable_raw_headers(upstream: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The same filter over header pairs as they came off the wire (no decoding, no re-encoding),
+    minus any `x-spendgate-*` the provider sent (those names are ours to set)."""
+    return [
+        (k, v)
+        for k, v in upstream
+        if (name := k.lower()) not in _DROP_RESPONSE_RAW and not name.startswith(b"x-spendgate-")
+    ]
 
 
 def rough_tokens(chars: int) -> int:
