@@ -130,10 +130,13 @@ class AnthropicProvider:
         return estimate_input_tokens(info.body)
 
 
+_NO_USAGE = Usage()  # frozen: one shared instance rather than a new one per call
+
+
 def usage_from(raw: dict[str, Any], base: Usage | None = None) -> Usage:
     """Anthropic usage -> Usage. Fields absent from `raw` keep their value from `base`
     (the stream rule: message_start, then overwritten by message_delta)."""
-    base = base or Usage()
+    base = base or _NO_USAGE
     creation = raw.get("cache_creation")
     if isinstance(creation, dict):
         write_5m = as_int(creation.get("ephemeral_5m_input_tokens"))
