@@ -59,12 +59,16 @@ class Forwarding:
         self._upstream = upstream
         self._router = router  # its policy's fallbacks, read per call
         self._price = price  # a fallback model must have a price too (ModelNotPriced otherwise)
+        # Plans by (model, primary base URL), for the policy they were made from: the same few
+        # models are called over and over, and a policy reload starts afresh.
+        self._plans: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
+        self._plans_of: Fallbacks | None = None
 
     async def forward(self, call: Admitted) -> Forwarded:
         """The answer to relay; UpstreamUnavailable, carrying its attempts, when none came."""
         provider = self._provider
         policy = self._router.policy.fallbacks
-        plan = _plan(policy, call.model, [provider.base_url, *policy.deployments.get(provider.name, ())])
+        plan = self._plan(policy, call.model, provider.base_url)
         sent_at = time.time()
         model, price = call.model, call.price
         asked_s: float | None = None  # how long the provider asked us to wait before trying it again
@@ -97,6 +101,16 @@ class Forwarding:
                 return Forwarded(response, Attempts(count, model, price, fallback_from, sent_at, request_id))
             response.release()  # retryable (429, 529, 5xx): on to the next step of the plan
             step = following
+
+
+    def _plan(self, policy: Fallbacks, model: str, base: str) -> list[tuple[str, str, int]]:
+        if policy is not self._plans_of or len(self._plans) > 1000:
+            self._plans, self._plans_of = {}, policy
+        plan = self._plans.get((model, base))
+        if plan is None:
+            bases = [base, *policy.deployments.get(self._provider.name, ())]
+            plan = self._plans[(model, base)] = _plan(policy, model, bases)
+        return plan
 
 
 def _plan(policy: Fallbacks, model: str, bases: list[str]) -> list[tuple[str, str, int]]:
