@@ -185,3 +185,31 @@ def test_healthz_reports_a_stalled_writer(tmp_path: Path, fake: FakeUpstream) ->
             blocker.close()
         assert gate.landed(request_id) is not None
         assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_the_row_check_finds_every_misfit_value_in_every_column() -> None:
+    """The journal rows' type check (run on every row the ingest process lands) against every
+    kind of value that does not fit, column by column: a good row passes, and each bad one is
+    named by its column."""
+    from spendgate.ledger.quarantine import row_problem
+
+    good = LedgerRow(
+        request_id="sg-1", provider="anthropic", endpoint="/v1/messages", started_at="t0", ended_at="t1",
+        status_code=200, status="ok", use_case="untagged", tags={"repo": "api"}, input_tokens=10,
+        output_tokens=20, cost_nanos=123, counterfactual_cost_nanos=123, client_request_id="c",
+    )  # fmt: skip
+    assert row_problem(good) is None
+    misfits: list[Any] = [None, True, 1.5, 2**64, -(2**64), "text", {"a": 1}, {1: "a"}, [], 7, {}]
+    for name, spec in LedgerRow.__annotations__.items():
+        for value in misfits:
+            strings = not isinstance(value, dict) or all(type(x) is str for x in [*value, *value.values()])
+            fits = (value is None and "None" in str(spec)) or (
+                type(value).__name__ == str(spec).split("[")[0].split(" | ")[0]
+                and not (type(value) is int and not -(2**63) <= value < 2**63)
+                and strings
+            )
+            changed: dict[str, Any] = {name: value}
+            problem = row_problem(replace(good, **changed))
+            assert (problem is None) == fits, (name, value, problem)
+            if problem is not None:
+                assert problem.startswith(f"{name}: "), problem

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import operator
 from collections.abc import Sequence
 from types import MappingProxyType
 from typing import Any
@@ -56,10 +57,32 @@ def _column_kinds() -> dict[str, tuple[type, bool]]:
 
 _KINDS = MappingProxyType(_column_kinds())
 _INT64 = 2**63
+# The same checks column by column in C-level loops (the ingest process runs them on every row):
+# each value's exact type against its column's allowed types, then the integers' range.
+_VALUES = operator.attrgetter(*_KINDS)
+_ALLOWED = tuple(frozenset({kind, type(None)} if nullable else {kind}) for kind, nullable in _KINDS.values())
+_INTS = operator.itemgetter(*(i for i, (kind, _) in enumerate(_KINDS.values()) if kind is int))
+_DICTS = tuple(i for i, (kind, _) in enumerate(_KINDS.values()) if kind is dict)
 
 
 def row_problem(row: LedgerRow) -> str | None:
     """Why a row read back from a journal does not fit the ledger's columns, or None."""
+    values = _VALUES(row)
+    if all(map(operator.contains, _ALLOWED, map(type, values))):
+        numbers = [v for v in _INTS(values) if v is not None]
+        if (not numbers or (min(numbers) >= -_INT64 and max(numbers) < _INT64)) and all(
+            _strings(values[i]) for i in _DICTS if values[i] is not None
+        ):
+            return None
+    return _first_problem(row)
+
+
+def _strings(value: dict[Any, Any]) -> bool:
+    return all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+def _first_problem(row: LedgerRow) -> str | None:
+    """Column by column, to name the first value that does not fit."""
     for name, (kind, nullable) in _KINDS.items():
         value: Any = getattr(row, name)
         if value is None and nullable:
