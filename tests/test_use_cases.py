@@ -412,3 +412,21 @@ def test_reports_tell_declared_from_inferred(gateway: RunningGateway) -> None:
     table = table[table.find("<table") : table.find("</table>")]
     share = percent(inferred["cost_nanos"], inferred["cost_nanos"] + declared["cost_nanos"])
     assert ">inferred</th>" in table and f'<td class="num">{share}</td></tr>' in table, table
+
+
+def test_the_chargeback_tells_declared_from_inferred(gateway: RunningGateway) -> None:
+    codex = next(s for s in SHAPES if s["name"] == "codex-exec-turn")
+    tagged = {**codex["headers"], "x-spendgate-tags": "use_case=codex"}
+    declared = row_of(gateway, send(gateway, codex["path"], tagged, codex["body"]))
+    inferred = row_of(gateway, send(gateway, codex["path"], codex["headers"], codex["body"]))
+    runner = CliRunner(env={"SPENDGATE_DATABASE_URL": gateway.gw.settings.database_url})
+    month = declared["started_at"][:7]
+    result = runner.invoke(build_app(), ["chargeback", "--month", month, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    [center] = json.loads(result.stdout)["cost_centers"]
+    [case] = center["teams"][0]["use_cases"]
+    assert (case["use_case"], case["requests"]) == ("codex", 2)
+    assert case["cost_usd"] == format_usd(declared["cost_nanos"] + inferred["cost_nanos"])
+    assert case["inferred_usd"] == format_usd(inferred["cost_nanos"])
+    csv_text = runner.invoke(build_app(), ["chargeback", "--month", month, "--format", "csv"]).stdout
+    assert csv_text.splitlines()[0].endswith(",inferred_usd")

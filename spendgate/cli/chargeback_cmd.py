@@ -22,7 +22,9 @@ class ChargebackFormat(StrEnum):
     focus_parquet = "focus-parquet"
 
 
-CSV_FIELDS = ["month", "cost_center", "team_id", "team", "use_case", "requests", "cost_usd", "share_pct"]
+CSV_FIELDS = [
+    "month", "cost_center", "team_id", "team", "use_case", "requests", "cost_usd", "share_pct", "inferred_usd"
+]  # fmt: skip
 COLUMNS = [
     p.text("cost_center", "cost center"),
     p.text("team"),
@@ -30,6 +32,7 @@ COLUMNS = [
     p.counts("requests"),
     p.money("cost_usd", "cost"),
     p.pct("share_pct", "share"),
+    p.money("inferred_usd", "inferred"),  # a use case's spend whose use case Spendgate inferred
 ]
 
 
@@ -59,7 +62,8 @@ def _lines(month: str, tree: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
         for team in center["teams"]:
             table.append(line(team, team=team["team"] or p.missing_label("team")))
             for uc in team["use_cases"]:
-                table.append(line(uc, use_case=uc["use_case"]))
+                inferred = format_usd(uc["inferred_nanos"])
+                table.append({**line(uc, use_case=uc["use_case"]), "inferred_usd": inferred})
                 leaves.append(
                     line(
                         uc,
@@ -69,6 +73,7 @@ def _lines(month: str, tree: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
                         team=team["team"],
                         use_case=uc["use_case"],
                     )
+                    | {"inferred_usd": format_usd(uc["inferred_nanos"])}
                 )
     total_line = line(
         {"requests": sum(c["requests"] for c in tree), "cost_nanos": total}, cost_center="total"

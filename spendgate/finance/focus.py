@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from spendgate.extras import require
+from spendgate.inference.share import source_kind
 from spendgate.pricing import NANOS_PER_USD, ModelPrice, Pricer, Rate, format_usd
 
 # (token type, ledger column, ModelPrice rate attribute or None for web search, SkuMeter)
@@ -364,7 +365,8 @@ def write_parquet(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
 
 def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Spend by cost center -> team -> use case, largest first: nested dicts with requests and
-    cost_nanos at every level."""
+    cost_nanos at every level, and inferred_nanos per use case (the part whose use case was
+    inferred rather than declared)."""
     tree: dict[Any, dict[str, Any]] = {}
     for row in rows:
         nanos = int(row["cost_nanos"] or 0)
@@ -372,10 +374,14 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         team = center["teams"].setdefault(
             row["team_id"], {"name": row["team_name"], "requests": 0, "cost_nanos": 0, "use_cases": {}}
         )
-        use_case = team["use_cases"].setdefault(row["use_case"], {"requests": 0, "cost_nanos": 0})
+        use_case = team["use_cases"].setdefault(
+            row["use_case"], {"requests": 0, "cost_nanos": 0, "inferred_nanos": 0}
+        )
         for node in (center, team, use_case):
             node["requests"] += int(row["requests"])
             node["cost_nanos"] += nanos
+        if source_kind(row.get("use_case_source"), row["use_case"]) == "inferred":
+            use_case["inferred_nanos"] += nanos
 
     def ordered(items: dict[Any, dict[str, Any]]) -> list[tuple[Any, dict[str, Any]]]:
         return sorted(items.items(), key=lambda kv: (-kv[1]["cost_nanos"], str(kv[0])))
@@ -385,7 +391,12 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         teams = []
         for team_id, team in ordered(center["teams"]):
             cases = [
-                {"use_case": uc, "requests": v["requests"], "cost_nanos": v["cost_nanos"]}
+                {
+                    "use_case": uc,
+                    "requests": v["requests"],
+                    "cost_nanos": v["cost_nanos"],
+                    "inferred_nanos": v["inferred_nanos"],
+                }
                 for uc, v in ordered(team["use_cases"])
             ]
             teams.append(
@@ -412,8 +423,11 @@ def summary_json(month: str, tree: list[dict[str, Any]]) -> dict[str, Any]:
     """The `summarize` tree as JSON: exact USD strings at every level."""
 
     def money(node: dict[str, Any]) -> dict[str, Any]:
-        out = {k: v for k, v in node.items() if k not in ("cost_nanos", "teams", "use_cases")}
+        nested = ("cost_nanos", "inferred_nanos", "teams", "use_cases")
+        out = {k: v for k, v in node.items() if k not in nested}
         out["cost_usd"] = format_usd(node["cost_nanos"])
+        if "inferred_nanos" in node:  # a use case: the part whose use case Spendgate inferred
+            out["inferred_usd"] = format_usd(node["inferred_nanos"])
         if "teams" in node:
             out["teams"] = [money(t) for t in node["teams"]]
         if "use_cases" in node:

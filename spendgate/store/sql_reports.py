@@ -17,6 +17,7 @@ _CHARGEBACK_BY = select(
     "team",
     "cost_center",
     "use_case",
+    "use_case_source",  # declared or inferred (the chargeback says how much of a use case was inferred)
     "provider",
     "requested_model",
     "model",
@@ -38,9 +39,9 @@ CHARGEBACK_MEASURES = (
 
 class ReportQueries(RollupQueries):  # reads the rollups through sum_grouped
     def chargeback_rows(self, since: str, until: str) -> list[dict[str, Any]]:
-        """Spend of calls started in [since, until) per UTC day, org, team, cost center, use case,
-        provider, models, pricing tier and price, with request and token counts, plus `org_name`
-        and `team_name` (the id when the org or team is unknown); oldest day first."""
+        """Spend of calls started in [since, until) per UTC day, org, team, cost center, use case
+        and its source, provider, models, pricing tier and price, with request and token counts,
+        plus `org_name` and `team_name` (the id when the org or team is unknown); oldest day first."""
         rows = self.sum_grouped(CHARGEBACK_GROUPS, CHARGEBACK_MEASURES, since, until)
         orgs = self.names("org")
         teams = self.names("team")
