@@ -281,25 +281,15 @@ def test_rule_files_are_checked() -> None:
 
 
 def test_empty_rules_file_turns_inference_off(tmp_path: Path, fake: Any) -> None:
-    from spendgate.app import create_app
-    from spendgate.servethread import ServerThread
-    from tests.conftest import gateway_settings
+    from tests.seeded import serve_seeded
 
     rules = tmp_path / "rules.toml"
     rules.write_text("# no rules: calls that declare no use case stay untagged\n")
-    app = create_app(gateway_settings(tmp_path, fake, use_case_rules_file=rules))
-    gw = app.state.gateway
-    gw.store.create_org("acme")
-    gw.store.create_team("acme", "platform", "CC")
-    from spendgate.admin.service import create_key
-
-    _, secret = create_key(gw.store, name="k", team="platform")
-    gw.keyring.reload()
     llm = next(s for s in SHAPES if s["name"] == "llm-prompt")
-    with ServerThread(app) as server:
+    for url, gw, key in serve_seeded(tmp_path, fake, use_case_rules_file=rules):
         response = httpx.post(
-            f"{server.url}/v1/chat/completions",
-            headers={**llm["headers"], "authorization": f"Bearer {secret}"},
+            f"{url}/v1/chat/completions",
+            headers={**llm["headers"], "authorization": f"Bearer {key}"},
             content=json.dumps(llm["body"]).encode(),
             timeout=30,
         )
