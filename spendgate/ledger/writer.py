@@ -104,13 +104,13 @@ class LedgerWriter:
         asked = time.time()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if (
-                self._queue.empty()
-                and self._idle.wait(0.05)
-                and self._queue.empty()
-                and (self._ingest is None or self._ingest.caught_up_after(asked))
-            ):
+            if not self._idle.wait(0.05):
+                continue  # the writer holds rows: that wait was the pause
+            if self._queue.empty() and (self._ingest is None or self._ingest.caught_up_after(asked)):
                 return True
+            # Idle, yet rows are queued (recorded as it went idle) or the ingest process is behind:
+            # pause rather than spin, which kept the GIL from the very thread being waited for.
+            time.sleep(0.005)
         return False
 
     def stop(self, timeout: float = 30.0) -> None:
