@@ -304,13 +304,26 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class ExpectedCutFilter(logging.Filter):
+    """On uvicorn's error logger: a stream the provider cut is re-raised into the server on purpose
+    (so the client sees the cut too), and the proxy has already logged it in one line with the
+    call's request id; uvicorn's "Exception in ASGI application" traceback for it says nothing more
+    and reads as a crash to the person on call. Every other exception is logged as before."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from spendgate.errors import UpstreamCut
+
+        return not (record.exc_info and isinstance(record.exc_info[1], UpstreamCut))
+
+
 def logging_config(level: str) -> dict[str, Any]:
     """uvicorn's logging setup plus Spendgate's own lines, every handler redacting URL passwords
     (a dict, so each worker process of `serve --workers` applies the same)."""
     from uvicorn.config import LOGGING_CONFIG
 
     config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"redact": {"()": RedactingFilter}}
+    config["filters"] = {"redact": {"()": RedactingFilter}, "expected_cut": {"()": ExpectedCutFilter}}
+    config["loggers"]["uvicorn.error"]["filters"] = ["expected_cut"]
     config["formatters"]["spendgate"] = {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
     config["handlers"]["spendgate"] = {
         "class": "logging.StreamHandler",
