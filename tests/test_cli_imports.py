@@ -1,6 +1,7 @@
 """The command line starts light: building it loads no HTTP client, web framework, database driver,
-settings library or report library (a command loads what it needs when it runs), and only
-`cli/common.py` reads the settings, once per invocation."""
+settings library or report library (a command loads what it needs when it runs), a command imports
+its own command module and no other, and only `cli/common.py` reads the settings, once per
+invocation."""
 
 from __future__ import annotations
 
@@ -70,3 +71,29 @@ def test_help_and_spend_load_no_help_formatter_and_no_migration_tool(tmp_path: P
     _loaded_by(["migrate"], env)
     # a database whose migrations are all recorded is answered without importing yoyo
     assert "yoyo" not in _loaded_by(["spend"], env)
+
+
+def test_the_command_table_names_what_each_module_declares() -> None:
+    # The root builds a command from its module only when asked (cli/__init__.py's COMMANDS): a
+    # module missing from the table, or a command it names wrongly, would vanish from the CLI.
+    from spendgate.cli import COMMANDS, module_commands
+
+    assert set(COMMANDS.values()) == {p.stem for p in CLI.glob("*.py")} - {"__init__", "common", "present"}
+    for module in dict.fromkeys(COMMANDS.values()):
+        assert list(module_commands(module)) == [name for name, m in COMMANDS.items() if m == module]
+
+
+def test_spend_imports_its_own_command_module_only(tmp_path: Path) -> None:
+    from spendgate.cli import COMMANDS
+
+    env = {"SPENDGATE_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db"}
+    _loaded_by(["migrate"], env)
+    loaded = _loaded_by(["spend"], env)
+    commands = {name for name in loaded if name.startswith("spendgate.cli.")}
+    assert commands == {"spendgate.cli.common", "spendgate.cli.present", "spendgate.cli.spend_cmd"}
+    # what the other groups import (budgets, finance, the console, the gateway) stays out
+    elsewhere = ("spendgate.budgets", "spendgate.finance", "spendgate.console", "spendgate.app")
+    assert not [name for name in elsewhere if name in loaded]
+    # --help lists every command with its help, so it imports every command module
+    helped = _loaded_by(["--help"], env)
+    assert {f"spendgate.cli.{module}" for module in COMMANDS.values()} <= helped

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 
 
 REVOKED_OPTION = typer.Option(False, "--include-revoked", help="Also list revoked entries.")
+RULES_OPTION = typer.Option(
+    None,
+    "--rules",
+    help="A use-case rules TOML file; default: SPENDGATE_USE_CASE_RULES_FILE, else the built-in.",
+)
 
 
 def settings() -> Settings:

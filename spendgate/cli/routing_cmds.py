@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from spendgate.cli import present as p
-from spendgate.cli.common import cli_store, fail, settings
+from spendgate.cli.common import RULES_OPTION, cli_store, fail, settings
 from spendgate.cli.present import FORMAT_OPTION, VIEW_FORMAT_OPTION, Format, ViewFormat, emit, print_json
-from spendgate.cli.usecase_cmds import RULES_OPTION, load_inferrer
+from spendgate.cli.usecase_cmds import load_inferrer
 from spendgate.dimensions import SAVINGS_BY
 
 if TYPE_CHECKING:

@@ -11,10 +11,8 @@ from typing import Any
 import typer
 
 from spendgate.cli import present as p
-from spendgate.cli import usecase_cmds
-from spendgate.cli.common import cli_store, fail
+from spendgate.cli.common import RULES_OPTION, cli_store, fail
 from spendgate.cli.present import FORMAT_OPTION, VIEW_FORMAT_OPTION, Format, ViewFormat, emit, emit_one
-from spendgate.cli.usecase_cmds import RULES_OPTION
 from spendgate.dimensions import SPEND_BY
 from spendgate.extras import require
 from spendgate.models import TOKEN_COLUMNS
@@ -143,6 +141,8 @@ def register(app: typer.Typer) -> None:
         fmt: ViewFormat = VIEW_FORMAT_OPTION,
     ) -> None:
         """Why a call has its use case: where it was declared, or which rule inferred it and on what."""
+        from spendgate.cli import usecase_cmds  # here: `spend` imports no other command module
+
         usecase_cmds.explain(request_id, rules, fmt)
 
     @ledger.command("rebuild-rollups")

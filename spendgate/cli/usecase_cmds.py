@@ -8,18 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from spendgate.cli.common import cli_store, fail, settings
+from spendgate.cli.common import RULES_OPTION, cli_store, fail, settings
 from spendgate.cli.present import VIEW_FORMAT_OPTION, ViewFormat, print_json
 
 if TYPE_CHECKING:
     from spendgate.inference.infer import Inferrer
     from spendgate.inference.rules import UseCaseRules
-
-RULES_OPTION = typer.Option(
-    None,
-    "--rules",
-    help="A use-case rules TOML file; default: SPENDGATE_USE_CASE_RULES_FILE, else the built-in.",
-)
 
 
 def load_use_case_rules(path: Path | None) -> UseCaseRules:
