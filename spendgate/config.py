@@ -13,14 +13,24 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 DEFAULT_DB_FILE = "spendgate.db"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SPENDGATE_", extra="ignore", frozen=True)
+ENV_PREFIX = "SPENDGATE_"
+
+
+class Settings(BaseModel):
+    """Each field is read from SPENDGATE_<NAME> (in any case); a value given as an argument wins.
+
+    A plain pydantic model, not pydantic-settings' BaseSettings: for settings that are all single
+    values, reading the environment is the few lines of `_from_environment`, while importing
+    pydantic-settings (with asyncio, argparse and dotenv) was a tenth of `spendgate spend`'s
+    start-up (bench/cli_startup.py). tests/test_settings.py keeps the fields single values.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, validate_default=True)
 
     database_url: str = Field(
         f"sqlite:///{DEFAULT_DB_FILE}",
@@ -248,6 +258,18 @@ class Settings(BaseSettings):
     ui_session_hours: float = Field(
         12.0, description="A console session expires this many hours after sign-in."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, values: Any) -> Any:
+        """The SPENDGATE_* environment variables under the values given, as pydantic-settings read
+        them for these fields: a name in any case, its value a string the field's type validates."""
+        if not isinstance(values, dict):
+            return values
+        prefix = ENV_PREFIX.lower()
+        environment = {name.lower(): value for name, value in os.environ.items()}
+        found = {name: environment[key] for name in cls.model_fields if (key := prefix + name) in environment}
+        return {**found, **values}
 
     def sqlite_path(self) -> Path | None:
         if self.database_url.startswith("sqlite:///"):
