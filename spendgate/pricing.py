@@ -10,7 +10,6 @@ nano-dollars (1e-9 USD): exact for every listed price, summable in SQL.
 from __future__ import annotations
 
 import time
-import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -246,7 +245,10 @@ def _plain(value: Any) -> Decimal:
 def load_overrides(path: Path) -> dict[str, ModelPrice]:
     """Read `[models."name"]` tables of USD-per-million rates (input, output, cache_read,
     cache_write_5m, cache_write_1h; optional long_context_threshold with long_context_* rates)."""
-    # The file's schema is pydantic: loaded here, not by everything that imports format_usd (the CLI).
+    # The file's schema (pydantic) and the TOML parser are loaded here, not by everything that
+    # imports format_usd (the CLI).
+    import tomllib
+
     from spendgate.config_files import checked
     from spendgate.pricing_file import OverridesFile
 
