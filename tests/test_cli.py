@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
+import typer.main
 from typer.testing import CliRunner, Result
 
 from spendgate.auth import hash_key
@@ -266,3 +268,27 @@ def test_unsupported_database_url_is_a_clean_error(tmp_path: Path) -> None:
     result = runner.invoke(build_app(), ["orgs", "list"])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert result.stderr.strip() == "error: unsupported SPENDGATE_DATABASE_URL scheme: mysql"
+
+
+
+def test_the_settings_are_read_once_per_invocation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spendgate.cli import common
+    from spendgate.config import Settings
+
+    # a command that reads the settings twice, run by the real root group
+    read: list[tuple[Settings, Settings]] = []
+    probe = typer.Typer()
+
+    @probe.command()
+    def twice() -> None:
+        read.append((common.settings(), common.settings()))
+
+    group = typer.main.get_group(build_app())
+    group.add_command(typer.main.get_command(probe), "twice")
+    for url in ("sqlite:///first.db", "sqlite:///second.db"):
+        monkeypatch.setenv("SPENDGATE_DATABASE_URL", url)
+        group.main(["twice"], standalone_mode=False)
+    (first, again), (second, _) = read
+    assert first is again  # read once within an invocation
+    assert (first.database_url, second.database_url) == ("sqlite:///first.db", "sqlite:///second.db")
+    assert common.settings() is not common.settings()  # outside any invocation: read on each use

@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 if TYPE_CHECKING:
-    from typer._click import Command
+    from typer._click import Command, Context
 
 # Every top-level command and group, in the order `spendgate --help` lists them (typer lists a
 # module's commands before its groups, in registration order), and the module that declares it.
@@ -108,11 +108,18 @@ class LazyCommands(MutableMapping[str, "Command"]):
 
 
 class LazyGroup(TyperGroup):
-    """The root group, whose commands are `COMMANDS`, each built when first asked for."""
+    """The root group, whose commands are `COMMANDS`, each built when first asked for; it runs the
+    command in one `common.invocation()`, the scope of the invocation's settings."""
 
     def __init__(self, **attrs: Any) -> None:
         super().__init__(**attrs)
         self.commands = LazyCommands(COMMANDS, module_commands)
+
+    def invoke(self, ctx: Context) -> Any:
+        from spendgate.cli.common import invocation
+
+        with invocation():
+            return super().invoke(ctx)
 
 
 def _before_any_command() -> None:

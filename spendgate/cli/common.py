@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, NoReturn
 
-import click
 import typer
 
 if TYPE_CHECKING:
@@ -30,18 +30,34 @@ RULES_OPTION = typer.Option(
 )
 
 
+# What one invocation has read (its settings), while it runs; None outside any invocation. Not
+# click's current context: typer >= 0.26 carries its own copy of click, whose context click's
+# get_current_context() never sees, so the settings were read again on every use.
+_INVOCATION: ContextVar[dict[str, Settings] | None] = ContextVar("spendgate_cli_invocation", default=None)
+
+
+@contextlib.contextmanager
+def invocation() -> Iterator[None]:
+    """One run of the command line (the root group wraps each in this): `settings()` reads the
+    environment once inside it."""
+    token = _INVOCATION.set({})
+    try:
+        yield
+    finally:
+        _INVOCATION.reset(token)
+
+
 def settings() -> Settings:
-    """This invocation's settings: read from the environment once, on first use, and kept on the
-    command line's root context (a new invocation reads them afresh)."""
+    """This invocation's settings: read from the environment once, on first use (a new invocation
+    reads them afresh)."""
     from spendgate.config import Settings
 
-    ctx = click.get_current_context(silent=True)
-    if ctx is None:  # called outside a command (a test, another tool)
+    read = _INVOCATION.get()
+    if read is None:  # called outside a command (a test, another tool)
         return Settings()
-    root = ctx.find_root()
-    if not isinstance(root.obj, Settings):
-        root.obj = Settings()
-    return root.obj
+    if "settings" not in read:
+        read["settings"] = Settings()
+    return read["settings"]
 
 
 @contextlib.contextmanager
