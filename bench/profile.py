@@ -1,13 +1,16 @@
 """Where a target's CPU goes under wrk load: py-spy samples, summed by function and by file.
 
-    python bench/profile.py [--target spendgate|bare] [--mode json|stream] [--concurrency 50]
-                            [--seconds 10] [--rate 250] [--top 40]
+    python bench/profile.py [--target spendgate|bare] [--mode json|stream|bedrock-stream]
+                            [--concurrency 50] [--seconds 10] [--rate 250] [--top 40]
+                            [--output-tokens N]
 
 Starts the fake upstream and the target (as bench/run.py does), warms it up, then records it
 with py-spy (`pip install py-spy`; every thread, native frames off) while wrk drives load, and
 prints: the share of samples per thread, the functions with the most samples of their own
 ("self"), and the files with the most samples anywhere on the stack ("total"). The collapsed
 stacks are kept in bench/results/profile-<target>-<mode>.txt (for flamegraph.pl or speedscope).
+`--mode bedrock-stream` drives Spendgate's Bedrock stream path (`invoke-with-response-stream`,
+signed with a test identity, as bench/cloud_bench.py does; Spendgate only).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+from cloud_bench import AWS, PATHS
 from harness import CLOCK_TICKS
 from targets import BENCH, Target, start_bare, start_fake, start_spendgate
 from wrkload import Load, run_wrk
@@ -30,12 +34,13 @@ RESULTS = BENCH / "results"
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", choices=("spendgate", "bare"), default="spendgate")
-    parser.add_argument("--mode", choices=("json", "stream"), default="json")
+    parser.add_argument("--mode", choices=("json", "stream", "bedrock-stream"), default="json")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second (0: no py-spy, "
                         "CPU per thread only)")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--output-tokens", type=int, help="the fake's answer length (its default: 24)")
     parser.add_argument("--gil", action="store_true", help="Only samples that hold the GIL.")
     return parser.parse_args()
 
@@ -99,12 +104,20 @@ def main() -> None:
     if args.rate and not Path(spy).exists():
         raise SystemExit("py-spy is not installed: pip install py-spy")
     logs = RESULTS / "logs"
-    fake = start_fake(logs, 0.0)
+    fake = start_fake(logs, 0.0, args.output_tokens)
     target: Target | None = None
+    bedrock = args.mode == "bedrock-stream"
+    if bedrock and args.target != "spendgate":
+        raise SystemExit("--mode bedrock-stream profiles Spendgate only")
+    path = PATHS["bedrock"][1] if bedrock else "/v1/messages"
     try:
-        target = start_spendgate(logs, fake) if args.target == "spendgate" else start_bare(logs, fake)
+        if args.target == "spendgate":
+            cloud = {**AWS, "SPENDGATE_BEDROCK_BASE_URL": fake.url, "SPENDGATE_BEDROCK_REGION": "us-east-1"}
+            target = start_spendgate(logs, fake, extra_env=cloud if bedrock else None)
+        else:
+            target = start_bare(logs, fake)
         assert target.proc is not None
-        run_wrk(Load(target.url, target.key, args.mode, args.concurrency, 2, "profile-warm"))
+        run_wrk(Load(target.url, target.key, args.mode, args.concurrency, 2, "profile-warm", path=path))
         out = RESULTS / f"profile-{args.target}-{args.mode}.txt"
         argv = [spy, "record", "--pid", str(target.proc.pid), "--duration", str(args.seconds),
                 "--rate", str(args.rate), "--format", "raw", "--threads", "--output", str(out)]
@@ -116,7 +129,8 @@ def main() -> None:
         before = thread_cpu(target.proc.pid)
         if args.rate:
             recorder.start()
-        result = run_wrk(Load(target.url, target.key, args.mode, args.concurrency, args.seconds, "profile"))
+        load = Load(target.url, target.key, args.mode, args.concurrency, args.seconds, "profile", path=path)
+        result = run_wrk(load)
         after = thread_cpu(target.proc.pid)
         if args.rate:
             recorder.join()

@@ -59,13 +59,15 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def start_fake(logs: Path, latency_ms: float) -> Target:
+def start_fake(logs: Path, latency_ms: float, output_tokens: int | None = None) -> Target:
     port = free_port()
     argv = [
         sys.executable, "-m", "spendgate", "fake-upstream", "--host", HOST, "--port", str(port),
         "--latency-ms", str(latency_ms), "--chunk-delay-ms", "0",
         "--anthropic-key", FAKE_ANTHROPIC_KEY, "--openai-key", FAKE_OPENAI_KEY,
     ]
+    if output_tokens is not None:  # the fake's default otherwise (capped by each call's max_tokens)
+        argv += ["--output-tokens", str(output_tokens)]
     proc = Proc("fake upstream", argv, base_env(), logs / "fake_upstream.log")
     url = f"http://{HOST}:{port}"
     startup = proc.wait_ready(f"{url}/api/hello", READY_TIMEOUT_S)
