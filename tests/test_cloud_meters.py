@@ -13,7 +13,7 @@ import pytest
 
 from spendgate.errors import UnknownEndpoint
 from spendgate.extras import EXTRAS, MissingExtra, require
-from spendgate.fake_upstream import FakeUpstream
+from spendgate.fake_upstream import FakeUpstream, eventstream
 from spendgate.pricing import Pricer, cost_of
 from spendgate.providers.base import Metered
 from spendgate.providers.bedrock import BedrockProvider, split_path
@@ -111,17 +111,72 @@ def test_exception_message_ends_the_stream(fake: FakeUpstream, action: str) -> N
     assert meter.result().error_type == "modelStreamErrorException"
 
 
-@pytest.mark.parametrize("where", ["prelude", "usage"])
+@pytest.mark.parametrize("where", ["prelude", "prelude CRC", "usage"])
 def test_damaged_stream_is_relayed_and_estimated(fake: FakeUpstream, where: str) -> None:
     stream = bytearray(fetch(fake, "invoke-with-response-stream", INVOKE))
-    # the first message's length, or the message_delta that carries the usage (its CRC then fails)
-    at = 1 if where == "prelude" else stream.index(base64.b64encode(b'{"type":"message_delta"')[:20]) + 30
+    # the first message's length or its prelude's CRC (message_start: the input tokens), or the
+    # message_delta that carries the output tokens (its message CRC then fails)
+    delta = stream.index(base64.b64encode(b'{"type":"message_delta"')[:20]) + 30
+    at = {"prelude": 1, "prelude CRC": 9, "usage": delta}[where]
     stream[at] ^= 0x01
     result, relayed = meter_split(
         BedrockProvider("us-east-1"), "invoke-with-response-stream", bytes(stream), 0
     )
     assert relayed == bytes(stream)
     assert result.estimated and not result.complete
+
+
+BEDROCK_HEADERS = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
+EVENTS = [
+    {
+        "type": "message_start",
+        "message": {
+            "id": "msg_???>>>",  # characters whose base64 holds a `/`
+            "model": "claude-haiku-4-5-20251001",
+            "usage": {**USAGE, "output_tokens": 1},
+        },
+    },
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi???>>> there"}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 40}},
+    {"type": "message_stop"},
+]
+
+
+def invoke_stream(headers: dict[str, str], escape_slashes: bool = False) -> bytes:
+    """An InvokeModelWithResponseStream answer written here, its chunk events with `headers`."""
+    stream = b""
+    for event in EVENTS:
+        payload = orjson.dumps({"bytes": base64.b64encode(orjson.dumps(event)).decode(), "p": "abcd"})
+        if escape_slashes:  # a JSON writer may escape `/`, which base64 uses
+            payload = payload.replace(b"/", b"\\/")
+        stream += eventstream.encode_message(headers, payload)
+    return stream
+
+
+@pytest.mark.parametrize(
+    ("layout", "escape_slashes"),
+    [("bedrock", False), ("bedrock", True), ("reordered", False), ("extra header", False)],
+)
+def test_chunk_events_in_any_header_layout(layout: str, escape_slashes: bool) -> None:
+    """Bedrock's usual headers are recognised byte for byte; any other layout goes through
+    botocore's parser: the usage reads the same either way."""
+    headers = {
+        "bedrock": BEDROCK_HEADERS,
+        "reordered": dict(reversed(BEDROCK_HEADERS.items())),
+        "extra header": {**BEDROCK_HEADERS, ":date": "now"},
+    }[layout]
+    stream = invoke_stream(headers, escape_slashes)
+    assert not escape_slashes or b"\\/" in stream
+    provider = BedrockProvider("us-east-1")
+    for at in range(0, len(stream) + 1, 7):
+        result, relayed = meter_split(provider, "invoke-with-response-stream", stream, at)
+        assert relayed == stream
+        assert not result.estimated and result.complete and result.error_type is None
+        usage = result.usage
+        assert (usage.input_tokens, usage.cache_read_tokens, usage.output_tokens) == (120, 30, 40)
+        assert result.response_model == "claude-haiku-4-5-20251001"
 
 
 def test_json_meters(fake: FakeUpstream) -> None:
