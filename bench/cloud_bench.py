@@ -1,23 +1,34 @@
 """The Bedrock stream path beside the Anthropic one: what Spendgate adds to each, at the same load.
 
     python bench/cloud_bench.py [--seconds 5] [--rounds 3] [--concurrency 1] [--output-tokens 200]
-                                [--meters-only]
+                                [--meters-only] [--instructions N]
 
 Starts the fake upstream and Spendgate (SigV4 signing with a test key, SPENDGATE_BEDROCK_BASE_URL on
 the fake), then round after round runs wrk against four cells in turn: the Anthropic stream
 (`/v1/messages`) and the Bedrock stream (`invoke-with-response-stream`, an AWS event stream), each
-straight at the fake and through Spendgate. Spendgate's overhead on a path is its p50 minus the
-fake's own on that path, so the fake's cost of writing event streams cancels out; the figure the
-issue asks for is the Bedrock overhead minus the Anthropic one (SigV4 signing plus event-stream
-decoding, target <= 0.2 ms). Medians over the rounds; CPU per call of the Spendgate process too.
+straight at the fake and through Spendgate, every call answered with the same `--output-tokens`.
+Spendgate's overhead on a path is its p50 minus the fake's own on that path, so the fake's cost of
+writing event streams cancels out; the figure the issue asks for is the Bedrock overhead minus the
+Anthropic one (SigV4 signing plus event-stream decoding, target <= 0.2 ms). Medians over the
+rounds; CPU per call of the Spendgate process too.
+
+Latency and CPU time move with whatever else runs on the machine. `--instructions N` measures what
+does not: Spendgate runs under valgrind (callgrind, counting off until it is warm) and N calls of
+each path, one at a time, are counted in two rounds: instructions a call of each path and their
+difference (slow: about a minute for N=100).
+
 Everything talks to 127.0.0.1 only, and every run is bounded in time.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -86,6 +97,72 @@ def meter_costs(fake_url: str, output_tokens: int) -> None:
         print(f"  {name:9} {best:6.0f} us a stream ({len(stream)} bytes)")
 
 
+def instruction_counts(logs: Path, fake: Target, calls: int, output_tokens: int) -> None:
+    """Instructions a call of each stream path through Spendgate under callgrind (all its threads;
+    the kernel's work is not counted), `calls` sequential calls a path, in two rounds of opposite
+    order; warmed up first with counting off."""
+    import orjson
+
+    for tool in ("valgrind", "callgrind_control"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"--instructions needs {tool} (apt-get install valgrind)")
+    out = logs / "callgrind.out"
+    wrapper = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}")
+    spendgate = start_spendgate(logs, fake, wrapper=wrapper)
+    assert spendgate.proc is not None
+    pid = str(spendgate.proc.pid)
+    body = {"max_tokens": output_tokens, "messages": [{"role": "user", "content": "Say hello."}]}
+    bodies = {
+        "anthropic": orjson.dumps({**body, "model": "claude-haiku-4-5", "stream": True}),
+        "bedrock": orjson.dumps({**body, "anthropic_version": "bedrock-2023-05-31"}),
+    }
+    marker = {"anthropic": b"message_stop", "bedrock": b"eyJ0eXBlIjoibWVzc2FnZV9zdG9w"}
+    per_call: dict[str, list[float]] = {path: [] for path in PATHS}
+    try:
+        connection = http.client.HTTPConnection(HOST, int(spendgate.url.rsplit(":", 1)[1]), timeout=120)
+
+        def call(path: str, n: int) -> None:
+            headers = {
+                "x-api-key": spendgate.key, "anthropic-version": "2023-06-01",
+                "content-type": "application/json", "x-client-request-id": f"cg-{path}-{n}-{time.time_ns()}",
+            }  # fmt: skip
+            connection.request("POST", PATHS[path][1], bodies[path], headers)
+            answer = connection.getresponse()
+            data = answer.read()
+            if answer.status != 200 or marker[path] not in data:
+                raise SystemExit(f"{path}: HTTP {answer.status}: {data[:200]!r}")
+
+        def control(*args: str) -> None:
+            subprocess.run(["callgrind_control", *args, pid], check=True, capture_output=True, timeout=60)
+
+        for path in PATHS:
+            for n in range(20):
+                call(path, n)
+        for n in range(2):
+            for path in PATHS if n == 0 else reversed(PATHS):
+                control("--zero")
+                control("--instr=on")
+                for i in range(calls):
+                    call(path, i)
+                control("--instr=off")
+                control(f"--dump={path}-{n}")
+        connection.close()
+    finally:
+        spendgate.stop()
+    for dump in sorted(logs.glob("callgrind.out.*")):
+        text = dump.read_text(errors="replace")
+        trigger = re.search(r"^desc: Trigger: dump (\w+)-", text, re.M)
+        totals = re.search(r"^totals: (\d+)", text, re.M)
+        if trigger and totals and trigger.group(1) in per_call:
+            per_call[trigger.group(1)].append(int(totals.group(1)) / calls)
+    print(f"\ninstructions a call through Spendgate (callgrind, {calls} calls a round, "
+          f"{output_tokens} output tokens):")
+    for path, counts in per_call.items():
+        print(f"  {path:9} " + ", ".join(f"{count / 1e6:.3f}M" for count in counts))
+    extra = statistics.mean(per_call["bedrock"]) - statistics.mean(per_call["anthropic"])
+    print(f"  Bedrock path adds {extra / 1e6:+.3f}M instructions a call over the Anthropic path")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=5)
@@ -93,6 +170,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--output-tokens", type=int, default=200, help="length of each streamed answer")
     parser.add_argument("--meters-only", action="store_true", help="only time the two stream meters")
+    parser.add_argument("--instructions", type=int, metavar="N", help="count instructions (callgrind) "
+                        "over N calls of each path instead of timing them")
     args = parser.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="spendgate-cloud-bench-"))
     port = free_port()
@@ -108,6 +187,13 @@ def main() -> None:
         fake.stop()
         return
     os.environ.update(AWS, SPENDGATE_BEDROCK_BASE_URL=fake_url, SPENDGATE_BEDROCK_REGION="us-east-1")
+    if args.instructions:
+        try:
+            target = Target("fake", fake_url, "unused", fake)
+            instruction_counts(logs, target, args.instructions, args.output_tokens)
+        finally:
+            fake.stop()
+        return
     spendgate = start_spendgate(logs, Target("fake", fake_url, "unused", fake))
     cells = [(path, via) for path in PATHS for via in ("direct", "spendgate")]
     p50: dict[tuple[str, str], list[float]] = {cell: [] for cell in cells}
@@ -119,6 +205,7 @@ def main() -> None:
                 load = Load(
                     url=url, key=spendgate.key, mode=MODES[path], concurrency=args.concurrency,
                     seconds=1, id_prefix=f"warm-{n}-{path}-{via}", path=PATHS[path][via == "spendgate"],
+                    max_tokens=args.output_tokens,
                 )  # fmt: skip
                 run_wrk(load)  # warm-up
                 assert spendgate.proc is not None

@@ -151,11 +151,13 @@ def start_spendgate(
     workers: int = 1,
     source: Path | None = None,
     extra_env: dict[str, str] | None = None,
+    wrapper: tuple[str, ...] = (),
 ) -> Target:
     """Spendgate on a fresh SQLite file; with `budgets`, that many budgets apply to every call
     (enforced, never exhausted), on in-process counters or, with `redis_url`, on Redis; with
     `workers`, `spendgate serve --workers N`; with `source`, the spendgate package of that
-    checkout (another commit, for a before/after in one run) instead of the installed one."""
+    checkout (another commit, for a before/after in one run) instead of the installed one; with
+    `wrapper`, run under that command (valgrind: bench/cloud_bench.py --instructions)."""
     workdir = Path(tempfile.mkdtemp(prefix="spendgate-bench-"))
     try:
         env = spendgate_env(workdir, fake)
@@ -173,12 +175,12 @@ def start_spendgate(
         if budgets:
             run_json([*SPENDGATE_PYTHON, "-c", BUDGET_SCRIPT], 60, {**env, "BENCH_BUDGETS": str(budgets)})
         port = free_port()
-        argv = [*SPENDGATE_PYTHON, "-m", "spendgate", "serve", "--host", HOST, "--port", str(port)]
+        argv = [*wrapper, *SPENDGATE_PYTHON, "-m", "spendgate", "serve", "--host", HOST, "--port", str(port)]
         if workers > 1:
             argv += ["--workers", str(workers)]
         proc = Proc(name, argv, env, logs / f"{name}.log")
         url = f"http://{HOST}:{port}"
-        startup = proc.wait_ready(f"{url}/healthz", READY_TIMEOUT_S)
+        startup = proc.wait_ready(f"{url}/healthz", READY_TIMEOUT_S * (10 if wrapper else 1))
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise

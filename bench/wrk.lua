@@ -12,15 +12,17 @@ local key = os.getenv("BENCH_KEY") or "unset"
 local stream = os.getenv("BENCH_MODE") == "stream"
 local prefix = os.getenv("BENCH_ID_PREFIX") or "bench"
 local model = os.getenv("BENCH_MODEL") or "claude-haiku-4-5"
+-- The fake answers min(max_tokens, its --output-tokens) tokens.
+local max_tokens = os.getenv("BENCH_MAX_TOKENS") or "64"
 
-local body = '{"model":"' .. model .. '","max_tokens":64,"messages":[{"role":"user",'
+local body = '{"model":"' .. model .. '","max_tokens":' .. max_tokens .. ',"messages":[{"role":"user",'
   .. '"content":"Say hello to the benchmark in one short sentence."}]'
   .. (stream and ',"stream":true}' or '}')
 local marker = stream and "message_stop" or '"usage"'
 -- Bedrock's InvokeModelWithResponseStream (bench/cloud_bench.py): the model is in the URL, and the
 -- stream is an AWS event stream whose chunks carry the Anthropic events in base64.
 if os.getenv("BENCH_MODE") == "bedrock-stream" then
-  body = '{"anthropic_version":"bedrock-2023-05-31","max_tokens":64,"messages":[{"role":"user",'
+  body = '{"anthropic_version":"bedrock-2023-05-31","max_tokens":' .. max_tokens .. ',"messages":[{"role":"user",'
     .. '"content":"Say hello to the benchmark in one short sentence."}]}'
   marker = "eyJ0eXBlIjoibWVzc2FnZV9zdG9w"  -- base64 of {"type":"message_stop"
 end

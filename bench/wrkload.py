@@ -46,6 +46,7 @@ class Load:
     id_prefix: str  # x-client-request-id = <id_prefix>-<thread>-<n>
     threads: int = 1
     path: str = "/v1/messages"  # appended to url (bench/cloud_bench.py: the Bedrock paths)
+    max_tokens: int = 64  # each call's max_tokens: the fake answers at most this many tokens
 
 
 def run_wrk(load: Load) -> dict[str, Any]:
@@ -57,6 +58,7 @@ def run_wrk(load: Load) -> dict[str, Any]:
     ]
     env = {
         **os.environ, "BENCH_KEY": load.key, "BENCH_MODE": load.mode, "BENCH_ID_PREFIX": load.id_prefix,
+        "BENCH_MAX_TOKENS": str(load.max_tokens),
     }
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
