@@ -126,6 +126,7 @@ class BedrockProvider:
         self._region = region
         self._base_url = base_url.rstrip("/") if base_url else None
         self._signer: Any = None  # AwsSigner, built at first use (botocore is an optional extra)
+        self._paths: dict[tuple[str, str], str] = {}  # (path called, model sent) -> upstream path
 
     # --- where calls go -----------------------------------------------------------------
     @property
@@ -149,10 +150,15 @@ class BedrockProvider:
         return self._base_url or f"https://bedrock.{self.region}.amazonaws.com"
 
     def upstream_path(self, info: RequestInfo, model: str) -> str:
-        _, action = split_path(info.path)
-        # The signature covers the path exactly as sent: `/` (an ARN) is encoded, `:` is left as
-        # it is, since the HTTP client would decode `%3A` after signing (yarl normalises it).
-        return f"/model/{quote(model, safe=':')}/{action}"
+        path = self._paths.get((info.path, model))
+        if path is None:  # the same few models over and over: built once each
+            if len(self._paths) > 1000:  # bounded: a client may invent model ids
+                self._paths.clear()
+            _, action = split_path(info.path)
+            # The signature covers the path exactly as sent: `/` (an ARN) is encoded, `:` is left
+            # as it is, since the HTTP client would decode `%3A` after signing (yarl normalises it).
+            path = self._paths[(info.path, model)] = f"/model/{quote(model, safe=':')}/{action}"
+        return path
 
     # --- the request --------------------------------------------------------------------
     def parse(self, body: bytes, path: str) -> RequestInfo:
