@@ -42,6 +42,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--output-tokens", type=int, help="the fake's answer length (its default: 24)")
     parser.add_argument("--gil", action="store_true", help="Only samples that hold the GIL.")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="An extra variable for Spendgate (repeatable), e.g. "
+                        "SPENDGATE_LEDGER_INGEST_PROCESS=true.")
     return parser.parse_args()
 
 
@@ -113,7 +116,8 @@ def main() -> None:
     try:
         if args.target == "spendgate":
             cloud = {**AWS, "SPENDGATE_BEDROCK_BASE_URL": fake.url, "SPENDGATE_BEDROCK_REGION": "us-east-1"}
-            target = start_spendgate(logs, fake, extra_env=cloud if bedrock else None)
+            extra = dict(item.split("=", 1) for item in args.env)
+            target = start_spendgate(logs, fake, extra_env={**(cloud if bedrock else {}), **extra} or None)
         else:
             target = start_bare(logs, fake)
         assert target.proc is not None

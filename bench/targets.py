@@ -78,16 +78,16 @@ def direct(fake: Target) -> Target:
     return Target("direct", fake.url, FAKE_ANTHROPIC_KEY, None, 0.0, ["load straight at the fake upstream"])
 
 
-def start_bare(logs: Path, fake: Target) -> Target:
+def start_bare(logs: Path, fake: Target, wrapper: tuple[str, ...] = ()) -> Target:
     port = free_port()
     argv = [
-        sys.executable, str(BENCH / "bare_proxy.py"), "--host", HOST, "--port", str(port),
+        *wrapper, sys.executable, str(BENCH / "bare_proxy.py"), "--host", HOST, "--port", str(port),
         "--anthropic-base-url", fake.url, "--openai-base-url", f"{fake.url}/v1",
         "--anthropic-key", FAKE_ANTHROPIC_KEY, "--openai-key", FAKE_OPENAI_KEY,
     ]
     proc = Proc("bare proxy", argv, base_env(), logs / "bare_proxy.log")
     url = f"http://{HOST}:{port}"
-    startup = proc.wait_ready(f"{url}/healthz", READY_TIMEOUT_S)
+    startup = proc.wait_ready(f"{url}/healthz", READY_TIMEOUT_S * (10 if wrapper else 1))
     return Target("bare", url, "unused-by-bare-proxy", proc, startup)
 
 

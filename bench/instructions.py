@@ -1,0 +1,132 @@
+"""Instructions a call costs in Spendgate and in the bare proxy: the figure load does not move.
+
+    python bench/instructions.py [--calls 200] [--modes json,stream] [--targets bare,spendgate]
+                                 [--env NAME=VALUE ...]
+
+Timed figures on this shared 2-core machine move by a third from run to run (bench/run.py's bare
+proxy has measured 2,500-7,000 req/s); instruction counts do not. Each target runs under valgrind
+(callgrind, counting off until it is warm), then `--calls` sequential calls of each mode (the
+same Messages request as bench/wrk.lua) are counted, in two rounds. Printed: instructions a call
+for each target and mode (all threads of the serving process; not the kernel's work, nor a child
+process such as the ingest process), and Spendgate's count as a multiple of the bare proxy's. The
+throughput target (>= 70 % of the bare proxy) needs that multiple at or under 1.43 where the
+event loop is the bottleneck; instructions are not time (cache misses, system calls and waiting
+for the GIL are not in them), so confirm with bench/run.py.
+
+Everything talks to 127.0.0.1 only, and every loop is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+from harness import HOST
+from targets import Target, start_bare, start_fake, start_spendgate
+
+BODY = {
+    "model": "claude-haiku-4-5",
+    "max_tokens": 64,
+    "messages": [{"role": "user", "content": "Say hello to the benchmark in one short sentence."}],
+}
+MARKER = {"json": b'"usage"', "stream": b"message_stop"}
+
+
+def count(target: Target, logs: Path, modes: list[str], calls: int) -> dict[str, list[float]]:
+    """Instructions a call per mode, one figure per round."""
+    assert target.proc is not None
+    pid = str(target.proc.pid)
+    bodies = {mode: orjson.dumps({**BODY, "stream": True} if mode == "stream" else BODY) for mode in modes}
+    connection = http.client.HTTPConnection(HOST, int(target.url.rsplit(":", 1)[1]), timeout=120)
+    tag = f"{target.name}-{time.time_ns()}"
+
+    def call(mode: str, n: int) -> None:
+        headers = {
+            "x-api-key": target.key, "anthropic-version": "2023-06-01", "content-type": "application/json",
+            "user-agent": "wrk", "x-client-request-id": f"{tag}-{mode}-{n}",
+        }  # fmt: skip
+        connection.request("POST", "/v1/messages", bodies[mode], headers)
+        answer = connection.getresponse()
+        data = answer.read()
+        if answer.status != 200 or MARKER[mode] not in data:
+            raise SystemExit(f"{target.name} {mode}: HTTP {answer.status}: {data[:200]!r}")
+
+    def control(*args: str) -> None:
+        subprocess.run(["callgrind_control", *args, pid], check=True, capture_output=True, timeout=120)
+
+    sequence = 0
+    for mode in modes:  # warm: imports, caches, the pool's connection
+        for _ in range(30):
+            sequence += 1
+            call(mode, sequence)
+    for round_ in range(2):
+        for mode in modes if round_ == 0 else list(reversed(modes)):
+            control("--zero")
+            control("--instr=on")
+            for _ in range(calls):
+                sequence += 1
+                call(mode, sequence)
+            control("--instr=off")
+            control(f"--dump={target.name}.{mode}.{round_}")
+    connection.close()
+    per_call: dict[str, list[float]] = {mode: [] for mode in modes}
+    for dump in sorted(logs.glob(f"callgrind-{target.name}.out*")):
+        text = dump.read_text(errors="replace")
+        trigger = re.search(r"^desc: Trigger: dump [\w-]+\.(\w+)\.\d", text, re.M)
+        totals = re.search(r"^totals: (\d+)", text, re.M)
+        if trigger and totals and trigger.group(1) in per_call:
+            per_call[trigger.group(1)].append(int(totals.group(1)) / calls)
+    return per_call
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=200, help="Counted calls per mode and round.")
+    parser.add_argument("--modes", default="json,stream")
+    parser.add_argument("--targets", default="bare,spendgate")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="An extra variable for Spendgate (repeatable).")
+    args = parser.parse_args()
+    for tool in ("valgrind", "callgrind_control"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"needs {tool} (apt-get install valgrind)")
+    modes = args.modes.split(",")
+    logs = Path(tempfile.mkdtemp(prefix="spendgate-instructions-"))
+    fake = start_fake(logs, 0.0)
+    results: dict[str, dict[str, list[float]]] = {}
+    try:
+        for name in args.targets.split(","):
+            wrapper = ("valgrind", "--tool=callgrind", "--instr-atstart=no",
+                       f"--callgrind-out-file={logs}/callgrind-{name}.out")
+            if name == "bare":
+                target = start_bare(logs, fake, wrapper=wrapper)
+            else:
+                extra = dict(item.split("=", 1) for item in args.env)
+                target = start_spendgate(logs, fake, extra_env=extra or None, wrapper=wrapper)
+            try:
+                results[name] = count(target, logs, modes, args.calls)
+            finally:
+                target.stop()
+    finally:
+        fake.stop()
+    print(f"instructions a call (callgrind, {args.calls} sequential calls a round, 2 rounds; "
+          f"{' '.join(args.env) or 'default settings'}):")
+    for name, per_mode in results.items():
+        for mode, figures in per_mode.items():
+            line = f"  {name:10} {mode:6} " + ", ".join(f"{f / 1e6:.3f}M" for f in figures)
+            if name != "bare" and "bare" in results and results["bare"].get(mode):
+                line += f"   x{statistics.mean(figures) / statistics.mean(results['bare'][mode]):.2f} of bare"
+            print(line)
+    shutil.rmtree(logs, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
