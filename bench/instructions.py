@@ -1,12 +1,14 @@
 """Instructions a call costs in Spendgate and in the bare proxy: the figure load does not move.
 
     python bench/instructions.py [--calls 200] [--modes json,stream] [--targets bare,spendgate]
-                                 [--env NAME=VALUE ...]
+                                 [--concurrency 1] [--env NAME=VALUE ...]
 
 Timed figures on this shared 2-core machine move by a third from run to run (bench/run.py's bare
 proxy has measured 2,500-7,000 req/s); instruction counts do not. Each target runs under valgrind
 (callgrind, counting off until it is warm), then `--calls` sequential calls of each mode (the
-same Messages request as bench/wrk.lua) are counted, in two rounds. Printed: instructions a call
+same Messages request as bench/wrk.lua) are counted, in two rounds; with `--concurrency N`, N
+connections send them at once (as wrk's c=N, so per-iteration and per-batch work is shared as
+under load). Printed: instructions a call
 for each target and mode (all threads of the serving process; not the kernel's work, nor a child
 process such as the ingest process), and Spendgate's count as a multiple of the bare proxy's. The
 throughput target (>= 70 % of the bare proxy) needs that multiple at or under 1.43 where the
@@ -20,12 +22,15 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import re
 import shutil
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -40,15 +45,21 @@ BODY = {
 MARKER = {"json": b'"usage"', "stream": b"message_stop"}
 
 
-def count(target: Target, logs: Path, modes: list[str], calls: int) -> dict[str, list[float]]:
+def count(
+    target: Target, logs: Path, modes: list[str], calls: int, concurrency: int
+) -> dict[str, list[float]]:
     """Instructions a call per mode, one figure per round."""
     assert target.proc is not None
     pid = str(target.proc.pid)
     bodies = {mode: orjson.dumps({**BODY, "stream": True} if mode == "stream" else BODY) for mode in modes}
-    connection = http.client.HTTPConnection(HOST, int(target.url.rsplit(":", 1)[1]), timeout=120)
+    port = int(target.url.rsplit(":", 1)[1])
+    local = threading.local()  # one keep-alive connection per client thread
     tag = f"{target.name}-{time.time_ns()}"
 
     def call(mode: str, n: int) -> None:
+        connection = getattr(local, "connection", None)
+        if connection is None:
+            connection = local.connection = http.client.HTTPConnection(HOST, port, timeout=600)
         headers = {
             "x-api-key": target.key, "anthropic-version": "2023-06-01", "content-type": "application/json",
             "user-agent": "wrk", "x-client-request-id": f"{tag}-{mode}-{n}",
@@ -62,21 +73,22 @@ def count(target: Target, logs: Path, modes: list[str], calls: int) -> dict[str,
     def control(*args: str) -> None:
         subprocess.run(["callgrind_control", *args, pid], check=True, capture_output=True, timeout=120)
 
-    sequence = 0
-    for mode in modes:  # warm: imports, caches, the pool's connection
-        for _ in range(30):
-            sequence += 1
-            call(mode, sequence)
-    for round_ in range(2):
-        for mode in modes if round_ == 0 else list(reversed(modes)):
-            control("--zero")
-            control("--instr=on")
-            for _ in range(calls):
-                sequence += 1
-                call(mode, sequence)
-            control("--instr=off")
-            control(f"--dump={target.name}.{mode}.{round_}")
-    connection.close()
+    numbers = itertools.count()
+    with ThreadPoolExecutor(concurrency) as pool:
+
+        def burst(mode: str, n: int) -> None:
+            for future in [pool.submit(call, mode, next(numbers)) for _ in range(n)]:
+                future.result()
+
+        for mode in modes:  # warm: imports, caches, the pool's connections
+            burst(mode, max(30, 2 * concurrency))
+        for round_ in range(2):
+            for mode in modes if round_ == 0 else list(reversed(modes)):
+                control("--zero")
+                control("--instr=on")
+                burst(mode, calls)
+                control("--instr=off")
+                control(f"--dump={target.name}.{mode}.{round_}")
     per_call: dict[str, list[float]] = {mode: [] for mode in modes}
     for dump in sorted(logs.glob(f"callgrind-{target.name}.out*")):
         text = dump.read_text(errors="replace")
@@ -92,6 +104,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200, help="Counted calls per mode and round.")
     parser.add_argument("--modes", default="json,stream")
     parser.add_argument("--targets", default="bare,spendgate")
+    parser.add_argument("--concurrency", type=int, default=1, help="Connections sending at once.")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="An extra variable for Spendgate (repeatable).")
     args = parser.parse_args()
@@ -112,13 +125,14 @@ def main() -> None:
                 extra = dict(item.split("=", 1) for item in args.env)
                 target = start_spendgate(logs, fake, extra_env=extra or None, wrapper=wrapper)
             try:
-                results[name] = count(target, logs, modes, args.calls)
+                results[name] = count(target, logs, modes, args.calls, args.concurrency)
             finally:
                 target.stop()
     finally:
         fake.stop()
-    print(f"instructions a call (callgrind, {args.calls} sequential calls a round, 2 rounds; "
-          f"{' '.join(args.env) or 'default settings'}):")
+    settings = " ".join(args.env) or "default settings"
+    print(f"instructions a call (callgrind, {args.calls} calls a round on {args.concurrency} "
+          f"connection(s), 2 rounds; {settings}):")
     for name, per_mode in results.items():
         for mode, figures in per_mode.items():
             line = f"  {name:10} {mode:6} " + ", ".join(f"{f / 1e6:.3f}M" for f in figures)
