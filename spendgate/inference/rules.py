@@ -107,6 +107,12 @@ class Condition:
     wanted: str  # the file's value, as text
     test: Callable[[CallShape], bool]
     seen: Callable[[CallShape], str]  # what the call had, as text
+    # What `test` and `seen` read of the call, so the inferrer can remember its answer for calls
+    # alike in all of it (infer.py): a CallShape field, and for "headers" or "tags" the one entry.
+    reads: str
+    entry: str | None = None
+    # A size (messages, tokens): too many values to remember a call by; its test's outcome is used.
+    size: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,20 +246,21 @@ def _conditions(m: _MatchFile, clients: set[str], where: str) -> tuple[Condition
                 _text(m.client),
                 lambda s: s.client in wanted,
                 lambda s: f"{s.client} ({s.client_via})" if s.client else "none",
+                "client",  # and client_via, which the inferrer always keys on with it
             )
         )
     for name, value in _headers(m.header, where):
         out.append(_header_condition(name, value))
     if m.provider is not None:
-        out.append(_in_set("provider", m.provider, lambda s: s.provider))
+        out.append(_in_set("provider", m.provider))
     if m.endpoint is not None:
-        out.append(_glob("endpoint", m.endpoint, lambda s: s.endpoint))
+        out.append(_glob("endpoint", m.endpoint))
     if m.model is not None:
-        out.append(_glob("model", m.model, lambda s: s.model))
+        out.append(_glob("model", m.model))
     if m.key is not None:
-        out.append(_glob("key", m.key, lambda s: s.key))
+        out.append(_glob("key", m.key))
     if m.team is not None:
-        out.append(_in_set("team", m.team, lambda s: s.team))
+        out.append(_in_set("team", m.team))
     for tag, value in m.tags.items():
         out.append(_tag(tag, value))
     for flag in ("stream", "tools", "thinking", "tool_results"):
@@ -261,17 +268,17 @@ def _conditions(m: _MatchFile, clients: set[str], where: str) -> tuple[Condition
         if want is not None:
             out.append(_flag(flag, want))
     if m.last_role is not None:
-        out.append(_in_set("last_role", m.last_role, lambda s: s.last_role))
-    for key, bound, read in (
-        ("min_messages", m.min_messages, lambda s: s.messages),
-        ("max_messages", m.max_messages, lambda s: s.messages),
-        ("max_tokens_at_least", m.max_tokens_at_least, lambda s: s.max_tokens),
-        ("max_tokens_at_most", m.max_tokens_at_most, lambda s: s.max_tokens),
-        ("min_input_tokens", m.min_input_tokens, lambda s: s.input_tokens),
-        ("max_input_tokens", m.max_input_tokens, lambda s: s.input_tokens),
+        out.append(_in_set("last_role", m.last_role))
+    for key, bound, field in (
+        ("min_messages", m.min_messages, "messages"),
+        ("max_messages", m.max_messages, "messages"),
+        ("max_tokens_at_least", m.max_tokens_at_least, "max_tokens"),
+        ("max_tokens_at_most", m.max_tokens_at_most, "max_tokens"),
+        ("min_input_tokens", m.min_input_tokens, "input_tokens"),
+        ("max_input_tokens", m.max_input_tokens, "input_tokens"),
     ):
         if bound is not None:
-            out.append(_bound(key, bound, read))
+            out.append(_bound(key, bound, field))
     return tuple(out)
 
 
@@ -282,24 +289,38 @@ def _header_condition(name: str, value: Globs) -> Condition:
         _text(value),
         lambda s: (got := s.headers.get(name)) is not None and pattern.fullmatch(got) is not None,
         lambda s: repr(s.headers[name][:_SHOWN]) if name in s.headers else "absent",
+        "headers",
+        name,
     )
 
 
 def _tag(tag: str, value: str) -> Condition:
     return Condition(
-        f"tags.{tag}", value, lambda s: s.tags.get(tag) == value, lambda s: repr(s.tags.get(tag))
+        f"tags.{tag}",
+        value,
+        lambda s: s.tags.get(tag) == value,
+        lambda s: repr(s.tags.get(tag)),
+        "tags",
+        tag,
     )
 
 
-def _in_set(key: str, names: Names, read: Callable[[CallShape], str]) -> Condition:
+def _in_set(field: str, names: Names) -> Condition:
+    # `field` is the CallShape field the condition reads, named as in the file.
     wanted = _set(names)
-    return Condition(key, _text(names), lambda s: read(s) in wanted, lambda s: repr(read(s)))
+    read: Callable[[CallShape], str] = operator.attrgetter(field)
+    return Condition(field, _text(names), lambda s: read(s) in wanted, lambda s: repr(read(s)), field)
 
 
-def _glob(key: str, globs: Globs, read: Callable[[CallShape], str]) -> Condition:
+def _glob(field: str, globs: Globs) -> Condition:
     pattern = _globs(globs)
+    read: Callable[[CallShape], str] = operator.attrgetter(field)
     return Condition(
-        key, _text(globs), lambda s: pattern.fullmatch(read(s)) is not None, lambda s: repr(read(s))
+        field,
+        _text(globs),
+        lambda s: pattern.fullmatch(read(s)) is not None,
+        lambda s: repr(read(s)),
+        field,
     )
 
 
@@ -309,11 +330,12 @@ def _flag(key: str, want: bool) -> Condition:
     def seen(s: CallShape) -> str:
         return "yes" if read(s) else "no"
 
-    return Condition(key, str(want).lower(), lambda s: read(s) is want, seen)
+    return Condition(key, str(want).lower(), lambda s: read(s) is want, seen, key)
 
 
-def _bound(key: str, bound: int, read: Callable[[CallShape], int | None]) -> Condition:
+def _bound(key: str, bound: int, field: str) -> Condition:
     at_least = key.startswith("min_") or key.endswith("_at_least")
+    read: Callable[[CallShape], int | None] = operator.attrgetter(field)
 
     def test(s: CallShape) -> bool:
         value = read(s)
@@ -324,7 +346,7 @@ def _bound(key: str, bound: int, read: Callable[[CallShape], int | None]) -> Con
         value = read(s)
         return "not set" if value is None else str(value)
 
-    return Condition(key, str(bound), test, seen)
+    return Condition(key, str(bound), test, seen, field, size=True)
 
 
 def _set(names: Names) -> frozenset[str]:
