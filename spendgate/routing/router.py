@@ -8,14 +8,17 @@ lookups and one regex match per rule that names models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from spendgate.attribution import UNTAGGED
 from spendgate.errors import PermissionDenied
 from spendgate.routing.policy import Allowlist, Match, Policy, Rule
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: it is built once per call on the hot path, where a frozen dataclass's __init__ costs
+# more than twice a plain one's (one object.__setattr__ per field); nothing assigns to it.
+@dataclass(slots=True)
 class RouteRequest:
     provider: str
     model: str
@@ -50,13 +53,12 @@ class Held:
     rule: str  # "" when the rule's tier had no model for the API
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
+class Route(NamedTuple):  # a NamedTuple: built for every call on the hot path
     model: str
     rule: str | None  # the rule that fired (None: the requested model, untouched)
     reason: str
     sticky: bool = False
-    trace: tuple[str, ...] = field(default_factory=tuple)  # one line per rule, for `route explain`
+    trace: tuple[str, ...] = ()  # one line per rule, for `route explain`
     hold: Held | None = None  # a new decision the session should keep (sticky rule, session id)
 
 
@@ -76,18 +78,19 @@ def complexity(req: RouteRequest) -> int:
 
 
 class Router:
-    """Pure: the policy in, a route out. What a session holds is looked up by the caller
-    (`admission.py`, through routing/sticky.py) and passed in as `held`."""
+    """Pure: the policy in (a new policy is a new Router), a route out. What a session holds is
+    looked up by the caller (`admission.py`, through routing/sticky.py) and passed in as `held`."""
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.sticky = any(rule.sticky and rule.enabled for rule in policy.rules)  # worth a lookup?
+        self._candidates = candidates_by_use_case(policy.rules)
 
     def route(self, req: RouteRequest, explain: bool = False, held: Held | None = None) -> Route:
         trace: list[str] = []
         chosen: Route | None = None
         hold: Held | None = None
-        rule = self._first_match(req, trace if explain else None)
+        rule = self._first_match(req, trace) if explain else self._first_candidate(req)
         if req.session and held is not None and (rule is None or rule.sticky):
             chosen = Route(held.model, held.rule or None, f"sticky for session {req.session}", sticky=True)
         if chosen is None and rule is not None:
@@ -97,7 +100,9 @@ class Router:
         if chosen is None:
             chosen = Route(req.model, None, "no rule matched: the requested model")
         chosen = self._allowed(chosen, req)
-        return Route(chosen.model, chosen.rule, chosen.reason, chosen.sticky, tuple(trace), hold)
+        if trace or hold is not None:
+            return chosen._replace(trace=tuple(trace), hold=hold)
+        return chosen
 
     def downgrade(self, req: RouteRequest, route: Route, tier: str) -> Route:
         """A budget at amber with a downgrade action sends the call to another tier, if allowed."""
@@ -111,16 +116,24 @@ class Router:
         except PermissionDenied:
             return route  # the allowlist forbids the tier model: keep the routed one
 
-    def _first_match(self, req: RouteRequest, trace: list[str] | None) -> Rule | None:
+    def _first_match(self, req: RouteRequest, trace: list[str]) -> Rule | None:
+        """The first rule that matches, every rule up to it traced (`route explain`)."""
         for rule in self.policy.rules:
             if not rule.enabled:
-                if trace is not None:
-                    trace.append(f"{rule.name}: disabled")
+                trace.append(f"{rule.name}: disabled")
                 continue
             failed = mismatch(rule.match, req)
-            if trace is not None:
-                trace.append(f"{rule.name}: " + ("MATCH" if failed is None else f"no ({failed})"))
+            trace.append(f"{rule.name}: " + ("MATCH" if failed is None else f"no ({failed})"))
             if failed is None:
+                return rule
+        return None
+
+    def _first_candidate(self, req: RouteRequest) -> Rule | None:
+        """The same rule as `_first_match`, trying only the rules the call's use case can match."""
+        inferred = req.use_case_source.startswith("inferred:")
+        table = self._candidates[inferred]
+        for rule in table.get(req.use_case, table[None]):
+            if mismatch(rule.match, req) is None:
                 return rule
         return None
 
@@ -159,6 +172,34 @@ class Router:
                 f"Model {route.model!r} is not allowed for {scope} {name!r} by Spendgate's routing policy.",
             )
         return Route(model, f"allowlist:{scope}:{name}", f"{route.model} is not allowed for {scope} {name}")
+
+
+Candidates = dict[str | None, tuple[Rule, ...]]
+
+
+def candidates_by_use_case(rules: tuple[Rule, ...]) -> tuple[Candidates, Candidates]:
+    """For a declared and an inferred use case, the enabled rules in order whose use_case
+    condition it passes, by use case (None: any use case no rule names). A policy whose rules all
+    name use cases gives most calls no rule to try at all."""
+    named = {name for rule in rules if rule.match.use_case is not None for name in rule.match.use_case}
+    tables: list[Candidates] = []
+    for inferred in (False, True):
+        tables.append(
+            {
+                name: tuple(r for r in rules if r.enabled and _use_case_passes(r.match, name, inferred))
+                for name in [*sorted(named), None]
+            }
+        )
+    return tables[0], tables[1]
+
+
+def _use_case_passes(m: Match, use_case: str | None, inferred: bool) -> bool:
+    # As `mismatch` reads a rule's use_case condition; None stands for a use case it does not name.
+    if m.use_case is None:
+        return True
+    if inferred and not m.use_inferred:
+        return UNTAGGED in m.use_case
+    return use_case in m.use_case
 
 
 def mismatch(m: Match, req: RouteRequest) -> str | None:

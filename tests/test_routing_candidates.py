@@ -1,0 +1,107 @@
+"""The router tries only the rules a call's use case can match (router.py `candidates_by_use_case`);
+`route explain` walks every rule. Both must pick the same rule, model and reason for every call:
+declared and inferred use cases, named and unnamed ones, rules with and without `use_inferred`,
+rules that name no use case, disabled rules, refusals.
+"""
+
+from __future__ import annotations
+
+import random
+from importlib.resources import files
+
+import pytest
+
+from spendgate.errors import PermissionDenied
+from spendgate.routing.policy import Policy, parse_policy
+from spendgate.routing.router import Route, Router, RouteRequest
+
+DEFAULT = (files("spendgate.routing") / "default_policy.toml").read_text()
+
+MIXED = """
+[tiers.anthropic]
+fast = "claude-haiku-4-5"
+standard = "claude-sonnet-4-6"
+
+[[rules]]
+name = "untagged-big-to-standard"
+match = { use_case = "untagged", min_input_tokens = 1000 }
+tier = "standard"
+
+[[rules]]
+name = "refuse-opus-for-chat"
+match = { use_case = ["chat", "untagged"], model = "claude-opus-*" }
+use_inferred = true
+refuse = "chat does not need Opus"
+
+[[rules]]
+name = "tools-to-standard"
+match = { tools = true }
+tier = "standard"
+
+[[rules]]
+name = "off"
+match = { use_case = "batch" }
+tier = "fast"
+enabled = false
+
+[[rules]]
+name = "inferred-batch-to-fast"
+match = { use_case = ["batch", "autocomplete"] }
+use_inferred = true
+tier = "fast"
+
+[[rules]]
+name = "declared-review"
+match = { use_case = "code-review", tags = { repo = "api" } }
+model = "claude-sonnet-4-6"
+
+[[rules]]
+name = "anything-streamed"
+match = { stream = true }
+tier = "fast"
+"""
+
+
+def outcome(router: Router, req: RouteRequest, explain: bool) -> tuple[str, str | None, str] | str:
+    try:
+        route: Route = router.route(req, explain=explain)
+    except PermissionDenied as exc:
+        return f"refused: {exc.message}"
+    return route.model, route.rule, route.reason
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        parse_policy(DEFAULT, "default"),
+        parse_policy(DEFAULT.replace("enabled = false", "enabled = true"), "default, all on"),
+        parse_policy(MIXED, "mixed"),
+    ],
+    ids=lambda p: p.source if isinstance(p, Policy) else "",
+)
+def test_the_candidates_pick_what_walking_every_rule_picks(policy: Policy) -> None:
+    router = Router(policy)
+    rng = random.Random(7)
+    use_cases = ["untagged", "chat", "batch", "autocomplete", "code-review", "architecture", "other"]
+    sources = ["none", "header", "metadata", "key", "inferred:autocomplete-shaped", "inferred:x"]
+    fired = set()
+    for _ in range(3000):
+        req = RouteRequest(
+            provider="anthropic",
+            model=rng.choice(["claude-opus-4-6", "claude-haiku-4-5"]),
+            use_case=rng.choice(use_cases),
+            tags=rng.choice([{}, {"repo": "api"}]),
+            team="t",
+            key="k",
+            input_tokens=rng.choice([10, 999, 1000, 50_000]),
+            tools=rng.random() < 0.4,
+            thinking=rng.random() < 0.2,
+            stream=rng.random() < 0.3,
+            messages=rng.choice([1, 5, 80]),
+            endpoint="/v1/messages",
+            use_case_source=rng.choice(sources),
+        )
+        fast, walked = outcome(router, req, False), outcome(router, req, True)
+        assert fast == walked, req
+        fired.add(fast[1] if isinstance(fast, tuple) else fast[:8])
+    assert len(fired) >= 3, fired  # the calls reached several rules, a refusal and no rule at all
