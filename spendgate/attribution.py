@@ -56,10 +56,11 @@ def _declared(
     if principal.default_use_case:
         tags["use_case"] = principal.default_use_case
     source = KEY if tags.get("use_case") else NONE
-    declared = _metadata_tags(metadata)
-    if declared.get("use_case"):
-        source = METADATA
-    tags.update(declared)
+    if metadata:  # most calls carry none
+        declared = _metadata_tags(metadata)
+        if declared.get("use_case"):
+            source = METADATA
+        tags.update(declared)
     header = headers.get(TAGS_HEADER)
     if header:
         declared = parse_tags(header)
@@ -72,14 +73,21 @@ def _declared(
 def _attribution(
     use_case: str, source: str, evidence: str | None, tags: dict[str, str], headers: Mapping[str, str]
 ) -> Attribution:
+    # Every call: one lookup a header, no helper calls. The HTTP server refuses control
+    # characters in headers; only the length is ours to cap.
+    get = headers.get
+    first, second, third = map(get, SESSION_HEADERS)
+    session = first or second or third
+    agent, parent = get("x-claude-code-agent-id"), get("x-claude-code-parent-agent-id")
+    request_id, user_agent = get("x-client-request-id"), get("user-agent")
     return Attribution(
         use_case,
         tags,
-        _first_header(headers, SESSION_HEADERS),
-        _header(headers, "x-claude-code-agent-id"),
-        _header(headers, "x-claude-code-parent-agent-id"),
-        _header(headers, "x-client-request-id"),
-        _header(headers, "user-agent", _MAX_HEADER),
+        session[:MAX_NAME_CHARS] if session else None,
+        None if agent is None else agent[:MAX_NAME_CHARS],
+        None if parent is None else parent[:MAX_NAME_CHARS],
+        None if request_id is None else request_id[:MAX_NAME_CHARS],
+        None if user_agent is None else user_agent[:_MAX_HEADER],
         source,
         evidence,
     )
@@ -152,17 +160,3 @@ def _metadata_tags(metadata: Mapping[str, Any]) -> dict[str, str]:
     if isinstance(use_case, str) and use_case:
         tags.update(checked_tags([("use_case", use_case)], "metadata.use_case"))
     return tags
-
-
-def _first_header(headers: Mapping[str, str], names: tuple[str, ...]) -> str | None:
-    for name in names:
-        value = _header(headers, name)
-        if value:
-            return value
-    return None
-
-
-def _header(headers: Mapping[str, str], name: str, limit: int = MAX_NAME_CHARS) -> str | None:
-    # The HTTP server refuses control characters in headers; only the length is ours to cap.
-    value = headers.get(name)
-    return value[:limit] if value is not None else None
