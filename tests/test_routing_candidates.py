@@ -1,7 +1,10 @@
-"""The router tries only the rules a call's use case can match (router.py `candidates_by_use_case`);
+"""Routing's hot path against its plain reading.
+
+The router tries only the rules a call's use case can match (router.py `candidates_by_use_case`);
 `route explain` walks every rule. Both must pick the same rule, model and reason for every call:
 declared and inferred use cases, named and unnamed ones, rules with and without `use_inferred`,
-rules that name no use case, disabled rules, refusals.
+rules that name no use case, disabled rules, refusals. And the request routing sees carries each
+of the call's values in its own field.
 """
 
 from __future__ import annotations
@@ -11,7 +14,12 @@ from importlib.resources import files
 
 import pytest
 
+from spendgate.attribution import Attribution
 from spendgate.errors import PermissionDenied
+from spendgate.models import Principal
+from spendgate.providers.anthropic import AnthropicProvider
+from spendgate.providers.base import RequestInfo, RouteFeatures
+from spendgate.routing.explain import route_request_for
 from spendgate.routing.policy import Policy, parse_policy
 from spendgate.routing.router import Route, Router, RouteRequest
 
@@ -105,3 +113,31 @@ def test_the_candidates_pick_what_walking_every_rule_picks(policy: Policy) -> No
         assert fast == walked, req
         fired.add(fast[1] if isinstance(fast, tuple) else fast[:8])
     assert len(fired) >= 3, fired  # the calls reached several rules, a refusal and no rule at all
+
+
+@pytest.mark.parametrize("flags", [(True, False, False), (False, True, False), (False, False, True)])
+def test_the_route_request_carries_each_field_of_the_call(flags: tuple[bool, bool, bool]) -> None:
+    # route_request_for builds it positionally (cheaper on the hot path): each value in its place.
+    tools, thinking, stream = flags
+    info = RequestInfo("claude-opus-4-6", stream, 64, path="/v1/messages")
+    principal = Principal("kid", "key-name", "o", "t", None, "CC", None, {}, None, team_name="team-name")
+    who = Attribution("review", {"repo": "api"}, "sess", "agent", None, None, None, "header")
+    features = RouteFeatures(tools, thinking, 9, "user", False)
+    req = route_request_for(AnthropicProvider(None), info, b"x" * 400, principal, who, features)
+    assert req == RouteRequest(
+        provider="anthropic",
+        model="claude-opus-4-6",
+        use_case="review",
+        tags={"repo": "api"},
+        team="team-name",
+        key="key-name",
+        input_tokens=100,
+        tools=tools,
+        thinking=thinking,
+        stream=stream,
+        messages=9,
+        endpoint="/v1/messages",
+        session="sess",
+        agent="agent",
+        use_case_source="header",
+    )

@@ -82,14 +82,15 @@ class OpenAIProvider:
         wants_usage = isinstance(options, dict) and options.get("include_usage") is True
         limit = read_token_limit(data, "max_completion_tokens")
         legacy = read_token_limit(data, "max_tokens")
+        # In RequestInfo's field order: keyword arguments cost twice as much, on every call.
         return RequestInfo(
-            model=model,
-            stream=stream,
-            max_tokens=limit if limit is not None else legacy,
-            metadata=read_metadata(data),
-            wants_usage_chunk=wants_usage or not stream,
-            body=data,
-            path=path,
+            model,
+            stream,
+            limit if limit is not None else legacy,  # max_tokens
+            read_metadata(data),
+            wants_usage or not stream,  # wants_usage_chunk
+            path,
+            data,  # body
         )
 
     async def upstream_request(

@@ -27,22 +27,23 @@ def route_request_for(
     caller has them already)."""
     if features is None:
         features = provider.route_features(info)
+    # In RouteRequest's field order: keyword arguments cost twice as much, on every call.
     return RouteRequest(
-        provider=provider.name,
-        model=info.model,
-        use_case=who.use_case,
-        use_case_source=who.use_case_source,
-        tags=who.tags,
-        team=principal.team_name,
-        key=principal.key_name,
-        input_tokens=len(body) // 4,  # ~4 bytes a token: cheap, and good enough to route on
-        tools=features.tools,
-        thinking=features.thinking,
-        stream=info.stream,
-        messages=features.messages,
-        endpoint=info.path,
-        session=who.session_id,
-        agent=who.agent_id,
+        provider.name,
+        info.model,
+        who.use_case,
+        who.tags,
+        principal.team_name,  # team
+        principal.key_name,  # key
+        len(body) // 4,  # input_tokens: ~4 bytes a token, cheap and good enough to route on
+        features.tools,
+        features.thinking,
+        info.stream,
+        features.messages,
+        info.path,  # endpoint
+        who.session_id,  # session
+        who.agent_id,  # agent
+        who.use_case_source,
     )
 
 

@@ -85,6 +85,7 @@ class Router:
         self.policy = policy
         self.sticky = any(rule.sticky and rule.enabled for rule in policy.rules)  # worth a lookup?
         self._candidates = candidates_by_use_case(policy.rules)
+        self._allowlists = bool(policy.allow_teams or policy.allow_keys)
 
     def route(self, req: RouteRequest, explain: bool = False, held: Held | None = None) -> Route:
         trace: list[str] = []
@@ -149,6 +150,8 @@ class Router:
         return Route(model, rule.name, f"rule {rule.name}" + (f": {rule.why}" if rule.why else ""))
 
     def _allowed(self, route: Route, req: RouteRequest) -> Route:
+        if not self._allowlists:  # most policies have none: nothing to look up on every call
+            return route
         for scope, allow in (
             ("team", self.policy.allow_teams.get(req.team)),
             ("key", self.policy.allow_keys.get(req.key)),
