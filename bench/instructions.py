@@ -105,6 +105,8 @@ def main() -> None:
     parser.add_argument("--modes", default="json,stream")
     parser.add_argument("--targets", default="bare,spendgate")
     parser.add_argument("--concurrency", type=int, default=1, help="Connections sending at once.")
+    parser.add_argument("--keep", action="store_true",
+                        help="Keep callgrind's dumps (for callgrind_annotate) and print where.")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="An extra variable for Spendgate (repeatable).")
     args = parser.parse_args()
@@ -139,7 +141,10 @@ def main() -> None:
             if name != "bare" and "bare" in results and results["bare"].get(mode):
                 line += f"   x{statistics.mean(figures) / statistics.mean(results['bare'][mode]):.2f} of bare"
             print(line)
-    shutil.rmtree(logs, ignore_errors=True)
+    if args.keep:
+        print(f"callgrind dumps: {logs}/callgrind-*.out.*")
+    else:
+        shutil.rmtree(logs, ignore_errors=True)
 
 
 if __name__ == "__main__":
