@@ -28,7 +28,8 @@ class SQLiteStore(SQLStore):
         # writer thread while it holds the GIL the event loop needs). An adapter registered for
         # NoneType is found at once; `{}.get` returns None for None, in C. Process-wide and
         # idempotent; NoneType is not a base type, so other values keep their fast path.
-        sqlite3.register_adapter(type(None), {}.get)
+        none: dict[None, None] = {}
+        sqlite3.register_adapter(type(None), none.get)
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.row_factory = _dict_row
         conn.execute("PRAGMA journal_mode=WAL")
