@@ -19,7 +19,7 @@ _INSERT_LEDGER = (
     f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)}) ON CONFLICT (request_id) DO NOTHING"
 )
-_ID_CHUNK = 500  # request ids per IN (...) lookup, well under SQLite's parameter limit
+_ID_CHUNK = 512  # request ids per IN (...) lookup, well under SQLite's parameter limit
 # SpendByGroup's measures, in its field order
 _SPEND_MEASURES = ("requests", *TOKEN_COLUMNS, "cost_nanos", "estimated_requests")
 # UsageBucket's measures, in its field order
@@ -46,6 +46,9 @@ class LedgerQueries(RollupQueries):  # reads the rollups through sum_grouped
             ids = [row.request_id for row in rows]
             for start in range(0, len(ids), _ID_CHUNK):
                 chunk = ids[start : start + _ID_CHUNK]
+                # Padded to a power of two with a repeated id (the same answer): a few statement
+                # texts, each parsed once and cached, rather than one per batch size.
+                chunk += chunk[-1:] * ((1 << (len(chunk) - 1).bit_length()) - len(chunk))
                 found = tx.run(
                     self._sql(
                         f"SELECT request_id FROM ledger WHERE request_id IN ({', '.join('?' for _ in chunk)})"

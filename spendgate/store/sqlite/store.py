@@ -20,6 +20,7 @@ class SQLiteStore(SQLStore):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._statements: dict[tuple[str, int], str] = {}  # multi-row statements by (sql, rows)
         super().__init__()
 
     def _connect(self) -> sqlite3.Connection:
@@ -47,7 +48,7 @@ class SQLiteStore(SQLStore):
         conn: sqlite3.Connection = self._conn
         conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlock later
         try:
-            yield _Tx(conn)
+            yield _Tx(conn, self._statements)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -87,19 +88,32 @@ class SQLiteStore(SQLStore):
 ROWS_PER_STATEMENT = 50
 
 
+def statement_rows(left: int) -> int:
+    """Rows in the next statement for `left` rows: ROWS_PER_STATEMENT, else the largest power of
+    two that fits. A statement of every batch size was new text that SQLite parsed again (a 50-row
+    ledger insert is 2,100 placeholders: its parsing cost more than the insert); these few sizes
+    stay in sqlite3's statement cache, at the price of a statement per set bit of the remainder."""
+    return ROWS_PER_STATEMENT if left >= ROWS_PER_STATEMENT else 1 << (left.bit_length() - 1)
+
+
 class _Tx:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, statements: dict[tuple[str, int], str]) -> None:
         self._conn = conn
+        self._statements = statements
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return list(self._conn.execute(sql, params))
 
     def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """ROWS_PER_STATEMENT rows per statement: the VALUES group repeated."""
-        if not rows:
-            return
-        group = f"({', '.join('?' for _ in rows[0])})"
-        for start in range(0, len(rows), ROWS_PER_STATEMENT):
-            chunk = rows[start : start + ROWS_PER_STATEMENT]
-            statement = sql.replace(group, ", ".join(group for _ in chunk), 1)
+        """Up to ROWS_PER_STATEMENT rows per statement (the VALUES group repeated), in the few
+        sizes `statement_rows` allows."""
+        start = 0
+        while start < len(rows):
+            size = statement_rows(len(rows) - start)
+            statement = self._statements.get((sql, size))
+            if statement is None:
+                group = f"({', '.join('?' for _ in rows[start])})"
+                statement = self._statements[(sql, size)] = sql.replace(group, ", ".join([group] * size), 1)
+            chunk = rows[start : start + size]
             self._conn.execute(statement, [value for row in chunk for value in row])
+            start += size
