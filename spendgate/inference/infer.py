@@ -8,21 +8,25 @@ ledger row, so `spendgate ledger explain-use-case` can say why without the reque
 Most calls repeat a few shapes, so both steps are remembered, per Inferrer (one rule set): the
 client by the values of the headers clients are told by, and the answer by everything the rules
 a call can reach read of it (`Condition.reads`). Nothing else can change the answer, so a
-remembered one is the answer trying the rules would give.
+remembered one is the answer trying the rules would give. The answer (its evidence shows the
+call's sizes) is remembered by the exact values; the rule, for calls whose sizes differ, by
+whether each size passes each bound on it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import repeat
-from operator import attrgetter, call
-from typing import NamedTuple
+from operator import attrgetter, methodcaller
+from typing import NamedTuple, TypeVar
 
 from spendgate.inference.rules import Condition, Rule, UseCaseRules
 from spendgate.inference.shape import CallShape
 from spendgate.models import Principal
 from spendgate.providers.base import RequestInfo, RouteFeatures
+
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +59,11 @@ class Inferrer:
             name: tuple(r for r in self._enabled if r.clients is None or name in r.clients)
             for name in [*names, None]
         }
-        self._keys = {client: shape_key(reachable(rules)) for client, rules in self._for_client.items()}
+        self._keys = {client: keys_for(reachable(rules)) for client, rules in self._for_client.items()}
         self._client_headers = tuple(dict.fromkeys(header for header, _ in rules.client_index))
         self._clients: dict[tuple[str | None, ...], tuple[str | None, str]] = {}
-        self._answers: dict[Hashable, _Answer] = {}
+        self._answers: dict[Hashable, Inferred] = {}  # by exact key; _NO_ANSWER: no rule matched
+        self._rule_for: dict[Hashable, Rule] = {}  # by key with sizes as bounds; _NO_RULE: none
 
     @property
     def rules(self) -> UseCaseRules:
@@ -105,35 +110,34 @@ class Inferrer:
         found = self._clients.get(seen)
         if found is None:
             found = self._rules.client_of(headers)
-            if len(self._clients) >= self.MAX_REMEMBERED:
-                self._clients.clear()
-            self._clients[seen] = found
+            self._remember(self._clients, seen, found)
         return found
 
     def infer(self, shape: CallShape) -> Inferred | None:
         """The first enabled rule that matches names the use case; None when none does."""
-        keyer = self._keys.get(shape.client)
-        if keyer is None:  # a client these rules do not name (a shape built by hand): not remembered
+        keys = self._keys.get(shape.client)
+        if keys is None:  # a client these rules do not name (a shape built by hand): not remembered
             rule = self._first_match(shape)
             return None if rule is None else _inferred(rule, shape)
-        key = keyer(shape)
-        known = self._answers.get(key)
-        if known is not None and (known.sizes is None or known.sizes(shape) == known.had):
-            return known.inferred
-        rule = known.rule if known is not None else self._first_match(shape)
+        exact = keys.exact(shape)
+        answer = self._answers.get(exact)
+        if answer is not None:
+            return None if answer is _NO_ANSWER else answer
+        # Not seen with these sizes: the rule is the one for calls alike but for sizes on the same
+        # side of every bound; the evidence shows this call's sizes.
+        coarse = keys.coarse(shape)
+        rule = self._rule_for.get(coarse)
         if rule is None:
-            self._remember(key, _Answer(None, None, None, None))
-            return None
-        # The winner's evidence shows its sizes as they were: remembered for the sizes they had.
-        inferred = _inferred(rule, shape)
-        sizes = _sizes_of(rule)
-        self._remember(key, _Answer(rule, inferred, sizes, sizes(shape) if sizes else None))
-        return inferred
+            rule = self._first_match(shape) or _NO_RULE
+            self._remember(self._rule_for, coarse, rule)
+        answer = _NO_ANSWER if rule is _NO_RULE else _inferred(rule, shape)
+        self._remember(self._answers, exact, answer)
+        return None if answer is _NO_ANSWER else answer
 
-    def _remember(self, key: Hashable, answer: _Answer) -> None:
-        if len(self._answers) >= self.MAX_REMEMBERED:
-            self._answers.clear()
-        self._answers[key] = answer
+    def _remember(self, memo: dict[_K, _V], key: _K, value: _V) -> None:
+        if len(memo) >= self.MAX_REMEMBERED:
+            memo.clear()
+        memo[key] = value
 
     def _first_match(self, shape: CallShape) -> Rule | None:
         for rule in self._for_client.get(shape.client, self._enabled):
@@ -156,13 +160,17 @@ def _inferred(rule: Rule, shape: CallShape) -> Inferred:
     return Inferred(rule.use_case, rule.source, rule.evidence(shape))
 
 
-class _Answer(NamedTuple):
-    """What the rules said about calls with one key."""
+# What the memos hold for "no rule matched" (None there means "not seen").
+_NO_ANSWER = Inferred("", "", "")
+_NO_RULE = Rule("", "", "", False, ())
 
-    rule: Rule | None  # the rule that matched (None: none did)
-    inferred: Inferred | None
-    sizes: Callable[[CallShape], object] | None  # reads the sizes the evidence shows, if it shows any
-    had: object  # what they were for `inferred`
+
+class Keys(NamedTuple):
+    """How calls from one client are told apart: by the client (and the header that named it) and
+    the values the conditions of the rules it can reach read."""
+
+    exact: Callable[[CallShape], Hashable]  # every such value, sizes (messages, tokens) included
+    coarse: Callable[[CallShape], Hashable]  # a size as whether it passes each bound on it
 
 
 def reachable(rules: Sequence[Rule]) -> list[Rule]:
@@ -176,34 +184,36 @@ def reachable(rules: Sequence[Rule]) -> list[Rule]:
     return out
 
 
-def shape_key(rules: Sequence[Rule]) -> Callable[[CallShape], Hashable]:
-    """What tells calls apart for a list of rules: the client (and the header that named it), and
-    the values their conditions read, except a size (messages, tokens), which takes too many
-    values to key on: for a size, whether the call passes each bound on it."""
+def keys_for(rules: Sequence[Rule]) -> Keys:
     conditions = [c for rule in rules for c in rule.conditions]
-    names = sorted({c.reads for c in conditions if c.entry is None and not c.size} - {"client"})
-    fields: Callable[[CallShape], object] = attrgetter(*names) if names else _nothing
-    headers = tuple(sorted({c.entry for c in conditions if c.reads == "headers" and c.entry}))
-    tags = tuple(sorted({c.entry for c in conditions if c.reads == "tags" and c.entry}))
+    every = _values(sorted({c.reads for c in conditions if c.entry is None} - {"client"}))
+    values = _values(sorted({c.reads for c in conditions if c.entry is None and not c.size} - {"client"}))
+    headers = _entries(sorted({c.entry for c in conditions if c.reads == "headers" and c.entry}))
+    tags = _entries(sorted({c.entry for c in conditions if c.reads == "tags" and c.entry}))
     sizes = tuple(c.test for c in conditions if c.size)
 
-    def key(s: CallShape) -> Hashable:
-        return (
-            s.client,
-            s.client_via,
-            fields(s),
-            tuple(map(s.headers.get, headers)),
-            tuple(map(s.tags.get, tags)) if tags else (),
-            tuple(map(call, sizes, repeat(s))),
-        )
+    def exact(s: CallShape) -> Hashable:
+        return (s.client, s.client_via, every(s), headers(s.headers), tags(s.tags))
 
-    return key
+    def coarse(s: CallShape) -> Hashable:
+        passes = tuple([test(s) for test in sizes])
+        return (s.client, s.client_via, values(s), headers(s.headers), tags(s.tags), passes)
+
+    return Keys(exact, coarse)
 
 
-def _sizes_of(rule: Rule) -> Callable[[CallShape], object] | None:
-    sizes = sorted({c.reads for c in rule.conditions if c.size})
-    return attrgetter(*sizes) if sizes else None
+def _values(names: list[str]) -> Callable[[CallShape], object]:
+    return attrgetter(*names) if names else _nothing
 
 
-def _nothing(_: CallShape) -> object:
+def _entries(names: list[str]) -> Callable[[Mapping[str, str]], object]:
+    # One name (the usual case) is one C-level call: no map, no tuple.
+    if not names:
+        return _nothing
+    if len(names) == 1:
+        return methodcaller("get", names[0])
+    return lambda m: tuple(map(m.get, names))
+
+
+def _nothing(_: object) -> object:
     return ()
