@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -115,5 +116,5 @@ class _Tx:
                 group = f"({', '.join('?' for _ in rows[start])})"
                 statement = self._statements[(sql, size)] = sql.replace(group, ", ".join([group] * size), 1)
             chunk = rows[start : start + size]
-            self._conn.execute(statement, [value for row in chunk for value in row])
+            self._conn.execute(statement, list(chain.from_iterable(chunk)))  # flattened in C
             start += size
