@@ -15,7 +15,6 @@ from spendgate.providers.base import (
     Metered,
     RequestInfo,
     RouteFeatures,
-    SSEBuffer,
     UpstreamRequest,
     as_int,
     as_object,
@@ -124,13 +123,26 @@ class AnthropicProvider:
         return estimate_input_tokens(info.body)
 
 
-_NO_USAGE = Usage()  # frozen: one shared instance rather than a new one per call
+# Anthropic usage as Usage's fields in order, less reasoning_tokens (Anthropic reports none):
+# input, cache_write_5m, cache_write_1h, cache_read, output, web_search_requests, batch.
+# A stream folds its events' usage into these plain values and builds one Usage at the end.
+_Fields = tuple[int, int, int, int, int, int, bool]
+_NO_FIELDS: _Fields = (0, 0, 0, 0, 0, 0, False)
 
 
 def usage_from(raw: dict[str, Any], base: Usage | None = None) -> Usage:
     """Anthropic usage -> Usage. Fields absent from `raw` keep their value from `base`
     (the stream rule: message_start, then overwritten by message_delta)."""
-    base = base or _NO_USAGE
+    if base is None:
+        return _usage(_fold(raw, _NO_FIELDS))
+    b = base
+    fields = (b.input_tokens, b.cache_write_5m_tokens, b.cache_write_1h_tokens, b.cache_read_tokens)
+    return _usage(_fold(raw, (*fields, b.output_tokens, b.web_search_requests, b.batch)))
+
+
+def _fold(raw: dict[str, Any], base: _Fields) -> _Fields:
+    """`base` updated with the fields `raw` has (the rule of `usage_from`)."""
+    input_tokens, write_5m, write_1h, read, output, searches, batch = base
     creation = raw.get("cache_creation")
     if isinstance(creation, dict):
         write_5m = as_int(creation.get("ephemeral_5m_input_tokens"))
@@ -138,61 +150,77 @@ def usage_from(raw: dict[str, Any], base: Usage | None = None) -> Usage:
     elif "cache_creation_input_tokens" in raw:
         # Older responses carry only the total; it is all 5-minute writes.
         write_5m, write_1h = as_int(raw.get("cache_creation_input_tokens")), 0
-    else:
-        write_5m, write_1h = base.cache_write_5m_tokens, base.cache_write_1h_tokens
     tools = raw.get("server_tool_use")
-    searches = (
-        as_int(tools.get("web_search_requests")) if isinstance(tools, dict) else base.web_search_requests
-    )
-    return Usage(
-        input_tokens=as_int(raw["input_tokens"]) if "input_tokens" in raw else base.input_tokens,
-        cache_write_5m_tokens=write_5m,
-        cache_write_1h_tokens=write_1h,
-        cache_read_tokens=(
-            as_int(raw["cache_read_input_tokens"])
-            if "cache_read_input_tokens" in raw
-            else base.cache_read_tokens
-        ),
-        output_tokens=as_int(raw["output_tokens"]) if "output_tokens" in raw else base.output_tokens,
-        web_search_requests=searches,
-        batch=raw.get("service_tier") == "batch" if "service_tier" in raw else base.batch,
-    )
+    if isinstance(tools, dict):
+        searches = as_int(tools.get("web_search_requests"))
+    if "input_tokens" in raw:
+        input_tokens = as_int(raw["input_tokens"])
+    if "cache_read_input_tokens" in raw:
+        read = as_int(raw["cache_read_input_tokens"])
+    if "output_tokens" in raw:
+        output = as_int(raw["output_tokens"])
+    if "service_tier" in raw:
+        batch = raw["service_tier"] == "batch"
+    return input_tokens, write_5m, write_1h, read, output, searches, batch
 
 
-# Events the stream meter recognises without parsing (the usual `event: x` spelling).
+def _usage(f: _Fields) -> Usage:
+    return Usage(f[0], f[1], f[2], f[3], f[4], 0, f[5], f[6])  # positional: the cheaper call
+
+
+# Events the stream meter recognises by their first bytes, in the usual `event: x` spelling.
+_CONTENT_DELTA = b"event: content_block_delta"
 _SKIPPED = (b"event: ping", b"event: content_block_st")  # ping, content_block_start and _stop
 _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}'
+# The two events with usage; both prefixes are _USAGE_AT bytes long, so the data is what follows.
+_USAGE_EVENTS = (b"event: message_start\ndata: ", b"event: message_delta\ndata: ")
+_USAGE_AT = 27
 
 
 class AnthropicStreamMeter:
-    """Reads a copy of the SSE stream; the client gets the upstream bytes unchanged."""
+    """Reads a copy of the SSE stream; the client gets the upstream bytes unchanged.
 
-    __slots__ = ("_buffer", "_delta_chars", "_done", "_error", "_model", "_saw_delta", "_usage")
+    Most events are content deltas: they are recognised by their first bytes and only counted
+    (for the estimate of a stream cut before its usage). Only the events that carry usage, an
+    error or an unusual spelling are parsed as JSON.
+    """
+
+    __slots__ = ("_delta_chars", "_done", "_error", "_fields", "_model", "_pending", "_saw_delta", "finished")
 
     def __init__(self) -> None:
-        self._buffer = SSEBuffer()
-        self._usage = Usage()
+        self._pending = b""  # the start of an event whose end has not arrived
+        self._fields = _NO_FIELDS
         self._model: str | None = None
         self._delta_chars = 0
         self._saw_delta = False
         self._done = False
         self._error: str | None = None
+        # The provider's last word was seen (message_stop, or an error event): a plain attribute,
+        # read by the relay after every chunk.
+        self.finished = False
 
     def feed(self, chunk: bytes) -> bytes:
-        for event in self._buffer.push(chunk):
-            # Fast paths, inline, for the events that make up most of a stream (usual spelling).
-            if event.startswith(b"event: content_block_delta"):
+        # SSEBuffer.push, inline: this runs for every chunk of every stream.
+        data = self._pending + chunk if self._pending else chunk
+        if b"\r\n" in data:
+            data = data.replace(b"\r\n", b"\n")
+        events = data.split(b"\n\n")
+        self._pending = events.pop()
+        for event in events:
+            if event.startswith(_CONTENT_DELTA):
                 # Only needed if the stream is cut before message_delta: count, don't parse.
                 if len(event) > 113:
                     self._delta_chars += len(event) - 113
             elif event == _MESSAGE_STOP:
-                self._done = True
+                self._done = self.finished = True
+            elif event.startswith(_USAGE_EVENTS) and event.find(b"\n", _USAGE_AT) < 0:
+                self._parse(event[_USAGE_AT:])  # one data line: no need to split the fields
             elif not event.startswith(_SKIPPED):
                 self._read(event)
         return chunk
 
     def flush(self) -> bytes:
-        rest = self._buffer.rest()
+        rest, self._pending = self._pending, b""
         if rest.strip():
             self._read(rest)
         return b""
@@ -205,6 +233,9 @@ class AnthropicStreamMeter:
             return
         if name in (b"ping", b"content_block_start", b"content_block_stop") or not data:
             return
+        self._parse(data)
+
+    def _parse(self, data: bytes) -> None:
         try:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -222,38 +253,26 @@ class AnthropicStreamMeter:
         if kind == "message_start":
             message = as_object(payload.get("message"))
             self._model = clean_text(message.get("model"))
-            self._usage = usage_from(as_object(message.get("usage")))
+            self._fields = _fold(as_object(message.get("usage")), _NO_FIELDS)
         elif kind == "message_delta":
-            self._usage = usage_from(as_object(payload.get("usage")), self._usage)
+            self._fields = _fold(as_object(payload.get("usage")), self._fields)
             self._saw_delta = True
         elif kind == "message_stop":
-            self._done = True
+            self._done = self.finished = True
         elif kind == "error":
             error = payload.get("error")
             self._error = (clean_text(error.get("type")) if isinstance(error, dict) else None) or "api_error"
-
-    @property
-    def finished(self) -> bool:
-        # An error event is the provider's last word too.
-        return self._done or self._error is not None
+            self.finished = True  # an error event is the provider's last word too
 
     def result(self) -> Metered:
-        usage = self._usage
+        fields = self._fields
         estimated = not self._saw_delta
         if estimated:
             # Output unknown: estimate from the deltas seen, never record zero.
-            seen = max(usage.output_tokens, rough_tokens(self._delta_chars) if self._delta_chars else 0)
-            usage = Usage(
-                input_tokens=usage.input_tokens,
-                cache_write_5m_tokens=usage.cache_write_5m_tokens,
-                cache_write_1h_tokens=usage.cache_write_1h_tokens,
-                cache_read_tokens=usage.cache_read_tokens,
-                output_tokens=seen,
-                web_search_requests=usage.web_search_requests,
-                batch=usage.batch,
-            )
+            seen = max(fields[4], rough_tokens(self._delta_chars) if self._delta_chars else 0)
+            fields = (fields[0], fields[1], fields[2], fields[3], seen, fields[5], fields[6])
         return Metered(
-            usage=usage,
+            usage=_usage(fields),
             response_model=self._model,
             estimated=estimated,
             complete=self._done and self._error is None,
