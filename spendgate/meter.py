@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import NamedTuple
 
 import aiohttp
@@ -58,7 +57,7 @@ def with_prompt_estimate(provider: Provider, info: RequestInfo, metered: Metered
     if not metered.estimated or metered.usage.total_input:
         return metered
     prompt = provider.estimate_input_tokens(info)
-    return replace(metered, usage=Usage(input_tokens=prompt, output_tokens=metered.usage.output_tokens))
+    return metered._replace(usage=Usage(input_tokens=prompt, output_tokens=metered.usage.output_tokens))
 
 
 async def relay(
@@ -114,7 +113,7 @@ async def relay(
     finally:
         if not settled:
             result = meter.result()
-            result = replace(result, estimated=True, error_type=result.error_type or error_type)
+            result = result._replace(estimated=True, error_type=result.error_type or error_type)
             settle(Measured(200, status, complete(result), True, first_byte))
         if status == "ok":
             upstream.release()

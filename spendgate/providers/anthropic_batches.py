@@ -8,7 +8,7 @@ JSON line per request: `{"custom_id", "result": {"type": "succeeded", "message":
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -122,6 +122,6 @@ class BatchResultsReader:
                 custom_id=str(item.get("custom_id", "")),
                 message_id=message.get("id") if isinstance(message.get("id"), str) else None,
                 model=str(message.get("model", "")),
-                usage=replace(usage_from(usage), batch=True),
+                usage=usage_from(usage)._replace(batch=True),
             )
         )

@@ -19,7 +19,6 @@ import binascii
 import struct
 import zlib
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -428,9 +427,9 @@ class BedrockStreamMeter:
     def result(self) -> Metered:
         result = self._events.result()
         if self._reader.error is not None:
-            result = replace(result, error_type=result.error_type or self._reader.error, complete=False)
+            result = result._replace(error_type=result.error_type or self._reader.error, complete=False)
         if self._reader.broken:
-            result = replace(result, estimated=True, complete=False)
+            result = result._replace(estimated=True, complete=False)
         return result
 
 

@@ -9,7 +9,6 @@ estimated from the text deltas seen, never recorded as $0. The stream is passed 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -135,8 +134,8 @@ def metered_response(response: dict[str, Any]) -> Metered:
         return Metered(
             usage=Usage(), response_model=model, estimated=True, complete=False, error_type=error_type
         )
-    counted = replace(
-        usage_from(usage, "input_tokens", "output_tokens"), web_search_requests=_web_searches(response)
+    counted = usage_from(usage, "input_tokens", "output_tokens")._replace(
+        web_search_requests=_web_searches(response)
     )
     return Metered(usage=counted, response_model=model, complete=True, error_type=error_type)
 
