@@ -145,6 +145,81 @@ def test_anthropic_cut_stream_is_estimated(fake: FakeUpstream) -> None:
     assert result.usage.input_tokens == 1200 and result.usage.output_tokens > 0
 
 
+def sse(name: str, data: dict[str, Any], spelling: str = "event: {name}\ndata: {data}") -> bytes:
+    return spelling.format(name=name, data=json.dumps(data, separators=(",", ":"))).encode() + b"\n\n"
+
+
+def usage_stream(delta_usage: dict[str, Any], spelling: str = "event: {name}\ndata: {data}") -> bytes:
+    """A hand-written stream: message_start's usage, then message_delta's (`spelling` for both)."""
+    start_usage = {
+        "input_tokens": 10,
+        "cache_creation_input_tokens": 7,
+        "cache_creation": {"ephemeral_5m_input_tokens": 3, "ephemeral_1h_input_tokens": 4},
+        "cache_read_input_tokens": 5,
+        "output_tokens": 1,
+        "service_tier": "standard",
+    }
+    message = {"id": "msg_1", "type": "message", "model": "claude-haiku-4-5", "usage": start_usage}
+    text = {"type": "text_delta", "text": "Hello " * 20}
+    delta = {"type": "content_block_delta", "index": 0, "delta": text}
+    return b"".join(
+        [
+            sse("message_start", {"type": "message_start", "message": message}, spelling),
+            sse("ping", {"type": "ping"}),
+            sse("content_block_start", {"type": "content_block_start", "index": 0}),
+            sse("content_block_delta", delta),
+            sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            sse("message_delta", {"type": "message_delta", "delta": {}, "usage": delta_usage}, spelling),
+            sse("message_stop", {"type": "message_stop"}),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "event: {name}\ndata: {data}",  # the usual spelling: read without splitting the fields
+        "event:{name}\ndata:{data}",
+        "data: {data}\nevent: {name}",
+        ": a comment\ndata: {data}",  # no event name: the payload's type says it
+    ],
+)
+def test_anthropic_usage_split_across_events(spelling: str) -> None:
+    """message_delta overrides what it carries and keeps the rest of message_start's usage; an
+    old-style cache_creation_input_tokens alone is all 5-minute writes. Any spelling of the events."""
+    only_output = usage_stream({"output_tokens": 30}, spelling)
+    result, relayed, finished = at_every_split(ANTHROPIC, MESSAGES, only_output)
+    assert relayed == only_output and finished and result.complete and not result.estimated
+    expected = {"cache_write_5m_tokens": 3, "cache_write_1h_tokens": 4, "cache_read_tokens": 5}
+    assert result.usage == Usage(input_tokens=10, output_tokens=30, **expected)
+    assert result.response_model == "claude-haiku-4-5"
+    overriding = {
+        "input_tokens": 12,
+        "cache_creation_input_tokens": 9,
+        "server_tool_use": {"web_search_requests": 2},
+        "output_tokens": 31,
+        "service_tier": "batch",
+    }
+    result, _, _ = at_every_split(ANTHROPIC, MESSAGES, usage_stream(overriding, spelling))
+    assert result.usage == Usage(
+        input_tokens=12,
+        cache_write_5m_tokens=9,
+        cache_read_tokens=5,
+        output_tokens=31,
+        web_search_requests=2,
+        batch=True,
+    )
+
+
+def test_anthropic_stream_cut_after_message_start_is_estimated_from_the_deltas() -> None:
+    stream = usage_stream({"output_tokens": 30})
+    cut = stream[: stream.index(b"event: message_delta")]
+    result, _, finished = at_every_split(ANTHROPIC, MESSAGES, cut)
+    assert not finished and result.estimated and not result.complete
+    assert result.usage.input_tokens == 10 and result.usage.cache_read_tokens == 5
+    assert result.usage.output_tokens > 1  # from the delta's size, not message_start's placeholder 1
+
+
 OPENAI = OpenAIProvider(None)
 ASKED = {**CHAT, "stream_options": {"include_usage": True}}  # the client asked for the usage chunk
 
