@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
@@ -171,6 +172,11 @@ def main() -> None:
     parser.add_argument("--openai-key", default="fake-openai-key")
     args = parser.parse_args()
     relayer = Relay(args.anthropic_base_url, args.openai_base_url, args.anthropic_key, args.openai_key)
+    # The garbage collector as `spendgate serve` sets it (create_served_app): part of the stack,
+    # so the comparison measures Spendgate's own work, not a runtime setting.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, *gc.get_threshold()[1:])
     uvicorn.run(
         create_app(relayer), host=args.host, port=args.port, loop="uvloop", http="httptools",
         access_log=False, log_level="warning", lifespan="on",
