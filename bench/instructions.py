@@ -1,7 +1,7 @@
 """Instructions a call costs in Spendgate and in the bare proxy: the figure load does not move.
 
     python bench/instructions.py [--calls 200] [--modes json,stream] [--targets bare,spendgate]
-                                 [--concurrency 1] [--env NAME=VALUE ...]
+                                 [--concurrency 1] [--env NAME=VALUE ...] [--baseline CHECKOUT]
 
 Timed figures on this shared 2-core machine move by a third from run to run (bench/run.py's bare
 proxy has measured 2,500-7,000 req/s); instruction counts do not. Each target runs under valgrind
@@ -104,6 +104,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200, help="Counted calls per mode and round.")
     parser.add_argument("--modes", default="json,stream")
     parser.add_argument("--targets", default="bare,spendgate")
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                        help="Also count `sg-base`: the spendgate package of another checkout (e.g. "
+                        "`git worktree add --detach /tmp/before <commit>`), for a before/after.")
     parser.add_argument("--concurrency", type=int, default=1, help="Connections sending at once.")
     parser.add_argument("--keep", action="store_true",
                         help="Keep callgrind's dumps (for callgrind_annotate) and print where.")
@@ -118,14 +121,18 @@ def main() -> None:
     fake = start_fake(logs, 0.0)
     results: dict[str, dict[str, list[float]]] = {}
     try:
-        for name in args.targets.split(","):
+        names = args.targets.split(",") + (["sg-base"] if args.baseline else [])
+        for name in names:
             wrapper = ("valgrind", "--tool=callgrind", "--instr-atstart=no",
                        f"--callgrind-out-file={logs}/callgrind-{name}.out")
             if name == "bare":
                 target = start_bare(logs, fake, wrapper=wrapper)
             else:
                 extra = dict(item.split("=", 1) for item in args.env)
-                target = start_spendgate(logs, fake, extra_env=extra or None, wrapper=wrapper)
+                source = args.baseline if name == "sg-base" else None
+                target = start_spendgate(
+                    logs, fake, name, extra_env=extra or None, wrapper=wrapper, source=source
+                )
             try:
                 results[name] = count(target, logs, modes, args.calls, args.concurrency)
             finally:
