@@ -95,6 +95,36 @@ class _CallCollector(Collector):
         self.overhead: dict[tuple[str, ...], _Timer] = {}  # (provider,)
         self.duration_bounds = [*DURATION_BUCKETS, INF]
         self.overhead_bounds = [*OVERHEAD_BUCKETS, INF]
+        # The series a call adds to, bound once per label set (as prometheus_client's .labels()
+        # children): one lookup a call instead of one per family.
+        self.outcomes: dict[tuple[str, str, str, str, str], tuple[list[float], _Spend]] = {}
+        self.timers: dict[tuple[str, bool], tuple[_Timer, _Timer]] = {}  # (provider, streamed)
+
+    def outcome(self, key: tuple[str, str, str, str, str]) -> tuple[list[float], _Spend]:
+        """The request counter and spend of a new (team, use case, model, provider, status) set."""
+        requests = self.requests.get(key)
+        overflow = requests is None and len(self.requests) >= MAX_LABEL_SETS
+        if overflow:
+            key = (key[0], OVERFLOW, key[2], key[3], key[4])
+        requests = self.requests.setdefault(key, [0, time.time()])
+        spend = self.spend.get(key[:4])
+        if spend is None:
+            spend = self.spend[key[:4]] = _Spend()
+        if not overflow:  # an overflowed use case is not remembered: that is the point of the cap
+            self.outcomes[key] = (requests, spend)
+        return requests, spend
+
+    def timers_of(self, provider: str, streamed: bool) -> tuple[_Timer, _Timer]:
+        """The duration timer of a new (provider, streamed) pair, and its provider's overhead timer."""
+        series = (provider, "true" if streamed else "false")
+        duration = self.duration.get(series)
+        if duration is None:
+            duration = self.duration[series] = _Timer(len(self.duration_bounds))
+        overhead = self.overhead.get((provider,))
+        if overhead is None:
+            overhead = self.overhead[(provider,)] = _Timer(len(self.overhead_bounds))
+        timers = self.timers[(provider, streamed)] = (duration, overhead)
+        return timers
 
     def collect(self) -> Iterator[Metric]:
         names = METRIC_LABELS
@@ -264,29 +294,18 @@ class Metrics:
         """One recorded call: cost, tokens, outcome, latency; upstream_seconds None if never forwarded."""
         self.count_call(row, team)
         calls = self._calls
-        series = (row.provider, "true" if row.streamed else "false")
-        timer = calls.duration.get(series)
-        if timer is None:
-            timer = calls.duration[series] = _Timer(len(calls.duration_bounds))
-            calls.overhead.setdefault((row.provider,), _Timer(len(calls.overhead_bounds)))
-        timer.observe(calls.duration_bounds, seconds)
+        timers = calls.timers.get((row.provider, row.streamed))
+        duration, overhead = timers or calls.timers_of(row.provider, row.streamed)
+        duration.observe(calls.duration_bounds, seconds)
         if upstream_seconds is not None:
-            overhead = max(seconds - upstream_seconds, 0.0)
-            calls.overhead[(row.provider,)].observe(calls.overhead_bounds, overhead)
+            overhead.observe(calls.overhead_bounds, max(seconds - upstream_seconds, 0.0))
 
     def count_call(self, row: LedgerRow, team: str) -> None:
         """A recorded call's request, cost and tokens, without latency (a batch's calls have none)."""
         calls = self._calls
         key = (team or "unknown", row.use_case, row.upstream_model or "unknown", row.provider, row.status)
-        requests = calls.requests.get(key)
-        if requests is None:
-            if len(calls.requests) >= MAX_LABEL_SETS:
-                key = (key[0], OVERFLOW, key[2], key[3], key[4])
-            requests = calls.requests.setdefault(key, [0, time.time()])
+        requests, spend = calls.outcomes.get(key) or calls.outcome(key)
         requests[0] += 1
-        spend = calls.spend.get(key[:4])
-        if spend is None:
-            spend = calls.spend[key[:4]] = _Spend()
         spend.cost_nanos += row.cost_nanos
         tokens = spend.tokens
         tokens[0] += row.input_tokens
