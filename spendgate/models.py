@@ -165,9 +165,9 @@ class LedgerRow:
             price, upstream_model, tries, upstream_id, fallback_from = call.price, call.model, 1, None, None
         first_byte = measured.first_byte
         row = cls.__new__(cls)
-        # The row is built as its __dict__, a display in field order (the journal's key order, as
-        # the generated __init__ would leave it): that __init__ stores the 44 fields one at a time,
-        # at several times the cost. tests/test_ledger_rows.py holds the keys to LEDGER_COLUMNS.
+        # The row is built as its __dict__, a dict literal in field order (the journal's key order,
+        # as the generated __init__ would leave it): that __init__ stores the 44 fields one at a
+        # time, at several times the cost. tests/test_ledger_rows.py holds the keys to LEDGER_COLUMNS.
         row.__dict__ = {
             "request_id": call.request_id,
             "provider": call.provider,
