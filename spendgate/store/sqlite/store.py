@@ -22,9 +22,6 @@ class SQLiteStore(SQLStore):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._statements: dict[tuple[str, int], str] = {}  # multi-row statements by (sql, rows)
-        super().__init__()
-
-    def _connect(self) -> sqlite3.Connection:
         # sqlite3 binds None through its adapter lookup, which raises and clears an AttributeError
         # for every NULL parameter (~0.3 µs each; a ledger row has a dozen or more, bound by the
         # writer thread while it holds the GIL the event loop needs). An adapter registered for
@@ -32,6 +29,9 @@ class SQLiteStore(SQLStore):
         # idempotent; NoneType is not a base type, so other values keep their fast path.
         none: dict[None, None] = {}
         sqlite3.register_adapter(type(None), none.get)
+        super().__init__()
+
+    def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.row_factory = _dict_row
         conn.execute("PRAGMA journal_mode=WAL")
