@@ -25,17 +25,15 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from harness import HOST, Proc, free_port
+from harness import HOST, Proc, callgrind_round, callgrind_totals, free_port
 from targets import Target, base_env, start_spendgate
 from wrkload import Load, run_wrk
 
@@ -110,7 +108,6 @@ def instruction_counts(logs: Path, fake: Target, calls: int, output_tokens: int)
     wrapper = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}")
     spendgate = start_spendgate(logs, fake, wrapper=wrapper)
     assert spendgate.proc is not None
-    pid = str(spendgate.proc.pid)
     body = {"max_tokens": output_tokens, "messages": [{"role": "user", "content": "Say hello."}]}
     bodies = {
         "anthropic": orjson.dumps({**body, "model": "claude-haiku-4-5", "stream": True}),
@@ -132,29 +129,22 @@ def instruction_counts(logs: Path, fake: Target, calls: int, output_tokens: int)
             if answer.status != 200 or marker[path] not in data:
                 raise SystemExit(f"{path}: HTTP {answer.status}: {data[:200]!r}")
 
-        def control(*args: str) -> None:
-            subprocess.run(["callgrind_control", *args, pid], check=True, capture_output=True, timeout=60)
-
         for path in PATHS:
             for n in range(20):
                 call(path, n)
         for n in range(2):
             for path in PATHS if n == 0 else reversed(PATHS):
-                control("--zero")
-                control("--instr=on")
-                for i in range(calls):
-                    call(path, i)
-                control("--instr=off")
-                control(f"--dump={path}-{n}")
+
+                def work(path: str = path) -> None:
+                    for i in range(calls):
+                        call(path, i)
+
+                callgrind_round(spendgate.proc.pid, f"{path}.{n}", work)
         connection.close()
     finally:
         spendgate.stop()
-    for dump in sorted(logs.glob("callgrind.out.*")):
-        text = dump.read_text(errors="replace")
-        trigger = re.search(r"^desc: Trigger: dump (\w+)-", text, re.M)
-        totals = re.search(r"^totals: (\d+)", text, re.M)
-        if trigger and totals and trigger.group(1) in per_call:
-            per_call[trigger.group(1)].append(int(totals.group(1)) / calls)
+    for name, total in callgrind_totals(sorted(logs.glob("callgrind.out.*"))):
+        per_call[name.split(".")[0]].append(total / calls)
     print(f"\ninstructions a call through Spendgate (callgrind, {calls} calls a round, "
           f"{output_tokens} output tokens):")
     for path, counts in per_call.items():

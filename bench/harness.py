@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -174,3 +175,29 @@ def run_json(argv: Sequence[str], timeout_s: float, env: Mapping[str, str] | Non
         command = " ".join(argv[:4])
         raise RuntimeError(f"{command} ... failed ({proc.returncode}): {proc.stderr.strip()[-800:]}")
     return proc.stdout
+
+
+def callgrind_round(pid: int, name: str, work: Callable[[], None]) -> None:
+    """Count the instructions of `work` in a process running under `valgrind --tool=callgrind
+    --instr-atstart=no`: counting on for `work` alone, then a dump triggered as `name`."""
+
+    def control(*args: str) -> None:
+        subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True, timeout=120)
+
+    control("--zero")
+    control("--instr=on")
+    work()
+    control("--instr=off")
+    control(f"--dump={name}")
+
+
+def callgrind_totals(dumps: Iterable[Path]) -> list[tuple[str, int]]:
+    """(name, instructions) of each dump `callgrind_round` triggered, in the dumps' order."""
+    found = []
+    for dump in dumps:
+        text = dump.read_text(errors="replace")
+        trigger = re.search(r"^desc: Trigger: dump (\S+)$", text, re.M)
+        totals = re.search(r"^totals: (\d+)", text, re.M)
+        if trigger and totals:
+            found.append((trigger.group(1), int(totals.group(1))))
+    return found

@@ -21,12 +21,11 @@ Everything talks to 127.0.0.1 only, and every loop is bounded.
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import itertools
-import re
 import shutil
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -34,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
-from harness import HOST
+from harness import HOST, callgrind_round, callgrind_totals
 from targets import Target, start_bare, start_fake, start_spendgate
 
 BODY = {
@@ -50,7 +49,6 @@ def count(
 ) -> dict[str, list[float]]:
     """Instructions a call per mode, one figure per round."""
     assert target.proc is not None
-    pid = str(target.proc.pid)
     bodies = {mode: orjson.dumps({**BODY, "stream": True} if mode == "stream" else BODY) for mode in modes}
     port = int(target.url.rsplit(":", 1)[1])
     local = threading.local()  # one keep-alive connection per client thread
@@ -70,9 +68,6 @@ def count(
         if answer.status != 200 or MARKER[mode] not in data:
             raise SystemExit(f"{target.name} {mode}: HTTP {answer.status}: {data[:200]!r}")
 
-    def control(*args: str) -> None:
-        subprocess.run(["callgrind_control", *args, pid], check=True, capture_output=True, timeout=120)
-
     numbers = itertools.count()
     with ThreadPoolExecutor(concurrency) as pool:
 
@@ -84,18 +79,10 @@ def count(
             burst(mode, max(30, 2 * concurrency))
         for round_ in range(2):
             for mode in modes if round_ == 0 else list(reversed(modes)):
-                control("--zero")
-                control("--instr=on")
-                burst(mode, calls)
-                control("--instr=off")
-                control(f"--dump={target.name}.{mode}.{round_}")
+                callgrind_round(target.proc.pid, f"{mode}.{round_}", functools.partial(burst, mode, calls))
     per_call: dict[str, list[float]] = {mode: [] for mode in modes}
-    for dump in sorted(logs.glob(f"callgrind-{target.name}.out*")):
-        text = dump.read_text(errors="replace")
-        trigger = re.search(r"^desc: Trigger: dump [\w-]+\.(\w+)\.\d", text, re.M)
-        totals = re.search(r"^totals: (\d+)", text, re.M)
-        if trigger and totals and trigger.group(1) in per_call:
-            per_call[trigger.group(1)].append(int(totals.group(1)) / calls)
+    for name, total in callgrind_totals(sorted(logs.glob(f"callgrind-{target.name}.out.*"))):
+        per_call[name.split(".")[0]].append(total / calls)
     return per_call
 
 
