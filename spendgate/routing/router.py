@@ -131,8 +131,7 @@ class Router:
 
     def _first_candidate(self, req: RouteRequest) -> Rule | None:
         """The same rule as `_first_match`, trying only the rules the call's use case can match."""
-        inferred = req.use_case_source.startswith("inferred:")
-        table = self._candidates[inferred]
+        table = self._candidates[req.inferred]
         for rule in table.get(req.use_case, table[None]):
             if mismatch(rule.match, req) is None:
                 return rule
@@ -197,23 +196,22 @@ def candidates_by_use_case(rules: tuple[Rule, ...]) -> tuple[Candidates, Candida
 
 
 def _use_case_passes(m: Match, use_case: str | None, inferred: bool) -> bool:
-    # As `mismatch` reads a rule's use_case condition; None stands for a use case it does not name.
+    """A rule's use_case condition, for `mismatch` and the candidate tables (where None stands for
+    a use case no rule names)."""
     if m.use_case is None:
         return True
     if inferred and not m.use_inferred:
+        # An inferred use case routes only where the policy says so: to this rule it is untagged.
         return UNTAGGED in m.use_case
     return use_case in m.use_case
 
 
 def mismatch(m: Match, req: RouteRequest) -> str | None:
     """None when the request matches; else the first condition that failed."""
-    if m.use_case is not None:
+    if not _use_case_passes(m, req.use_case, req.inferred):
         if req.inferred and not m.use_inferred:
-            # An inferred use case routes only where the policy says so: to this rule it is untagged.
-            if UNTAGGED not in m.use_case:
-                return f"use_case {req.use_case!r} is inferred; the rule does not set use_inferred"
-        elif req.use_case not in m.use_case:
-            return f"use_case {req.use_case!r}"
+            return f"use_case {req.use_case!r} is inferred; the rule does not set use_inferred"
+        return f"use_case {req.use_case!r}"
     for key, value in m.tags.items():
         if req.tags.get(key) != value:
             return f"tag {key}={req.tags.get(key)!r}"
