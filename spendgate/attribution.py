@@ -9,7 +9,8 @@ rules (`spendgate.inference`), from its headers and shape; failing that it is `u
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 from spendgate.errors import InvalidRequest
 from spendgate.inference.infer import Inferrer
@@ -28,8 +29,11 @@ INFERRED_PREFIX = "inferred:"
 _MAX_HEADER = 1000  # user-agent: long enough for any real client's
 
 
-class Attribution(NamedTuple):
-    """Immutable, and a NamedTuple: built once per call on the hot path (cheaper than a dataclass)."""
+@dataclass(slots=True)
+class Attribution:
+    """Built once a call and read by every later step: a slots dataclass, which Python 3.11 builds
+    and reads faster than a NamedTuple. Not frozen (a frozen __init__ costs twice a plain one);
+    nothing assigns to it."""
 
     use_case: str
     tags: dict[str, str]

@@ -86,6 +86,17 @@ class Keyring:
     def forget(self, key_id: str) -> None:
         self._by_hash = {h: p for h, p in self._by_hash.items() if p.key_id != key_id}
 
+    def known(self, headers: Mapping[str, str]) -> Principal | None:
+        """The principal of a key in memory and unexpired, without a coroutine (the call path's
+        usual case); None: `authenticate` decides (a lookup, or the reason for refusing)."""
+        secret = presented_key(headers)
+        if not secret:
+            return None
+        principal = self._by_hash.get(hash_key(secret))
+        if principal is None or (principal.expires_at is not None and principal.expires_at <= utc_now_iso()):
+            return None
+        return principal
+
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         secret = presented_key(headers)
         if not secret:

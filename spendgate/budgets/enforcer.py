@@ -283,8 +283,13 @@ class BudgetEnforcer:
                 log.exception("budget maintenance failed")
 
     # --- rate limits ---
+    @staticmethod
+    def rate_limited(p: Principal) -> bool:
+        """Does the key have a rate limit at all? (Most have none: no slot to take.)"""
+        return p.rpm_limit is not None or p.tpm_limit is not None or p.concurrency_limit is not None
+
     async def rate_acquire(self, p: Principal) -> RateResult:
-        if p.rpm_limit is None and p.tpm_limit is None and p.concurrency_limit is None:
+        if not self.rate_limited(p):
             return RateResult(True)
         return await self.counters.rate_acquire(p.key_id, p.rpm_limit, p.tpm_limit, p.concurrency_limit)
 

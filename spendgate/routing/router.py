@@ -8,8 +8,7 @@ lookups and one regex match per rule that names models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import dataclass, replace
 
 from spendgate.attribution import UNTAGGED
 from spendgate.errors import PermissionDenied
@@ -53,7 +52,8 @@ class Held:
     rule: str  # "" when the rule's tier had no model for the API
 
 
-class Route(NamedTuple):  # a NamedTuple: built for every call on the hot path
+@dataclass(slots=True)  # built for every call: faster than a NamedTuple on 3.11; never assigned
+class Route:
     model: str
     rule: str | None  # the rule that fired (None: the requested model, untouched)
     reason: str
@@ -102,7 +102,7 @@ class Router:
             chosen = Route(req.model, None, "no rule matched: the requested model")
         chosen = self._allowed(chosen, req)
         if trace or hold is not None:
-            return chosen._replace(trace=tuple(trace), hold=hold)
+            return replace(chosen, trace=tuple(trace), hold=hold)
         return chosen
 
     def downgrade(self, req: RouteRequest, route: Route, tier: str) -> Route:
