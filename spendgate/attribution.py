@@ -110,8 +110,7 @@ def attribute_call(
     matches its headers and shape."""
     use_case, source, tags = _declared(principal, headers, info.metadata)
     if source == NONE and inferrer.active:
-        shape = inferrer.shape_of(provider, info, features, principal, tags, headers, body_bytes)
-        found = inferrer.infer(shape)
+        found = inferrer.infer_call(provider, info, features, principal, tags, headers, body_bytes)
         if found is not None:
             return _attribution(found.use_case, found.source, found.evidence, tags, headers)
     return _attribution(use_case, source, None, tags, headers)

@@ -147,6 +147,28 @@ def test_a_remembered_answer_is_the_rules_answer() -> None:
         assert len(named) >= len([r for r in rules.rules if r.enabled]) - 2, named
 
 
+def infer_call(inferrer: Inferrer, call: dict[str, Any]) -> Inferred | None:
+    info = RequestInfo(call["model"], call["stream"], call["max_tokens"], path=call["path"])
+    principal = Principal("k", call["key"], "o", "t", None, "CC", None, {}, None, team_name=call["team"])
+    return inferrer.infer_call(
+        call["provider"], info, call["features"], principal, call["tags"], call["headers"], call["body_bytes"]
+    )
+
+
+def test_a_call_remembered_by_its_values_gets_the_rules_answer() -> None:
+    # infer_call remembers by the values the shape is built from, before any shape is built: the
+    # same neighbours (one value changed, a header no rule reads included) must not be mixed up.
+    rng = random.Random(17)
+    for rules in (load_rules(None), parse_rules(EVERY_CONDITION, "every-condition.toml")):
+        for limit in (Inferrer.MAX_REMEMBERED, 8):
+            inferrer = Inferrer(rules)
+            inferrer.MAX_REMEMBERED = limit  # type: ignore[misc]
+            oracle_shapes = Inferrer(rules)  # shapes only: nothing of it is remembered here
+            calls = [near for _ in range(200) for near in neighbours(rng, random_call(rng))]
+            for call in [*calls, *rng.sample(calls, len(calls))]:
+                assert infer_call(inferrer, call) == oracle(rules, shape_of(oracle_shapes, call)), call
+
+
 def test_a_full_memo_starts_over_and_still_answers_right() -> None:
     rng = random.Random(18)
     rules = parse_rules(EVERY_CONDITION, "every-condition.toml")

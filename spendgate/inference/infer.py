@@ -10,7 +10,8 @@ client by the values of the headers clients are told by, and the answer by every
 a call can reach read of it (`Condition.reads`). Nothing else can change the answer, so a
 remembered one is the answer trying the rules would give. The answer (its evidence shows the
 call's sizes) is remembered by the exact values; the rule, for calls whose sizes differ, by
-whether each size passes each bound on it.
+whether each size passes each bound on it. In front of both, `infer_call` remembers the answer by
+the values a shape is built from, so a call like one seen before builds no shape at all.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ class Inferrer:
         self._keys = {client: keys_for(reachable(rules)) for client, rules in self._for_client.items()}
         self._client_headers = tuple(dict.fromkeys(header for header, _ in rules.client_index))
         self._clients: dict[tuple[str | None, ...], tuple[str | None, str]] = {}
+        # What any rule or client reads of a call's headers and tags (the calls' memo key).
+        conditions = [c for rule in self._enabled for c in rule.conditions]
+        read = sorted({c.entry for c in conditions if c.reads == "headers" and c.entry})
+        self._headers_read = tuple(dict.fromkeys([*self._client_headers, *read]))
+        self._tags_read = _entries(sorted({c.entry for c in conditions if c.reads == "tags" and c.entry}))
+        self._by_call: dict[Hashable, Inferred] = {}  # by the call's raw values; _NO_ANSWER: none
         self._answers: dict[Hashable, Inferred] = {}  # by exact key; _NO_ANSWER: no rule matched
         self._rule_for: dict[Hashable, Rule] = {}  # by key with sizes as bounds; _NO_RULE: none
 
@@ -72,6 +79,32 @@ class Inferrer:
     @property
     def active(self) -> bool:
         return bool(self._enabled)
+
+    def infer_call(
+        self,
+        provider: str,
+        info: RequestInfo,
+        features: RouteFeatures,
+        principal: Principal,
+        tags: Mapping[str, str],
+        headers: Mapping[str, str],
+        body_bytes: int,
+    ) -> Inferred | None:
+        """`infer(shape_of(...))`, remembered by the values the shape is built from: every field
+        but the headers and tags, of which only what a rule or client reads. A call like one seen
+        before is answered by one lookup, with no shape built and no client found."""
+        key = (
+            provider, info.path, info.model, info.stream, info.max_tokens, features.tools,
+            features.thinking, features.messages, features.last_role, features.tool_results,
+            body_bytes // 4, principal.key_name, principal.team_name,
+            tuple(map(headers.get, self._headers_read)), self._tags_read(tags),
+        )  # fmt: skip
+        answer = self._by_call.get(key)
+        if answer is None:
+            shape = self.shape_of(provider, info, features, principal, tags, headers, body_bytes)
+            answer = self.infer(shape) or _NO_ANSWER
+            self._remember(self._by_call, key, answer)
+        return None if answer is _NO_ANSWER else answer
 
     def shape_of(
         self,
