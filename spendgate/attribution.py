@@ -79,19 +79,19 @@ def _attribution(
 ) -> Attribution:
     # Every call: one lookup a header, no helper calls. The HTTP server refuses control
     # characters in headers; only the length is ours to cap.
+    # `x and x[:n]`: None stays None, "" stays "" (as `None if x is None else x[:n]`).
     get = headers.get
-    first, second, third = map(get, SESSION_HEADERS)
-    session = first or second or third
+    session = get(SESSION_HEADERS[0]) or get(SESSION_HEADERS[1]) or get(SESSION_HEADERS[2])
     agent, parent = get("x-claude-code-agent-id"), get("x-claude-code-parent-agent-id")
     request_id, user_agent = get("x-client-request-id"), get("user-agent")
     return Attribution(
         use_case,
         tags,
         session[:MAX_NAME_CHARS] if session else None,
-        None if agent is None else agent[:MAX_NAME_CHARS],
-        None if parent is None else parent[:MAX_NAME_CHARS],
-        None if request_id is None else request_id[:MAX_NAME_CHARS],
-        None if user_agent is None else user_agent[:_MAX_HEADER],
+        agent and agent[:MAX_NAME_CHARS],
+        parent and parent[:MAX_NAME_CHARS],
+        request_id and request_id[:MAX_NAME_CHARS],
+        user_agent and user_agent[:_MAX_HEADER],
         source,
         evidence,
     )

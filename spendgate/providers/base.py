@@ -43,7 +43,8 @@ _DROP_RESPONSE = frozenset(
 )
 
 
-class ClientRequest(NamedTuple):
+@dataclass(slots=True)  # built and read on every call: faster than a NamedTuple on 3.11; never assigned
+class ClientRequest:
     """The call as the client sent it; forwarded untouched unless routing changes the model."""
 
     path: str
