@@ -79,47 +79,74 @@ _WORK_UPSERT = (
 )
 
 
-def _billed_model(r: LedgerRow) -> str | None:
-    """The Python twin of the `billed_model` key's SQL expression (dimensions.py)."""
-    return r.response_model or r.upstream_model or r.requested_model
-
-
-# How `daily_deltas` reads each rollup key from a row, in key order ('' stands for None).
-_KEY_READERS: tuple[Callable[[LedgerRow], str | None], ...] = tuple(
-    {"billed_model": _billed_model}.get(d.name) or operator.attrgetter(d.column)
-    for d in DIMENSIONS
-    if d.rollup
+# The rollup keys as a ledger row holds them, read in C: every key column but `billed_model`, which
+# is derived from the three model columns (so `response_model` is read too). `routed` is a function
+# of these columns as well, so both are worked out once per distinct key, not once per row.
+_ROW_KEY_COLUMNS = (*(c for c in ROLLUP_KEYS if c != "billed_model"), "response_model")
+_ROW_KEY = operator.attrgetter(*_ROW_KEY_COLUMNS)
+_AT = {column: i for i, column in enumerate(_ROW_KEY_COLUMNS)}
+_BILLED_FROM = (_AT["response_model"], _AT["upstream_model"], _AT["requested_model"])
+# The measures summed as the row holds them, in MEASURES order from `estimated_requests` on,
+# less `routed_requests` (per key) and with `counterfactual_nanos` last as its raw column.
+_ROW_MEASURES = operator.attrgetter(
+    "estimated",
+    "input_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "cache_read_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "web_search_requests",
+    "cost_nanos",
+    "counterfactual_cost_nanos",
 )
 
 
 def daily_deltas(rows: Sequence[LedgerRow]) -> list[tuple[Any, ...]]:
-    """Rows -> `ledger_daily` upsert parameters, one per key, in key order."""
-    sums: dict[tuple[str, ...], list[int]] = {}
+    """Rows -> `ledger_daily` upsert parameters, one per key, in key order.
+
+    The Python twin of the SQL `rebuild_rollups` sums with (MEASURES, dimensions.py): rows are
+    grouped by their raw key columns, then each group is summed column by column in C. This runs
+    in the writer thread while it holds the GIL, once per row, so per-row Python is kept to a
+    grouping lookup."""
+    groups: dict[tuple[str, tuple[Any, ...]], list[tuple[Any, ...]]] = {}
     for r in rows:
-        key = (r.started_at[:10], *(read(r) or "" for read in _KEY_READERS))
-        routed = (
-            r.route_rule is not None
-            and r.upstream_model is not None
-            and r.requested_model is not None
-            and r.upstream_model != r.requested_model
+        key = (r.started_at[:10], _ROW_KEY(r))
+        members = groups.get(key)
+        if members is None:
+            groups[key] = [_ROW_MEASURES(r)]
+        else:
+            members.append(_ROW_MEASURES(r))
+    deltas = []
+    for (day, raw), members in groups.items():
+        columns = list(zip(*members, strict=True))
+        costs, counterfactuals = columns[-2], columns[-1]
+        requests = len(members)
+        deltas.append(
+            (
+                day,
+                *_rollup_key(raw),
+                requests,
+                sum(columns[0]),  # estimated: booleans
+                requests if _routed(raw) else 0,
+                *map(sum, columns[1:-1]),  # tokens, web searches, cost
+                sum(k if c is None else c for c, k in zip(counterfactuals, costs, strict=True)),
+            )
         )
-        cost = r.cost_nanos
-        values = (
-            1,
-            int(r.estimated),
-            int(routed),
-            r.input_tokens,
-            r.cache_write_5m_tokens,
-            r.cache_write_1h_tokens,
-            r.cache_read_tokens,
-            r.output_tokens,
-            r.reasoning_tokens,
-            r.web_search_requests,
-            cost,
-            cost if r.counterfactual_cost_nanos is None else r.counterfactual_cost_nanos,
-        )
-        _accumulate(sums, key, values)
-    return [(*key, *sums[key]) for key in sorted(sums)]
+    return sorted(deltas)  # each key once, so this is key order
+
+
+def _rollup_key(raw: tuple[Any, ...]) -> list[str]:
+    """A row's raw key columns -> the rollup key in ROLLUP_KEYS order ('' stands for None)."""
+    billed = next((raw[i] for i in _BILLED_FROM if raw[i]), None)
+    values = {**dict(zip(_ROW_KEY_COLUMNS, raw, strict=True)), "billed_model": billed}
+    return [values[c] or "" for c in ROLLUP_KEYS]
+
+
+def _routed(raw: tuple[Any, ...]) -> bool:
+    """A rule picked a model other than the one asked for (the `routed_requests` measure)."""
+    rule, upstream, requested = (raw[_AT[c]] for c in ("route_rule", "upstream_model", "requested_model"))
+    return rule is not None and upstream is not None and requested is not None and upstream != requested
 
 
 def _accumulate(sums: dict[tuple[Any, ...], list[int]], key: tuple[Any, ...], values: Sequence[int]) -> None:
