@@ -24,7 +24,7 @@ from spendgate.pricing import ModelPrice, Pricer
 from spendgate.providers.base import ClientRequest, Provider, RequestInfo
 from spendgate.routing.explain import route_request_for
 from spendgate.routing.router import Route, Router, RouteRequest
-from spendgate.routing.sticky import Sticky, sticky_key
+from spendgate.routing.sticky import Key, Sticky, sticky_key
 
 
 # A slots dataclass, not a NamedTuple: the later steps read its fields some forty times a call,
@@ -79,9 +79,9 @@ class Admission:
         self, request_id: str, started: float, scope: Scope, headers: Mapping[str, str], receive: Receive
     ) -> Admitted:
         provider = self._provider
-        # The usual call has a known key, no sticky rule and no rate limit: those steps run as
-        # plain calls, and awaited only when they may have to wait (a coroutine each costs more
-        # than the work they do).
+        # The usual call has a known key, no session to hold a route for and no rate limit: those
+        # steps run as plain calls, and awaited only when they may have to wait (a coroutine each
+        # costs more than the work they do).
         # 1. auth (before the body is read: a stranger cannot make us buffer it)
         principal = self._keyring.known(headers) or await self._keyring.authenticate(headers)
         body = await read_body(receive, headers.get("content-length"), self._max_body_bytes)
@@ -91,7 +91,8 @@ class Admission:
         who = attribute_call(principal, headers, provider.name, info, features, len(body), self._inferrer)
         # 3. route: the policy picks the model; its price must be known to meter it
         wanted = route_request_for(provider, info, body, principal, who, features)
-        route = await self.route(wanted) if self._router.sticky else self._router.route(wanted)
+        key = sticky_key(wanted) if self._router.sticky else None  # a session to hold a route for
+        route = self._router.route(wanted) if key is None else await self._sticky_route(wanted, key)
         price = self._pricer.price(provider.name, route.model) or not_priced(route.model)
         # what the call would have cost as asked: the counterfactual behind savings
         requested_price = (
@@ -123,12 +124,9 @@ class Admission:
             principal, who, route.model, price, requested_price, route.rule, budget, refusal,
         )  # fmt: skip
 
-    async def route(self, wanted: RouteRequest) -> Route:
+    async def _sticky_route(self, wanted: RouteRequest, key: Key) -> Route:
         """The policy's route, keeping the model a session's earlier call was routed to (shared by
         the replicas through Redis when there is one): prompt caches are per model."""
-        key = sticky_key(wanted) if self._router.sticky else None
-        if key is None:
-            return self._router.route(wanted)
         route = self._router.route(wanted, held=await self._sticky.held(key))
         if route.hold is not None:
             kept = await self._sticky.hold(key, route.hold)
