@@ -1,10 +1,11 @@
 """Routing's hot path against its plain reading.
 
-The router tries only the rules a call's use case can match (router.py `candidates_by_use_case`);
-`route explain` walks every rule. Both must pick the same rule, model and reason for every call:
-declared and inferred use cases, named and unnamed ones, rules with and without `use_inferred`,
-rules that name no use case, disabled rules, refusals. And the request routing sees carries each
-of the call's values in its own field.
+The router tries only the rules a call's use case can match (router.py `candidates_by_use_case`)
+and builds a rule's route once per API; `route explain` walks every rule. Both must pick the same
+rule, model and reason for every call, the first time and the next: declared and inferred use
+cases, named and unnamed ones, rules with and without `use_inferred`, rules that name no use
+case, disabled rules, refusals, a tier with no model for the API. And the request routing sees
+carries each of the call's values in its own field.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def test_the_candidates_pick_what_walking_every_rule_picks(policy: Policy) -> No
     fired = set()
     for _ in range(3000):
         req = RouteRequest(
-            provider="anthropic",
+            provider=rng.choice(["anthropic", "openai"]),  # MIXED has no openai tiers
             model=rng.choice(["claude-opus-4-6", "claude-haiku-4-5"]),
             use_case=rng.choice(use_cases),
             tags=rng.choice([{}, {"repo": "api"}]),
@@ -111,6 +112,7 @@ def test_the_candidates_pick_what_walking_every_rule_picks(policy: Policy) -> No
         )
         fast, walked = outcome(router, req, False), outcome(router, req, True)
         assert fast == walked, req
+        assert outcome(router, req, False) == fast, req  # a rule's route, once remembered, is the same
         fired.add(fast[1] if isinstance(fast, tuple) else fast[:8])
     assert len(fired) >= 3, fired  # the calls reached several rules, a refusal and no rule at all
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from spendgate.attribution import UNTAGGED
+from spendgate.attribution import INFERRED_PREFIX, UNTAGGED
 from spendgate.errors import PermissionDenied
 from spendgate.routing.policy import Allowlist, Match, Policy, Rule
 
@@ -86,21 +86,25 @@ class Router:
         self.sticky = any(rule.sticky and rule.enabled for rule in policy.rules)  # worth a lookup?
         self._candidates = candidates_by_use_case(policy.rules)
         self._allowlists = bool(policy.allow_teams or policy.allow_keys)
+        # A rule's route for each API it was applied to, built once: it depends on nothing else
+        # of the call. Keyed by the rule's id (rules hold dicts, so they do not hash; this Router
+        # keeps the policy, so the ids stay its rules'). At most rules x providers entries.
+        self._routes: dict[tuple[int, str], Route] = {}
 
     def route(self, req: RouteRequest, explain: bool = False, held: Held | None = None) -> Route:
         trace: list[str] = []
-        chosen: Route | None = None
         hold: Held | None = None
         rule = self._first_match(req, trace) if explain else self._first_candidate(req)
         if req.session and held is not None and (rule is None or rule.sticky):
             chosen = Route(held.model, held.rule or None, f"sticky for session {req.session}", sticky=True)
-        if chosen is None and rule is not None:
+        elif rule is not None:
             chosen = self._apply(rule, req)  # a refuse rule raises: refusals are never held
             if req.session and rule.sticky:
                 hold = Held(chosen.model, chosen.rule or "")
-        if chosen is None:
+        else:
             chosen = Route(req.model, None, "no rule matched: the requested model")
-        chosen = self._allowed(chosen, req)
+        if self._allowlists:  # most policies have none: nothing to look up on every call
+            chosen = self._allowed(chosen, req)
         if trace or hold is not None:
             return replace(chosen, trace=tuple(trace), hold=hold)
         return chosen
@@ -131,9 +135,9 @@ class Router:
 
     def _first_candidate(self, req: RouteRequest) -> Rule | None:
         """The same rule as `_first_match`, trying only the rules the call's use case can match."""
-        table = self._candidates[req.inferred]
-        for rule in table.get(req.use_case, table[None]):
-            if mismatch(rule.match, req) is None:
+        table = self._candidates[req.use_case_source.startswith(INFERRED_PREFIX)]  # req.inferred, inline
+        for rule, checked in table.get(req.use_case, table[None]):
+            if not checked or mismatch(rule.match, req) is None:
                 return rule
         return None
 
@@ -142,15 +146,18 @@ class Router:
             raise PermissionDenied(
                 f"Spendgate routing rule {rule.name!r} refuses model {req.model!r}: {rule.refuse}",
             )
+        route = self._routes.get((id(rule), req.provider))
+        if route is not None:
+            return route  # shared by the calls this rule routes: a Route is never assigned to
         model = rule.model or self.policy.tier_model(req.provider, rule.tier or "")
         if model is None:
             # A tier with no model for this API: routing stays within the caller's API format.
             return Route(req.model, None, f"rule {rule.name}: tier {rule.tier!r} has no {req.provider} model")
-        return Route(model, rule.name, f"rule {rule.name}" + (f": {rule.why}" if rule.why else ""))
+        route = Route(model, rule.name, f"rule {rule.name}" + (f": {rule.why}" if rule.why else ""))
+        self._routes[id(rule), req.provider] = route
+        return route
 
     def _allowed(self, route: Route, req: RouteRequest) -> Route:
-        if not self._allowlists:  # most policies have none: nothing to look up on every call
-            return route
         for scope, allow in (
             ("team", self.policy.allow_teams.get(req.team)),
             ("key", self.policy.allow_keys.get(req.key)),
@@ -176,7 +183,9 @@ class Router:
         return Route(model, f"allowlist:{scope}:{name}", f"{route.model} is not allowed for {scope} {name}")
 
 
-Candidates = dict[str | None, tuple[Rule, ...]]
+# (rule, checked): checked is False for a rule whose only condition is its use case, which the
+# table has already passed; it matches without a look at the call.
+Candidates = dict[str | None, tuple[tuple[Rule, bool], ...]]
 
 
 def candidates_by_use_case(rules: tuple[Rule, ...]) -> tuple[Candidates, Candidates]:
@@ -184,15 +193,25 @@ def candidates_by_use_case(rules: tuple[Rule, ...]) -> tuple[Candidates, Candida
     condition it passes, by use case (None: any use case no rule names). A policy whose rules all
     name use cases gives most calls no rule to try at all."""
     named = {name for rule in rules if rule.match.use_case is not None for name in rule.match.use_case}
+    checked = [_beyond_use_case(rule.match) for rule in rules]
     tables: list[Candidates] = []
     for inferred in (False, True):
         tables.append(
             {
-                name: tuple(r for r in rules if r.enabled and _use_case_passes(r.match, name, inferred))
+                name: tuple(
+                    (r, check)
+                    for r, check in zip(rules, checked, strict=True)
+                    if r.enabled and _use_case_passes(r.match, name, inferred)
+                )
                 for name in [*sorted(named), None]
             }
         )
     return tables[0], tables[1]
+
+
+def _beyond_use_case(m: Match) -> bool:
+    """Does the rule have a condition other than its use case (one `mismatch` must look at)?"""
+    return replace(m, use_case=None, use_inferred=False) != Match()
 
 
 def _use_case_passes(m: Match, use_case: str | None, inferred: bool) -> bool:
