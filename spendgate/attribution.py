@@ -8,6 +8,7 @@ rules (`spendgate.inference`), from its headers and shape; failing that it is `u
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -67,7 +68,7 @@ def _declared(
         tags.update(declared)
     header = headers.get(TAGS_HEADER)
     if header:
-        declared = parse_tags(header)
+        declared = _header_tags(header)
         if declared.get("use_case"):
             source = HEADER
         tags.update(declared)
@@ -135,6 +136,14 @@ def parse_tags(text: str) -> dict[str, str]:
             )
         pairs.append((key, value))
     return checked_tags(pairs, TAGS_HEADER)
+
+
+@functools.lru_cache(maxsize=256)
+def _header_tags(header: str) -> dict[str, str]:
+    """`parse_tags` remembered by the header's text (a client sends the same few on every call);
+    a header it refuses is parsed again each time, so every call gets its own error. The dict is
+    shared by the calls that sent that text: `_declared` only reads it."""
+    return parse_tags(header)
 
 
 def checked_tags(pairs: Iterable[tuple[str, str]], source: str) -> dict[str, str]:
