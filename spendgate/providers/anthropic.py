@@ -67,8 +67,11 @@ class AnthropicProvider:
             raise InvalidRequest("max_tokens: Field required (a positive integer)")
         if not isinstance(data.get("messages"), list):
             raise InvalidRequest("messages: Field required (a list)")
+        # Most calls send neither `stream` nor `metadata`: no reader is called for an absent one.
+        stream = "stream" in data and read_stream(data)
+        metadata = read_metadata(data) if "metadata" in data else {}
         # In RequestInfo's field order: keyword arguments cost twice as much, on every call.
-        return RequestInfo(model, read_stream(data), max_tokens, read_metadata(data), True, path, data)
+        return RequestInfo(model, stream, max_tokens, metadata, True, path, data)
 
     async def upstream_request(
         self, base_url: str, request: ClientRequest, info: RequestInfo, model: str
@@ -111,13 +114,11 @@ class AnthropicProvider:
     def route_features(self, info: RequestInfo) -> RouteFeatures:
         body = info.body
         messages = body.get("messages")
-        thinking = isinstance(body.get("thinking"), dict) and body["thinking"].get("type") in (
-            "enabled",
-            "adaptive",
-        )
+        thinking = body.get("thinking")
+        thinking_on = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
         role, results = last_turn(messages, "tool_result")
         count = len(messages) if isinstance(messages, list) else 0
-        return RouteFeatures(bool(body.get("tools")), bool(thinking), count, role, results)
+        return RouteFeatures(bool(body.get("tools")), thinking_on, count, role, results)
 
     def estimate_input_tokens(self, info: RequestInfo) -> int:
         return estimate_input_tokens(info.body)

@@ -91,20 +91,18 @@ def last_turn(messages: Any, result_block: str | None) -> tuple[str, bool]:
     """(role, carries tool results) of the last message of a list, where tool results are content
     blocks of type `result_block` (Anthropic's `tool_result`) or keyed by it (Converse's
     `toolResult`); None: this API has no such blocks."""
-    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+    if not isinstance(messages, list) or not messages or not isinstance(last := messages[-1], dict):
         return "", False
-    last = messages[-1]
     role = last.get("role")
+    role = role[:20] if isinstance(role, str) else ""
     content = last.get("content")
-    results = (
-        result_block is not None
-        and isinstance(content, list)
-        and any(
-            isinstance(block, dict) and (block.get("type") == result_block or result_block in block)
-            for block in content
-        )
+    if result_block is None or not isinstance(content, list):  # e.g. a plain-text user turn
+        return role, False
+    results = any(
+        isinstance(block, dict) and (block.get("type") == result_block or result_block in block)
+        for block in content
     )
-    return (role if isinstance(role, str) else "")[:20], results
+    return role, results
 
 
 class Metered(NamedTuple):

@@ -75,7 +75,8 @@ class OpenAIProvider:
         model = read_model(data)
         if not isinstance(data.get("messages"), list):
             raise InvalidRequest("'messages' is a required property (a list)")
-        stream = read_stream(data)
+        # Most calls send neither `stream` nor `metadata`: no reader is called for an absent one.
+        stream = "stream" in data and read_stream(data)
         options = data.get("stream_options")
         if options is not None and not isinstance(options, dict):
             raise InvalidRequest("stream_options: must be an object")
@@ -87,7 +88,7 @@ class OpenAIProvider:
             model,
             stream,
             limit if limit is not None else legacy,  # max_tokens
-            read_metadata(data),
+            read_metadata(data) if "metadata" in data else {},
             wants_usage or not stream,  # wants_usage_chunk
             path,
             data,  # body
