@@ -118,7 +118,8 @@ class Admission:
         except BaseException:
             self._budgets.rate_release(principal, 0)
             raise
-        query = scope["query_string"].decode("latin-1")
+        query = scope["query_string"]
+        query = query.decode("latin-1") if query else ""  # usually none
         return Admitted(
             request_id, started, provider.name, ClientRequest(scope["path"], query, headers, body), info,
             principal, who, route.model, price, requested_price, route.rule, budget, refusal,
@@ -203,6 +204,6 @@ async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes
         size += len(chunk)
         if size > limit:
             raise RequestTooLarge(f"Request body exceeds Spendgate's limit of {limit} bytes.")
-        chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return b"".join([*chunks, chunk]) if chunks else chunk  # usually one message: no copy
+        chunks.append(chunk)

@@ -78,6 +78,7 @@ class BudgetEnforcer:
         self._ttl = reservation_ttl_s
         self._on_event = on_event
         self._budgets: list[Budget] = []
+        self.active = False  # any budget at all? (read on every call: an attribute, not a property)
         self._exemptions: dict[str, list[Exemption]] = {}
         self._seen_events: set[tuple[str, str, str]] = set()
         self._windows: dict[str, Window] = {}
@@ -87,14 +88,11 @@ class BudgetEnforcer:
     def reload(self) -> None:
         """Blocking: read budgets and approved exemptions (call from a thread)."""
         self._budgets = self._store.list_budgets()
+        self.active = bool(self._budgets)
         by_budget: dict[str, list[Exemption]] = {}
         for exemption in self._store.list_exemptions(status="approved"):
             by_budget.setdefault(exemption.budget_id, []).append(exemption)
         self._exemptions = by_budget
-
-    @property
-    def active(self) -> bool:
-        return bool(self._budgets)
 
     def applicable(self, scope: CallScope) -> list[tuple[Budget, str | None]]:
         """Budgets that apply to a call, with the session a per-session budget counts for."""
