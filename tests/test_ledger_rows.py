@@ -43,3 +43,31 @@ def test_journal_lines_hold_every_column_in_order(gateway: RunningGateway, tmp_p
         for name in ("started_at", "ended_at", "first_byte_at", "input_tokens", "output_tokens"):
             assert row[name] == line[name], name
         assert row["cost_nanos"] == line["cost_nanos"] > 0
+
+
+def test_insert_parameters_follow_the_columns_however_the_row_was_built() -> None:
+    from spendgate.store.sql_ledger import ledger_values
+
+    row = LedgerRow(
+        request_id="sg-1",
+        provider="anthropic",
+        endpoint="/v1/messages",
+        started_at="2026-11-29T10:00:00.000000Z",
+        ended_at="2026-11-29T10:00:01.000000Z",
+        status_code=200,
+        status="ok",
+        use_case="code-review",
+        tags={"repo": "r"},
+        estimated=True,
+        output_tokens=7,
+    )
+    expected = [getattr(row, name) for name in LEDGER_COLUMNS]
+    expected[LEDGER_COLUMNS.index("tags")] = '{"repo":"r"}'
+    expected[LEDGER_COLUMNS.index("estimated")] = 1
+    expected[LEDGER_COLUMNS.index("streamed")] = 0
+    assert ledger_values(row) == expected  # the __dict__ in field order, copied at once
+    # A __dict__ in another order (or with more in it) is read field by field instead.
+    shuffled = LedgerRow.__new__(LedgerRow)
+    shuffled.__dict__ = dict(reversed(row.__dict__.items()))
+    shuffled.__dict__["note"] = "not a column"
+    assert ledger_values(shuffled) == expected
