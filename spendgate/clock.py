@@ -21,10 +21,16 @@ def from_epoch(seconds: float) -> str:
     of these per ledger row, on the request path. Microseconds are rounded half to even, as
     datetime does."""
     whole = math.floor(seconds)
-    micros = round((seconds - whole) * 1e6)
+    micros = _round((seconds - whole) * 1e6)
     if micros >= 1_000_000:
         whole, micros = whole + 1, micros - 1_000_000
-    return f"{_whole_second(whole)}.{micros:06d}Z"
+    # Zero-padded by slicing the digits of 1_000_000 + micros: a format spec ({micros:06d})
+    # costs twice the whole rest of this function.
+    return f"{_whole_second(whole)}.{str(1_000_000 + micros)[1:]}Z"
+
+
+# float.__round__ itself: round(x) finds it on x's type and binds it first, on every call.
+_round = float.__round__
 
 
 @functools.lru_cache(maxsize=16)

@@ -164,57 +164,56 @@ class LedgerRow:
         else:
             price, upstream_model, tries, upstream_id, fallback_from = call.price, call.model, 1, None, None
         first_byte = measured.first_byte
-        row = cls.__new__(cls)
-        # The row is built as its __dict__, a dict literal in field order (the journal's key order,
-        # as the generated __init__ would leave it): that __init__ stores the 44 fields one at a
-        # time, at several times the cost. tests/test_ledger_rows.py holds the keys to LEDGER_COLUMNS.
-        row.__dict__ = {
-            "request_id": call.request_id,
-            "provider": call.provider,
-            "endpoint": call.request.path,
-            "started_at": from_epoch(call.started),
-            "ended_at": from_epoch(ended),
-            "status_code": measured.status_code,
-            "status": measured.status,
-            "use_case": w.use_case,
-            "first_byte_at": from_epoch(first_byte) if first_byte else None,
-            "org_id": p.org_id,
-            "team_id": p.team_id,
-            "user_id": p.user_id,
-            "key_id": p.key_id,
-            "cost_center": p.cost_center,
-            "tags": w.tags,
-            "session_id": w.session_id,
-            "agent_id": w.agent_id,
-            "parent_agent_id": w.parent_agent_id,
-            "client_request_id": w.client_request_id,
-            "requested_model": call.info.model,
-            "upstream_model": upstream_model,
-            "response_model": metered.response_model,
-            "input_tokens": usage.input_tokens,
-            "cache_write_5m_tokens": usage.cache_write_5m_tokens,
-            "cache_write_1h_tokens": usage.cache_write_1h_tokens,
-            "cache_read_tokens": usage.cache_read_tokens,
-            "output_tokens": usage.output_tokens,
-            "reasoning_tokens": usage.reasoning_tokens,
-            "web_search_requests": usage.web_search_requests,
-            "cost_nanos": cost.nanos if cost is not None else 0,
-            "price_ref": price.ref,
-            "pricing_tier": cost.tier if cost is not None else None,
-            "estimated": metered.estimated,
-            "streamed": measured.streamed,
-            "error_type": metered.error_type,
-            "upstream_request_id": upstream_id,
-            "user_agent": w.user_agent,
-            "budget_note": note,
-            "route_rule": call.route_rule,
-            "counterfactual_cost_nanos": counterfactual_nanos,
-            "attempts": tries,
-            "fallback_from": fallback_from,
-            "use_case_source": w.use_case_source,
-            "use_case_evidence": w.use_case_evidence,
-        }
-        return row
+        # Positional, in field order (tests/test_ledger_rows.py checks each value lands in its
+        # column): the generated __init__ fills the first 30 fields into the instance's inline
+        # values and copies them into its __dict__ in one go, half the cost of a 44-key dict
+        # literal (built key by key, resized four times); keyword arguments cost three times as much.
+        return cls(
+            call.request_id,
+            call.provider,
+            call.request.path,  # endpoint
+            from_epoch(call.started),  # started_at
+            from_epoch(ended),  # ended_at
+            measured.status_code,
+            measured.status,
+            w.use_case,
+            from_epoch(first_byte) if first_byte else None,  # first_byte_at
+            p.org_id,
+            p.team_id,
+            p.user_id,
+            p.key_id,
+            p.cost_center,
+            w.tags,
+            w.session_id,
+            w.agent_id,
+            w.parent_agent_id,
+            w.client_request_id,
+            call.info.model,  # requested_model
+            upstream_model,
+            metered.response_model,
+            usage.input_tokens,
+            usage.cache_write_5m_tokens,
+            usage.cache_write_1h_tokens,
+            usage.cache_read_tokens,
+            usage.output_tokens,
+            usage.reasoning_tokens,
+            usage.web_search_requests,
+            cost.nanos if cost is not None else 0,  # cost_nanos
+            price.ref,  # price_ref
+            cost.tier if cost is not None else None,  # pricing_tier
+            metered.estimated,
+            measured.streamed,
+            metered.error_type,
+            upstream_id,  # upstream_request_id
+            w.user_agent,
+            note,  # budget_note
+            call.route_rule,
+            counterfactual_nanos,  # counterfactual_cost_nanos
+            tries,  # attempts
+            fallback_from,
+            w.use_case_source,
+            w.use_case_evidence,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,12 +4,20 @@ streamed calls, and the same values the database gets (the journal is what a cra
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import anthropic
 import orjson
 
-from spendgate.models import LEDGER_COLUMNS, LedgerRow
+from spendgate.admission import Admitted
+from spendgate.attribution import Attribution
+from spendgate.budgets.enforcer import Decision
+from spendgate.forward import Attempts
+from spendgate.meter import Measured
+from spendgate.models import LEDGER_COLUMNS, LedgerRow, Principal
+from spendgate.pricing import Cost, ModelPrice, Rate, Usage
+from spendgate.providers.base import ClientRequest, Metered, RequestInfo
 from tests.conftest import RunningGateway
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
@@ -71,3 +79,95 @@ def test_insert_parameters_follow_the_columns_however_the_row_was_built() -> Non
     shuffled.__dict__ = dict(reversed(row.__dict__.items()))
     shuffled.__dict__["note"] = "not a column"
     assert ledger_values(shuffled) == expected
+
+
+def _admitted(budget_note: str | None) -> Admitted:
+    """An admitted call whose every field the row reads has a value of its own."""
+    rates = (Rate(Decimal(1)), Rate(Decimal(2)), Rate(Decimal(3)), Rate(Decimal("0.1")), Rate(Decimal(5)))
+    price = ModelPrice("price-ref", *rates)
+    principal = Principal(
+        "key-id", "key-name", "org-id", "team-id", "user-id", "cost-center", None, {}, None, team_name="team"
+    )
+    who = Attribution(
+        "use-case", {"tag": "value"}, "session", "agent", "parent-agent", "client-request", "user-agent",
+        "inferred:rule", "evidence",
+    )  # fmt: skip
+    request = ClientRequest("/v1/messages", "", {}, b"{}")
+    info = RequestInfo("requested-model", False, 64)
+    decision = Decision(reservation_id="r-1", notes=[budget_note] if budget_note else [])
+    return Admitted(
+        "request-id", 1_764_000_000.25, "anthropic", request, info, principal, who, "admitted-model", price,
+        price, "route-rule", decision,
+    )  # fmt: skip
+
+
+def test_of_call_puts_each_value_in_its_column() -> None:
+    """of_call builds the row positionally: every value must land under its own name."""
+    call = _admitted("would_block:b")
+    price = call.price
+    attempts = Attempts(2, "upstream-model", price, "fallback-model", 1_764_000_000.5, "upstream-id")
+    usage = Usage(11, 12, 13, 14, 15, 16, 17)
+    metered = Metered(usage, "response-model", True, False, "error-type")
+    measured = Measured(200, "stream_error", metered, True, 1_764_000_001.000001)
+    cost = Cost(123, "cost-ref", "long_context")
+    row = LedgerRow.of_call(call, attempts, measured, cost, 456, 1_764_000_002.5)
+    assert row.as_dict() == {
+        "request_id": "request-id",
+        "provider": "anthropic",
+        "endpoint": "/v1/messages",
+        "started_at": "2025-11-24T16:00:00.250000Z",
+        "ended_at": "2025-11-24T16:00:02.500000Z",
+        "status_code": 200,
+        "status": "stream_error",
+        "use_case": "use-case",
+        "first_byte_at": "2025-11-24T16:00:01.000001Z",
+        "org_id": "org-id",
+        "team_id": "team-id",
+        "user_id": "user-id",
+        "key_id": "key-id",
+        "cost_center": "cost-center",
+        "tags": {"tag": "value"},
+        "session_id": "session",
+        "agent_id": "agent",
+        "parent_agent_id": "parent-agent",
+        "client_request_id": "client-request",
+        "requested_model": "requested-model",
+        "upstream_model": "upstream-model",
+        "response_model": "response-model",
+        "input_tokens": 11,
+        "cache_write_5m_tokens": 12,
+        "cache_write_1h_tokens": 13,
+        "cache_read_tokens": 14,
+        "output_tokens": 15,
+        "reasoning_tokens": 16,
+        "web_search_requests": 17,
+        "cost_nanos": 123,
+        "price_ref": "price-ref",
+        "pricing_tier": "long_context",
+        "estimated": True,
+        "streamed": True,
+        "error_type": "error-type",
+        "upstream_request_id": "upstream-id",
+        "user_agent": "user-agent",
+        "budget_note": "would_block:b",
+        "route_rule": "route-rule",
+        "counterfactual_cost_nanos": 456,
+        "attempts": 2,
+        "fallback_from": "fallback-model",
+        "use_case_source": "inferred:rule",
+        "use_case_evidence": "evidence",
+    }
+    assert list(row.__dict__) == list(LEDGER_COLUMNS)  # the journal line's key order
+
+
+def test_of_call_of_a_call_never_sent() -> None:
+    """No attempts (refused by a budget): admission's model and price, one attempt, no cost."""
+    call = _admitted(None)
+    measured = Measured(429, "budget_blocked", Metered(Usage(), error_type="budget_exceeded"), False)
+    row = LedgerRow.of_call(call, None, measured, None, None, 1_764_000_000.75)
+    values = row.as_dict()
+    assert values["upstream_model"] == "admitted-model" and values["price_ref"] == "price-ref"
+    assert values["attempts"] == 1 and values["upstream_request_id"] is values["fallback_from"] is None
+    assert values["cost_nanos"] == 0 and values["pricing_tier"] is values["counterfactual_cost_nanos"] is None
+    assert values["first_byte_at"] is None and values["budget_note"] is None
+    assert values["ended_at"] == "2025-11-24T16:00:00.750000Z"
