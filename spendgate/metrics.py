@@ -79,10 +79,6 @@ class _Timer:
         self.sum = 0.0
         self.created = time.time()
 
-    def observe(self, bounds: list[float], value: float) -> None:
-        self.buckets[bisect.bisect_left(bounds, value)] += 1  # the first bucket with value <= le
-        self.sum += value
-
 
 class _CallCollector(Collector):
     """The per-call counters, as Prometheus families (same names, labels and series as
@@ -296,9 +292,14 @@ class Metrics:
         calls = self._calls
         timers = calls.timers.get((row.provider, row.streamed))
         duration, overhead = timers or calls.timers_of(row.provider, row.streamed)
-        duration.observe(calls.duration_bounds, seconds)
+        # Each timer observed inline (a method each was a fifth of this method's cost): one more
+        # in the first bucket whose bound is >= the value, and the value added to the sum.
+        duration.buckets[bisect.bisect_left(calls.duration_bounds, seconds)] += 1
+        duration.sum += seconds
         if upstream_seconds is not None:
-            overhead.observe(calls.overhead_bounds, max(seconds - upstream_seconds, 0.0))
+            gateway_s = seconds - upstream_seconds if seconds > upstream_seconds else 0.0
+            overhead.buckets[bisect.bisect_left(calls.overhead_bounds, gateway_s)] += 1
+            overhead.sum += gateway_s
 
     def count_call(self, row: LedgerRow, team: str) -> None:
         """A recorded call's request, cost and tokens, without latency (a batch's calls have none)."""

@@ -95,6 +95,12 @@ def _five(values: tuple[int, ...]) -> tuple[int, int, int, int, int]:
     return a, b, c, d, e
 
 
+# A NamedTuple's class call runs its generated Python __new__ (a frame, the arguments bound by
+# name); tuple.__new__ with every value in field order builds the same tuple in half the
+# instructions. For the values built on every call: Usage, Cost, and the meter's results.
+new_tuple = tuple.__new__
+
+
 class Usage(NamedTuple):
     """Provider usage normalised: `input_tokens` is UNCACHED input only (Anthropic's meaning).
 
@@ -130,14 +136,14 @@ class Cost(NamedTuple):  # per call, like Usage
         return Decimal(self.nanos) / NANOS_PER_USD
 
 
-def cost_of(price: ModelPrice, usage: Usage) -> Cost:
-    return cost_at(price, usage, usage.total_input)
-
-
-def cost_at(price: ModelPrice, usage: Usage, total_in: int) -> Cost:
-    """`cost_of`, with the total input that picks the long-context rates given apart: for usage
-    summed over calls that each had about that much input (one price band of a baseline).
-    Rounded half to even to the nano-dollar."""
+def cost_of(price: ModelPrice, usage: Usage, total_in: int | None = None) -> Cost:
+    """What `usage` costs at `price`, rounded half to even to the nano-dollar. `total_in`, the
+    total input that picks the long-context rates, is the usage's own unless given (usage summed
+    over calls that each had about that much input: one price band of a baseline)."""
+    # Unpacked once: a NamedTuple's fields by name are a descriptor call each (this runs per call).
+    input_tokens, write_5m, write_1h, read, output, _, searches, batch = usage
+    if total_in is None:
+        total_in = input_tokens + write_5m + write_1h + read
     scaled = price.scaled
     rates = scaled.bases
     for start, past in scaled.tiers:  # ascending: the last threshold exceeded wins
@@ -146,22 +152,31 @@ def cost_at(price: ModelPrice, usage: Usage, total_in: int) -> Cost:
     input_rate, write_5m_rate, write_1h_rate, read_rate, output_rate = rates
     # USD per MTok x tokens x 1000 is nano-dollars; searches are priced per thousand.
     numerator = (
-        usage.input_tokens * input_rate
-        + usage.cache_write_5m_tokens * write_5m_rate
-        + usage.cache_write_1h_tokens * write_1h_rate
-        + usage.cache_read_tokens * read_rate
-        + usage.output_tokens * output_rate
-    ) * 1000 + usage.web_search_requests * scaled.web_search_per_k * 1_000_000
+        input_tokens * input_rate
+        + write_5m * write_5m_rate
+        + write_1h * write_1h_rate
+        + read * read_rate
+        + output * output_rate
+    ) * 1000
+    if searches:
+        numerator += searches * scaled.web_search_per_k * 1_000_000
     denominator = scaled.denominator
     tier = "standard" if input_rate == scaled.bases[0] else "long_context"
-    if usage.batch:
+    if batch:
         numerator *= scaled.batch_discount
         denominator *= scaled.denominator
         tier = f"batch+{tier}" if tier != "standard" else "batch"
     nanos, rest = divmod(numerator, denominator)
     if 2 * rest > denominator or (2 * rest == denominator and nanos & 1):
         nanos += 1
-    return Cost(nanos=nanos, price_ref=price.ref, tier=tier)
+    return new_tuple(Cost, (nanos, price.ref, tier))
+
+
+def cost_at(price: ModelPrice, usage: Usage, total_in: int) -> Cost:
+    """`cost_of` with the total input that picks the long-context rates given apart."""
+    return cost_of(price, usage, total_in)
+
+
 
 
 def format_usd(nanos: int) -> str:
