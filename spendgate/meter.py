@@ -16,7 +16,7 @@ import aiohttp
 from starlette.types import Send
 
 from spendgate.errors import UpstreamCut, UpstreamUnavailable
-from spendgate.pricing import Usage
+from spendgate.pricing import Usage, new_tuple
 from spendgate.providers.base import Metered, Provider, RequestInfo, StreamMeter
 
 
@@ -40,7 +40,10 @@ def measure_json(provider: Provider, info: RequestInfo, status_code: int, payloa
     if status_code >= 400:
         return Measured(status_code, "upstream_error", metered, False, first_byte)
     status = "ok" if metered.error_type is None else "stream_error"
-    return Measured(status_code, status, with_prompt_estimate(provider, info, metered), False, first_byte)
+    if metered.estimated:
+        metered = with_prompt_estimate(provider, info, metered)
+    # Measured(status_code, status, metered, streamed, first_byte)
+    return new_tuple(Measured, (status_code, status, metered, False, first_byte))
 
 
 def unanswered(exc: UpstreamUnavailable, streamed: bool) -> Measured:

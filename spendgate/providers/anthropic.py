@@ -9,7 +9,7 @@ import orjson
 
 from spendgate import errors
 from spendgate.errors import InvalidRequest, SpendgateError
-from spendgate.pricing import Usage
+from spendgate.pricing import Usage, new_tuple
 from spendgate.providers.base import (
     ClientRequest,
     Metered,
@@ -102,11 +102,9 @@ class AnthropicProvider:
         if status >= 400:
             return Metered(usage=Usage(), error_type=_error_type_of(body))
         data = orjson.loads(body)
-        return Metered(
-            usage=usage_from(as_object(data.get("usage"))),
-            response_model=clean_text(data.get("model")),
-            complete=True,
-        )
+        usage = _usage(_fold(as_object(data.get("usage")), _NO_FIELDS))  # usage_from(), one call less
+        # Metered(usage, response_model, estimated, complete, error_type)
+        return new_tuple(Metered, (usage, clean_text(data.get("model")), False, True, None))
 
     def stream_meter(self, info: RequestInfo) -> AnthropicStreamMeter:
         return AnthropicStreamMeter()
@@ -166,7 +164,7 @@ def _fold(raw: dict[str, Any], base: _Fields) -> _Fields:
 
 
 def _usage(f: _Fields) -> Usage:
-    return Usage(f[0], f[1], f[2], f[3], f[4], 0, f[5], f[6])  # positional: the cheaper call
+    return new_tuple(Usage, (f[0], f[1], f[2], f[3], f[4], 0, f[5], f[6]))
 
 
 # Events the stream meter recognises by their first bytes, in the usual `event: x` spelling.
