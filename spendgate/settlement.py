@@ -38,7 +38,7 @@ class Settlement:
             counterfactual = cost.nanos if same else cost_of(call.requested_price, usage).nanos
         if call.budget is not None:
             self._budgets.finish(call.budget, cost.nanos if cost else 0, call.request_id)
-        self._budgets.rate_release(call.principal, usage.total_input + usage.output_tokens)
+        self._budgets.rate_settle(call.principal, usage)
         ended = time.time()
         row = LedgerRow.of_call(call, attempts, measured, cost, counterfactual, ended)
         self._ledger.record(row)

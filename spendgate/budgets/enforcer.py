@@ -21,7 +21,7 @@ from spendgate.budgets.model import HARD, Budget, BudgetEvent, Exemption, Window
 from spendgate.clock import iso
 from spendgate.dimensions import SCOPE_BY
 from spendgate.models import Principal
-from spendgate.pricing import format_usd
+from spendgate.pricing import Usage, format_usd
 from spendgate.store.budgets import BudgetStore
 
 log = logging.getLogger(__name__)
@@ -294,6 +294,11 @@ class BudgetEnforcer:
     def rate_release(self, p: Principal, tokens: int) -> None:
         if p.tpm_limit is not None or p.concurrency_limit is not None:
             self._spawn(self.counters.rate_release(p.key_id, tokens, p.concurrency_limit is not None))
+
+    def rate_settle(self, p: Principal, usage: Usage) -> None:
+        """`rate_release` of a metered call: its tokens are added up only when a limit takes them."""
+        if p.tpm_limit is not None or p.concurrency_limit is not None:
+            self.rate_release(p, usage.total_input + usage.output_tokens)
 
 
 def rejection_message(decision: Decision) -> str:
