@@ -89,10 +89,15 @@ class Admission:
         # 2. attribute: declared, else inferred from the call's headers and shape
         features = provider.route_features(info)
         who = attribute_call(principal, headers, provider.name, info, features, len(body), self._inferrer)
-        # 3. route: the policy picks the model; its price must be known to meter it
-        wanted = route_request_for(provider, info, body, principal, who, features)
-        key = sticky_key(wanted) if self._router.sticky else None  # a session to hold a route for
-        route = self._router.route(wanted) if key is None else await self._sticky_route(wanted, key)
+        # 3. route: the policy picks the model; its price must be known to meter it. A call no rule
+        # can match, with no session to hold a route for, goes as asked: no RouteRequest is built.
+        router, wanted = self._router, None
+        may_hold = router.sticky and who.session_id  # what the session holds may win: route it all
+        route = None if may_hold else router.as_asked(info.model, who.use_case, who.use_case_source)
+        if route is None:
+            wanted = route_request_for(provider, info, body, principal, who, features)
+            key = sticky_key(wanted) if router.sticky else None  # a session to hold a route for
+            route = router.route(wanted) if key is None else await self._sticky_route(wanted, key)
         price = self._pricer.price(provider.name, route.model) or not_priced(route.model)
         # what the call would have cost as asked: the counterfactual behind savings
         requested_price = (
@@ -112,6 +117,7 @@ class Admission:
                 if budget.blocked is not None:
                     refusal = budget_refusal(budget)
                 elif budget.amber_actions:
+                    wanted = wanted or route_request_for(provider, info, body, principal, who, features)
                     cheaper = self._downgrade(budget, wanted, route)
                     if cheaper is not route:
                         route, price = cheaper, self.price(cheaper.model)

@@ -94,6 +94,7 @@ def test_the_candidates_pick_what_walking_every_rule_picks(policy: Policy) -> No
     use_cases = ["untagged", "chat", "batch", "autocomplete", "code-review", "architecture", "other"]
     sources = ["none", "header", "metadata", "key", "inferred:autocomplete-shaped", "inferred:x"]
     fired = set()
+    shortcuts = 0
     for _ in range(3000):
         req = RouteRequest(
             provider=rng.choice(["anthropic", "openai"]),  # MIXED has no openai tiers
@@ -113,8 +114,24 @@ def test_the_candidates_pick_what_walking_every_rule_picks(policy: Policy) -> No
         fast, walked = outcome(router, req, False), outcome(router, req, True)
         assert fast == walked, req
         assert outcome(router, req, False) == fast, req  # a rule's route, once remembered, is the same
+        as_asked = router.as_asked(req.model, req.use_case, req.use_case_source)
+        if as_asked is not None:  # no rule can match: the route, without a RouteRequest
+            assert (as_asked.model, as_asked.rule, as_asked.reason) == fast, req
+            shortcuts += 1
         fired.add(fast[1] if isinstance(fast, tuple) else fast[:8])
     assert len(fired) >= 3, fired  # the calls reached several rules, a refusal and no rule at all
+    # The default policy's rules all name use cases; MIXED has rules for any use case.
+    assert shortcuts > 100 if policy.source.startswith("default") else shortcuts == 0
+
+
+def test_an_allowlist_routes_every_call() -> None:
+    router = Router(parse_policy(DEFAULT + '\n[allow.teams.t]\nmodels = ["claude-haiku-*"]\n', "allow"))
+    # No rule names "other", but the team's allowlist refuses Opus: only the full request tells.
+    assert router.as_asked("claude-opus-4-6", "other", "none") is None
+    with pytest.raises(PermissionDenied):
+        router.route(
+            RouteRequest("anthropic", "claude-opus-4-6", "other", {}, "t", "k", 1, False, False, False)
+        )
 
 
 @pytest.mark.parametrize("flags", [(True, False, False), (False, True, False), (False, False, True)])

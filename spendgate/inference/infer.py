@@ -53,6 +53,7 @@ class Inferrer:
     def __init__(self, rules: UseCaseRules) -> None:
         self._rules = rules
         self._enabled = tuple(rule for rule in rules.rules if rule.enabled)
+        self.active = bool(self._enabled)  # any rule to try? (read on every call: not a property)
         # The rules worth trying for each client (and for none), in order: a rule about another
         # client is skipped without a look.
         names: list[str | None] = [c.name for c in rules.clients]
@@ -75,10 +76,6 @@ class Inferrer:
     @property
     def rules(self) -> UseCaseRules:
         return self._rules  # read-only: what was compiled and remembered came from these
-
-    @property
-    def active(self) -> bool:
-        return bool(self._enabled)
 
     def infer_call(
         self,

@@ -14,6 +14,8 @@ from spendgate.attribution import INFERRED_PREFIX, UNTAGGED
 from spendgate.errors import PermissionDenied
 from spendgate.routing.policy import Allowlist, Match, Policy, Rule
 
+NO_RULE = "no rule matched: the requested model"  # a Route's reason
+
 
 # Not frozen: it is built once per call on the hot path, where a frozen dataclass's __init__ costs
 # more than twice a plain one's (one object.__setattr__ per field); nothing assigns to it.
@@ -102,12 +104,22 @@ class Router:
             if req.session and rule.sticky:
                 hold = Held(chosen.model, chosen.rule or "")
         else:
-            chosen = Route(req.model, None, "no rule matched: the requested model")
+            chosen = Route(req.model, None, NO_RULE)
         if self._allowlists:  # most policies have none: nothing to look up on every call
             chosen = self._allowed(chosen, req)
         if trace or hold is not None:
             return replace(chosen, trace=tuple(trace), hold=hold)
         return chosen
+
+    def as_asked(self, model: str, use_case: str, use_case_source: str) -> Route | None:
+        """The route of a call to `model` that no rule can match (none names its use case) and no
+        allowlist can change: the model asked for, whatever else the call carries; None: route its
+        full RouteRequest. Not for a call with a session under a sticky policy (what the session
+        holds wins), which `route` decides."""
+        if self._allowlists:
+            return None
+        table = self._candidates[use_case_source.startswith(INFERRED_PREFIX)]
+        return None if table.get(use_case, table[None]) else Route(model, None, NO_RULE)
 
     def downgrade(self, req: RouteRequest, route: Route, tier: str) -> Route:
         """A budget at amber with a downgrade action sends the call to another tier, if allowed."""
