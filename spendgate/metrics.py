@@ -80,6 +80,10 @@ class _Timer:
         self.created = time.time()
 
 
+# A call's request counter [count, created], spend, duration timer and overhead timer.
+_Series = tuple[list[float], _Spend, _Timer, _Timer]
+
+
 class _CallCollector(Collector):
     """The per-call counters, as Prometheus families (same names, labels and series as
     prometheus_client's Counter and Histogram, `_created` samples included)."""
@@ -95,6 +99,8 @@ class _CallCollector(Collector):
         # children): one lookup a call instead of one per family.
         self.outcomes: dict[tuple[str, str, str, str, str], tuple[list[float], _Spend]] = {}
         self.timers: dict[tuple[str, bool], tuple[_Timer, _Timer]] = {}  # (provider, streamed)
+        # A recorded call's four series at once: its outcome's, then its (provider, streamed) timers.
+        self.series: dict[tuple[str, str, str, str, str, bool], _Series] = {}
 
     def outcome(self, key: tuple[str, str, str, str, str]) -> tuple[list[float], _Spend]:
         """The request counter and spend of a new (team, use case, model, provider, status) set."""
@@ -121,6 +127,16 @@ class _CallCollector(Collector):
             overhead = self.overhead[(provider,)] = _Timer(len(self.overhead_bounds))
         timers = self.timers[(provider, streamed)] = (duration, overhead)
         return timers
+
+    def series_of(self, key: tuple[str, str, str, str, str, bool]) -> _Series:
+        """The series of a new (team, use case, model, provider, status, streamed) set."""
+        outcome = key[:5]
+        requests, spend = self.outcomes.get(outcome) or self.outcome(outcome)
+        duration, overhead = self.timers.get((key[3], key[5])) or self.timers_of(key[3], key[5])
+        found = (requests, spend, duration, overhead)
+        if outcome in self.outcomes:  # an overflowed use case is not remembered (see outcome)
+            self.series[key] = found
+        return found
 
     def collect(self) -> Iterator[Metric]:
         names = METRIC_LABELS
@@ -288,12 +304,21 @@ class Metrics:
     # --- the call path ---
     def observe_call(self, row: LedgerRow, team: str, seconds: float, upstream_seconds: float | None) -> None:
         """One recorded call: cost, tokens, outcome, latency; upstream_seconds None if never forwarded."""
-        self.count_call(row, team)
         calls = self._calls
-        timers = calls.timers.get((row.provider, row.streamed))
-        duration, overhead = timers or calls.timers_of(row.provider, row.streamed)
-        # Each timer observed inline (a method each was a fifth of this method's cost): one more
-        # in the first bucket whose bound is >= the value, and the value added to the sum.
+        model = row.upstream_model or "unknown"
+        key = (team or "unknown", row.use_case, model, row.provider, row.status, row.streamed)
+        # Its four series found with one lookup, and counted inline (as count_call does, without
+        # the call): this runs for every call.
+        requests, spend, duration, overhead = calls.series.get(key) or calls.series_of(key)
+        requests[0] += 1
+        spend.cost_nanos += row.cost_nanos
+        tokens = spend.tokens
+        tokens[0] += row.input_tokens
+        tokens[1] += row.cache_write_5m_tokens
+        tokens[2] += row.cache_write_1h_tokens
+        tokens[3] += row.cache_read_tokens
+        tokens[4] += row.output_tokens
+        # Each timer: one more in the first bucket whose bound is >= the value, and the sum.
         duration.buckets[bisect.bisect_left(calls.duration_bounds, seconds)] += 1
         duration.sum += seconds
         if upstream_seconds is not None:
