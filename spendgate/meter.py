@@ -91,7 +91,8 @@ async def relay(
                 settled = True
                 result = meter.result()
                 ended = "ok" if result.error_type is None else "stream_error"
-                settle(Measured(200, ended, complete(result), True, first_byte))
+                # Measured(status_code, status, metered, streamed, first_byte)
+                settle(new_tuple(Measured, (200, ended, complete(result), True, first_byte)))
             if content.at_eof():  # the provider has already ended: these bytes end our body too
                 last = out
                 break

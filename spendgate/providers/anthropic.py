@@ -270,13 +270,9 @@ class AnthropicStreamMeter:
             # Output unknown: estimate from the deltas seen, never record zero.
             seen = max(fields[4], rough_tokens(self._delta_chars) if self._delta_chars else 0)
             fields = (fields[0], fields[1], fields[2], fields[3], seen, fields[5], fields[6])
-        return Metered(
-            usage=_usage(fields),
-            response_model=self._model,
-            estimated=estimated,
-            complete=self._done and self._error is None,
-            error_type=self._error,
-        )
+        complete = self._done and self._error is None
+        # Metered(usage, response_model, estimated, complete, error_type)
+        return new_tuple(Metered, (_usage(fields), self._model, estimated, complete, self._error))
 
 
 def estimate_input_tokens(body: dict[str, Any]) -> int:

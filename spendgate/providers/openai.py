@@ -13,7 +13,7 @@ import orjson
 
 from spendgate import errors
 from spendgate.errors import InvalidRequest, SpendgateError
-from spendgate.pricing import Usage
+from spendgate.pricing import Usage, new_tuple
 from spendgate.providers.base import (
     ClientRequest,
     Metered,
@@ -129,11 +129,9 @@ class OpenAIProvider:
         if status >= 400:
             return Metered(usage=Usage(), error_type=error_type_of(body))
         data = orjson.loads(body)
-        return Metered(
-            usage=usage_from(as_object(data.get("usage"))),
-            response_model=clean_text(data.get("model")),
-            complete=True,
-        )
+        usage = usage_from(as_object(data.get("usage")))
+        # Metered(usage, response_model, estimated, complete, error_type)
+        return new_tuple(Metered, (usage, clean_text(data.get("model")), False, True, None))
 
     def stream_meter(self, info: RequestInfo) -> StreamMeter:
         return OpenAIStreamMeter(hide_usage=not info.wants_usage_chunk)
@@ -182,13 +180,10 @@ def usage_from(
     completion_details = as_object(raw.get(f"{completion}_details"))
     cached = as_int(prompt_details.get("cached_tokens"))
     written = as_int(prompt_details.get("cache_write_tokens"))
-    return Usage(
-        input_tokens=max(0, as_int(raw.get(prompt)) - cached - written),
-        cache_write_5m_tokens=written,
-        cache_read_tokens=cached,
-        output_tokens=as_int(raw.get(completion)),
-        reasoning_tokens=as_int(completion_details.get("reasoning_tokens")),
-    )
+    uncached = max(0, as_int(raw.get(prompt)) - cached - written)
+    output, reasoning = as_int(raw.get(completion)), as_int(completion_details.get("reasoning_tokens"))
+    # Usage(input, cache_write_5m, cache_write_1h, cache_read, output, reasoning, web_search_requests, batch)
+    return new_tuple(Usage, (uncached, written, 0, cached, output, reasoning, 0, False))
 
 
 class OpenAIStreamMeter:
@@ -268,12 +263,9 @@ class OpenAIStreamMeter:
 
     def result(self) -> Metered:
         if self._usage is not None:
-            return Metered(
-                usage=self._usage,
-                response_model=self._model,
-                complete=self._done and self._error is None,
-                error_type=self._error,
-            )
+            complete = self._done and self._error is None
+            # Metered(usage, response_model, estimated, complete, error_type)
+            return new_tuple(Metered, (self._usage, self._model, False, complete, self._error))
         # Cut before the usage chunk: the pipeline adds the input estimate.
         output = rough_tokens(self._content_chars) if self._content_chars else 0
         return Metered(
