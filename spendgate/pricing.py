@@ -177,8 +177,6 @@ def cost_at(price: ModelPrice, usage: Usage, total_in: int) -> Cost:
     return cost_of(price, usage, total_in)
 
 
-
-
 def format_usd(nanos: int) -> str:
     """Exact dollars as a string, no float on the way: 12345678900 -> '12.3456789'."""
     text = format(Decimal(nanos) / NANOS_PER_USD, "f")
