@@ -2,6 +2,7 @@
 
     python bench/instructions.py [--calls 200] [--modes json,stream] [--targets bare,spendgate]
                                  [--concurrency 1] [--env NAME=VALUE ...] [--baseline CHECKOUT]
+                                 [--threads]
 
 Timed figures on this shared 2-core machine move by a third from run to run (bench/run.py's bare
 proxy has measured 2,500-7,000 req/s); instruction counts do not. Each target runs under valgrind
@@ -10,7 +11,9 @@ same Messages request as bench/wrk.lua) are counted, in two rounds; with `--conc
 connections send them at once (as wrk's c=N, so per-iteration and per-batch work is shared as
 under load). Printed: instructions a call
 for each target and mode (all threads of the serving process; not the kernel's work, nor a child
-process such as the ingest process), and Spendgate's count as a multiple of the bare proxy's. The
+process such as the ingest process), and Spendgate's count as a multiple of the bare proxy's;
+with `--threads`, also the event loop's thread alone (callgrind's --separate-threads): the ledger
+writer thread's work, much of it in SQLite with the GIL released, is then apart. The
 throughput target (>= 70 % of the bare proxy) needs that multiple at or under 1.43 where the
 event loop is the bottleneck; instructions are not time (cache misses, system calls and waiting
 for the GIL are not in them), so confirm with bench/run.py.
@@ -46,8 +49,9 @@ MARKER = {"json": b'"usage"', "stream": b"message_stop"}
 
 def count(
     target: Target, logs: Path, modes: list[str], calls: int, concurrency: int
-) -> dict[str, list[float]]:
-    """Instructions a call per mode, one figure per round."""
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Instructions a call per mode, one figure per round: every thread's, and (with --threads)
+    the event loop's own."""
     assert target.proc is not None
     bodies = {mode: orjson.dumps({**BODY, "stream": True} if mode == "stream" else BODY) for mode in modes}
     port = int(target.url.rsplit(":", 1)[1])
@@ -80,10 +84,19 @@ def count(
         for round_ in range(2):
             for mode in modes if round_ == 0 else list(reversed(modes)):
                 callgrind_round(target.proc.pid, f"{mode}.{round_}", functools.partial(burst, mode, calls))
+    # With --threads each round's dump is one file per thread ('.out.1-01': thread 1 is the main
+    # thread, the event loop's); a round's figure is the sum over its threads either way.
+    rounds: dict[str, dict[str, float]] = {}
+    loop: dict[str, list[float]] = {mode: [] for mode in modes}
+    for dump in sorted(logs.glob(f"callgrind-{target.name}.out.*")):
+        for name, total in callgrind_totals([dump]):
+            rounds.setdefault(name, {})[dump.name] = total / calls
+            if dump.name.endswith("-01"):
+                loop[name.split(".")[0]].append(total / calls)
     per_call: dict[str, list[float]] = {mode: [] for mode in modes}
-    for name, total in callgrind_totals(sorted(logs.glob(f"callgrind-{target.name}.out.*"))):
-        per_call[name.split(".")[0]].append(total / calls)
-    return per_call
+    for name, threads in sorted(rounds.items(), key=lambda item: item[0].split(".")[1]):
+        per_call[name.split(".")[0]].append(sum(threads.values()))
+    return per_call, loop
 
 
 def main() -> None:
@@ -97,6 +110,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1, help="Connections sending at once.")
     parser.add_argument("--keep", action="store_true",
                         help="Keep callgrind's dumps (for callgrind_annotate) and print where.")
+    parser.add_argument("--threads", action="store_true",
+                        help="Also count the event loop's thread alone (the ledger writer thread apart).")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="An extra variable for Spendgate (repeatable).")
     args = parser.parse_args()
@@ -107,11 +122,13 @@ def main() -> None:
     logs = Path(tempfile.mkdtemp(prefix="spendgate-instructions-"))
     fake = start_fake(logs, 0.0)
     results: dict[str, dict[str, list[float]]] = {}
+    loops: dict[str, dict[str, list[float]]] = {}
     try:
         names = args.targets.split(",") + (["sg-base"] if args.baseline else [])
         for name in names:
             wrapper = ("valgrind", "--tool=callgrind", "--instr-atstart=no",
-                       f"--callgrind-out-file={logs}/callgrind-{name}.out")
+                       f"--callgrind-out-file={logs}/callgrind-{name}.out",
+                       *(["--separate-threads=yes"] if args.threads else []))
             if name == "bare":
                 target = start_bare(logs, fake, wrapper=wrapper)
             else:
@@ -121,7 +138,7 @@ def main() -> None:
                     logs, fake, name, extra_env=extra or None, wrapper=wrapper, source=source
                 )
             try:
-                results[name] = count(target, logs, modes, args.calls, args.concurrency)
+                results[name], loops[name] = count(target, logs, modes, args.calls, args.concurrency)
             finally:
                 target.stop()
     finally:
@@ -135,6 +152,13 @@ def main() -> None:
             if name != "bare" and "bare" in results and results["bare"].get(mode):
                 line += f"   x{statistics.mean(figures) / statistics.mean(results['bare'][mode]):.2f} of bare"
             print(line)
+            loop = loops[name][mode]
+            if args.threads and loop:
+                figures = ", ".join(f"{f / 1e6:.3f}M" for f in loop)
+                line = f"  {'':10} {'':6} {figures}   the event loop's thread"
+                if name != "bare" and loops.get("bare", {}).get(mode):
+                    line += f", x{statistics.mean(loop) / statistics.mean(loops['bare'][mode]):.2f} of bare's"
+                print(line)
     if args.keep:
         print(f"callgrind dumps: {logs}/callgrind-*.out.*")
     else:
