@@ -186,24 +186,46 @@ def format_usd(nanos: int) -> str:
 class Pricer:
     """Resolves a (provider, model) to its prices: configured overrides first, then genai-prices."""
 
+    # Prices remembered per memo; past that it starts over (model names are the client's to pick).
+    MAX_REMEMBERED = 4096
+
     def __init__(self, overrides_file: Path | None = None) -> None:
         self._overrides = load_overrides(overrides_file) if overrides_file else {}
-        self._cache: dict[tuple[str, str, int], ModelPrice | None] = {}
+        # The call path asks for today's prices: remembered by (provider, model) until the UTC day
+        # ends, so a call computes no day number and builds no dated key. Other days' prices (a
+        # ledger export, a baseline) are remembered by day.
+        self._today: dict[tuple[str, str], ModelPrice | None] = {}
+        self._today_ends = 0.0  # time.time() when the day `_today` holds ends
+        self._by_day: dict[tuple[str, str, int], ModelPrice | None] = {}
         # importlib.metadata costs ~15 ms to import: paid by a Pricer, not by every importer of format_usd
         from importlib.metadata import version
 
         self._source = f"genai-prices {version('genai-prices')}"
 
     def price(self, provider: str, model: str, when: datetime | None = None) -> ModelPrice | None:
-        # Keyed by UTC day number: prices change by date, and this runs on every call.
-        day = int((when.timestamp() if when else time.time()) // 86400)
-        key = (provider, model, day)
-        found = self._cache.get(key, _MISSING)
+        """The prices of `model` on the UTC day of `when` (default: now); None: it has none."""
+        if when is not None:
+            return self._on_day(provider, model, when)
+        now = time.time()
+        if now >= self._today_ends:  # a new day: yesterday's prices may not hold
+            self._today.clear()
+            self._today_ends = (now // 86400 + 1) * 86400
+        found = self._today.get((provider, model), _MISSING)
         if found is _MISSING:
-            moment = when or datetime.now(UTC)
-            found = self._overrides.get(model) or self._from_genai_prices(provider, model, moment)
-            self._cache[key] = found
+            found = self._resolve(provider, model, datetime.fromtimestamp(now, UTC))
+            _remember(self._today, (provider, model), found, self.MAX_REMEMBERED)
         return found  # type: ignore[return-value]
+
+    def _on_day(self, provider: str, model: str, when: datetime) -> ModelPrice | None:
+        key = (provider, model, int(when.timestamp() // 86400))
+        found = self._by_day.get(key, _MISSING)
+        if found is _MISSING:
+            found = self._resolve(provider, model, when)
+            _remember(self._by_day, key, found, self.MAX_REMEMBERED)
+        return found  # type: ignore[return-value]
+
+    def _resolve(self, provider: str, model: str, moment: datetime) -> ModelPrice | None:
+        return self._overrides.get(model) or self._from_genai_prices(provider, model, moment)
 
     def preload(self) -> None:
         """Load genai-prices' data now rather than on the first call (a server does this at start)."""
@@ -239,6 +261,12 @@ class Pricer:
             output=_rate(prices.output_mtok) or Rate(Decimal(0)),
             web_search_per_k=_plain(getattr(prices, "web_searches_kcount", None)),
         )
+
+
+def _remember(memo: dict[Any, ModelPrice | None], key: Any, found: ModelPrice | None, limit: int) -> None:
+    if len(memo) >= limit:
+        memo.clear()
+    memo[key] = found
 
 
 def _rate(value: Any) -> Rate | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import time
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
@@ -118,3 +120,26 @@ def test_price_overrides_file_cost_exactly(tmp_path: Path) -> None:
     for usage in usages(random.Random(3), 500):
         cost = cost_of(price, usage)
         assert (cost.nanos, cost.tier) == decimal_cost(price, usage), usage
+
+
+def test_remembered_prices_are_the_prices_of_the_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The call path's memo (today's prices, by provider and model) answers as a fresh lookup at
+    the same moment would, across day boundaries and when the memo starts over."""
+    from genai_prices import data_snapshot
+
+    snapshot = data_snapshot.get_snapshot()
+    asked = [(p.id, m.id) for p in snapshot.providers[:6] for m in p.models[:15]]
+    asked += [("anthropic", "no-such-model"), ("nobody", "claude-haiku-4-5")]
+    rng = random.Random(7)
+    pricer = Pricer()
+    pricer.MAX_REMEMBERED = 50  # small: the memo starts over many times
+    midnight = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    moments = [midnight - 0.001, midnight, midnight + 86_399.999, midnight + 86_400, midnight - 400 * 86_400]
+    for _ in range(3000):
+        now = rng.choice(moments) + rng.choice((0, 0.5))
+        provider, model = rng.choice(asked)
+        monkeypatch.setattr(time, "time", lambda now=now: now)
+        expected = Pricer().price(provider, model, datetime.fromtimestamp(now, UTC))
+        assert pricer.price(provider, model) == expected, (provider, model, now)
+        assert pricer.price(provider, model, datetime.fromtimestamp(now, UTC)) == expected
+        assert len(pricer._today) <= 50 and len(pricer._by_day) <= 50
