@@ -22,7 +22,7 @@ from spendgate.providers.anthropic import AnthropicProvider
 from spendgate.providers.base import RequestInfo, RouteFeatures
 from spendgate.routing.explain import route_request_for
 from spendgate.routing.policy import Policy, parse_policy
-from spendgate.routing.router import Route, Router, RouteRequest
+from spendgate.routing.router import Route, Router, RouteRequest, as_asked
 
 DEFAULT = (files("spendgate.routing") / "default_policy.toml").read_text()
 
@@ -114,9 +114,9 @@ def test_the_candidates_pick_what_walking_every_rule_picks(policy: Policy) -> No
         fast, walked = outcome(router, req, False), outcome(router, req, True)
         assert fast == walked, req
         assert outcome(router, req, False) == fast, req  # a rule's route, once remembered, is the same
-        as_asked = router.as_asked(req.model, req.use_case, req.use_case_source)
-        if as_asked is not None:  # no rule can match: the route, without a RouteRequest
-            assert (as_asked.model, as_asked.rule, as_asked.reason) == fast, req
+        if router.goes_as_asked(req.use_case, req.use_case_source):  # no rule can match
+            shortcut = as_asked(req.model)  # the route, without a RouteRequest
+            assert (shortcut.model, shortcut.rule, shortcut.reason) == fast, req
             shortcuts += 1
         fired.add(fast[1] if isinstance(fast, tuple) else fast[:8])
     assert len(fired) >= 3, fired  # the calls reached several rules, a refusal and no rule at all
@@ -127,7 +127,7 @@ def test_the_candidates_pick_what_walking_every_rule_picks(policy: Policy) -> No
 def test_an_allowlist_routes_every_call() -> None:
     router = Router(parse_policy(DEFAULT + '\n[allow.teams.t]\nmodels = ["claude-haiku-*"]\n', "allow"))
     # No rule names "other", but the team's allowlist refuses Opus: only the full request tells.
-    assert router.as_asked("claude-opus-4-6", "other", "none") is None
+    assert not router.goes_as_asked("other", "none")
     with pytest.raises(PermissionDenied):
         router.route(
             RouteRequest("anthropic", "claude-opus-4-6", "other", {}, "t", "k", 1, False, False, False)

@@ -64,6 +64,11 @@ class Route:
     hold: Held | None = None  # a new decision the session should keep (sticky rule, session id)
 
 
+def as_asked(model: str) -> Route:
+    """The route of a call no rule matched: the model it asked for."""
+    return Route(model, None, NO_RULE)
+
+
 def complexity_parts(req: RouteRequest) -> dict[str, int]:
     """The points behind the complexity score, term by term (documented in docs/routing.md)."""
     return {
@@ -104,22 +109,22 @@ class Router:
             if req.session and rule.sticky:
                 hold = Held(chosen.model, chosen.rule or "")
         else:
-            chosen = Route(req.model, None, NO_RULE)
+            chosen = as_asked(req.model)
         if self._allowlists:  # most policies have none: nothing to look up on every call
             chosen = self._allowed(chosen, req)
         if trace or hold is not None:
             return replace(chosen, trace=tuple(trace), hold=hold)
         return chosen
 
-    def as_asked(self, model: str, use_case: str, use_case_source: str) -> Route | None:
-        """The route of a call to `model` that no rule can match (none names its use case) and no
-        allowlist can change: the model asked for, whatever else the call carries; None: route its
-        full RouteRequest. Not for a call with a session under a sticky policy (what the session
-        holds wins), which `route` decides."""
+    def goes_as_asked(self, use_case: str, use_case_source: str) -> bool:
+        """Does a call with this use case go to the model it asked for, whatever else it carries
+        (no rule can match it, no allowlist can change it)? Then its route is `as_asked(model)`
+        and no RouteRequest need be built. Not for a call with a session under a sticky policy
+        (what the session holds wins), which `route` decides."""
         if self._allowlists:
-            return None
+            return False
         table = self._candidates[use_case_source.startswith(INFERRED_PREFIX)]
-        return None if table.get(use_case, table[None]) else Route(model, None, NO_RULE)
+        return not table.get(use_case, table[None])
 
     def downgrade(self, req: RouteRequest, route: Route, tier: str) -> Route:
         """A budget at amber with a downgrade action sends the call to another tier, if allowed."""
