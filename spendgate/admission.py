@@ -23,7 +23,7 @@ from spendgate.models import Principal
 from spendgate.pricing import ModelPrice, Pricer
 from spendgate.providers.base import ClientRequest, Provider, RequestInfo
 from spendgate.routing.explain import route_request_for
-from spendgate.routing.router import Route, Router, RouteRequest, as_asked
+from spendgate.routing.router import Route, Router, RouteRequest
 from spendgate.routing.sticky import Key, Sticky, sticky_key
 
 
@@ -89,20 +89,21 @@ class Admission:
         # 2. attribute: declared, else inferred from the call's headers and shape
         features = provider.route_features(info)
         who = attribute_call(principal, headers, provider.name, info, features, len(body), self._inferrer)
-        # 3. route: the policy picks the model; its price must be known to meter it. A call no rule
-        # can match, with no session to hold a route for, goes as asked: no RouteRequest, no Route.
+        # 3. route: the policy picks the model; its price must be known to meter it. A call whose
+        # use case alone decides its route (no rule can match it, or the rule it matches looks at
+        # nothing else), with no session to hold a route for, is routed without a RouteRequest.
         router, wanted, route = self._router, None, None
-        may_hold = router.sticky and who.session_id  # what the session holds may win: route it all
-        if may_hold or not router.goes_as_asked(who.use_case, who.use_case_source):
+        if not (router.sticky and who.session_id):  # else what the session holds may win: route it all
+            route = router.route_by_use_case(provider.name, info.model, who.use_case, who.use_case_source)
+        if route is None:
             wanted = route_request_for(provider, info, body, principal, who, features)
             key = sticky_key(wanted) if router.sticky else None  # a session to hold a route for
             route = router.route(wanted) if key is None else await self._sticky_route(wanted, key)
-            model, rule = route.model, route.rule
-        else:
-            model, rule = info.model, None
-        price = self._pricer.price(provider.name, model) or not_priced(model)
+        price = self._pricer.price(provider.name, route.model) or not_priced(route.model)
         # what the call would have cost as asked: the counterfactual behind savings
-        requested_price = price if model == info.model else self._pricer.price(provider.name, info.model)
+        requested_price = (
+            price if route.model == info.model else self._pricer.price(provider.name, info.model)
+        )
         # 4. reserve: rate limits, then every applicable budget's room for the worst case
         if self._budgets.rate_limited(principal):  # held from here: given back with the tokens used
             await acquire_rate_limit(self._budgets, principal)
@@ -118,10 +119,9 @@ class Admission:
                     refusal = budget_refusal(budget)
                 elif budget.amber_actions:
                     wanted = wanted or route_request_for(provider, info, body, principal, who, features)
-                    route = route or as_asked(model)
                     cheaper = self._downgrade(budget, wanted, route)
                     if cheaper is not route:
-                        model, rule, price = cheaper.model, cheaper.rule, self.price(cheaper.model)
+                        route, price = cheaper, self.price(cheaper.model)
         except BaseException:
             self._budgets.rate_release(principal, 0)
             raise
@@ -129,7 +129,7 @@ class Admission:
         query = query.decode("latin-1") if query else ""  # usually none
         return Admitted(
             request_id, started, provider.name, ClientRequest(scope["path"], query, headers, body), info,
-            principal, who, model, price, requested_price, rule, budget, refusal,
+            principal, who, route.model, price, requested_price, route.rule, budget, refusal,
         )  # fmt: skip
 
     async def _sticky_route(self, wanted: RouteRequest, key: Key) -> Route:

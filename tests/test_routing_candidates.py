@@ -22,7 +22,7 @@ from spendgate.providers.anthropic import AnthropicProvider
 from spendgate.providers.base import RequestInfo, RouteFeatures
 from spendgate.routing.explain import route_request_for
 from spendgate.routing.policy import Policy, parse_policy
-from spendgate.routing.router import Route, Router, RouteRequest, as_asked
+from spendgate.routing.router import Route, Router, RouteRequest
 
 DEFAULT = (files("spendgate.routing") / "default_policy.toml").read_text()
 
@@ -94,11 +94,12 @@ def test_the_candidates_pick_what_walking_every_rule_picks(policy: Policy) -> No
     use_cases = ["untagged", "chat", "batch", "autocomplete", "code-review", "architecture", "other"]
     sources = ["none", "header", "metadata", "key", "inferred:autocomplete-shaped", "inferred:x"]
     fired = set()
-    shortcuts = 0
+    router.MAX_AS_ASKED = 3  # small: the as-asked routes are remembered anew many times
+    shortcuts = by_rule = 0
     for _ in range(3000):
         req = RouteRequest(
             provider=rng.choice(["anthropic", "openai"]),  # MIXED has no openai tiers
-            model=rng.choice(["claude-opus-4-6", "claude-haiku-4-5"]),
+            model=rng.choice(["claude-opus-4-6", "claude-haiku-4-5", "claude-sonnet-4-6", "m1", "m2"]),
             use_case=rng.choice(use_cases),
             tags=rng.choice([{}, {"repo": "api"}]),
             team="t",
@@ -114,20 +115,24 @@ def test_the_candidates_pick_what_walking_every_rule_picks(policy: Policy) -> No
         fast, walked = outcome(router, req, False), outcome(router, req, True)
         assert fast == walked, req
         assert outcome(router, req, False) == fast, req  # a rule's route, once remembered, is the same
-        if router.goes_as_asked(req.use_case, req.use_case_source):  # no rule can match
-            shortcut = as_asked(req.model)  # the route, without a RouteRequest
+        # The route by the use case alone, without a RouteRequest, when it is decided by it.
+        shortcut = router.route_by_use_case(req.provider, req.model, req.use_case, req.use_case_source)
+        if shortcut is not None:
             assert (shortcut.model, shortcut.rule, shortcut.reason) == fast, req
             shortcuts += 1
+            by_rule += shortcut.rule is not None
         fired.add(fast[1] if isinstance(fast, tuple) else fast[:8])
     assert len(fired) >= 3, fired  # the calls reached several rules, a refusal and no rule at all
     # The default policy's rules all name use cases; MIXED has rules for any use case.
     assert shortcuts > 100 if policy.source.startswith("default") else shortcuts == 0
+    assert by_rule > 100 if policy.source.startswith("default") else by_rule == 0
+    assert len(router._as_asked_routes) <= 3
 
 
 def test_an_allowlist_routes_every_call() -> None:
     router = Router(parse_policy(DEFAULT + '\n[allow.teams.t]\nmodels = ["claude-haiku-*"]\n', "allow"))
     # No rule names "other", but the team's allowlist refuses Opus: only the full request tells.
-    assert not router.goes_as_asked("other", "none")
+    assert router.route_by_use_case("anthropic", "claude-opus-4-6", "other", "none") is None
     with pytest.raises(PermissionDenied):
         router.route(
             RouteRequest("anthropic", "claude-opus-4-6", "other", {}, "t", "k", 1, False, False, False)

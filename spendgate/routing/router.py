@@ -88,6 +88,8 @@ class Router:
     """Pure: the policy in (a new policy is a new Router), a route out. What a session holds is
     looked up by the caller (`admission.py`, through routing/sticky.py) and passed in as `held`."""
 
+    MAX_AS_ASKED = 1024  # models whose as-asked route is remembered
+
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.sticky = any(rule.sticky and rule.enabled for rule in policy.rules)  # worth a lookup?
@@ -97,6 +99,7 @@ class Router:
         # of the call. Keyed by the rule's id (rules hold dicts, so they do not hash; this Router
         # keeps the policy, so the ids stay its rules'). At most rules x providers entries.
         self._routes: dict[tuple[int, str], Route] = {}
+        self._as_asked_routes: dict[str, Route] = {}  # by model: calls no rule can match
 
     def route(self, req: RouteRequest, explain: bool = False, held: Held | None = None) -> Route:
         trace: list[str] = []
@@ -116,15 +119,32 @@ class Router:
             return replace(chosen, trace=tuple(trace), hold=hold)
         return chosen
 
-    def goes_as_asked(self, use_case: str, use_case_source: str) -> bool:
-        """Does a call with this use case go to the model it asked for, whatever else it carries
-        (no rule can match it, no allowlist can change it)? Then its route is `as_asked(model)`
-        and no RouteRequest need be built. Not for a call with a session under a sticky policy
-        (what the session holds wins), which `route` decides."""
+    def route_by_use_case(
+        self, provider: str, model: str, use_case: str, use_case_source: str
+    ) -> Route | None:
+        """The route of a call whose use case alone decides it, without its RouteRequest: no rule
+        can match it (the model asked for), or the first rule it can match has no other condition
+        (that rule's route, once `route` has built it). None: `route` the full request (an
+        allowlist may change the model; a rule looks at more of the call, refuses it, or has not
+        routed a call for this API yet). Not for a call with a session under a sticky policy (what
+        the session holds wins), which `route` decides."""
         if self._allowlists:
-            return False
+            return None
         table = self._candidates[use_case_source.startswith(INFERRED_PREFIX)]
-        return not table.get(use_case, table[None])
+        candidates = table.get(use_case, table[None])
+        if not candidates:  # the model asked for: the usual call's Route is remembered already
+            return self._as_asked_routes.get(model) or self._as_asked(model)
+        rule, checked = candidates[0]
+        # A refusal, or a tier with no model for the API, is never among the routes built.
+        return None if checked else self._routes.get((id(rule), provider))
+
+    def _as_asked(self, model: str) -> Route:
+        """`as_asked(model)`, remembered: one Route per model, shared by the calls no rule can match
+        (a Route is never assigned to). At most MAX_AS_ASKED models (the clients' to name)."""
+        if len(self._as_asked_routes) >= self.MAX_AS_ASKED:
+            self._as_asked_routes.clear()
+        route = self._as_asked_routes[model] = as_asked(model)
+        return route
 
     def downgrade(self, req: RouteRequest, route: Route, tier: str) -> Route:
         """A budget at amber with a downgrade action sends the call to another tier, if allowed."""
