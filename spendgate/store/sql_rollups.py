@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from spendgate.dimensions import DIMENSIONS, PER_USER_COLUMNS, ROLLUP_KEYS, TEAM_ROLLUP_KEYS
-from spendgate.models import LedgerRow
+from spendgate.models import TOKEN_COLUMNS, LedgerRow
 from spendgate.store.sql_mixin import QueryMixin, Tx
 
 # measure -> the raw-ledger expression it sums
@@ -89,16 +89,7 @@ _BILLED_FROM = (_AT["response_model"], _AT["upstream_model"], _AT["requested_mod
 # The measures summed as the row holds them, in MEASURES order from `estimated_requests` on,
 # less `routed_requests` (per key) and with `counterfactual_nanos` last as its raw column.
 _ROW_MEASURES = operator.attrgetter(
-    "estimated",
-    "input_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "cache_read_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "web_search_requests",
-    "cost_nanos",
-    "counterfactual_cost_nanos",
+    "estimated", *TOKEN_COLUMNS, "web_search_requests", "cost_nanos", "counterfactual_cost_nanos"
 )
 
 
