@@ -172,11 +172,6 @@ def cost_of(price: ModelPrice, usage: Usage, total_in: int | None = None) -> Cos
     return new_tuple(Cost, (nanos, price.ref, tier))
 
 
-def cost_at(price: ModelPrice, usage: Usage, total_in: int) -> Cost:
-    """`cost_of` with the total input that picks the long-context rates given apart."""
-    return cost_of(price, usage, total_in)
-
-
 def format_usd(nanos: int) -> str:
     """Exact dollars as a string, no float on the way: 12345678900 -> '12.3456789'."""
     text = format(Decimal(nanos) / NANOS_PER_USD, "f")

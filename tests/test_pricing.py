@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from spendgate.pricing import ModelPrice, Pricer, Rate, Usage, cost_at, cost_of
+from spendgate.pricing import ModelPrice, Pricer, Rate, Usage, cost_of
 
 
 def decimal_cost(price: ModelPrice, usage: Usage, total_in: int | None = None) -> tuple[int, str]:
@@ -96,7 +96,7 @@ def test_tiers_halves_and_odd_decimals_round_like_decimals() -> None:
         cost = cost_of(price, usage)
         assert (cost.nanos, cost.tier) == decimal_cost(price, usage), usage
         band = rng.choice((0, 200_000, 200_001, 500_001, 1_000_001, rng.randrange(2_000_000)))
-        cost = cost_at(price, usage, band)  # usage summed over calls of about `band` input each
+        cost = cost_of(price, usage, band)  # usage summed over calls of about `band` input each
         assert (cost.nanos, cost.tier) == decimal_cost(price, usage, band), (usage, band)
 
 

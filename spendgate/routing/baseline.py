@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from spendgate.pricing import ModelPrice, Pricer, Usage, cost_at
+from spendgate.pricing import ModelPrice, Pricer, Usage, cost_of
 from spendgate.store.spend import SpendStore, UsageBucket
 
 REQUESTED = "requested"  # the counterfactual on the models asked for (ledger column)
@@ -84,7 +84,7 @@ def baseline_costs(
         sums[0] += bucket.requests
         sums[1] += bucket.routed_requests
         sums[2] += bucket.cost_nanos
-        sums[3] += cost_at(price, _usage(bucket), _band_input(bands, bucket.band)).nanos
+        sums[3] += cost_of(price, _usage(bucket), _band_input(bands, bucket.band)).nanos
     return [BaselineCost(key, names[key], *sums) for key, sums in groups.items()]
 
 
