@@ -48,17 +48,17 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds per thread, from /proc/PID/task (Python does not name OS threads: the main
-    thread is the event loop, the others are named by their id)."""
-    out: dict[str, float] = {}
+def thread_cpu(pid: int) -> dict[str, tuple[float, float]]:
+    """(user, system) CPU seconds per thread, from /proc/PID/task (Python does not name OS
+    threads: the main thread is the event loop, the others are named by their id)."""
+    out: dict[str, tuple[float, float]] = {}
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         name = "main thread (event loop)" if task.name == str(pid) else f"thread {task.name}"
-        out[name] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        out[name] = (int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS)
     return out
 
 
@@ -141,11 +141,15 @@ def main() -> None:
         print(f"{args.target} {args.mode} c={args.concurrency}: {result.get('rps')} req/s, "
               f"errors {result.get('errors')}; stacks in {out}")
         calls = int(result.get("sent", 0)) or 1
-        print("CPU per call by thread, from /proc (py-spy's own sampling included):")
-        for name in sorted(after, key=lambda n: before.get(n, 0.0) - after[n]):
-            used = after[name] - before.get(name, 0.0)
-            if used > 0:
-                print(f"  {1e6 * used / calls:7.1f} us  {name}")
+        print("CPU per call by thread, from /proc (py-spy's own sampling included): total (user + system)")
+        spent = {
+            name: (user - before.get(name, (0.0, 0.0))[0], system - before.get(name, (0.0, 0.0))[1])
+            for name, (user, system) in after.items()
+        }
+        for name, (user, system) in sorted(spent.items(), key=lambda item: -sum(item[1])):
+            if user + system > 0:
+                print(f"  {1e6 * (user + system) / calls:7.1f} us ({1e6 * user / calls:.1f} + "
+                      f"{1e6 * system / calls:.1f})  {name}")
         if args.rate:
             summarise(out, args.top)
     finally:
