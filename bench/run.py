@@ -79,8 +79,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="Fake upstream delay before headers.")
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (one is plenty here).")
     parser.add_argument("--targets", default="direct,bare,spendgate",
-                        help="Subset to run (litellm is added by --litellm); also sg-ingest: "
-                             "Spendgate with SPENDGATE_LEDGER_INGEST_PROCESS=true.")
+                        help="Subset to run (litellm is added by --litellm); also sg-ingest and "
+                             "sg-thread: Spendgate with SPENDGATE_LEDGER_INGEST_PROCESS=true and =false "
+                             "(the default, 'auto', picks true on a machine with a CPU to spare).")
     parser.add_argument("--baseline", type=Path, default=None, metavar="CHECKOUT",
                         help="Also measure the spendgate package of another checkout (target "
                              "sg-base), e.g. a worktree of the commit before a change.")
@@ -283,6 +284,10 @@ def main() -> None:
         # the ledger rows landed by a child process instead of the serving process's writer thread
         "sg-ingest": lambda: start_spendgate(
             logs, fake, "sg-ingest", extra_env={"SPENDGATE_LEDGER_INGEST_PROCESS": "true"}
+        ),
+        # ... and by a writer thread of the serving process
+        "sg-thread": lambda: start_spendgate(
+            logs, fake, "sg-thread", extra_env={"SPENDGATE_LEDGER_INGEST_PROCESS": "false"}
         ),
         f"sg-w{args.workers}": lambda: start_spendgate(logs, fake, f"sg-w{args.workers}",
                                                        workers=args.workers),

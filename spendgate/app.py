@@ -388,7 +388,7 @@ def create_served_app(settings: Settings | None = None) -> SpendgateApp:
     pauses of well under a millisecond.
     """
     settings = settings or Settings()
-    app = create_app(settings, ingest_process=settings.ledger_ingest_process)
+    app = create_app(settings, ingest_process=settings.ingest_in_process())
     app.state.gateway.pricer.preload()  # ~20k objects: part of start-up, not of the first call
     gc.collect()
     gc.freeze()

@@ -99,10 +99,11 @@ class Settings(BaseModel):
     upstream_max_connections: int = Field(1000, description="Pooled connections per provider host.")
     ledger_batch_size: int = Field(500, description="Most ledger rows written in one transaction.")
     ledger_flush_interval_s: float = Field(0.2, description="Longest a ledger row waits before its batch.")
-    ledger_ingest_process: bool = Field(
-        False,
+    ledger_ingest_process: bool | Literal["auto"] = Field(
+        "auto",
         description="Under 'spendgate serve', a child process lands the journaled ledger rows in the "
-        "database, rather than a thread of the serving process (which shares the event loop's GIL).",
+        "database, rather than a thread of the serving process (which shares the event loop's GIL). "
+        "'auto': the child process when the serving processes leave a CPU free, else the thread.",
     )
     ledger_stall_unhealthy_s: float = Field(
         60.0,
@@ -282,6 +283,17 @@ class Settings(BaseModel):
         db = self.sqlite_path()
         return Path(f"{db}.spool") if db is not None else Path("spendgate-spool")
 
+    def ingest_in_process(self, workers: int = 1) -> bool:
+        """Whether `spendgate serve` with `workers` serving processes lands rows in a child process.
+
+        'auto' chooses it when a CPU is left over: the ingester then runs beside the event loop
+        instead of taking turns with it on the GIL. Where the serving processes already use every
+        CPU it would only add work (it reads each row back from the journal), so the thread stays.
+        """
+        if self.ledger_ingest_process == "auto":
+            return workers < usable_cpus()
+        return self.ledger_ingest_process
+
     def redacted(self) -> dict[str, Any]:
         """Every setting with its value, secrets shown as '***' (or unset)."""
         shown: dict[str, Any] = {}
@@ -291,6 +303,19 @@ class Settings(BaseModel):
                 value = "***"
             shown[name] = None if value is None else redact_urls(str(value))
         return shown
+
+
+def usable_cpus() -> float:
+    """CPUs this process may use: its affinity set, capped by a cgroup v2 CPU quota (a container's
+    `--cpus`), which the affinity set does not show."""
+    cpus = float(len(os.sched_getaffinity(0)))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        return cpus
+    if quota != "max" and float(period) > 0:
+        cpus = min(cpus, float(quota) / float(period))
+    return cpus
 
 
 def describe_settings() -> list[tuple[str, str, str]]:

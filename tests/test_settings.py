@@ -59,6 +59,7 @@ def test_every_setting_is_a_single_value() -> None:
     # table would need parsing (pydantic-settings decoded JSON) that Settings does not do.
     for name, field in Settings.model_fields.items():
         annotation = field.annotation
-        kinds = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+        union = isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+        kinds = typing.get_args(annotation) if union else (annotation,)
         for kind in kinds:
             assert kind in SINGLE or typing.get_origin(kind) is typing.Literal, (name, kind)

@@ -79,6 +79,15 @@ def run_server(settings: Settings, host: str, port: int, workers: int = 1) -> No
         logging.getLogger("spendgate").info(
             "%d workers share budget counters and rate limits in %s", workers, counters_dir
         )
+    if settings.ledger_ingest_process == "auto":
+        # Decided here, where the number of workers is known; the workers read the answer from the
+        # environment as they read everything else.
+        chosen = settings.ingest_in_process(workers)
+        os.environ["SPENDGATE_LEDGER_INGEST_PROCESS"] = "true" if chosen else "false"
+        settings = settings.model_copy(update={"ledger_ingest_process": chosen})
+        logging.getLogger("spendgate").info(
+            "ledger rows are landed by %s", "a child process" if chosen else "a thread of each worker"
+        )
     # uvicorn.run, spelled out: the Config carries the connection limits to every worker.
     config = uvicorn.Config(
         "spendgate.app:create_served_app" if workers > 1 else create_served_app(settings),
