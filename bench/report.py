@@ -16,7 +16,8 @@ SHARE_OF_BARE_MIN = 70.0
 LITELLM_MULTIPLE_MIN = 20.0
 RSS_LIMIT_MB = 150.0
 TARGET_ORDER = (
-    "direct", "bare", "sg-base", "spendgate", "sg-ingest", "sg-thread", "sg-w2", "sg+budgets", "sg+redis", "litellm",
+    "direct", "bare", "sg-base", "spendgate", "sg-ingest", "sg-thread", "sg-w2", "sg+budgets", "sg+redis",
+    "litellm",
 )
 
 # Above these, a cell's figures say more about the machine than about the target.

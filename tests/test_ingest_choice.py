@@ -49,11 +49,14 @@ def _children(pid: int) -> list[str]:
 
 
 @pytest.mark.skipif(usable_cpus() < 2, reason="'auto' picks the thread on a single CPU")
-def test_spendgate_serve_lands_rows_from_a_child_process_by_default(tmp_path: Path, fake: FakeUpstream) -> None:
+def test_spendgate_serve_lands_rows_from_a_child_process_by_default(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
     db = tmp_path / "auto.db"
     key = seed_database(f"sqlite:///{db}", "auto")
     env = {k: v for k, v in os.environ.items() if k != "SPENDGATE_LEDGER_INGEST_PROCESS"}
-    env.update({"SPENDGATE_DATABASE_URL": f"sqlite:///{db}", **provider_env(fake), "SPENDGATE_LOG_LEVEL": "warning"})
+    env.update({"SPENDGATE_DATABASE_URL": f"sqlite:///{db}", **provider_env(fake)})
+    env["SPENDGATE_LOG_LEVEL"] = "warning"
     port = free_port()
     proc = start_gateway(env, port)
     try:
@@ -67,7 +70,8 @@ def test_spendgate_serve_lands_rows_from_a_child_process_by_default(tmp_path: Pa
         written = 0.0
         while time.monotonic() < deadline:
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-            lines = [line for line in metrics.splitlines() if line.startswith("spendgate_ledger_rows_written")]
+            name = "spendgate_ledger_rows_written"
+            lines = [line for line in metrics.splitlines() if line.startswith(name)]
             written = float(lines[0].split()[-1]) if lines else 0.0
             if written >= 1:
                 break
