@@ -13,7 +13,7 @@ from typing import NoReturn
 
 from starlette.types import Receive, Scope
 
-from spendgate.attribution import Attribution, attribute_call
+from spendgate.attribution import Attribution, attribute_features
 from spendgate.auth import Keyring
 from spendgate.budgets.enforcer import BudgetEnforcer, CallScope, Decision, rejection_message
 from spendgate.budgets.estimate import input_bound, worst_case_nanos
@@ -86,9 +86,9 @@ class Admission:
         principal = self._keyring.known(headers) or await self._keyring.authenticate(headers)
         body = await read_body(receive, headers.get("content-length"), self._max_body_bytes)
         info = provider.parse(body, scope["path"])
-        # 2. attribute: declared, else inferred from the call's headers and shape
-        features = provider.route_features(info)
-        who = attribute_call(principal, headers, provider.name, info, features, len(body), self._inferrer)
+        # 2. attribute: declared, else inferred from the call's headers and shape (the shape's
+        # route features are read only then, or when a routing rule needs them: None until then)
+        who, features = attribute_features(principal, headers, provider, info, len(body), self._inferrer)
         # 3. route: the policy picks the model; its price must be known to meter it. A call whose
         # use case alone decides its route (no rule can match it, or the rule it matches looks at
         # nothing else), with no session to hold a route for, is routed without a RouteRequest.

@@ -16,7 +16,7 @@ from typing import Any
 from spendgate.errors import InvalidRequest
 from spendgate.inference.infer import Inferrer
 from spendgate.models import Principal
-from spendgate.providers.base import MAX_NAME_CHARS, RequestInfo, RouteFeatures, has_control_chars
+from spendgate.providers.base import MAX_NAME_CHARS, Provider, RequestInfo, RouteFeatures, has_control_chars
 
 UNTAGGED = "untagged"
 TAGS_HEADER = "x-spendgate-tags"
@@ -115,6 +115,27 @@ def attribute_call(
         if found is not None:
             return _attribution(found.use_case, found.source, found.evidence, tags, headers)
     return _attribution(use_case, source, None, tags, headers)
+
+
+def attribute_features(
+    principal: Principal,
+    headers: Mapping[str, str],
+    provider: Provider,
+    info: RequestInfo,
+    body_bytes: int,
+    inferrer: Inferrer,
+) -> tuple[Attribution, RouteFeatures | None]:
+    """`attribute_call`, reading the call's route features only when a use case has to be
+    inferred: (the attribution, the features it read, or None). A call that declares its use case
+    (or meets no rules) leaves them to routing, which needs them only for a rule that reads them."""
+    use_case, source, tags = _declared(principal, headers, info.metadata)
+    if source == NONE and inferrer.active:
+        features = provider.route_features(info)
+        found = inferrer.infer_call(provider.name, info, features, principal, tags, headers, body_bytes)
+        if found is not None:
+            return _attribution(found.use_case, found.source, found.evidence, tags, headers), features
+        return _attribution(use_case, source, None, tags, headers), features
+    return _attribution(use_case, source, None, tags, headers), None
 
 
 def is_inferred(source: str | None) -> bool:

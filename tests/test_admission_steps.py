@@ -1,0 +1,161 @@
+"""Admission's shortcuts (admission.py) decide what the plain steps decide: a call that declares its
+use case is attributed without its route features, and a routing rule that reads them still sees
+them; the body is read as `read_body` reads it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from spendgate.admin.service import create_key
+from spendgate.admission import Admitted, read_body
+from spendgate.app import build_endpoint, build_gateway
+from spendgate.attribution import TAGS_HEADER, attribute_call, attribute_features
+from spendgate.errors import InvalidRequest, RequestTooLarge
+from spendgate.gateway import Gateway
+from spendgate.inference.infer import Inferrer
+from spendgate.inference.rules import load_rules
+from spendgate.models import Principal
+from spendgate.providers.anthropic import AnthropicProvider
+from spendgate.settlement import Settlement
+from tests.conftest import gateway_settings
+
+PRINCIPAL = Principal("kid", "key", "o", "t", None, "CC", None, {}, None, team_name="team")
+TOOLS = [{"name": "Bash", "input_schema": {"type": "object"}}]
+POLICY = """
+[tiers.anthropic]
+fast = "claude-haiku-4-5"
+standard = "claude-sonnet-4-6"
+deep = "claude-opus-4-6"
+
+[[rules]]
+name = "review-tools-to-deep"
+match = { use_case = "code-review", tools = true }
+tier = "deep"
+
+[[rules]]
+name = "review-to-standard"
+match.use_case = "code-review"
+tier = "standard"
+
+[[rules]]
+name = "background-to-fast"
+match = { use_case = "claude-code-background" }
+use_inferred = true
+tier = "fast"
+"""
+
+
+def body(tools: bool) -> dict[str, Any]:
+    call: dict[str, Any] = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    return {**call, "tools": TOOLS} if tools else call
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{TAGS_HEADER: "use_case=code-review"}, {"x-app": "cli", "user-agent": "claude-cli/2.0 (x, cli)"}, {}],
+    ids=["declared", "inferred", "untagged"],
+)
+@pytest.mark.parametrize("tools", [False, True])
+def test_attribute_features_attributes_as_attribute_call(headers: dict[str, str], tools: bool) -> None:
+    provider, inferrer = AnthropicProvider(None), Inferrer(load_rules(None))
+    raw = orjson.dumps(body(tools))
+    info = provider.parse(raw, "/v1/messages")
+    features = provider.route_features(info)
+    who, read = attribute_features(PRINCIPAL, headers, provider, info, len(raw), inferrer)
+    assert who == attribute_call(PRINCIPAL, headers, provider.name, info, features, len(raw), inferrer)
+    # A declared use case needs no features; inference read them (and hands them on to routing).
+    assert read == (None if TAGS_HEADER in headers else features)
+
+
+def admit(gw: Gateway, key: str, headers: dict[str, str], payload: dict[str, Any]) -> Admitted:
+    endpoint = build_endpoint(gw, gw.anthropic, Settlement(gw.budgets, gw.ledger, gw.metrics))
+    raw = orjson.dumps(payload)
+    sent = {"x-api-key": key, "content-length": str(len(raw)), **headers}
+    scope = {"type": "http", "path": "/v1/messages", "query_string": b"", "headers": []}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    return asyncio.run(endpoint.admission.admit("sg-test", 0.0, scope, sent, receive))
+
+
+def test_a_rule_that_reads_the_shape_routes_a_declared_call(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    settings = gateway_settings(tmp_path, _Fake(), routing_policy_file=policy)  # type: ignore[arg-type]
+    gw = build_gateway(settings)
+    gw.store.create_org("acme")
+    gw.store.create_team("acme", "platform", "CC-1")
+    _, key = create_key(gw.store, name="k", team="platform")
+    gw.keyring.reload()
+    try:
+        review = {TAGS_HEADER: "use_case=code-review"}
+        claude_code = {"x-app": "cli", "user-agent": "claude-cli/2.0 (external, cli)"}
+        for _ in range(2):  # the first call builds each rule's route; the next finds it
+            with_tools, without = admit(gw, key, review, body(True)), admit(gw, key, review, body(False))
+            assert (with_tools.model, with_tools.route_rule) == ("claude-opus-4-6", "review-tools-to-deep")
+            assert (without.model, without.route_rule) == ("claude-sonnet-4-6", "review-to-standard")
+            inferred = admit(gw, key, claude_code, body(False))
+            assert inferred.who.use_case_source == "inferred:claude-code-background"
+            assert (inferred.model, inferred.route_rule) == ("claude-haiku-4-5", "background-to-fast")
+            assert admit(gw, key, claude_code, body(True)).who.use_case == "claude-code"
+    finally:
+        gw.store.close()
+
+
+class _Fake:
+    url = openai_url = "http://127.0.0.1:9"  # never called: admission sends nothing
+
+
+def messages(*parts: dict[str, Any]) -> Any:
+    queue = list(parts)
+
+    async def receive() -> dict[str, Any]:
+        return queue.pop(0)
+
+    return receive
+
+
+def part(body: bytes | None = None, more: bool | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": "http.request"}
+    if body is not None:
+        message["body"] = body
+    if more is not None:
+        message["more_body"] = more
+    return message
+
+
+GONE = {"type": "http.disconnect"}
+
+
+@pytest.mark.parametrize(
+    ("parts", "declared", "expected"),
+    [
+        ([part(b"abc")], None, b"abc"),
+        ([part(b"abc", False)], "3", b"abc"),
+        ([part()], None, b""),
+        ([part(b"ab", True), part(b"c")], None, b"abc"),
+        ([part(b"a", True), part(more=True), part(b"bc", False)], None, b"abc"),
+        ([part(b"abcdefghij")], "10", b"abcdefghij"),
+        ([part(b"abcdefghijk")], None, RequestTooLarge),
+        ([part(b"abc")], "11", RequestTooLarge),
+        ([part(b"abcdef", True), part(b"ghijk")], None, RequestTooLarge),
+        ([GONE], None, InvalidRequest),
+        ([part(b"ab", True), GONE], None, InvalidRequest),
+    ],
+)
+def test_read_body(parts: list[dict[str, Any]], declared: str | None, expected: Any) -> None:
+    if isinstance(expected, bytes):
+        assert asyncio.run(read_body(messages(*parts), declared, 10)) == expected
+    else:
+        with pytest.raises(expected):
+            asyncio.run(read_body(messages(*parts), declared, 10))
