@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NoReturn
 
-from starlette.types import Receive, Scope
+from starlette.types import Message, Receive, Scope
 
 from spendgate.attribution import Attribution, attribute_features
 from spendgate.auth import Keyring
@@ -84,7 +84,14 @@ class Admission:
         # costs more than the work they do).
         # 1. auth (before the body is read: a stranger cannot make us buffer it)
         principal = self._keyring.known(headers) or await self._keyring.authenticate(headers)
-        body = await read_body(receive, headers.get("content-length"), self._max_body_bytes)
+        # The body, without a coroutine of ours in between when one message carries it all
+        limit, declared = self._max_body_bytes, headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise too_large(limit)
+        message = await receive()
+        body = whole_body(message, limit)
+        if body is None:
+            body = await rest_of_body(receive, message, limit)
         info = provider.parse(body, scope["path"])
         # 2. attribute: declared, else inferred from the call's headers and shape (the shape's
         # route features are read only then, or when a routing rule needs them: None until then)
@@ -200,9 +207,27 @@ def budget_refusal(decision: Decision) -> BudgetExceeded:
 async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     """The request body, refused past `limit` bytes (by its content-length, or as it arrives)."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(f"Request body exceeds Spendgate's limit of {limit} bytes.")
-    chunks: list[bytes] = []
-    size = 0
+        raise too_large(limit)
+    message = await receive()
+    body = whole_body(message, limit)
+    return body if body is not None else await rest_of_body(receive, message, limit)
+
+
+def whole_body(message: Message, limit: int) -> bytes | None:
+    """The body, when the first message from `receive` carries all of it (the usual call: no
+    coroutine more); None: more is coming (`rest_of_body`). Refused past `limit` bytes."""
+    if message["type"] == "http.disconnect":
+        raise InvalidRequest("The client disconnected while sending the body.")
+    chunk: bytes = message.get("body", b"")
+    if len(chunk) > limit:
+        raise too_large(limit)
+    return None if message.get("more_body", False) else chunk
+
+
+async def rest_of_body(receive: Receive, first: Message, limit: int) -> bytes:
+    """The body whose first message (`first`, not the last) `whole_body` has checked."""
+    chunks: list[bytes] = [first.get("body", b"")]
+    size = len(chunks[0])
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -210,7 +235,11 @@ async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise RequestTooLarge(f"Request body exceeds Spendgate's limit of {limit} bytes.")
-        if not message.get("more_body", False):
-            return b"".join([*chunks, chunk]) if chunks else chunk  # usually one message: no copy
+            raise too_large(limit)
         chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def too_large(limit: int) -> RequestTooLarge:
+    return RequestTooLarge(f"Request body exceeds Spendgate's limit of {limit} bytes.")

@@ -76,15 +76,17 @@ def test_attribute_features_attributes_as_attribute_call(headers: dict[str, str]
     assert read == (None if TAGS_HEADER in headers else features)
 
 
-def admit(gw: Gateway, key: str, headers: dict[str, str], payload: dict[str, Any]) -> Admitted:
+def admit(
+    gw: Gateway, key: str, headers: dict[str, str], payload: dict[str, Any], split: int = 0
+) -> Admitted:
+    """`split` > 0: the body arrives in that many messages."""
     endpoint = build_endpoint(gw, gw.anthropic, Settlement(gw.budgets, gw.ledger, gw.metrics))
     raw = orjson.dumps(payload)
     sent = {"x-api-key": key, "content-length": str(len(raw)), **headers}
     scope = {"type": "http", "path": "/v1/messages", "query_string": b"", "headers": []}
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": raw, "more_body": False}
-
+    size = -(-len(raw) // split) if split else len(raw)
+    chunks = [raw[i : i + size] for i in range(0, len(raw), size)]
+    receive = messages(*[part(chunk, i < len(chunks) - 1) for i, chunk in enumerate(chunks)])
     return asyncio.run(endpoint.admission.admit("sg-test", 0.0, scope, sent, receive))
 
 
@@ -108,6 +110,10 @@ def test_a_rule_that_reads_the_shape_routes_a_declared_call(tmp_path: Path) -> N
             assert inferred.who.use_case_source == "inferred:claude-code-background"
             assert (inferred.model, inferred.route_rule) == ("claude-haiku-4-5", "background-to-fast")
             assert admit(gw, key, claude_code, body(True)).who.use_case == "claude-code"
+        whole, parts = admit(gw, key, review, body(True)), admit(gw, key, review, body(True), split=3)
+        assert parts.request.body == whole.request.body and parts.model == whole.model == "claude-opus-4-6"
+        with pytest.raises(RequestTooLarge):
+            admit(gw, key, review, {**body(False), "pad": "x" * settings.max_body_bytes}, split=2)
     finally:
         gw.store.close()
 
