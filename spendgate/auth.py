@@ -31,8 +31,15 @@ def generate_key() -> tuple[str, str, str]:
     return secret, hash_key(secret), secret[:12]
 
 
+try:  # CPython's own SHA-256: the same digest, and for a key's few bytes a fifth fewer
+    # instructions than OpenSSL's (hashlib's default), whose context setup outweighs the hashing
+    from _sha256 import sha256 as _sha256
+except ImportError:  # an interpreter built without it
+    _sha256 = hashlib.sha256
+
+
 def hash_key(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    return _sha256(secret.encode()).hexdigest()
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -89,10 +96,11 @@ class Keyring:
     def known(self, headers: Mapping[str, str]) -> Principal | None:
         """The principal of a key in memory and unexpired, without a coroutine (the call path's
         usual case); None: `authenticate` decides (a lookup, or the reason for refusing)."""
-        secret = presented_key(headers)
+        secret = headers.get("x-api-key")  # presented_key's usual case, inline
+        secret = secret.strip() if secret else presented_key(headers)
         if not secret:
             return None
-        principal = self._by_hash.get(hash_key(secret))
+        principal = self._by_hash.get(_sha256(secret.encode()).hexdigest())  # hash_key, inline
         if principal is None or (principal.expires_at is not None and principal.expires_at <= utc_now_iso()):
             return None
         return principal

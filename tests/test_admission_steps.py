@@ -5,6 +5,7 @@ them; the body is read as `read_body` reads it."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from spendgate.admin.service import create_key
 from spendgate.admission import Admitted, read_body
 from spendgate.app import build_endpoint, build_gateway
 from spendgate.attribution import TAGS_HEADER, attribute_call, attribute_features
+from spendgate.auth import Keyring, hash_key, presented_key
 from spendgate.errors import InvalidRequest, RequestTooLarge
 from spendgate.gateway import Gateway
 from spendgate.inference.infer import Inferrer
@@ -165,3 +167,30 @@ def test_read_body(parts: list[dict[str, Any]], declared: str | None, expected: 
     else:
         with pytest.raises(expected):
             asyncio.run(read_body(messages(*parts), declared, 10))
+
+
+@pytest.mark.parametrize("secret", ["sk-sg-" + "a" * 43, "", "ключ", "x" * 1000])
+def test_a_key_hashes_to_its_sha256(secret: str) -> None:
+    assert hash_key(secret) == hashlib.sha256(secret.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("headers", "found"),
+    [
+        ({"x-api-key": " sk-good "}, True),
+        ({"authorization": "Bearer sk-good"}, True),
+        ({"authorization": "bearer  sk-good "}, True),
+        ({"x-api-key": "", "authorization": "Bearer sk-good"}, True),
+        ({"x-api-key": "   ", "authorization": "Bearer sk-good"}, False),  # x-api-key wins, and is blank
+        ({"x-api-key": "sk-bad", "authorization": "Bearer sk-good"}, False),
+        ({"authorization": "Basic sk-good"}, False),
+        ({}, False),
+    ],
+)
+def test_a_known_key_is_found_where_authenticate_finds_it(headers: dict[str, str], found: bool) -> None:
+    keyring = Keyring(lambda key_hash=None: {hash_key("sk-good"): PRINCIPAL}, refresh_s=60)
+    keyring.reload()
+    assert (keyring.known(headers) is PRINCIPAL) is found
+    assert presented_key(headers) == ("sk-good" if found else presented_key(headers))
+    if found:
+        assert asyncio.run(keyring.authenticate(headers)) is PRINCIPAL
