@@ -11,6 +11,7 @@ from spendgate import errors
 from spendgate.errors import InvalidRequest, SpendgateError
 from spendgate.pricing import Usage, new_tuple
 from spendgate.providers.base import (
+    MAX_TOKEN_COUNT,
     ClientRequest,
     Metered,
     RequestInfo,
@@ -58,11 +59,19 @@ class AnthropicProvider:
         self.base_url = base_url.rstrip("/")
 
     def parse(self, body: bytes, path: str) -> RequestInfo:
-        data = json_object(body)
+        # json_object and read_token_limit, inline for a valid body; they refuse any other
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None
+        if type(data) is not dict:
+            data = json_object(body)  # refuses it, with the reason
         model = data.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidRequest("model: Field required (a model name string)")
-        max_tokens = read_token_limit(data, "max_tokens")
+        max_tokens = data.get("max_tokens")
+        if type(max_tokens) is not int or not 1 <= max_tokens <= MAX_TOKEN_COUNT:
+            max_tokens = read_token_limit(data, "max_tokens")  # None when absent; refuses the rest
         if path.endswith("/messages") and max_tokens is None:
             raise InvalidRequest("max_tokens: Field required (a positive integer)")
         if not isinstance(data.get("messages"), list):
