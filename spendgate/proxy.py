@@ -69,11 +69,11 @@ class ProxyEndpoint:
         self.admission = admission
         self.forwarding = forwarding
         self.settlement = settlement
+        self._names = HeaderNames()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id, started = new_request_id(), time.time()
-        # ASGI header names are lower case; a repeated header keeps its last value (as forwarded before).
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = self._names.decode(scope["headers"])
         try:
             # 1-4. auth, attribute, route, reserve
             call = await self.admission.admit(request_id, started, scope, headers, receive)
@@ -153,6 +153,34 @@ class ProxyEndpoint:
                 raise  # cancelled by something else (shutdown): pass it on
         finally:
             state["done"] = True
+
+
+class HeaderNames:
+    """A call's headers as a dict of str: ASGI header names are lower case; a repeated header keeps
+    its last value (as forwarded before). The names are decoded once each (clients send the same
+    few on every call) and remembered, at most MAX_NAMES of them; the values are decoded per call
+    (one is the client's key: nothing is remembered by a value)."""
+
+    MAX_NAMES = 256
+
+    def __init__(self) -> None:
+        self._names: dict[bytes, str] = {}
+
+    def decode(self, raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+        names = self._names
+        headers = {}
+        for name, value in raw:
+            text = names.get(name)
+            if text is None:
+                text = self._remember(name)
+            headers[text] = value.decode("latin-1")
+        return headers
+
+    def _remember(self, name: bytes) -> str:
+        if len(self._names) >= self.MAX_NAMES:
+            self._names.clear()
+        text = self._names[name] = name.decode("latin-1")
+        return text
 
 
 def answer_headers(call: Admitted, sent: Forwarded) -> list[tuple[bytes, bytes]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from spendgate.inference.infer import Inferrer
 from spendgate.inference.rules import load_rules
 from spendgate.models import Principal
 from spendgate.providers.anthropic import AnthropicProvider
+from spendgate.proxy import HeaderNames
 from spendgate.settlement import Settlement
 from tests.conftest import gateway_settings
 
@@ -194,3 +196,37 @@ def test_a_known_key_is_found_where_authenticate_finds_it(headers: dict[str, str
     assert presented_key(headers) == ("sk-good" if found else presented_key(headers))
     if found:
         assert asyncio.run(keyring.authenticate(headers)) is PRINCIPAL
+
+
+def test_remembered_header_names_decode_as_decoding_afresh() -> None:
+    rng = random.Random(7)
+    names = HeaderNames()
+    pool = [f"x-h{i}".encode() for i in range(HeaderNames.MAX_NAMES * 2)] + [b"x-\xe9t\xe9", b"host"]
+    for _ in range(300):  # past the bound: the memo starts over meanwhile
+        raw = [(rng.choice(pool), bytes(rng.choices(b"ab\xe9 ", k=3))) for _ in range(rng.randint(0, 12))]
+        expected = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}  # the last value wins
+        assert names.decode(raw) == expected
+        assert len(names._names) <= HeaderNames.MAX_NAMES
+
+
+def test_parse_refuses_what_it_refused_before() -> None:
+    provider = AnthropicProvider(None)
+    ok = {"model": "m", "max_tokens": 5, "messages": []}
+    for bad, reason in [
+        (b"{", "not valid JSON"),
+        (b"[1]", "must be a JSON object"),
+        (b'"x"', "must be a JSON object"),
+        (orjson.dumps({**ok, "max_tokens": 0}), "max_tokens: must be a whole number"),
+        (orjson.dumps({**ok, "max_tokens": True}), "max_tokens: must be a whole number"),
+        (orjson.dumps({**ok, "max_tokens": 2.0}), "max_tokens: must be a whole number"),
+        (orjson.dumps({**ok, "max_tokens": 10**10}), "max_tokens: must be a whole number"),
+        (orjson.dumps({**ok, "max_tokens": None}), "max_tokens: Field required"),
+        (orjson.dumps({"model": "m", "messages": []}), "max_tokens: Field required"),
+    ]:
+        with pytest.raises(InvalidRequest, match=reason):
+            provider.parse(bad, "/v1/messages")
+    assert provider.parse(orjson.dumps({**ok, "max_tokens": 10**9}), "/v1/messages").max_tokens == 10**9
+    assert (
+        provider.parse(orjson.dumps({**ok, "max_tokens": None}), "/v1/messages/count_tokens").max_tokens
+        is None
+    )
