@@ -24,6 +24,7 @@ from spendgate.inference.infer import Inferrer
 from spendgate.inference.rules import load_rules
 from spendgate.models import Principal
 from spendgate.providers.anthropic import AnthropicProvider
+from spendgate.providers.base import RouteFeatures, last_turn
 from spendgate.proxy import HeaderNames
 from spendgate.settlement import Settlement
 from tests.conftest import gateway_settings
@@ -230,3 +231,39 @@ def test_parse_refuses_what_it_refused_before() -> None:
         provider.parse(orjson.dumps({**ok, "max_tokens": None}), "/v1/messages/count_tokens").max_tokens
         is None
     )
+
+
+def features_by_last_turn(body: dict[str, Any]) -> RouteFeatures:
+    """Anthropic's route features as `last_turn` reads them (what route_features inlines)."""
+    messages, thinking = body.get("messages"), body.get("thinking")
+    role, results = last_turn(messages, "tool_result")
+    return RouteFeatures(
+        bool(body.get("tools")),
+        isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"),
+        len(messages) if isinstance(messages, list) else 0,
+        role,
+        results,
+    )
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [],
+        [{"role": "user", "content": "hi"}],
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": [{"type": "text"}]}],
+        [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}]}],
+        [{"role": "user", "content": [{"type": "text", "text": "x"}, {"type": "tool_result"}]}],
+        [{"role": 7, "content": "x"}],
+        [{"content": "x"}],
+        [{"role": "u" * 50, "content": None}],
+        ["not an object"],
+        [{"role": "user", "content": "x"}, 3],
+    ],
+)
+@pytest.mark.parametrize("extra", [{}, {"tools": TOOLS, "thinking": {"type": "enabled"}}, {"thinking": "on"}])
+def test_route_features_read_the_last_turn_as_it_does(messages: list[Any], extra: dict[str, Any]) -> None:
+    provider = AnthropicProvider(None)
+    call = {"model": "m", "max_tokens": 5, "messages": messages, **extra}
+    info = provider.parse(orjson.dumps(call), "/v1/messages")
+    assert provider.route_features(info) == features_by_last_turn(call)

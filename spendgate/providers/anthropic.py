@@ -122,14 +122,26 @@ class AnthropicProvider:
         body = info.body
         messages = body.get("messages")
         thinking = body.get("thinking")
-        thinking_on = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
-        role, results = last_turn(messages, "tool_result")
-        count = len(messages) if isinstance(messages, list) else 0
+        thinking_on = isinstance(thinking, dict) and thinking.get("type") in _THINKING
+        if type(messages) is list and messages and type(last := messages[-1]) is dict:
+            # last_turn's usual case inline: a plain-text last message carries no tool results
+            role = last.get("role")
+            role = role[:20] if isinstance(role, str) else ""
+            if isinstance(last.get("content"), list):
+                role, results = last_turn(messages, "tool_result")
+            else:
+                results = False
+            count = len(messages)
+        else:
+            role, results = last_turn(messages, "tool_result")
+            count = len(messages) if isinstance(messages, list) else 0
         return RouteFeatures(bool(body.get("tools")), thinking_on, count, role, results)
 
     def estimate_input_tokens(self, info: RequestInfo) -> int:
         return estimate_input_tokens(info.body)
 
+
+_THINKING = ("enabled", "adaptive")  # thinking types that turn it on
 
 # Anthropic usage as Usage's fields in order, less reasoning_tokens (Anthropic reports none):
 # input, cache_write_5m, cache_write_1h, cache_read, output, web_search_requests, batch.
