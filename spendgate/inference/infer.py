@@ -68,7 +68,8 @@ class Inferrer:
         conditions = [c for rule in self._enabled for c in rule.conditions]
         read = sorted({c.entry for c in conditions if c.reads == "headers" and c.entry})
         self._headers_read = tuple(dict.fromkeys([*self._client_headers, *read]))
-        self._tags_read = _entries(sorted({c.entry for c in conditions if c.reads == "tags" and c.entry}))
+        tags_read = sorted({c.entry for c in conditions if c.reads == "tags" and c.entry})
+        self._tags_read = _entries(tags_read) if tags_read else None  # None: no rule reads a tag
         self._by_call: dict[Hashable, Inferred] = {}  # by the call's raw values; _NO_ANSWER: none
         self._answers: dict[Hashable, Inferred] = {}  # by exact key; _NO_ANSWER: no rule matched
         self._rule_for: dict[Hashable, Rule] = {}  # by key with sizes as bounds; _NO_RULE: none
@@ -94,7 +95,8 @@ class Inferrer:
             provider, info.path, info.model, info.stream, info.max_tokens, features.tools,
             features.thinking, features.messages, features.last_role, features.tool_results,
             body_bytes // 4, principal.key_name, principal.team_name,
-            tuple(map(headers.get, self._headers_read)), self._tags_read(tags),
+            tuple(map(headers.get, self._headers_read)),
+            () if (tags_read := self._tags_read) is None else tags_read(tags),
         )  # fmt: skip
         answer = self._by_call.get(key)
         if answer is None:
