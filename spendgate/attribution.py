@@ -128,7 +128,14 @@ def attribute_features(
     """`attribute_call`, reading the call's route features only when a use case has to be
     inferred: (the attribution, the features it read, or None). A call that declares its use case
     (or meets no rules) leaves them to routing, which needs them only for a rule that reads them."""
-    use_case, source, tags = _declared(principal, headers, info.metadata)
+    if principal.default_tags or principal.default_use_case or info.metadata:
+        use_case, source, tags = _declared(principal, headers, info.metadata)
+    elif header := headers.get(TAGS_HEADER):  # _declared's usual cases inline: the header's tags
+        tags = dict(_header_tags(header))
+        declared = tags.pop("use_case", None)  # never "": parse_tags refuses an empty value
+        use_case, source = (declared, HEADER) if declared else (UNTAGGED, NONE)
+    else:  # or none at all
+        use_case, source, tags = UNTAGGED, NONE, {}
     if source == NONE and inferrer.active:
         features = provider.route_features(info)
         found = inferrer.infer_call(provider.name, info, features, principal, tags, headers, body_bytes)

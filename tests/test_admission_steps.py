@@ -64,21 +64,53 @@ def body(tools: bool) -> dict[str, Any]:
     return {**call, "tools": TOOLS} if tools else call
 
 
+CLAUDE_CODE = {"x-app": "cli", "user-agent": "claude-cli/2.0 (x, cli)"}
+PRINCIPALS = [
+    PRINCIPAL,
+    Principal("kid", "key", "o", "t", None, "CC", "triage", {}, None, team_name="team"),
+    Principal("kid", "key", "o", "t", None, "CC", None, {"repo": "web", "env": "x"}, None, team_name="t"),
+    Principal("kid", "key", "o", "t", None, "CC", None, {"use_case": "ops"}, None, team_name="team"),
+]
+
+
 @pytest.mark.parametrize(
     "headers",
-    [{TAGS_HEADER: "use_case=code-review"}, {"x-app": "cli", "user-agent": "claude-cli/2.0 (x, cli)"}, {}],
-    ids=["declared", "inferred", "untagged"],
+    [
+        {TAGS_HEADER: "use_case=code-review"},
+        {TAGS_HEADER: "repo=api,use_case=code-review,team=x", **CLAUDE_CODE},
+        {TAGS_HEADER: "repo=api", **CLAUDE_CODE},
+        {TAGS_HEADER: " , "},
+        {TAGS_HEADER: ""},
+        CLAUDE_CODE,
+        {},
+    ],
 )
+@pytest.mark.parametrize("metadata", [None, {"use_case": "meta"}, {"tags": "repo=meta"}])
+@pytest.mark.parametrize("principal", PRINCIPALS)
 @pytest.mark.parametrize("tools", [False, True])
-def test_attribute_features_attributes_as_attribute_call(headers: dict[str, str], tools: bool) -> None:
+def test_attribute_features_attributes_as_attribute_call(
+    headers: dict[str, str], metadata: dict[str, Any] | None, principal: Principal, tools: bool
+) -> None:
     provider, inferrer = AnthropicProvider(None), Inferrer(load_rules(None))
-    raw = orjson.dumps(body(tools))
+    raw = orjson.dumps(body(tools) if metadata is None else {**body(tools), "metadata": metadata})
     info = provider.parse(raw, "/v1/messages")
     features = provider.route_features(info)
-    who, read = attribute_features(PRINCIPAL, headers, provider, info, len(raw), inferrer)
-    assert who == attribute_call(PRINCIPAL, headers, provider.name, info, features, len(raw), inferrer)
+    expected = attribute_call(principal, headers, provider.name, info, features, len(raw), inferrer)
+    who, read = attribute_features(principal, headers, provider, info, len(raw), inferrer)
+    assert who == expected
     # A declared use case needs no features; inference read them (and hands them on to routing).
-    assert read == (None if TAGS_HEADER in headers else features)
+    assert read == (None if expected.use_case_source in ("header", "metadata", "key") else features)
+
+
+def test_one_calls_tags_are_its_own_in_attribute_features() -> None:
+    provider, inferrer = AnthropicProvider(None), Inferrer(load_rules(None))
+    raw = orjson.dumps(body(False))
+    info = provider.parse(raw, "/v1/messages")
+    headers = {TAGS_HEADER: "use_case=review,repo=api"}
+    first, _ = attribute_features(PRINCIPAL, headers, provider, info, len(raw), inferrer)
+    first.tags["repo"] = "changed"
+    second, _ = attribute_features(PRINCIPAL, headers, provider, info, len(raw), inferrer)
+    assert (second.use_case, second.tags) == ("review", {"repo": "api"})
 
 
 def admit(
@@ -106,7 +138,7 @@ def test_a_rule_that_reads_the_shape_routes_a_declared_call(tmp_path: Path) -> N
     gw.keyring.reload()
     try:
         review = {TAGS_HEADER: "use_case=code-review"}
-        claude_code = {"x-app": "cli", "user-agent": "claude-cli/2.0 (external, cli)"}
+        claude_code = CLAUDE_CODE
         for _ in range(2):  # the first call builds each rule's route; the next finds it
             with_tools, without = admit(gw, key, review, body(True)), admit(gw, key, review, body(False))
             assert (with_tools.model, with_tools.route_rule) == ("claude-opus-4-6", "review-tools-to-deep")
