@@ -78,7 +78,7 @@ class Admission:
     async def admit(
         self, request_id: str, started: float, scope: Scope, headers: Mapping[str, str], receive: Receive
     ) -> Admitted:
-        provider = self._provider
+        provider, name, path, budgets = self._provider, self._provider.name, scope["path"], self._budgets
         # The usual call has a known key, no session to hold a route for and no rate limit: those
         # steps run as plain calls, and awaited only when they may have to wait (a coroutine each
         # costs more than the work they do).
@@ -92,7 +92,7 @@ class Admission:
         body = whole_body(message, limit)
         if body is None:
             body = await rest_of_body(receive, message, limit)
-        info = provider.parse(body, scope["path"])
+        info = provider.parse(body, path)
         # 2. attribute: declared, else inferred from the call's headers and shape (the shape's
         # route features are read only then, or when a routing rule needs them: None until then)
         who, features = attribute_features(principal, headers, provider, info, len(body), self._inferrer)
@@ -101,27 +101,29 @@ class Admission:
         # nothing else), with no session to hold a route for, is routed without a RouteRequest.
         router, wanted, route = self._router, None, None
         if not (router.sticky and who.session_id):  # else what the session holds may win: route it all
-            route = router.route_by_use_case(provider.name, info.model, who.use_case, who.use_case_source)
+            route = router.route_by_use_case(name, info.model, who.use_case, who.use_case_source)
         if route is None:
             wanted = route_request_for(provider, info, body, principal, who, features)
             key = sticky_key(wanted) if router.sticky else None  # a session to hold a route for
             route = router.route(wanted) if key is None else await self._sticky_route(wanted, key)
-        price = self._pricer.price(provider.name, route.model) or not_priced(route.model)
+        model = route.model
+        price = self._pricer.price(name, model) or not_priced(model)
         # what the call would have cost as asked: the counterfactual behind savings
-        requested_price = (
-            price if route.model == info.model else self._pricer.price(provider.name, info.model)
-        )
-        # 4. reserve: rate limits, then every applicable budget's room for the worst case
-        if self._budgets.rate_limited(principal):  # held from here: given back with the tokens used
-            await acquire_rate_limit(self._budgets, principal)
+        requested_price = price if model == info.model else self._pricer.price(name, info.model)
+        # 4. reserve: rate limits, then every applicable budget's room for the worst case. A key with
+        # a limit (BudgetEnforcer.rate_limited, inline) holds a slot from here, given back with the
+        # tokens used.
+        p = principal
+        if p.rpm_limit is not None or p.tpm_limit is not None or p.concurrency_limit is not None:
+            await acquire_rate_limit(budgets, principal)
         budget = refusal = None
         try:
-            if self._budgets.active:
+            if budgets.active:
                 worst = worst_case_nanos(
                     price, input_bound(len(body)), info.max_tokens or self._default_max_tokens
                 )
                 scope_of_call = CallScope(principal, who.use_case, who.tags, who.session_id)
-                budget = await self._budgets.reserve(scope_of_call, worst)
+                budget = await budgets.reserve(scope_of_call, worst)
                 if budget.blocked is not None:
                     refusal = budget_refusal(budget)
                 elif budget.amber_actions:
@@ -130,12 +132,12 @@ class Admission:
                     if cheaper is not route:
                         route, price = cheaper, self.price(cheaper.model)
         except BaseException:
-            self._budgets.rate_release(principal, 0)
+            budgets.rate_release(principal, 0)
             raise
         query = scope["query_string"]
         query = query.decode("latin-1") if query else ""  # usually none
         return Admitted(
-            request_id, started, provider.name, ClientRequest(scope["path"], query, headers, body), info,
+            request_id, started, name, ClientRequest(path, query, headers, body), info,
             principal, who, route.model, price, requested_price, route.rule, budget, refusal,
         )  # fmt: skip
 
