@@ -89,8 +89,11 @@ class Admission:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise too_large(limit)
         message = await receive()
-        body = whole_body(message, limit)
-        if body is None:
+        if message["type"] == "http.request" and not message.get("more_body", False):  # all of it
+            body = message.get("body", b"")
+            if len(body) > limit:
+                raise too_large(limit)
+        elif (body := whole_body(message, limit)) is None:  # else a disconnect, or the first of several
             body = await rest_of_body(receive, message, limit)
         info = provider.parse(body, path)
         # 2. attribute: declared, else inferred from the call's headers and shape (the shape's

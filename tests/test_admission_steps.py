@@ -114,16 +114,16 @@ def test_one_calls_tags_are_its_own_in_attribute_features() -> None:
 
 
 def admit(
-    gw: Gateway, key: str, headers: dict[str, str], payload: dict[str, Any], split: int = 0
+    gw: Gateway, key: str, headers: dict[str, str], call: dict[str, Any], split: int = 0, receive: Any = None
 ) -> Admitted:
-    """`split` > 0: the body arrives in that many messages."""
+    """`split` > 0: the body arrives in that many messages; `receive`: these messages instead."""
     endpoint = build_endpoint(gw, gw.anthropic, Settlement(gw.budgets, gw.ledger, gw.metrics))
-    raw = orjson.dumps(payload)
+    raw = orjson.dumps(call)
     sent = {"x-api-key": key, "content-length": str(len(raw)), **headers}
     scope = {"type": "http", "path": "/v1/messages", "query_string": b"", "headers": []}
     size = -(-len(raw) // split) if split else len(raw)
     chunks = [raw[i : i + size] for i in range(0, len(raw), size)]
-    receive = messages(*[part(chunk, i < len(chunks) - 1) for i, chunk in enumerate(chunks)])
+    receive = receive or messages(*[part(chunk, i < len(chunks) - 1) for i, chunk in enumerate(chunks)])
     return asyncio.run(endpoint.admission.admit("sg-test", 0.0, scope, sent, receive))
 
 
@@ -151,6 +151,16 @@ def test_a_rule_that_reads_the_shape_routes_a_declared_call(tmp_path: Path) -> N
         assert parts.request.body == whole.request.body and parts.model == whole.model == "claude-opus-4-6"
         with pytest.raises(RequestTooLarge):
             admit(gw, key, review, {**body(False), "pad": "x" * settings.max_body_bytes}, split=2)
+        big = b"x" * (settings.max_body_bytes + 1)
+        for parts in ([part(big)], [part(b"{", True), part(big)]):  # no content-length says so first
+            with pytest.raises(RequestTooLarge):
+                admit(gw, key, {**review, "content-length": ""}, {}, receive=messages(*parts))
+        for parts in ([GONE], [part(b"{", True), GONE]):
+            with pytest.raises(InvalidRequest, match="disconnected"):
+                admit(gw, key, review, {}, receive=messages(*parts))
+        empty = messages(part(b"", False))
+        with pytest.raises(InvalidRequest, match="not valid JSON"):  # an empty body is read, then refused
+            admit(gw, key, review, {}, receive=empty)
     finally:
         gw.store.close()
 
