@@ -39,7 +39,8 @@ except ImportError:  # an interpreter built without it
 
 
 def hash_key(secret: str) -> str:
-    return _sha256(secret.encode()).hexdigest()
+    digest: str = _sha256(secret.encode()).hexdigest()
+    return digest
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
