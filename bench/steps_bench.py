@@ -117,7 +117,7 @@ def main() -> None:
         for _ in range(calls):
             t0 = clock()
             request_id, started = new_request_id(), time.time()
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            headers = endpoint.header_names.decode(scope["headers"])
             call = await endpoint.admission.admit(request_id, started, scope, headers, receive)
             t1 = clock()
             attempts = Attempts(1, call.model, call.price, None, time.time())

@@ -69,11 +69,11 @@ class ProxyEndpoint:
         self.admission = admission
         self.forwarding = forwarding
         self.settlement = settlement
-        self._names = HeaderNames()
+        self.header_names = HeaderNames()  # public: bench/steps_bench.py decodes as the server does
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id, started = new_request_id(), time.time()
-        headers = self._names.decode(scope["headers"])
+        headers = self.header_names.decode(scope["headers"])
         try:
             # 1-4. auth, attribute, route, reserve
             call = await self.admission.admit(request_id, started, scope, headers, receive)
