@@ -257,3 +257,48 @@ def test_openai_cut_stream_is_estimated(fake: FakeUpstream) -> None:
     assert relayed == stream and not finished
     assert result.estimated and not result.complete
     assert result.usage.output_tokens > 0  # from the text seen; the prompt is estimated on settling
+
+
+@pytest.mark.parametrize(
+    "value", [0, -5, True, False, 1.5, "12", None, [], 1_000_000_001, 10**30], ids=repr
+)
+def test_anthropic_json_meter_drops_a_count_that_is_no_count(value: Any) -> None:
+    """The JSON meter's inlined count check is `as_int`'s: a bool, a float, a negative number or
+    one past MAX_TOKEN_COUNT is 0, in every usage field that carries a count."""
+    from spendgate.providers.base import MAX_TOKEN_COUNT, as_int
+
+    provider = AnthropicProvider(None)
+    for field in ("input_tokens", "cache_read_input_tokens", "output_tokens", "cache_creation_input_tokens"):
+        body = json.dumps({"model": "m", "usage": {"input_tokens": 7, field: value}}).encode()
+        usage = provider.meter_json(200, body).usage
+        got = {
+            "input_tokens": usage.input_tokens,
+            "cache_read_input_tokens": usage.cache_read_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_creation_input_tokens": usage.cache_write_5m_tokens,
+        }[field]
+        assert got == as_int(json.loads(json.dumps(value))) == 0, (field, value)
+    for field in ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens"):
+        body = json.dumps({"usage": {"cache_creation": {field: value}}}).encode()
+        usage = provider.meter_json(200, body).usage
+        assert usage.cache_write_5m_tokens == usage.cache_write_1h_tokens == 0, (field, value)
+    body = json.dumps({"usage": {"input_tokens": MAX_TOKEN_COUNT}}).encode()
+    assert provider.meter_json(200, body).usage.input_tokens == MAX_TOKEN_COUNT
+
+
+@pytest.mark.parametrize(
+    ("model", "recorded"),
+    [
+        ("claude-haiku-4-5", "claude-haiku-4-5"),
+        ("claude\x00-haiku\x1f\x85", "claude-haiku"),
+        ("m" * 250, "m" * 200),
+        (42, None),
+        (None, None),
+        ("", ""),
+    ],
+    ids=repr,
+)
+def test_anthropic_json_meter_cleans_the_model_name(model: Any, recorded: str | None) -> None:
+    metered = AnthropicProvider(None).meter_json(200, json.dumps({"model": model, "usage": {}}).encode())
+    assert metered.response_model == recorded
+    assert metered == Metered(Usage(), recorded, False, True, None)

@@ -11,6 +11,7 @@ from spendgate import errors
 from spendgate.errors import InvalidRequest, SpendgateError
 from spendgate.pricing import Usage, new_tuple
 from spendgate.providers.base import (
+    MAX_NAME_CHARS,
     MAX_TOKEN_COUNT,
     ClientRequest,
     Metered,
@@ -111,9 +112,15 @@ class AnthropicProvider:
         if status >= 400:
             return Metered(usage=Usage(), error_type=_error_type_of(body))
         data = orjson.loads(body)
-        usage = _usage(_fold(as_object(data.get("usage")), _NO_FIELDS))  # usage_from(), one call less
+        raw = data.get("usage")
+        # usage_from(), two calls less; Usage in field order (no reasoning_tokens from Anthropic)
+        i, w5, w1, r, o, s, b = _fold(raw if isinstance(raw, dict) else {}, _NO_FIELDS)
+        usage = new_tuple(Usage, (i, w5, w1, r, o, 0, s, b))
+        model = data.get("model")
+        if type(model) is not str or len(model) > MAX_NAME_CHARS or not model.isprintable():
+            model = clean_text(model)  # the common case (a short printable name) kept as it is
         # Metered(usage, response_model, estimated, complete, error_type)
-        return new_tuple(Metered, (usage, clean_text(data.get("model")), False, True, None))
+        return new_tuple(Metered, (usage, model, False, True, None))
 
     def stream_meter(self, info: RequestInfo) -> AnthropicStreamMeter:
         return AnthropicStreamMeter()
@@ -148,6 +155,7 @@ _THINKING = ("enabled", "adaptive")  # thinking types that turn it on
 # A stream folds its events' usage into these plain values and builds one Usage at the end.
 _Fields = tuple[int, int, int, int, int, int, bool]
 _NO_FIELDS: _Fields = (0, 0, 0, 0, 0, 0, False)
+_MAX = MAX_TOKEN_COUNT
 
 
 def usage_from(raw: dict[str, Any], base: Usage | None = None) -> Usage:
@@ -162,23 +170,31 @@ def usage_from(raw: dict[str, Any], base: Usage | None = None) -> Usage:
 
 def _fold(raw: dict[str, Any], base: _Fields) -> _Fields:
     """`base` updated with the fields `raw` has (the rule of `usage_from`)."""
+    # as_int() inlined (`v if type(v) is int and 0 < v <= _MAX else 0`): a call per count costs
+    # more than the rest of the test, and this runs for every metered answer and stream.
     input_tokens, write_5m, write_1h, read, output, searches, batch = base
     creation = raw.get("cache_creation")
     if isinstance(creation, dict):
-        write_5m = as_int(creation.get("ephemeral_5m_input_tokens"))
-        write_1h = as_int(creation.get("ephemeral_1h_input_tokens"))
+        v = creation.get("ephemeral_5m_input_tokens")
+        write_5m = v if type(v) is int and 0 < v <= _MAX else 0
+        v = creation.get("ephemeral_1h_input_tokens")
+        write_1h = v if type(v) is int and 0 < v <= _MAX else 0
     elif "cache_creation_input_tokens" in raw:
         # Older responses carry only the total; it is all 5-minute writes.
-        write_5m, write_1h = as_int(raw.get("cache_creation_input_tokens")), 0
+        v = raw["cache_creation_input_tokens"]
+        write_5m, write_1h = (v if type(v) is int and 0 < v <= _MAX else 0), 0
     tools = raw.get("server_tool_use")
     if isinstance(tools, dict):
         searches = as_int(tools.get("web_search_requests"))
     if "input_tokens" in raw:
-        input_tokens = as_int(raw["input_tokens"])
+        v = raw["input_tokens"]
+        input_tokens = v if type(v) is int and 0 < v <= _MAX else 0
     if "cache_read_input_tokens" in raw:
-        read = as_int(raw["cache_read_input_tokens"])
+        v = raw["cache_read_input_tokens"]
+        read = v if type(v) is int and 0 < v <= _MAX else 0
     if "output_tokens" in raw:
-        output = as_int(raw["output_tokens"])
+        v = raw["output_tokens"]
+        output = v if type(v) is int and 0 < v <= _MAX else 0
     if "service_tier" in raw:
         batch = raw["service_tier"] == "batch"
     return input_tokens, write_5m, write_1h, read, output, searches, batch
