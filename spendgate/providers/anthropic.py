@@ -206,6 +206,7 @@ def _usage(f: _Fields) -> Usage:
 
 # Events the stream meter recognises by their first bytes, in the usual `event: x` spelling.
 _CONTENT_DELTA = b"event: content_block_delta"
+_CONTENT_DELTA_LEN = len(_CONTENT_DELTA)
 _SKIPPED = (b"event: ping", b"event: content_block_st")  # ping, content_block_start and _stop
 _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}'
 # The two events with usage; both prefixes are _USAGE_AT bytes long, so the data is what follows.
@@ -238,12 +239,16 @@ class AnthropicStreamMeter:
     def feed(self, chunk: bytes) -> bytes:
         # SSEBuffer.push, inline: this runs for every chunk of every stream.
         data = self._pending + chunk if self._pending else chunk
-        if b"\r\n" in data:
+        # A one-byte search (memchr) rather than the two-byte one: a third of its instructions. A
+        # lone \r makes the replace a copy that changes nothing.
+        if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
         events = data.split(b"\n\n")
         self._pending = events.pop()
         for event in events:
-            if event.startswith(_CONTENT_DELTA):
+            # A slice compared, not startswith(): bytes.startswith parses its arguments with
+            # PyArg_ParseTuple, which costs more than the slice (most events are content deltas).
+            if event[:_CONTENT_DELTA_LEN] == _CONTENT_DELTA:
                 # Only needed if the stream is cut before message_delta: count, don't parse.
                 if len(event) > 113:
                     self._delta_chars += len(event) - 113
