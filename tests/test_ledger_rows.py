@@ -171,3 +171,29 @@ def test_of_call_of_a_call_never_sent() -> None:
     assert values["cost_nanos"] == 0 and values["pricing_tier"] is values["counterfactual_cost_nanos"] is None
     assert values["first_byte_at"] is None and values["budget_note"] is None
     assert values["ended_at"] == "2025-11-24T16:00:00.750000Z"
+
+
+def test_journal_line_is_the_rows_fields_in_order(tmp_path: Path) -> None:
+    """Journal.append writes the row's __dict__: the same bytes orjson gives the dataclass itself
+    (its fields in order), for a row of_call built and for one built by LedgerRow's __init__."""
+    from spendgate.ledger.journal import Journal, parse_lines
+
+    call = _admitted("would_block:b")
+    attempts = Attempts(2, "upstream-model", call.price, "fallback-model", 1_764_000_000.5, "upstream-id")
+    model = "response-model\u00e9\"\\"  # escaped as JSON must
+    metered = Metered(Usage(11, 12, 13, 14, 15, 16, 17), model, True, False, "error-type")
+    measured = Measured(200, "stream_error", metered, True, 1_764_000_001.000001)
+    cost = Cost(123, "ref", "long_context")
+    built = LedgerRow.of_call(call, attempts, measured, cost, 456, 1_764_000_002.5)
+    plain = LedgerRow(
+        request_id="r-2", provider="openai", endpoint="/v1/chat/completions", started_at="a",
+        ended_at="b", status_code=200, status="ok", use_case="u", tags={"k": "v\n"}, cost_nanos=2**62,
+    )  # fmt: skip
+    journal = Journal(tmp_path, 1 << 20)
+    for row in (built, plain):
+        journal.append(row)
+    lines = journal.current.path.read_bytes().splitlines(keepends=True)
+    assert lines == [orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in (built, plain)]
+    assert list(orjson.loads(lines[0])) == list(LEDGER_COLUMNS)
+    assert parse_lines(lines, "test") == [built, plain]
+    journal.close()
