@@ -30,7 +30,7 @@ from starlette.types import Message, Receive, Scope, Send
 from spendgate.admission import Admission, Admitted
 from spendgate.errors import Refused, SpendgateError, UpstreamCut, UpstreamUnavailable
 from spendgate.forward import Forwarded, Forwarding
-from spendgate.meter import measure_json, refused_by_budget, relay, unanswered, with_prompt_estimate
+from spendgate.meter import Measured, measure_json, refused_by_budget, relay, unanswered, with_prompt_estimate
 from spendgate.providers.base import Provider, forwardable_raw_headers
 from spendgate.settlement import Settlement
 
@@ -109,9 +109,12 @@ class ProxyEndpoint:
         finally:
             upstream.release()
         measured = measure_json(self.provider, call.info, upstream.status, payload)
-        # 7-8. settle and record
-        self.settlement.settle(call, sent.attempts, measured)
-        await respond_raw(send, upstream.status, response_headers, payload)
+        # 7-8. settle and record: the row journaled before the answer goes, the rest once it has
+        settled = self.settlement.record(call, sent.attempts, measured)
+        try:
+            await respond_raw(send, upstream.status, response_headers, payload)
+        finally:
+            self.settlement.after(settled)
 
     def error(self, exc: SpendgateError, request_id: str) -> Reply:
         """An error in the provider's own format, with our request id."""
@@ -140,7 +143,11 @@ class ProxyEndpoint:
 
         watch = asyncio.ensure_future(receive())
         watch.add_done_callback(on_receive)
-        settle = functools.partial(self.settlement.settle, call, sent.attempts)
+        settlement, settled = self.settlement, []
+
+        def settle(measured: Measured) -> None:  # the row journaled before the stream's last bytes
+            settled.append(settlement.record(call, sent.attempts, measured))
+
         complete = functools.partial(with_prompt_estimate, self.provider, call.info)
         try:
             await send(start)
@@ -153,6 +160,8 @@ class ProxyEndpoint:
                 raise  # cancelled by something else (shutdown): pass it on
         finally:
             state["done"] = True
+            if settled:  # the budget, rate limit and metrics, once the stream has ended
+                settlement.after(settled[0])
 
 
 class HeaderNames:
