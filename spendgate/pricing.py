@@ -144,11 +144,16 @@ def cost_of(price: ModelPrice, usage: Usage, total_in: int | None = None) -> Cos
     input_tokens, write_5m, write_1h, read, output, _, searches, batch = usage
     if total_in is None:
         total_in = input_tokens + write_5m + write_1h + read
-    scaled = price.scaled
-    rates = scaled.bases
-    for start, past in scaled.tiers:  # ascending: the last threshold exceeded wins
-        if total_in > start:
-            rates = past
+    # _Scaled unpacked once too (denominator, bases, tiers, web_search_per_k, batch_discount).
+    scale, bases, tiers, per_k, discount = price.scaled
+    rates = bases
+    tier = "standard"
+    if tiers:
+        for start, past in tiers:  # ascending: the last threshold exceeded wins
+            if total_in > start:
+                rates = past
+        if rates[0] != bases[0]:
+            tier = "long_context"
     input_rate, write_5m_rate, write_1h_rate, read_rate, output_rate = rates
     # USD per MTok x tokens x 1000 is nano-dollars; searches are priced per thousand.
     numerator = (
@@ -159,12 +164,11 @@ def cost_of(price: ModelPrice, usage: Usage, total_in: int | None = None) -> Cos
         + output * output_rate
     ) * 1000
     if searches:
-        numerator += searches * scaled.web_search_per_k * 1_000_000
-    denominator = scaled.denominator
-    tier = "standard" if input_rate == scaled.bases[0] else "long_context"
+        numerator += searches * per_k * 1_000_000
+    denominator = scale
     if batch:
-        numerator *= scaled.batch_discount
-        denominator *= scaled.denominator
+        numerator *= discount
+        denominator *= scale
         tier = f"batch+{tier}" if tier != "standard" else "batch"
     nanos, rest = divmod(numerator, denominator)
     if 2 * rest > denominator or (2 * rest == denominator and nanos & 1):
