@@ -302,3 +302,18 @@ def test_anthropic_json_meter_cleans_the_model_name(model: Any, recorded: str | 
     metered = AnthropicProvider(None).meter_json(200, json.dumps({"model": model, "usage": {}}).encode())
     assert metered.response_model == recorded
     assert metered == Metered(Usage(), recorded, False, True, None)
+
+
+@pytest.mark.parametrize(
+    ("model", "recorded"), [("claude\x00-x\x9f", "claude-x"), ("m" * 250, "m" * 200), (7, None)], ids=repr
+)
+def test_anthropic_stream_meter_cleans_the_model_name(model: Any, recorded: str | None) -> None:
+    """message_start's model as clean_text keeps it; a usage that is not an object counts nothing."""
+    from spendgate.providers.anthropic import AnthropicStreamMeter
+
+    start = {"type": "message_start", "message": {"model": model, "usage": [1]}}
+    delta = {"type": "message_delta", "usage": "x"}
+    meter = AnthropicStreamMeter()
+    for event in (start, delta, {"type": "message_stop"}):
+        meter.feed(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+    assert meter.result() == Metered(Usage(), recorded, False, True, None)

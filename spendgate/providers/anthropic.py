@@ -19,7 +19,6 @@ from spendgate.providers.base import (
     RouteFeatures,
     UpstreamRequest,
     as_int,
-    as_object,
     clean_text,
     error_type,
     forwardable_request_headers,
@@ -292,11 +291,18 @@ class AnthropicStreamMeter:
         """One decoded stream event (also fed by the Bedrock meter, which unwraps them)."""
         kind = payload.get("type")
         if kind == "message_start":
-            message = as_object(payload.get("message"))
-            self._model = clean_text(message.get("model"))
-            self._fields = _fold(as_object(message.get("usage")), _NO_FIELDS)
+            message = payload.get("message")
+            if not isinstance(message, dict):
+                message = {}
+            model = message.get("model")
+            if type(model) is not str or len(model) > MAX_NAME_CHARS or not model.isprintable():
+                model = clean_text(model)  # the common case (a short printable name) kept as it is
+            self._model = model
+            usage = message.get("usage")
+            self._fields = _fold(usage if isinstance(usage, dict) else {}, _NO_FIELDS)
         elif kind == "message_delta":
-            self._fields = _fold(as_object(payload.get("usage")), self._fields)
+            usage = payload.get("usage")
+            self._fields = _fold(usage if isinstance(usage, dict) else {}, self._fields)
             self._saw_delta = True
         elif kind == "message_stop":
             self._done = self.finished = True
@@ -313,8 +319,10 @@ class AnthropicStreamMeter:
             seen = max(fields[4], rough_tokens(self._delta_chars) if self._delta_chars else 0)
             fields = (fields[0], fields[1], fields[2], fields[3], seen, fields[5], fields[6])
         complete = self._done and self._error is None
+        i, w5, w1, r, o, s, b = fields  # Usage in field order (Anthropic reports no reasoning_tokens)
+        usage = new_tuple(Usage, (i, w5, w1, r, o, 0, s, b))
         # Metered(usage, response_model, estimated, complete, error_type)
-        return new_tuple(Metered, (_usage(fields), self._model, estimated, complete, self._error))
+        return new_tuple(Metered, (usage, self._model, estimated, complete, self._error))
 
 
 def estimate_input_tokens(body: dict[str, Any]) -> int:
