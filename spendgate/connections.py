@@ -4,10 +4,11 @@ uvicorn times out idle keep-alive connections but not a request that never finis
 200 slowloris connections (headers or body one byte at a time) stayed open forever. This is
 uvicorn's httptools protocol with two deadlines: the request's headers must be complete within
 `header_timeout_s` of its first byte (or of the connection), its body within `body_timeout_s` of
-its headers. A deadline is a number on the connection, set and cleared twice per request (no
-cost per chunk: an asyncio timer armed and cancelled twice per request cost about 2% of a call's
-CPU); one sweep per server, every quarter of the shorter timeout (at most a second), answers the
-connections past theirs, so a deadline fires up to that much late. A good call never notices.
+its headers. A deadline is a number on the connection, set twice per request (no cost per chunk:
+an asyncio timer armed and cancelled twice per request cost about 2% of a call's CPU); one sweep
+per server, every quarter of the shorter timeout (at most a second), answers the connections past
+theirs, so a deadline fires up to that much late. The body's deadline ends with the body (the sweep
+reads that in the request's cycle), however long the app then takes. A good call never notices.
 Past `max_concurrency` open connections or requests in flight, a request is answered
 503 at once. Every answer made here (408, 503, and the 400 for bytes that are not HTTP) is JSON that
 reads as an error to both providers' SDKs, not uvicorn's plain text.
@@ -16,7 +17,6 @@ reads as an error to both providers' SDKs, not uvicorn's plain text.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -63,66 +63,72 @@ def configure(config: Config, header_timeout_s: float, body_timeout_s: float, ma
     config.spendgate_limits = (header_timeout_s, body_timeout_s, max_concurrency)  # type: ignore[attr-defined]
 
 
+# The base class's callbacks, called directly: the overrides below run for every request, and
+# a super() object costs about as much as the rest of such a method.
+_begin = HttpToolsProtocol.on_message_begin
+_headers_complete = HttpToolsProtocol.on_headers_complete
+_body = HttpToolsProtocol.on_body
+_message_complete = HttpToolsProtocol.on_message_complete
+
+
 class TimedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, config: Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
         limits: tuple[float, float, int] = getattr(config, "spendgate_limits", (0.0, 0.0, 0))
         self._header_timeout, self._body_timeout, self._max_concurrency = limits
         self._due = 0.0  # loop time by which the current phase must end (0: none)
-        self._late: Callable[[], None] = self._headers_late
+        self._body_phase = False  # the phase `_due` is for: the request's body (else its headers)
         self._refused = False  # answered 503 before the app saw it: ignore the rest of its bytes
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm(self._header_timeout, self._headers_late)
+        if self._header_timeout:
+            self._due = self.loop.time() + self._header_timeout
         if self._header_timeout or self._body_timeout:
             _Sweep.ensure(self)
 
+    # The phases' deadlines are set inline (no helper method): these run for every request.
     def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._arm(self._header_timeout, self._headers_late)
+        _begin(self)
+        self._body_phase = False
+        self._due = self.loop.time() + self._header_timeout if self._header_timeout else 0.0
 
     def on_headers_complete(self) -> None:
-        self._disarm()
         limit = self._max_concurrency
         if limit and (len(self.connections) > limit or len(self.tasks) >= limit):
+            self._due = 0.0
             self._refused = True
             self._close_with(_BUSY)
             return
-        super().on_headers_complete()
-        self._arm(self._body_timeout, self._body_late)
+        _headers_complete(self)
+        # The body's deadline replaces the headers'. It is not cleared when the body is complete:
+        # the sweep reads that in the request's cycle (check_deadline), at no cost per request.
+        self._body_phase = True
+        self._due = self.loop.time() + self._body_timeout if self._body_timeout else 0.0
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
-            super().on_body(body)
+            _body(self, body)
 
     def on_message_complete(self) -> None:
-        self._disarm()
         if not self._refused:
-            super().on_message_complete()
+            _message_complete(self)
 
     def send_400_response(self, msg: str) -> None:
         self._close_with(_NOT_HTTP)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def _arm(self, seconds: float | None, handler: Callable[[], None]) -> None:
-        if seconds:
-            self._due = self.loop.time() + seconds
-            self._late = handler
-        else:
-            self._due = 0.0
-
-    def _disarm(self) -> None:
         self._due = 0.0
+        super().connection_lost(exc)
 
     def check_deadline(self, now: float) -> None:
         """Called by the sweep: answer and close if the current phase is past its deadline."""
         if self._due and now >= self._due:
             self._due = 0.0
-            self._late()
+            if not self._body_phase:
+                self._headers_late()
+            elif self.cycle is not None and self.cycle.more_body:  # else the whole body came in time
+                self._body_late()
 
     def _headers_late(self) -> None:
         self._close_with(_HEADERS_LATE)

@@ -89,3 +89,22 @@ def test_past_the_concurrency_limit_a_request_gets_a_json_503(tmp_path: Path, fa
             sock.close()
         time.sleep(0.2)
         assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+
+
+def test_a_call_slower_than_the_body_deadline_is_answered_once_its_body_is_in(
+    strict: tuple[str, Gateway, str], fake: FakeUpstream
+) -> None:
+    """The body's deadline ends with the body: a provider that takes longer than it (here 1.8 s
+    against 1 s) is waited for, and the connection stays open for the next call."""
+    url, gw, key = strict
+    body = {"model": "claude-haiku-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+    with httpx.Client(base_url=url, timeout=10) as client:
+        slow = client.post("/v1/messages", json=body, headers={**headers, "x-fake-latency-ms": "1800"})
+        assert slow.status_code == 200 and slow.json()["type"] == "message"
+        time.sleep(1.5)  # idle past the stale body deadline, within the keep-alive timeout
+        again = client.post("/v1/messages", json=body, headers=headers)
+        assert again.status_code == 200
+        assert client.get("/healthz").status_code == 200
+    assert gw.ledger.wait_idle(10)
+    assert len(gw.store.ledger_rows()) == 2
