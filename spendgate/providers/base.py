@@ -183,8 +183,31 @@ def error_type(table: Mapping[type[SpendgateError], str], exc: SpendgateError) -
     return None
 
 
+# Header names already judged, so a call's headers are filtered with set lookups rather than by
+# lower-casing every name again: the same few names come on every call. A name in _DROP_REQUEST as
+# it stands is lower case, so it is dropped; a name met before is kept if it was kept then; only a
+# name never met is lower-cased. Bounded, as the names are the client's (or the provider's) to
+# choose: past the bound, a new name is judged afresh each time it comes.
+MAX_JUDGED_NAMES = 1024
+_KEPT_REQUEST: set[str] = set()
+_KEPT_RAW: set[bytes] = set()
+_DROPPED_RAW: set[bytes] = set()
+
+
+def _kept_request_name(name: str) -> bool:
+    kept = name.lower() not in _DROP_REQUEST
+    if kept and len(_KEPT_REQUEST) < MAX_JUDGED_NAMES:
+        _KEPT_REQUEST.add(name)
+    return kept
+
+
 def forwardable_request_headers(incoming: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in incoming.items() if k.lower() not in _DROP_REQUEST}
+    """The headers whose names, lower-cased, are not in _DROP_REQUEST (judged as described above)."""
+    return {
+        k: v
+        for k, v in incoming.items()
+        if k not in _DROP_REQUEST and (k in _KEPT_REQUEST or _kept_request_name(k))
+    }
 
 
 def forwardable_response_headers(upstream: Mapping[str, str]) -> dict[str, str]:
@@ -194,13 +217,23 @@ def forwardable_response_headers(upstream: Mapping[str, str]) -> dict[str, str]:
 _DROP_RESPONSE_RAW = frozenset(name.encode() for name in _DROP_RESPONSE)
 
 
+def _kept_raw_name(name: bytes) -> bool:
+    lower = name.lower()
+    kept = lower not in _DROP_RESPONSE_RAW and not lower.startswith(b"x-spendgate-")
+    judged = _KEPT_RAW if kept else _DROPPED_RAW
+    if len(judged) < MAX_JUDGED_NAMES:
+        judged.add(name)
+    return kept
+
+
 def forwardable_raw_headers(upstream: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The same filter over header pairs as they came off the wire (no decoding, no re-encoding),
-    minus any `x-spendgate-*` the provider sent (those names are ours to set)."""
+    minus any `x-spendgate-*` the provider sent (those names are ours to set). Names are judged
+    once, as the request's are (above): the wire's spelling of a name is the set's key."""
     return [
-        (k, v)
-        for k, v in upstream
-        if (name := k.lower()) not in _DROP_RESPONSE_RAW and not name.startswith(b"x-spendgate-")
+        pair
+        for pair in upstream
+        if pair[0] in _KEPT_RAW or (pair[0] not in _DROPPED_RAW and _kept_raw_name(pair[0]))
     ]
 
 
