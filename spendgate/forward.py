@@ -26,7 +26,7 @@ import aiohttp
 
 from spendgate.admission import Admitted
 from spendgate.errors import UpstreamUnavailable
-from spendgate.pricing import ModelPrice
+from spendgate.pricing import ModelPrice, new_tuple
 from spendgate.providers.base import Provider
 from spendgate.routing.policy import Fallbacks
 from spendgate.routing.router import Router
@@ -69,6 +69,7 @@ class Forwarding:
         provider = self._provider
         policy = self._router.policy.fallbacks
         plan = self._plan(policy, call.model, provider.base_url)
+        on_status = policy.on_status
         sent_at = time.time()
         model, price = call.model, call.price
         asked_s: float | None = None  # how long the provider asked us to wait before trying it again
@@ -91,17 +92,20 @@ class Forwarding:
                 step, asked_s = step + 1, None
                 continue
             following = step + 1
-            if response.status in policy.on_status:
+            if response.status in on_status:  # retryable (429, 529, 5xx), unless the plan is done
                 asked_s = retry_after_s(response.headers)
                 if asked_s is not None and asked_s * 1000 > policy.max_retry_after_ms:
                     while following < len(plan) and plan[following][2]:
                         following += 1  # longer than a client should wait: not this deployment again
-            if response.status not in policy.on_status or following == len(plan):
-                request_id = response.headers.get(provider.request_id_header)
-                return Forwarded(response, Attempts(count, model, price, fallback_from, sent_at, request_id))
-            response.release()  # retryable (429, 529, 5xx): on to the next step of the plan
-            step = following
-
+                if following < len(plan):
+                    response.release()  # on to the next step of the plan
+                    step = following
+                    continue
+            request_id = response.headers.get(provider.request_id_header)
+            # Attempts(total, model, price, fallback_from, sent_at, upstream_request_id) and
+            # Forwarded(response, attempts), built as tuples (no NamedTuple __new__ frame each)
+            attempts = new_tuple(Attempts, (count, model, price, fallback_from, sent_at, request_id))
+            return new_tuple(Forwarded, (response, attempts))
 
     def _plan(self, policy: Fallbacks, model: str, base: str) -> list[tuple[str, str, int]]:
         if policy is not self._plans_of or len(self._plans) > 1000:
