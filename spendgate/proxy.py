@@ -94,8 +94,12 @@ class ProxyEndpoint:
                 return await respond(send, self.error(exc, request_id))
             raise
         upstream, response_headers = sent.response, answer_headers(call, sent)
-        streamed = self.provider.stream_content_type in upstream.content_type
-        if call.info.stream and upstream.status == 200 and streamed:
+        # The content type last: aiohttp parses it on first read, and a JSON call never needs it.
+        if (
+            call.info.stream
+            and upstream.status == 200
+            and self.provider.stream_content_type in upstream.content_type
+        ):
             # 6-8. meter, settle and record as the stream is relayed, chunk by chunk
             start = {"type": "http.response.start", "status": 200, "headers": response_headers}
             return await self.relay_stream(call, sent, start, receive, send)
