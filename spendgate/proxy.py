@@ -31,7 +31,7 @@ from spendgate.admission import Admission, Admitted
 from spendgate.errors import Refused, SpendgateError, UpstreamCut, UpstreamUnavailable
 from spendgate.forward import Forwarded, Forwarding
 from spendgate.meter import Measured, measure_json, refused_by_budget, relay, unanswered, with_prompt_estimate
-from spendgate.providers.base import Provider, forwardable_raw_headers
+from spendgate.providers.base import HeaderFilter, Provider
 from spendgate.settlement import Settlement
 
 __all__ = ["REQUEST_ID_HEADER", "ProxyEndpoint", "Reply", "new_request_id", "respond"]
@@ -70,6 +70,7 @@ class ProxyEndpoint:
         self.forwarding = forwarding
         self.settlement = settlement
         self.header_names = HeaderNames()  # public: bench/steps_bench.py decodes as the server does
+        self.answer_filter = HeaderFilter()  # which of the provider's headers reach the client
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id, started = new_request_id(), time.time()
@@ -93,7 +94,7 @@ class ProxyEndpoint:
             if isinstance(exc, Refused):
                 return await respond(send, self.error(exc, request_id))
             raise
-        upstream, response_headers = sent.response, answer_headers(call, sent)
+        upstream, response_headers = sent.response, answer_headers(call, sent, self.answer_filter)
         # The content type last: aiohttp parses it on first read, and a JSON call never needs it.
         if (
             call.info.stream
@@ -196,10 +197,10 @@ class HeaderNames:
         return text
 
 
-def answer_headers(call: Admitted, sent: Forwarded) -> list[tuple[bytes, bytes]]:
+def answer_headers(call: Admitted, sent: Forwarded, kept: HeaderFilter) -> list[tuple[bytes, bytes]]:
     """The provider's headers that stay valid after metering, with the budget's and ours: raw
     pairs from the wire to the server, with no dict or str in between."""
-    headers = forwardable_raw_headers(sent.response.raw_headers)
+    headers = kept.raw_response(sent.response.raw_headers)
     if call.budget is not None:
         budget = call.budget.headers
         if budget:

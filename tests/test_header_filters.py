@@ -1,4 +1,4 @@
-"""The header filters judge each name once (providers/base.py): what they forward, in what order,
+"""The header filter judges each name once (providers/base.py HeaderFilter): what it forwards, in what order,
 must be what lower-casing every name afresh gives, the first time a name comes and every time
 after, whatever its spelling, and past the bound on the names remembered."""
 
@@ -6,16 +6,8 @@ from __future__ import annotations
 
 import random
 
-import pytest
-
-from spendgate.providers import base
 from spendgate.providers.anthropic import AnthropicProvider
-from spendgate.providers.base import (
-    _DROP_REQUEST,
-    _DROP_RESPONSE_RAW,
-    forwardable_raw_headers,
-    forwardable_request_headers,
-)
+from spendgate.providers.base import _DROP_REQUEST, _DROP_RESPONSE_RAW, HeaderFilter
 
 
 def request_afresh(incoming: dict[str, str]) -> dict[str, str]:
@@ -53,38 +45,33 @@ def spellings(rng: random.Random, name: str) -> str:
 
 
 def test_request_headers_as_lower_casing_every_name_gives() -> None:
-    rng = random.Random(18)
+    rng, kept = random.Random(18), HeaderFilter()
     for _ in range(400):
         incoming = {spellings(rng, name): f"v{i}" for i, name in enumerate(rng.sample(NAMES, 12))}
-        got = forwardable_request_headers(incoming)
+        got = kept.request(incoming)
         assert list(got.items()) == list(request_afresh(incoming).items()), incoming
-    assert len(base._KEPT_REQUEST) <= base.MAX_JUDGED_NAMES
 
 
 def test_response_headers_as_lower_casing_every_name_gives() -> None:
-    rng = random.Random(27)
+    rng, kept = random.Random(27), HeaderFilter()
     for _ in range(400):
         names = [spellings(rng, name) for name in rng.choices(NAMES, k=12)]  # repeats, as set-cookie
         upstream = [(name.encode("latin-1"), f"v{i}".encode()) for i, name in enumerate(names)]
-        got = forwardable_raw_headers(upstream)
+        got = kept.raw_response(upstream)
         assert got == raw_afresh(upstream), upstream
-    assert len(base._KEPT_RAW) + len(base._DROPPED_RAW) <= 2 * base.MAX_JUDGED_NAMES
 
 
-def test_past_the_bound_names_are_judged_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(base, "MAX_JUDGED_NAMES", 8)
-    monkeypatch.setattr(base, "_KEPT_REQUEST", set())
-    monkeypatch.setattr(base, "_KEPT_RAW", set())
-    monkeypatch.setattr(base, "_DROPPED_RAW", set())
+def test_past_the_bound_names_are_judged_afresh() -> None:
+    kept = HeaderFilter(max_names=8)
     rng = random.Random(36)
     junk = [f"x-junk-{n}" for n in range(50)]
     for _ in range(50):
         incoming = {spellings(rng, name): "v" for name in rng.sample(NAMES + junk, 20)}
-        assert list(forwardable_request_headers(incoming).items()) == list(request_afresh(incoming).items())
+        assert list(kept.request(incoming).items()) == list(request_afresh(incoming).items())
         upstream = [(name.encode("latin-1"), b"v") for name in incoming]
-        assert forwardable_raw_headers(upstream) == raw_afresh(upstream)
-    assert len(base._KEPT_REQUEST) == 8
-    assert len(base._KEPT_RAW) == len(base._DROPPED_RAW) == 8
+        assert kept.raw_response(upstream) == raw_afresh(upstream)
+    assert len(kept._kept_request) == 8
+    assert len(kept._kept_raw) == len(kept._dropped_raw) == 8
 
 
 def test_the_client_credential_never_goes_upstream_however_spelled() -> None:

@@ -14,6 +14,7 @@ from spendgate.providers.base import (
     MAX_NAME_CHARS,
     MAX_TOKEN_COUNT,
     ClientRequest,
+    HeaderFilter,
     Metered,
     RequestInfo,
     RouteFeatures,
@@ -21,7 +22,6 @@ from spendgate.providers.base import (
     as_int,
     clean_text,
     error_type,
-    forwardable_request_headers,
     json_object,
     last_turn,
     read_metadata,
@@ -57,6 +57,7 @@ class AnthropicProvider:
     def __init__(self, api_key: str | None, base_url: str = "https://api.anthropic.com") -> None:
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
+        self.headers = HeaderFilter()  # which of a call's headers go on to the provider
 
     def parse(self, body: bytes, path: str) -> RequestInfo:
         # json_object and read_token_limit, inline for a valid body; they refuse any other
@@ -96,7 +97,7 @@ class AnthropicProvider:
         return orjson.dumps({**info.body, "model": model})
 
     def upstream_headers(self, incoming: Mapping[str, str]) -> dict[str, str]:
-        headers = forwardable_request_headers(incoming)
+        headers = self.headers.request(incoming)
         headers["accept-encoding"] = "identity"
         if self._api_key:
             headers["x-api-key"] = self._api_key

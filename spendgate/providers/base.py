@@ -183,33 +183,6 @@ def error_type(table: Mapping[type[SpendgateError], str], exc: SpendgateError) -
     return None
 
 
-# Header names already judged, so a call's headers are filtered with set lookups rather than by
-# lower-casing every name again: the same few names come on every call. A name in _DROP_REQUEST as
-# it stands is lower case, so it is dropped; a name met before is kept if it was kept then; only a
-# name never met is lower-cased. Bounded, as the names are the client's (or the provider's) to
-# choose: past the bound, a new name is judged afresh each time it comes.
-MAX_JUDGED_NAMES = 1024
-_KEPT_REQUEST: set[str] = set()
-_KEPT_RAW: set[bytes] = set()
-_DROPPED_RAW: set[bytes] = set()
-
-
-def _kept_request_name(name: str) -> bool:
-    kept = name.lower() not in _DROP_REQUEST
-    if kept and len(_KEPT_REQUEST) < MAX_JUDGED_NAMES:
-        _KEPT_REQUEST.add(name)
-    return kept
-
-
-def forwardable_request_headers(incoming: Mapping[str, str]) -> dict[str, str]:
-    """The headers whose names, lower-cased, are not in _DROP_REQUEST (judged as described above)."""
-    return {
-        k: v
-        for k, v in incoming.items()
-        if k not in _DROP_REQUEST and (k in _KEPT_REQUEST or _kept_request_name(k))
-    }
-
-
 def forwardable_response_headers(upstream: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in upstream.items() if k.lower() not in _DROP_RESPONSE}
 
@@ -217,24 +190,55 @@ def forwardable_response_headers(upstream: Mapping[str, str]) -> dict[str, str]:
 _DROP_RESPONSE_RAW = frozenset(name.encode() for name in _DROP_RESPONSE)
 
 
-def _kept_raw_name(name: bytes) -> bool:
-    lower = name.lower()
-    kept = lower not in _DROP_RESPONSE_RAW and not lower.startswith(b"x-spendgate-")
-    judged = _KEPT_RAW if kept else _DROPPED_RAW
-    if len(judged) < MAX_JUDGED_NAMES:
-        judged.add(name)
-    return kept
+class HeaderFilter:
+    """Which headers go on: a request's to the provider (not the hop-by-hop ones, nor the client's
+    credentials), the provider's raw answer headers to the client (not the hop-by-hop ones, nor
+    any `x-spendgate-*`: those names are ours to set).
 
+    Names already judged are remembered, so a call's headers are filtered with set lookups rather
+    than by lower-casing every name again: the same few names come on every call. A name in
+    _DROP_REQUEST as it stands is lower case, so it is dropped; a name met before is kept if it was
+    kept then; only a name never met is lower-cased. Bounded, as the names are the client's (or the
+    provider's) to choose: past `max_names`, a new name is judged afresh each time it comes. One
+    per provider and per endpoint, built with them (nothing kept at module level).
+    """
 
-def forwardable_raw_headers(upstream: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The same filter over header pairs as they came off the wire (no decoding, no re-encoding),
-    minus any `x-spendgate-*` the provider sent (those names are ours to set). Names are judged
-    once, as the request's are (above): the wire's spelling of a name is the set's key."""
-    return [
-        pair
-        for pair in upstream
-        if pair[0] in _KEPT_RAW or (pair[0] not in _DROPPED_RAW and _kept_raw_name(pair[0]))
-    ]
+    __slots__ = ("_dropped_raw", "_kept_raw", "_kept_request", "max_names")
+
+    def __init__(self, max_names: int = 1024) -> None:
+        self.max_names = max_names
+        self._kept_request: set[str] = set()
+        self._kept_raw: set[bytes] = set()
+        self._dropped_raw: set[bytes] = set()
+
+    def request(self, incoming: Mapping[str, str]) -> dict[str, str]:
+        """The headers whose names, lower-cased, are not in _DROP_REQUEST."""
+        kept = self._kept_request
+        return {k: v for k, v in incoming.items() if k not in _DROP_REQUEST and (k in kept or self._judge(k))}
+
+    def raw_response(self, upstream: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """The provider's header pairs as they came off the wire (no decoding, no re-encoding) that
+        may reach the client; the wire's spelling of a name is the key remembered."""
+        kept, dropped = self._kept_raw, self._dropped_raw
+        return [
+            pair
+            for pair in upstream
+            if pair[0] in kept or (pair[0] not in dropped and self._judge_raw(pair[0]))
+        ]
+
+    def _judge(self, name: str) -> bool:
+        kept = name.lower() not in _DROP_REQUEST
+        if kept and len(self._kept_request) < self.max_names:
+            self._kept_request.add(name)
+        return kept
+
+    def _judge_raw(self, name: bytes) -> bool:
+        lower = name.lower()
+        kept = lower not in _DROP_RESPONSE_RAW and not lower.startswith(b"x-spendgate-")
+        judged = self._kept_raw if kept else self._dropped_raw
+        if len(judged) < self.max_names:
+            judged.add(name)
+        return kept
 
 
 def rough_tokens(chars: int) -> int:

@@ -31,13 +31,13 @@ from spendgate.providers.anthropic import AnthropicStreamMeter, estimate_input_t
 from spendgate.providers.aws_signer import NoAwsCredentials
 from spendgate.providers.base import (
     ClientRequest,
+    HeaderFilter,
     Metered,
     RequestInfo,
     RouteFeatures,
     UpstreamRequest,
     as_int,
     clean_text,
-    forwardable_request_headers,
     json_object,
     last_turn,
     read_metadata,
@@ -124,6 +124,7 @@ class BedrockProvider:
     def __init__(self, region: str | None = None, base_url: str | None = None) -> None:
         self._region = region
         self._base_url = base_url.rstrip("/") if base_url else None
+        self.headers = HeaderFilter()  # which of a call's headers go on to the provider
         self._signer: Any = None  # AwsSigner, built at first use (botocore is an optional extra)
         self._paths: dict[tuple[str, str], str] = {}  # (path called, model sent) -> upstream path
 
@@ -203,7 +204,7 @@ class BedrockProvider:
         # is signed with it; never the client's credential or its own AWS signing headers.
         headers = {
             k: v
-            for k, v in forwardable_request_headers(incoming).items()
+            for k, v in self.headers.request(incoming).items()
             if not k.lower().startswith("x-amz-")
         }
         headers["accept-encoding"] = "identity"

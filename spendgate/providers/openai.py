@@ -16,6 +16,7 @@ from spendgate.errors import InvalidRequest, SpendgateError
 from spendgate.pricing import Usage, new_tuple
 from spendgate.providers.base import (
     ClientRequest,
+    HeaderFilter,
     Metered,
     RequestInfo,
     RouteFeatures,
@@ -26,7 +27,6 @@ from spendgate.providers.base import (
     as_object,
     clean_text,
     error_type,
-    forwardable_request_headers,
     json_object,
     last_turn,
     read_metadata,
@@ -69,6 +69,7 @@ class OpenAIProvider:
     def __init__(self, api_key: str | None, base_url: str = "https://api.openai.com/v1") -> None:
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
+        self.headers = HeaderFilter()  # which of a call's headers go on to the provider
 
     def parse(self, body: bytes, path: str) -> RequestInfo:
         data = json_object(body)
@@ -114,7 +115,7 @@ class OpenAIProvider:
         return orjson.dumps(data)
 
     def upstream_headers(self, incoming: Mapping[str, str]) -> dict[str, str]:
-        headers = forwardable_request_headers(incoming)
+        headers = self.headers.request(incoming)
         headers["accept-encoding"] = "identity"
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
