@@ -197,3 +197,31 @@ def test_journal_line_is_the_rows_fields_in_order(tmp_path: Path) -> None:
     assert list(orjson.loads(lines[0])) == list(LEDGER_COLUMNS)
     assert parse_lines(lines, "test") == [built, plain]
     journal.close()
+
+
+def test_a_journal_line_reads_back_as_the_same_row_whatever_its_shape() -> None:
+    """LedgerRow.from_journal takes a line of every field in column order as the row's __dict__;
+    a line from before a field existed, or in another order, goes through __init__ (defaults
+    filled in, each value under its own name); a line with a field the row lacks is a torn line."""
+    from spendgate.ledger.journal import parse_lines
+    from spendgate.ledger.quarantine import row_problem
+    from spendgate.store.sql_ledger import ledger_values
+
+    built = LedgerRow.of_call(
+        _admitted(None), None, Measured(200, "ok", Metered(Usage(1, 2, 3, 4, 5)), False), None, None, 1.5e9
+    )
+    fields = dict(built.__dict__)
+    older = {k: v for k, v in fields.items() if k not in ("use_case_source", "use_case_evidence")}
+    reordered = dict(reversed(fields.items()))
+    stranger = {**fields, "not_a_column": 1}
+    lines = [orjson.dumps(d) for d in (fields, older, reordered, stranger)] + [b"[1, 2]", b'{"request_id"']
+    rows = parse_lines(lines, "test")
+    assert len(rows) == 3  # the stranger, the list and the torn line are skipped
+    same, old, shuffled = rows
+    assert same == built and same.__dict__ is not built.__dict__
+    assert shuffled == built
+    assert old == LedgerRow(**older) and old.use_case_source is None
+    for row in rows:
+        assert tuple(row.__dict__) == LEDGER_COLUMNS  # the insert's fast path holds for each
+        assert ledger_values(row) == ledger_values(LedgerRow(**{k: getattr(row, k) for k in LEDGER_COLUMNS}))
+        assert row_problem(row) is None

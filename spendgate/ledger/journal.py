@@ -154,7 +154,7 @@ def parse_lines(lines: Sequence[bytes], name: str) -> list[LedgerRow]:
         if not line.strip():
             continue
         try:
-            rows.append(LedgerRow(**orjson.loads(line)))
+            rows.append(LedgerRow.from_journal(orjson.loads(line)))
         except (orjson.JSONDecodeError, TypeError):  # TypeError: not an object of the row's fields
             log.warning("skipping a torn line in %s", name)
     return rows
