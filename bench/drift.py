@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import cpu_seconds, descendants
+from harness import cpu_seconds
 from targets import Target, start_bare, start_fake, start_spendgate
 from wrkload import Load, run_wrk
 
@@ -58,10 +58,11 @@ def parse_args() -> argparse.Namespace:
 
 
 def process_cpu(target: Target) -> tuple[float, float]:
-    """CPU seconds so far of the serving process and of its live descendants."""
+    """CPU seconds so far of the serving process and of its live descendants (Proc.cpu_s counts
+    both; the process's own share is split out)."""
     assert target.proc is not None
-    pid = target.proc.popen.pid
-    return cpu_seconds(pid), sum(cpu_seconds(child) for child in descendants(pid))
+    own = cpu_seconds(target.proc.pid)
+    return own, target.proc.cpu_s() - own
 
 
 def main() -> None:
