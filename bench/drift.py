@@ -44,6 +44,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", default="bare,spendgate", help="bare and/or spendgate")
     parser.add_argument("--mode", choices=("json", "stream"), default="json")
+    parser.add_argument("--stream-chunks", choices=("whole", "event"), default="whole",
+                        help="How the fake writes a stream (as bench/run.py).")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--cells", type=int, default=3, help="Cells a target, interleaved.")
     parser.add_argument("--seconds", type=int, default=5, help="wrk seconds a cell.")
@@ -72,7 +74,7 @@ def main() -> None:
         raise SystemExit("--targets: bare and/or spendgate")
     extra = dict(item.split("=", 1) for item in args.env)
     logs = Path(tempfile.mkdtemp(prefix="spendgate-drift-"))
-    fake = start_fake(logs, 0.0)
+    fake = start_fake(logs, 0.0, stream_chunks=args.stream_chunks)
     targets: list[Target] = []
     burner: subprocess.Popen[bytes] | None = None
     try:

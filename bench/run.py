@@ -77,6 +77,9 @@ def parse_args() -> argparse.Namespace:
                         help="Connections (c=1: latency, c=50: throughput), e.g. 1,10,50.")
     parser.add_argument("--modes", type=csv_modes, default=["json", "stream"], help="json,stream")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="Fake upstream delay before headers.")
+    parser.add_argument("--stream-chunks", choices=("whole", "event"), default="whole",
+                        help="How the fake writes a stream: in one go (default), or a write per event "
+                        "(which makes the fake the bottleneck of stream c=50 on two cores).")
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (one is plenty here).")
     parser.add_argument("--targets", default="direct,bare,spendgate",
                         help="Subset to run (litellm is added by --litellm); also sg-ingest and "
@@ -273,8 +276,11 @@ def main() -> None:
                   f"({os.cpu_count()} cores)")
     started = time.monotonic()
     logs = RESULTS / "logs"
-    fake = start_fake(logs, args.latency_ms)
-    console.print(f"fake upstream at {fake.url} (latency {args.latency_ms:g} ms)")
+    fake = start_fake(logs, args.latency_ms, stream_chunks=args.stream_chunks)
+    console.print(
+        f"fake upstream at {fake.url} (latency {args.latency_ms:g} ms, streams written "
+        f"{'in one go' if args.stream_chunks == 'whole' else 'event by event'})"
+    )
     starters: dict[str, Callable[[], Target]] = {
         "direct": lambda: direct(fake),
         "bare": lambda: start_bare(logs, fake),
@@ -319,7 +325,8 @@ def main() -> None:
         "command": command, "date": when, "duration_s": round(time.monotonic() - started, 1),
         "settings": {"seconds": args.seconds, "warmup": args.warmup, "concurrency": args.concurrency,
                      "modes": args.modes, "latency_ms": args.latency_ms, "rounds": args.rounds,
-                     "stat": args.stat, "wrk_threads": args.wrk_threads},
+                     "stat": args.stat, "wrk_threads": args.wrk_threads,
+                     "stream_chunks": args.stream_chunks},
         "machine": machine(load), "targets": info, "cells": cells, "goals": goals, "samples": samples,
     }
     args.output.write_text(json.dumps(report, indent=2) + "\n")

@@ -59,13 +59,20 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def start_fake(logs: Path, latency_ms: float, output_tokens: int | None = None) -> Target:
+def start_fake(
+    logs: Path, latency_ms: float, output_tokens: int | None = None, stream_chunks: str = "whole"
+) -> Target:
+    """The fake upstream. `stream_chunks="whole"` (the default) has it write each stream in one go:
+    with a write per event, the fake (a Python process on the same two cores) used 80-100% of a core
+    at stream c=50 and held the bare proxy back, so the streaming cells measured the fake."""
     port = free_port()
     argv = [
         sys.executable, "-m", "spendgate", "fake-upstream", "--host", HOST, "--port", str(port),
         "--latency-ms", str(latency_ms), "--chunk-delay-ms", "0",
         "--anthropic-key", FAKE_ANTHROPIC_KEY, "--openai-key", FAKE_OPENAI_KEY,
     ]
+    if stream_chunks == "whole":
+        argv.append("--whole-streams")
     if output_tokens is not None:  # the fake's default otherwise (capped by each call's max_tokens)
         argv += ["--output-tokens", str(output_tokens)]
     proc = Proc("fake upstream", argv, base_env(), logs / "fake_upstream.log")

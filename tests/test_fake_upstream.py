@@ -399,3 +399,75 @@ def test_latency_and_chunk_delay(claude: anthropic.Anthropic) -> None:
     started = time.perf_counter()
     events = list(ask(claude, max_tokens=8, stream=True, extra_headers={"x-fake-chunk-delay-ms": "20"}))
     assert len(events) == 7 and time.perf_counter() - started >= 0.02 * 7  # 8 wire events (with ping): 7 gaps
+
+
+# ---- how a stream is written (benchmarks) -----------------------------------------------------------
+
+
+def asgi_stream(settings: FakeSettings, headers: dict[str, str], path: str = "/v1/messages") -> list[bytes]:
+    """The body messages the fake's app sends for one streaming call (what the server writes)."""
+    import asyncio
+
+    from spendgate.fake_upstream import create_fake_app
+
+    app = create_fake_app(settings)
+    if path == "/v1/messages":
+        body = {"model": "claude-haiku-4-5", "max_tokens": 16, "stream": True, "messages": USER}
+    else:
+        body = {"model": "gpt-4o-mini", "stream": True, "messages": USER}
+    payload = json.dumps(body).encode()
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    raw_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "headers": raw_headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
+    }  # fmt: skip
+    bodies: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": payload, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            bodies.append(message.get("body", b""))
+
+    async def run() -> None:
+        await app(scope, receive, send)
+
+    asyncio.run(run())
+    return bodies
+
+
+def test_whole_streams_write_the_same_events_in_one_message() -> None:
+    by_event = asgi_stream(FakeSettings(), {})
+    whole = asgi_stream(FakeSettings(whole_streams=True), {})
+    assert len(by_event) > 5 and len(whole) == 1  # the last empty message ends the per-event body
+
+    def names(data: bytes) -> list[str]:
+        return [f.split("\n")[0] for f in data.decode().split("\n\n") if f]
+
+    assert names(whole[0]) == names(b"".join(by_event))
+    assert whole[0].endswith(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    # Per call, by header, either way round; OpenAI's streams too
+    assert len(asgi_stream(FakeSettings(), {"x-fake-stream-chunks": "whole"})) == 1
+    assert len(asgi_stream(FakeSettings(whole_streams=True), {"x-fake-stream-chunks": "event"})) > 5
+    chat = asgi_stream(FakeSettings(whole_streams=True), {}, "/v1/chat/completions")
+    assert len(chat) == 1 and chat[0].endswith(b"data: [DONE]\n\n")
+
+
+def test_whole_streams_keep_pacing_and_cuts() -> None:
+    # A chunk delay means events one by one, whatever was asked
+    paced = asgi_stream(FakeSettings(whole_streams=True), {"x-fake-chunk-delay-ms": "1"})
+    assert len(paced) > 5
+    # A cut stream still ends without its last events, and without ending the body
+    from spendgate.fake_upstream.streaming import StreamCut
+
+    with pytest.raises(StreamCut):
+        asgi_stream(FakeSettings(whole_streams=True), {"x-fake-mode": "stream-cut"})
+
+
+def test_bad_stream_chunks_value_is_refused(fake: FakeUpstream) -> None:
+    body = json.dumps({"model": "m", "max_tokens": 10, "stream": True, "messages": USER}).encode()
+    status, _, data = raw(fake.url + "/v1/messages", body, {"x-fake-stream-chunks": "sometimes"})
+    assert status == 400 and b"x-fake-stream-chunks" in data

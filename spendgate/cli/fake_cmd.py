@@ -15,6 +15,13 @@ def register(app: typer.Typer) -> None:
         latency_ms: Annotated[float, typer.Option(help="Delay before response headers.")] = 0,
         chunk_delay_ms: Annotated[float, typer.Option(help="Delay between stream events.")] = 0,
         output_tokens: Annotated[int, typer.Option(help="Default output length in tokens.")] = 24,
+        whole_streams: Annotated[
+            bool,
+            typer.Option(
+                help="Send each stream in one write when there is no chunk delay (benchmarks: a write "
+                "per event makes the fake the bottleneck)."
+            ),
+        ] = False,
         anthropic_key: Annotated[
             str | None, typer.Option(help="Require this Anthropic API key (default: accept any).")
         ] = None,
@@ -46,6 +53,7 @@ def register(app: typer.Typer) -> None:
             latency_ms=latency_ms,
             chunk_delay_ms=chunk_delay_ms,
             output_tokens=output_tokens,
+            whole_streams=whole_streams,
         )
         try:
             sock = bind_socket(host, port)

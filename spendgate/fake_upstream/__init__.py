@@ -11,6 +11,8 @@ base URL: ``url + "/v1"``. Per-request controls, as headers (a gateway forwards 
   requests, and ``stream-cut`` batch results; an unknown mode is a 400)
 - ``x-fake-usage``: JSON object overriding usage fields
 - ``x-fake-output-tokens``, ``x-fake-latency-ms``, ``x-fake-chunk-delay-ms``, ``x-fake-batch-ms``
+- ``x-fake-stream-chunks``: ``event`` (a body write per event, the default) or ``whole`` (the
+  stream in one write, when there is no chunk delay; `--whole-streams` makes it the default)
 
 Recorded requests: ``FakeUpstream.requests`` in process, ``GET``/``DELETE /_fake/requests`` over HTTP.
 """

@@ -210,7 +210,9 @@ def _stream(frames: list[bytes], request_id: str, controls: Controls) -> Respons
         "X-Amzn-Bedrock-Content-Type": "application/json",
     }
     cut = controls.mode == "stream-cut"
-    return EventStreamResponse(frames, headers=headers, delay_s=controls.chunk_delay_s, cut=cut)
+    return EventStreamResponse(
+        frames, headers=headers, delay_s=controls.chunk_delay_s, cut=cut, whole=controls.whole_stream
+    )
 
 
 def _malformed(reason: str, request_id: str) -> Response:

@@ -106,6 +106,7 @@ class Controls:
     output_tokens: int
     usage: dict[str, Any] | None
     batch_s: float = 0  # how long a Message Batch created by this request takes to end
+    whole_stream: bool = False  # the stream's events in one body write (no chunk delay only)
     retry_after: dict[str, str] = field(default_factory=dict)  # headers a mode error carries instead
 
 
@@ -115,6 +116,16 @@ def error_headers(status: int, controls: Controls | None) -> dict[str, str]:
     if controls is not None and controls.retry_after:
         return dict(controls.retry_after)
     return {"retry-after": "1"} if status == 429 else {}
+
+
+def _chunks(headers: Mapping[str, str], whole_by_default: bool) -> bool:
+    """x-fake-stream-chunks: `event` (a body write per event) or `whole` (one write)."""
+    raw = headers.get("x-fake-stream-chunks")
+    if raw is None:
+        return whole_by_default
+    if raw not in ("event", "whole"):
+        raise ControlError(f"x-fake-stream-chunks must be 'event' or 'whole', got {raw!r}")
+    return raw == "whole"
 
 
 def _number(headers: Mapping[str, str], name: str, default: float) -> float:
@@ -160,6 +171,7 @@ def parse_controls(headers: Mapping[str, str], settings: FakeSettings, body: byt
         output_tokens=int(_number(headers, "x-fake-output-tokens", settings.output_tokens)),
         usage=usage,
         batch_s=_number(headers, "x-fake-batch-ms", settings.batch_ms) / 1000,
+        whole_stream=_chunks(headers, settings.whole_streams),
         retry_after={
             name.removeprefix("x-fake-"): headers[name]
             for name in ("x-fake-retry-after", "x-fake-retry-after-ms")

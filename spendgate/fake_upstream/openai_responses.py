@@ -247,7 +247,9 @@ async def create(request: Request) -> Response:
     if payload.get("stream") is True:
         events = _stream_events(reply, state, controls.mode)
         cut = controls.mode == "stream-cut"
-        return EventStreamResponse(events, headers=headers, delay_s=controls.chunk_delay_s, cut=cut)
+        return EventStreamResponse(
+            events, headers=headers, delay_s=controls.chunk_delay_s, cut=cut, whole=controls.whole_stream
+        )
     return json_response(_final(reply, state), headers=headers)
 
 

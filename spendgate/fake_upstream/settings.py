@@ -17,6 +17,9 @@ class FakeSettings:
     # need a token the fake issued
     latency_ms: float = 0  # delay before response headers
     chunk_delay_ms: float = 0  # delay between stream events
+    # A stream's events in one body write (with no chunk delay): for benchmarks, where a write per
+    # event made the fake, not the proxy under test, the bottleneck of a streaming run.
+    whole_streams: bool = False
     output_tokens: int = 24  # default output length
     batch_ms: float = 0  # how long a Message Batch takes to end after it is created
     record_requests: int = 200  # keep the last N requests; 0 disables recording

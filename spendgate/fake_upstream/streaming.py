@@ -43,7 +43,8 @@ async def _client_left(receive: Receive, delay_s: float) -> bool:
 
 
 class EventStreamResponse(Response):
-    """Sends each event (or line) as its own body chunk. No task group per request: this is the hot path."""
+    """Sends each event (or line) as its own body chunk, or, with `whole` and no delay, all of them
+    in one. No task group per request: this is the hot path."""
 
     media_type = "text/event-stream"
 
@@ -55,6 +56,7 @@ class EventStreamResponse(Response):
         delay_s: float = 0,
         cut: bool = False,
         media_type: str = "text/event-stream",
+        whole: bool = False,
     ) -> None:
         self.status_code = 200
         self.media_type = media_type
@@ -62,10 +64,18 @@ class EventStreamResponse(Response):
         self.events = events
         self.delay_s = delay_s
         self.cut = cut
+        self.whole = whole and not delay_s
         self.init_headers({"cache-control": "no-cache", **headers})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        if self.whole:  # one write; a cut stream still ends without its last chunk
+            body = b"".join(self.events)
+            if self.cut:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+                raise StreamCut("x-fake-mode: stream-cut")
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
         delay = self.delay_s
         for i, event in enumerate(self.events):
             if delay > 0 and i and await _client_left(receive, delay):
