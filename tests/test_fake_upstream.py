@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -15,7 +16,8 @@ import httpx2
 import openai
 import pytest
 
-from spendgate.fake_upstream import FakeSettings, FakeUpstream, RecordedRequest
+from spendgate.fake_upstream import FakeSettings, FakeUpstream, RecordedRequest, create_fake_app
+from spendgate.fake_upstream.streaming import StreamCut
 
 USER = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -406,10 +408,6 @@ def test_latency_and_chunk_delay(claude: anthropic.Anthropic) -> None:
 
 def asgi_stream(settings: FakeSettings, headers: dict[str, str], path: str = "/v1/messages") -> list[bytes]:
     """The body messages the fake's app sends for one streaming call (what the server writes)."""
-    import asyncio
-
-    from spendgate.fake_upstream import create_fake_app
-
     app = create_fake_app(settings)
     if path == "/v1/messages":
         body = {"model": "claude-haiku-4-5", "max_tokens": 16, "stream": True, "messages": USER}
@@ -432,10 +430,7 @@ def asgi_stream(settings: FakeSettings, headers: dict[str, str], path: str = "/v
         if message["type"] == "http.response.body":
             bodies.append(message.get("body", b""))
 
-    async def run() -> None:
-        await app(scope, receive, send)
-
-    asyncio.run(run())
+    asyncio.run(app(scope, receive, send))
     return bodies
 
 
@@ -461,8 +456,6 @@ def test_whole_streams_keep_pacing_and_cuts() -> None:
     paced = asgi_stream(FakeSettings(whole_streams=True), {"x-fake-chunk-delay-ms": "1"})
     assert len(paced) > 5
     # A cut stream still ends without its last events, and without ending the body
-    from spendgate.fake_upstream.streaming import StreamCut
-
     with pytest.raises(StreamCut):
         asgi_stream(FakeSettings(whole_streams=True), {"x-fake-mode": "stream-cut"})
 
