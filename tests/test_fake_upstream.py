@@ -8,7 +8,7 @@ import math
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import anthropic
@@ -426,7 +426,7 @@ def asgi_stream(settings: FakeSettings, headers: dict[str, str], path: str = "/v
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": payload, "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.body":
             bodies.append(message.get("body", b""))
 
