@@ -220,6 +220,40 @@ def test_anthropic_stream_cut_after_message_start_is_estimated_from_the_deltas()
     assert result.usage.output_tokens > 1  # from the delta's size, not message_start's placeholder 1
 
 
+def test_anthropic_stream_read_from_its_edges_agrees_with_every_event_read() -> None:
+    """A whole stream in one chunk is read from its first and last events; fed byte by byte, every
+    event is read. Odd events between the edges (a comment, a blank-line run, an unknown event)
+    change neither the usage nor the end; what follows message_delta is still read."""
+    stream = usage_stream({"output_tokens": 30})
+    odd = b': keep-alive\n\nevent: unknown_thing\ndata: {"type":"unknown_thing"}\n\n\n\n'
+    at = stream.index(b"event: content_block_delta")
+    mixed = stream[:at] + odd + stream[at:]
+    result, relayed, finished = at_every_split(ANTHROPIC, MESSAGES, mixed)
+    assert relayed == mixed and finished and result.complete and not result.estimated
+    assert result.usage.output_tokens == 30 and result.usage.cache_read_tokens == 5
+    # A ping and a stop in another spelling after message_delta: the end is still seen.
+    stop = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    ping = b'event: ping\ndata: {"type":"ping"}\n\n'
+    late = stream.replace(stop, ping + b'event:message_stop\ndata:{"type":"message_stop"}\n\n')
+    result, _, finished = at_every_split(ANTHROPIC, MESSAGES, late)
+    assert finished and result.complete and result.usage.output_tokens == 30
+    # A ping after message_delta and then nothing: usage known, but the stream did not end.
+    unended = stream.replace(stop, ping)
+    result, _, finished = at_every_split(ANTHROPIC, MESSAGES, unended)
+    assert not finished and not result.complete and result.usage.output_tokens == 30
+
+
+def test_anthropic_stream_with_an_unreadable_message_delta_is_estimated_from_every_event() -> None:
+    """A message_delta that is not JSON brings no usage: the deltas between the edges are counted
+    after all, as they are when the stream comes event by event."""
+    stream = usage_stream({"output_tokens": 30})
+    start = stream.index(b"event: message_delta\ndata: ") + len(b"event: message_delta\ndata: ")
+    broken = stream[:start] + b"not json" + stream[stream.index(b"\n\n", start) :]
+    result, _, finished = at_every_split(ANTHROPIC, MESSAGES, broken)
+    assert finished and result.estimated and result.usage.output_tokens > 1
+    assert result.usage.input_tokens == 10
+
+
 OPENAI = OpenAIProvider(None)
 ASKED = {**CHAT, "stream_options": {"include_usage": True}}  # the client asked for the usage chunk
 

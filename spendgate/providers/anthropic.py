@@ -212,6 +212,8 @@ _MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}'
 # The two events with usage; both prefixes are _USAGE_AT bytes long, so the data is what follows.
 _USAGE_EVENTS = (b"event: message_start\ndata: ", b"event: message_delta\ndata: ")
 _USAGE_AT = 27
+_START, _DELTA = _USAGE_EVENTS
+_STOP = _MESSAGE_STOP + b"\n\n"
 
 
 class AnthropicStreamMeter:
@@ -243,8 +245,43 @@ class AnthropicStreamMeter:
         # lone \r makes the replace a copy that changes nothing.
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
-        events = data.split(b"\n\n")
-        self._pending = events.pop()
+        end = data.rfind(b"\n\n") + 2  # the complete events end here; the rest waits for more
+        if end < 2 or data[end - 3 : end - 2] == b"\n":
+            # None complete yet, or a run of blank lines: split as the events arrived, left to right
+            events = data.split(b"\n\n")
+            self._pending = events.pop()
+            self._events(events)
+            return chunk
+        self._pending = data[end:]
+        # The stream's edges, in the usual spelling, without visiting every event: message_start
+        # opens it, and once message_delta has brought the usage, what came between (content
+        # deltas, pings, block starts and stops) changes nothing. A whole stream in one chunk
+        # (the usual case under load) costs two small JSON parses and a few searches from its ends.
+        start = 0
+        if data.startswith(_START):
+            line = data.find(b"\n", _USAGE_AT)
+            if data[line : line + 2] == b"\n\n":  # one data line (-1: a slice that cannot match)
+                self._parse(data[_USAGE_AT:line])
+                start = line + 2
+        at = data.rfind(_DELTA, start, end)
+        if at >= 0 and (at == start or data[at - 2 : at] == b"\n\n"):
+            line = data.find(b"\n", at + _USAGE_AT)
+            if data[line : line + 2] == b"\n\n":
+                self._parse(data[at + _USAGE_AT : line])
+                if self._saw_delta:  # else it was not a usable message_delta: read every event
+                    rest = line + 2
+                    if rest < end:
+                        tail = data[rest:end]
+                        if tail == _STOP:
+                            self._done = self.finished = True
+                        else:
+                            self._events(tail.split(b"\n\n")[:-1])
+                    return chunk
+        self._events((data[start:end] if start or end < len(data) else data).split(b"\n\n")[:-1])
+        return chunk
+
+    def _events(self, events: list[bytes]) -> None:
+        """Each complete event in turn: the general path."""
         for event in events:
             # A slice compared, not startswith(): bytes.startswith parses its arguments with
             # PyArg_ParseTuple, which costs more than the slice (most events are content deltas).
@@ -258,7 +295,6 @@ class AnthropicStreamMeter:
                 self._parse(event[_USAGE_AT:])  # one data line: no need to split the fields
             elif not event.startswith(_SKIPPED):
                 self._read(event)
-        return chunk
 
     def flush(self) -> bytes:
         rest, self._pending = self._pending, b""
