@@ -175,6 +175,31 @@ def evaluate(cells: list[Cell], modes: list[str], concurrencies: list[int]) -> l
     return results
 
 
+def paired_shares(samples: list[Cell], target: str = "spendgate") -> dict[str, list[float]]:
+    """A target's throughput as a % of the bare proxy's in the same round, per mode and concurrency
+    (c>1). The two cells of a round run seconds apart, so on a machine whose speed drifts from
+    minute to minute these pairs move less than the best (or median) of each target taken apart,
+    which may come from different rounds. Shown beside the verdict, which stays on the aggregates."""
+    by_round: dict[tuple[str, int, int], dict[str, float]] = {}
+    for sample in samples:
+        if sample.get("concurrency", 1) > 1 and sample.get("rps"):
+            key = (sample["mode"], sample["concurrency"], sample.get("round", 0))
+            by_round.setdefault(key, {})[sample["target"]] = sample["rps"]
+    shares: dict[str, list[float]] = {}
+    for (mode, concurrency, _), rps in sorted(by_round.items()):
+        if target in rps and rps.get("bare"):
+            shares.setdefault(f"{mode} c={concurrency}", []).append(round(100 * rps[target] / rps["bare"], 1))
+    return shares
+
+
+def paired_lines(shares: dict[str, list[float]]) -> list[str]:
+    return [
+        f"Spendgate's share of bare round by round, {label}: {', '.join(f'{v:g}%' for v in values)} "
+        f"(median {statistics.median(values):g}%)"
+        for label, values in shares.items()
+    ]
+
+
 def warnings(cells: list[Cell]) -> list[str]:
     """One line per kind of disturbed cell, naming the cells."""
     explain = {

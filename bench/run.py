@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import StartError, busy_cpu_seconds
-from report import aggregate, derive, evaluate, print_tables, warnings
+from report import aggregate, derive, evaluate, paired_lines, paired_shares, print_tables, warnings
 from rich.console import Console
 from targets import (
     BENCH,
@@ -318,6 +318,9 @@ def main() -> None:
            f"{args.warmup:g} s warm-up")
     console.print()
     print_tables(console, cells, goals, f"{command}  ({when}, {os.cpu_count()} cores; {how})")
+    paired = paired_shares(samples)
+    for line in paired_lines(paired):
+        console.print(line, highlight=False)
     for line in warnings(cells):
         console.print(f"[yellow]{line}[/yellow]", highlight=False)
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -327,7 +330,8 @@ def main() -> None:
                      "modes": args.modes, "latency_ms": args.latency_ms, "rounds": args.rounds,
                      "stat": args.stat, "wrk_threads": args.wrk_threads,
                      "stream_chunks": args.stream_chunks},
-        "machine": machine(load), "targets": info, "cells": cells, "goals": goals, "samples": samples,
+        "machine": machine(load), "targets": info, "cells": cells, "goals": goals,
+        "paired_pct_of_bare": paired, "samples": samples,
     }
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"results: {args.output}  ({report['duration_s']:.0f} s)")
