@@ -220,10 +220,7 @@ def reply_response(
     if stream:
         assets: AnthropicAssets = request.app.state.anthropic
         events = stream_events(reply, state, assets, controls.mode)
-        cut = controls.mode == "stream-cut"
-        return EventStreamResponse(
-            events, headers=headers, delay_s=controls.chunk_delay_s, cut=cut, whole=controls.whole_stream
-        )
+        return EventStreamResponse.as_asked(events, headers, controls)
     return json_response(message_json(reply, state), headers=headers)
 
 

@@ -209,10 +209,7 @@ def _stream(frames: list[bytes], request_id: str, controls: Controls) -> Respons
         "x-amzn-RequestId": request_id,
         "X-Amzn-Bedrock-Content-Type": "application/json",
     }
-    cut = controls.mode == "stream-cut"
-    return EventStreamResponse(
-        frames, headers=headers, delay_s=controls.chunk_delay_s, cut=cut, whole=controls.whole_stream
-    )
+    return EventStreamResponse.as_asked(frames, headers, controls)
 
 
 def _malformed(reason: str, request_id: str) -> Response:

@@ -194,10 +194,7 @@ async def chat_completions(request: Request) -> Response:
         options = payload.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         events = _stream_events(reply, state, include_usage, controls.mode)
-        cut = controls.mode == "stream-cut"
-        return EventStreamResponse(
-            events, headers=headers, delay_s=controls.chunk_delay_s, cut=cut, whole=controls.whole_stream
-        )
+        return EventStreamResponse.as_asked(events, headers, controls)
     return json_response(_completion_json(reply, state), headers=headers)
 
 

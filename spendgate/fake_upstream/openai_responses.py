@@ -246,10 +246,7 @@ async def create(request: Request) -> Response:
         state.responses.put(reply.response_id, {"final": _final(reply, state)})
     if payload.get("stream") is True:
         events = _stream_events(reply, state, controls.mode)
-        cut = controls.mode == "stream-cut"
-        return EventStreamResponse(
-            events, headers=headers, delay_s=controls.chunk_delay_s, cut=cut, whole=controls.whole_stream
-        )
+        return EventStreamResponse.as_asked(events, headers, controls)
     return json_response(_final(reply, state), headers=headers)
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+if TYPE_CHECKING:  # common.py does not import this module; the type is only named here
+    from spendgate.fake_upstream.common import Controls
 
 
 class StreamCut(Exception):
@@ -66,6 +70,16 @@ class EventStreamResponse(Response):
         self.cut = cut
         self.whole = whole and not delay_s
         self.init_headers({"cache-control": "no-cache", **headers})
+
+    @classmethod
+    def as_asked(
+        cls, events: list[bytes], headers: dict[str, str], controls: Controls
+    ) -> EventStreamResponse:
+        """A stream as the call's controls ask: paced by its chunk delay, cut by `stream-cut`, in one
+        write by `x-fake-stream-chunks: whole` (or `--whole-streams`)."""
+        cut = controls.mode == "stream-cut"
+        delay_s, whole = controls.chunk_delay_s, controls.whole_stream
+        return cls(events, headers=headers, delay_s=delay_s, cut=cut, whole=whole)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
