@@ -159,12 +159,14 @@ def start_spendgate(
     source: Path | None = None,
     extra_env: dict[str, str] | None = None,
     wrapper: tuple[str, ...] = (),
+    entry: tuple[str, ...] = ("-m", "spendgate"),
 ) -> Target:
     """Spendgate on a fresh SQLite file; with `budgets`, that many budgets apply to every call
     (enforced, never exhausted), on in-process counters or, with `redis_url`, on Redis; with
     `workers`, `spendgate serve --workers N`; with `source`, the spendgate package of that
     checkout (another commit, for a before/after in one run) instead of the installed one; with
-    `wrapper`, run under that command (valgrind: bench/cloud_bench.py --instructions)."""
+    `wrapper`, run under that command (valgrind: bench/cloud_bench.py --instructions); with `entry`,
+    that script in place of `-m spendgate` (it takes `serve --host H --port P`: bench/shell_proxy.py)."""
     workdir = Path(tempfile.mkdtemp(prefix="spendgate-bench-"))
     try:
         env = spendgate_env(workdir, fake)
@@ -182,7 +184,7 @@ def start_spendgate(
         if budgets:
             run_json([*SPENDGATE_PYTHON, "-c", BUDGET_SCRIPT], 60, {**env, "BENCH_BUDGETS": str(budgets)})
         port = free_port()
-        argv = [*wrapper, *SPENDGATE_PYTHON, "-m", "spendgate", "serve", "--host", HOST, "--port", str(port)]
+        argv = [*wrapper, *SPENDGATE_PYTHON, *entry, "serve", "--host", HOST, "--port", str(port)]
         if workers > 1:
             argv += ["--workers", str(workers)]
         proc = Proc(name, argv, env, logs / f"{name}.log")
