@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -49,10 +50,11 @@ def main() -> None:
 
     def shell(chosen: Settings | None = None) -> spendgate.app.SpendgateApp:
         app = served(chosen)
-        app.proxies = {  # type: ignore[dict-item]
+        routes: dict[str, Any] = {  # raw ASGI apps where SpendgateApp keeps its ProxyEndpoints
             "/v1/messages": relayed(relay, relay.anthropic_url, relay.anthropic_auth),
             "/v1/chat/completions": relayed(relay, relay.openai_url, relay.openai_auth),
         }
+        app.proxies = routes
         return app
 
     # run_server imports create_served_app from spendgate.app when it runs: this one is found.
