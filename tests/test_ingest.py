@@ -6,12 +6,17 @@ tests/test_crash_safety.py and tests/test_workers.py drive it through `spendgate
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from spendgate.ledger.ingest import Ingester
-from spendgate.ledger.journal import Journal
-from spendgate.models import LedgerRow
+from spendgate.ledger.journal import Journal, parse_lines
+from spendgate.ledger.quarantine import land_checked
+from spendgate.models import LEDGER_COLUMNS, LedgerRow
 from spendgate.store import open_store
 from spendgate.store.base import Store
 
@@ -93,3 +98,67 @@ def test_a_torn_last_line_of_a_dead_process_is_skipped(tmp_path: Path) -> None:
     assert not path.exists()
     ingester.close()
     store.close()
+
+
+def misfit_lines(prefix: str) -> list[bytes]:
+    """Journal lines of every shape a row can come back in: good ones (in column order, and in
+    another order, as an older version wrote them), a value that does not fit in every column but
+    the request id, a NUL the database refuses, and lines that are no row at all."""
+    template = asdict(row(0))
+    lines = []
+    misfits: list[Any] = [None, True, 1.5, 2**64, -(2**64), "text", {"a": 1}, {"a": "b"}, [], 7, {}, "a\x00b"]
+    for i, name in enumerate(LEDGER_COLUMNS[1:]):
+        for j, value in enumerate(misfits):
+            line = {**template, "request_id": f"{prefix}-{i}-{j}", name: value}
+            lines.append(json.dumps(line).encode())  # json: orjson refuses an int past 64 bits
+    good = {**template, "request_id": f"{prefix}-good", "tags": {"repo": "api", "pr": "7"}}
+    lines.append(orjson.dumps(good))
+    lines.append(orjson.dumps(dict(reversed({**good, "request_id": f"{prefix}-reversed"}.items()))))
+    lines.append(orjson.dumps({**good, "request_id": f"{prefix}-stranger", "no_such_column": 1}))
+    lines.append(orjson.dumps({k: v for k, v in good.items() if k != "provider"}))
+    lines += [b"[1]", b"{torn", b"", b"null"]
+    return lines
+
+
+def test_lines_land_as_the_row_path_lands_them(tmp_path: Path, database_url: str) -> None:
+    """The ingest process lands a journal line in column order as its values, without a LedgerRow
+    (`land_lines`); every line must end as it would through `parse_lines` and `land_checked`: the
+    same rows in the ledger, the same ones quarantined with the same reason, the same skipped."""
+    store = open_store(database_url)
+    store.migrate()
+    try:
+        landed = land_checked(store, parse_lines(misfit_lines("old"), "old"))
+        spool = tmp_path / "spool"
+        spool.mkdir()
+        (spool / "journal-1-1-000001.jsonl").write_bytes(b"\n".join(misfit_lines("new")) + b"\n")
+        ingester = Ingester(store, spool, batch_size=50)
+        ingester.step()
+        ingester.close()
+        assert not list(spool.glob("journal-*")), "a complete segment nobody holds is landed and deleted"
+
+        def by_path(prefix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+            rows = {r["request_id"].removeprefix(prefix): r for r in store.ledger_rows()
+                    if r["request_id"].startswith(prefix)}  # fmt: skip
+            quarantined = [q for q in store.quarantined_ledger_rows() if q["request_id"].startswith(prefix)]
+            kept = {q["request_id"].removeprefix(prefix): (q["reason"], orjson.loads(q["row_json"]))
+                    for q in quarantined}  # fmt: skip
+            for values in rows.values():
+                values.pop("request_id")
+            for _, row_json in kept.values():
+                row_json.pop("request_id")
+            return rows, kept
+
+        old_rows, old_kept = by_path("old")
+        new_rows, new_kept = by_path("new")
+        assert new_rows == old_rows
+        assert new_kept == old_kept
+        assert {"-good", "-reversed"} <= set(new_rows)
+        assert {"-stranger"}.isdisjoint(new_rows) and {"-stranger"}.isdisjoint(new_kept)
+        assert ingester.rows_written == landed.inserted == len(new_rows)
+        assert ingester.rows_quarantined == landed.quarantined == len(new_kept) > 100
+        if database_url.startswith("postgres"):  # the NUL: refused by the database, found by halving
+            assert any("\\x00" in reason or "0x00" in reason for reason, _ in new_kept.values()), new_kept
+        rollup = sum(r.cost_nanos for r in store.spend("team", None, None))
+        assert rollup == sum(r["cost_nanos"] for r in store.ledger_rows())
+    finally:
+        store.close()

@@ -24,6 +24,7 @@ Exactly once, whatever is killed when:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -38,11 +39,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from spendgate.ledger.journal import parse_lines
-from spendgate.ledger.quarantine import Landed, land_checked
-from spendgate.models import LedgerRow
+from spendgate.ledger.journal import decode_lines
+from spendgate.ledger.quarantine import Landed, land_lines
 from spendgate.store.ledger import LedgerStore
 
 if TYPE_CHECKING:
@@ -117,26 +117,27 @@ class Ingester:
                 if len(data) < _READ_BYTES and not tail.final:
                     return landed  # a line still being written
                 end = len(data)  # a torn last line of a complete segment: parse_lines skips it
-            rows = parse_lines(data[:end].splitlines(), path.name)
-            for start in range(0, len(rows), self._batch_size):
-                self._land(rows[start : start + self._batch_size])
-            landed += len(rows)
+            lines = decode_lines(data[:end].splitlines(), path.name)
+            for start in range(0, len(lines), self._batch_size):
+                self._land(lines[start : start + self._batch_size], path.name)
+            landed += len(lines)
             tail.offset += end
 
-    def _land(self, rows: list[LedgerRow]) -> None:
-        if not rows:
+    def _land(self, lines: list[dict[str, Any]], name: str) -> None:
+        if not lines:
             return
-        result: Landed = land_checked(self._store, rows)
+        result: Landed = land_lines(self._store, lines, name)
         self.rows_written += result.inserted
         self.rows_quarantined += result.quarantined
-        self.last_write_lag_s = time.time() - _epoch(rows[0].ended_at)
+        with contextlib.suppress(KeyError, AttributeError, ValueError):  # too odd a line to date
+            self.last_write_lag_s = time.time() - _epoch(lines[0]["ended_at"])
 
     def _forget(self, path: Path) -> None:
         tail = self._tails.pop(path)
         os.close(tail.fd)
 
 
-def _epoch(iso_utc: str) -> float:
+def _epoch(iso_utc: Any) -> float:
     return datetime.fromisoformat(iso_utc.replace("Z", "+00:00")).timestamp()
 
 

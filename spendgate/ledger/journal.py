@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -150,11 +151,26 @@ def _read_rows(path: Path) -> list[LedgerRow]:
 def parse_lines(lines: Sequence[bytes], name: str) -> list[LedgerRow]:
     """Journal lines -> rows; a torn line (a process killed mid-write) is skipped."""
     rows = []
+    for line in decode_lines(lines, name):
+        try:
+            rows.append(LedgerRow.from_journal(line))
+        except TypeError:  # not an object of the row's fields
+            log.warning("skipping a torn line in %s", name)
+    return rows
+
+
+def decode_lines(lines: Sequence[bytes], name: str) -> list[dict[str, Any]]:
+    """Journal lines -> their JSON objects; a torn line (not an object) is skipped."""
+    decoded = []
     for line in lines:
         if not line.strip():
             continue
         try:
-            rows.append(LedgerRow.from_journal(orjson.loads(line)))
-        except (orjson.JSONDecodeError, TypeError):  # TypeError: not an object of the row's fields
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            value = None
+        if type(value) is dict:
+            decoded.append(value)
+        else:
             log.warning("skipping a torn line in %s", name)
-    return rows
+    return decoded

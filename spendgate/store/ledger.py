@@ -18,6 +18,12 @@ class LedgerStore(Protocol):
         """Insert rows, ignoring request ids already present (replays are idempotent)."""
         ...
 
+    def insert_ledger_values(self, rows: Sequence[list[Any]]) -> int:
+        """`insert_ledger_rows` for rows already as insert parameters (`ledger_values`: the columns
+        in order, tags as JSON text, booleans as 0/1): the ingest process lands journal lines so,
+        without a LedgerRow each."""
+        ...
+
     def quarantine_ledger_rows(self, items: Sequence[tuple[str, str, str]]) -> int:
         """Keep rows the database refused for good: (request id, reason, row as ASCII JSON) each."""
         ...

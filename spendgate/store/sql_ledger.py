@@ -20,6 +20,7 @@ _INSERT_LEDGER = (
     f"VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)}) ON CONFLICT (request_id) DO NOTHING"
 )
 _ID_CHUNK = 512  # request ids per IN (...) lookup, well under SQLite's parameter limit
+_REQUEST_ID = LEDGER_COLUMNS.index("request_id")
 # SpendByGroup's measures, in its field order
 _SPEND_MEASURES = ("requests", *TOKEN_COLUMNS, "cost_nanos", "estimated_requests")
 # UsageBucket's measures, in its field order
@@ -39,11 +40,14 @@ _TOTAL_INPUT = "(input_tokens + cache_write_5m_tokens + cache_write_1h_tokens + 
 
 class LedgerQueries(RollupQueries):  # reads the rollups through sum_grouped
     def insert_ledger_rows(self, rows: Sequence[LedgerRow]) -> int:
+        return self.insert_ledger_values([ledger_values(row) for row in rows])
+
+    def insert_ledger_values(self, rows: Sequence[list[Any]]) -> int:
         # Request ids are unique per replica and a journal segment is replayed by one process,
         # so rows not present when the transaction starts are exactly the rows it inserts.
         with self._transaction() as tx:
             present: set[str] = set()
-            ids = [row.request_id for row in rows]
+            ids = [values[_REQUEST_ID] for values in rows]
             for start in range(0, len(ids), _ID_CHUNK):
                 chunk = ids[start : start + _ID_CHUNK]
                 # Padded to a power of two with a repeated id (the same answer): a few statement
@@ -56,13 +60,14 @@ class LedgerQueries(RollupQueries):  # reads the rollups through sum_grouped
                     chunk,
                 )
                 present.update(r["request_id"] for r in found)
-            new: list[LedgerRow] = []
-            for row in rows:
-                if row.request_id not in present:
-                    present.add(row.request_id)
-                    new.append(row)
+            new: list[list[Any]] = []
+            for values in rows:
+                request_id = values[_REQUEST_ID]
+                if request_id not in present:
+                    present.add(request_id)
+                    new.append(values)
             if new:
-                tx.run_many(self._sql(_INSERT_LEDGER), [ledger_values(row) for row in new])
+                tx.run_many(self._sql(_INSERT_LEDGER), new)
                 add_to_rollups(tx, self._sql, new)
             return len(new)
 
@@ -202,7 +207,24 @@ def ledger_values(row: LedgerRow) -> list[Any]:
         values: list[Any] = list(fields.values())
     else:
         values = list(_ROW_VALUES(row))
+    return as_parameters(values)
+
+
+def as_parameters(values: list[Any]) -> list[Any]:
+    """A row's values in column order -> its insert parameters, in place: tags as JSON text,
+    booleans as 0/1."""
     values[_TAGS] = orjson.dumps(values[_TAGS]).decode()
     for i in _BOOLS:
         values[i] = int(values[i])
     return values
+
+
+def row_of_parameters(parameters: Sequence[Any]) -> LedgerRow:
+    """The row that `ledger_values` made these parameters of (to quarantine it whole)."""
+    values = list(parameters)
+    values[_TAGS] = orjson.loads(values[_TAGS])
+    for i in _BOOLS:
+        values[i] = bool(values[i])
+    row = LedgerRow.__new__(LedgerRow)
+    row.__dict__ = dict(zip(LEDGER_COLUMNS, values, strict=True))
+    return row

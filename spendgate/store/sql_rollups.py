@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from spendgate.dimensions import DIMENSIONS, PER_USER_COLUMNS, ROLLUP_KEYS, TEAM_ROLLUP_KEYS
-from spendgate.models import TOKEN_COLUMNS, LedgerRow
+from spendgate.models import LEDGER_COLUMNS, TOKEN_COLUMNS
 from spendgate.store.sql_mixin import QueryMixin, Tx
 
 # measure -> the raw-ledger expression it sums
@@ -83,18 +83,22 @@ _WORK_UPSERT = (
 # is derived from the three model columns (so `response_model` is read too). `routed` is a function
 # of these columns as well, so both are worked out once per distinct key, not once per row.
 _ROW_KEY_COLUMNS = (*(c for c in ROLLUP_KEYS if c != "billed_model"), "response_model")
-_ROW_KEY = operator.attrgetter(*_ROW_KEY_COLUMNS)
+_ROW_KEY = operator.itemgetter(*(LEDGER_COLUMNS.index(c) for c in _ROW_KEY_COLUMNS))
 _AT = {column: i for i, column in enumerate(_ROW_KEY_COLUMNS)}
 _BILLED_FROM = (_AT["response_model"], _AT["upstream_model"], _AT["requested_model"])
 # The measures summed as the row holds them, in MEASURES order from `estimated_requests` on,
 # less `routed_requests` (per key) and with `counterfactual_nanos` last as its raw column.
-_ROW_MEASURES = operator.attrgetter(
+_MEASURE_COLUMNS = (
     "estimated", *TOKEN_COLUMNS, "web_search_requests", "cost_nanos", "counterfactual_cost_nanos"
 )
+_ROW_MEASURES = operator.itemgetter(*(LEDGER_COLUMNS.index(c) for c in _MEASURE_COLUMNS))
+# Where the work rollup's inputs sit in a row's insert parameters
+_STARTED, _TEAM, _TAGS, _COST = map(LEDGER_COLUMNS.index, ("started_at", "team_id", "tags", "cost_nanos"))
 
 
-def daily_deltas(rows: Sequence[LedgerRow]) -> list[tuple[Any, ...]]:
-    """Rows -> `ledger_daily` upsert parameters, one per key, in key order.
+def daily_deltas(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """Rows as insert parameters (`ledger_values`) -> `ledger_daily` upsert parameters, one per
+    key, in key order.
 
     The Python twin of the SQL `rebuild_rollups` sums with (MEASURES, dimensions.py): rows are
     grouped by their raw key columns, then each group is summed column by column in C. This runs
@@ -102,7 +106,7 @@ def daily_deltas(rows: Sequence[LedgerRow]) -> list[tuple[Any, ...]]:
     grouping lookup."""
     groups: dict[tuple[str, tuple[Any, ...]], list[tuple[Any, ...]]] = {}
     for r in rows:
-        key = (r.started_at[:10], _ROW_KEY(r))
+        key = (r[_STARTED][:10], _ROW_KEY(r))
         members = groups.get(key)
         if members is None:
             groups[key] = [_ROW_MEASURES(r)]
@@ -171,14 +175,16 @@ def team_deltas(daily: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return [(*key, *sums[key]) for key in sorted(sums)]
 
 
-def add_to_rollups(tx: Tx, sql: Any, rows: Sequence[LedgerRow]) -> None:
-    """Add newly inserted ledger rows to the rollups, inside the caller's transaction. Each delta's
-    key is unique within its statement, as a multi-row upsert requires."""
+def add_to_rollups(tx: Tx, sql: Any, rows: Sequence[Sequence[Any]]) -> None:
+    """Add newly inserted ledger rows (their insert parameters) to the rollups, inside the
+    caller's transaction. Each delta's key is unique within its statement, as a multi-row upsert
+    requires."""
     daily = daily_deltas(rows)
     if daily:
         tx.run_many(sql(_DAILY_UPSERT), daily)
         tx.run_many(sql(_TEAM_UPSERT), team_deltas(daily))
-    work = work_deltas([(r.started_at, r.team_id, r.tags, r.cost_nanos) for r in rows if r.tags])
+    tagged = [r for r in rows if r[_TAGS] != "{}"]  # tags as JSON text: "{}" has none
+    work = work_deltas([(r[_STARTED], r[_TEAM], orjson.loads(r[_TAGS]), r[_COST]) for r in tagged])
     if work:
         tx.run_many(sql(_WORK_UPSERT), work)
 
