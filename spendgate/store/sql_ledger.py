@@ -3,7 +3,6 @@ and grouped spend out."""
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -11,6 +10,7 @@ import orjson
 
 from spendgate.dimensions import BY_NAME, SAVINGS_BY, SPEND_BY, column_of
 from spendgate.models import LEDGER_COLUMNS, TOKEN_COLUMNS, LedgerRow
+from spendgate.store.ledger import BOOL_COLUMNS_AT, ledger_values
 from spendgate.store.spend import SavingsByGroup, SpendByGroup, UsageBucket
 from spendgate.store.sql_rollups import RollupQueries, add_to_rollups, in_range
 
@@ -96,7 +96,7 @@ class LedgerQueries(RollupQueries):  # reads the rollups through sum_grouped
         sql = f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger {where} ORDER BY started_at, request_id"
         for row in self._iterate(sql, params, batch):
             row["tags"] = orjson.loads(row["tags"])
-            for i in _BOOLS:  # stored as 0/1
+            for i in BOOL_COLUMNS_AT:  # stored as 0/1
                 row[LEDGER_COLUMNS[i]] = bool(row[LEDGER_COLUMNS[i]])
             yield row
 
@@ -190,41 +190,3 @@ def _parsed(row: Any) -> dict[str, Any]:
 def _period(since: str | None, until: str | None) -> tuple[str, list[Any]]:
     clauses, params = in_range("started_at", since or None, until or None)
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-
-_ROW_VALUES = operator.attrgetter(*LEDGER_COLUMNS)
-_TAGS = LEDGER_COLUMNS.index("tags")
-_BOOLS = tuple(i for i, f in enumerate(LedgerRow.__dataclass_fields__.values()) if f.type in ("bool", bool))
-
-
-def ledger_values(row: LedgerRow) -> list[Any]:
-    """The row as insert parameters, in column order: tags as JSON text, booleans as 0/1."""
-    fields = row.__dict__
-    # A row's __dict__ holds its fields in column order (its __init__ and LedgerRow.of_call both
-    # fill it so): copied in C, cheaper than reading 44 attributes one by one, which the writer
-    # thread does while it holds the GIL. Checked, not assumed.
-    if tuple(fields) == LEDGER_COLUMNS:
-        values: list[Any] = list(fields.values())
-    else:
-        values = list(_ROW_VALUES(row))
-    return as_parameters(values)
-
-
-def as_parameters(values: list[Any]) -> list[Any]:
-    """A row's values in column order -> its insert parameters, in place: tags as JSON text,
-    booleans as 0/1."""
-    values[_TAGS] = orjson.dumps(values[_TAGS]).decode()
-    for i in _BOOLS:
-        values[i] = int(values[i])
-    return values
-
-
-def row_of_parameters(parameters: Sequence[Any]) -> LedgerRow:
-    """The row that `ledger_values` made these parameters of (to quarantine it whole)."""
-    values = list(parameters)
-    values[_TAGS] = orjson.loads(values[_TAGS])
-    for i in _BOOLS:
-        values[i] = bool(values[i])
-    row = LedgerRow.__new__(LedgerRow)
-    row.__dict__ = dict(zip(LEDGER_COLUMNS, values, strict=True))
-    return row
