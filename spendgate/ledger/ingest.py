@@ -70,7 +70,7 @@ class Ingester:
     def __init__(self, store: LedgerStore, directory: Path, batch_size: int) -> None:
         self._store = store
         self._directory = directory
-        self._batch_size = batch_size
+        self.batch_size = batch_size
         self._tails: dict[Path, _Tail] = {}
         self.rows_written = 0
         self.rows_quarantined = 0
@@ -118,8 +118,8 @@ class Ingester:
                     return landed  # a line still being written
                 end = len(data)  # a torn last line of a complete segment: parse_lines skips it
             lines = decode_lines(data[:end].splitlines(), path.name)
-            for start in range(0, len(lines), self._batch_size):
-                self._land(lines[start : start + self._batch_size], path.name)
+            for start in range(0, len(lines), self.batch_size):
+                self._land(lines[start : start + self.batch_size], path.name)
             landed += len(lines)
             tail.offset += end
 
@@ -299,8 +299,12 @@ def _loop(ingester: Ingester, interval_s: float, figures: _Shared, done: Callabl
             figures[CAUGHT_UP_AT] = started
         if last:
             return
-        if not landed:
-            time.sleep(interval_s)  # rows gather meanwhile: one pass (one transaction) per batch
+        if landed < ingester.batch_size:
+            # Caught up, or nearly: let rows gather for a pass of a batch or so. Without the pause,
+            # under steady load passes ran back to back, each landing the few rows journaled
+            # during the one before: a transaction, a rollup upsert per key and a folder scan
+            # every few rows, and a child always awake beside the event loop.
+            time.sleep(interval_s)
 
 
 def another_is_active(directory: Path) -> bool:
