@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness import CLOCK_TICKS, cpu_seconds, descendants
+from harness import cpu_seconds, descendants
 from targets import BENCH, Target, start_bare, start_fake, start_spendgate
 from wrkload import Load, run_wrk
 
@@ -61,16 +61,6 @@ def parse_args() -> argparse.Namespace:
     if not 1 <= args.rounds <= 10 or not 1 <= args.seconds <= 30:
         parser.error("--rounds 1-10 and --seconds 1-30 keep a run bounded")
     return args
-
-
-def thread_cpu_seconds(pid: int) -> float:
-    """CPU seconds of a process's main thread (the event loop's), not of its other threads."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 @contextlib.contextmanager
@@ -112,9 +102,9 @@ def cell(target: Target, mode: str, args: argparse.Namespace, tag: str, pause: b
     children = descendants(pid)
     with paused(children) if pause else contextlib.nullcontext():
         warm = run_wrk(Load(target.url, target.key, mode, args.concurrency, 1, f"{tag}-warm"))
-        loop0, kids0 = thread_cpu_seconds(pid), sum(map(cpu_seconds, children))
+        loop0, kids0 = cpu_seconds(pid, thread=pid), sum(map(cpu_seconds, children))
         result = run_wrk(Load(target.url, target.key, mode, args.concurrency, args.seconds, tag))
-        loop1, kids1 = thread_cpu_seconds(pid), sum(map(cpu_seconds, children))
+        loop1, kids1 = cpu_seconds(pid, thread=pid), sum(map(cpu_seconds, children))
     calls = result.get("completed") or 0
     elapsed = result.get("elapsed_s") or 0.0
     return {

@@ -15,14 +15,15 @@ import dataclasses
 import json
 import logging
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from spendgate.models import LEDGER_COLUMNS, LedgerRow
 from spendgate.store.ledger import LedgerStore, as_parameters, ledger_values, row_of_parameters
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # DB-API exception classes (sqlite3 and psycopg both follow PEP 249) raised for the data itself.
 _REFUSALS = frozenset({"DataError", "IntegrityError", "ProgrammingError", "NotSupportedError"})
@@ -150,32 +151,37 @@ def land_lines(store: LedgerStore, lines: Sequence[dict[str, Any]], name: str) -
 
 def land_values(store: LedgerStore, rows: Sequence[list[Any]]) -> Landed:
     """`land` for rows as insert parameters (`ledger_values`)."""
-    if not rows:
-        return Landed()
-    try:
-        return Landed(inserted=store.insert_ledger_values(rows))
-    except Exception as exc:
-        if not refused_for_good(exc):
-            raise
-        if len(rows) == 1:
-            return Landed(quarantined=_quarantine(store, row_of_parameters(rows[0]), exc))
-    middle = len(rows) // 2
-    return land_values(store, rows[:middle]) + land_values(store, rows[middle:])
+    return _halving(store, rows, store.insert_ledger_values, row_of_parameters)
 
 
 def land(store: LedgerStore, rows: Sequence[LedgerRow]) -> Landed:
     """Insert `rows`; quarantine those the database refuses for good. Raises on an outage."""
+    return _halving(store, rows, store.insert_ledger_rows, _itself)
+
+
+def _halving(
+    store: LedgerStore,
+    rows: Sequence[T],
+    insert: Callable[[Sequence[T]], int],
+    row_of: Callable[[T], LedgerRow],
+) -> Landed:
+    """Insert `rows`; when the database refuses them for good, each half again, down to the rows
+    it refuses, which are quarantined (as `row_of` gives them back whole)."""
     if not rows:
         return Landed()
     try:
-        return Landed(inserted=store.insert_ledger_rows(rows))
+        return Landed(inserted=insert(rows))
     except Exception as exc:
         if not refused_for_good(exc):
             raise
         if len(rows) == 1:
-            return Landed(quarantined=_quarantine(store, rows[0], exc))
+            return Landed(quarantined=_quarantine(store, row_of(rows[0]), exc))
     middle = len(rows) // 2
-    return land(store, rows[:middle]) + land(store, rows[middle:])
+    return _halving(store, rows[:middle], insert, row_of) + _halving(store, rows[middle:], insert, row_of)
+
+
+def _itself(row: LedgerRow) -> LedgerRow:
+    return row
 
 
 def _quarantine(store: LedgerStore, row: LedgerRow, why: BaseException | str) -> int:
