@@ -38,7 +38,7 @@ from spendgate.inference.infer import Inferrer
 from spendgate.inference.rules import load_rules
 from spendgate.ledger import Journal, LedgerWriter, recover_journals
 from spendgate.ledger.ingest import IngestProcess, another_is_active
-from spendgate.ledger.quarantine import Landed, land_checked
+from spendgate.ledger.quarantine import Landed, land_lines
 from spendgate.metrics import CONTENT_TYPE, Metrics
 from spendgate.passthrough import bedrock_profiles, relay, wants_anthropic
 from spendgate.pricing import Pricer
@@ -71,7 +71,7 @@ def build_gateway(settings: Settings, *, ingest_process: bool = False) -> Gatewa
     spool = settings.resolved_spool_dir()
     replayed = Landed()
     if not (ingest_process and another_is_active(spool)):  # if one is, it lands dead segments itself
-        _, replayed = recover_journals(spool, functools.partial(land_checked, store))
+        _, replayed = recover_journals(spool, functools.partial(land_lines, store))
     secret = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
     openai_secret = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     keyring = Keyring(store.active_principals, settings.key_cache_refresh_s, settings.key_negative_cache_s)

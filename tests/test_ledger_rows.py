@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anthropic
 import orjson
+import pytest
 
 from spendgate.admission import Admitted
 from spendgate.attribution import Attribution
@@ -176,7 +177,7 @@ def test_of_call_of_a_call_never_sent() -> None:
 def test_journal_line_is_the_rows_fields_in_order(tmp_path: Path) -> None:
     """Journal.append writes the row's __dict__: the same bytes orjson gives the dataclass itself
     (its fields in order), for a row of_call built and for one built by LedgerRow's __init__."""
-    from spendgate.ledger.journal import Journal, parse_lines
+    from spendgate.ledger.journal import Journal, decode_lines
 
     call = _admitted("would_block:b")
     attempts = Attempts(2, "upstream-model", call.price, "fallback-model", 1_764_000_000.5, "upstream-id")
@@ -195,7 +196,7 @@ def test_journal_line_is_the_rows_fields_in_order(tmp_path: Path) -> None:
     lines = journal.current.path.read_bytes().splitlines(keepends=True)
     assert lines == [orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in (built, plain)]
     assert list(orjson.loads(lines[0])) == list(LEDGER_COLUMNS)
-    assert parse_lines(lines, "test") == [built, plain]
+    assert [LedgerRow.from_journal(line) for line in decode_lines(lines, "test")] == [built, plain]
     journal.close()
 
 
@@ -203,7 +204,7 @@ def test_a_journal_line_reads_back_as_the_same_row_whatever_its_shape() -> None:
     """LedgerRow.from_journal takes a line of every field in column order as the row's __dict__;
     a line from before a field existed, or in another order, goes through __init__ (defaults
     filled in, each value under its own name); a line with a field the row lacks is a torn line."""
-    from spendgate.ledger.journal import parse_lines
+    from spendgate.ledger.journal import decode_lines
     from spendgate.ledger.quarantine import row_problem
     from spendgate.store.sql_ledger import ledger_values
 
@@ -215,8 +216,11 @@ def test_a_journal_line_reads_back_as_the_same_row_whatever_its_shape() -> None:
     reordered = dict(reversed(fields.items()))
     stranger = {**fields, "not_a_column": 1}
     lines = [orjson.dumps(d) for d in (fields, older, reordered, stranger)] + [b"[1, 2]", b'{"request_id"']
-    rows = parse_lines(lines, "test")
-    assert len(rows) == 3  # the stranger, the list and the torn line are skipped
+    decoded = decode_lines(lines, "test")
+    assert decoded == [fields, older, reordered, stranger]  # the list and the torn line are skipped
+    with pytest.raises(TypeError):  # what `land_lines` skips as a torn line
+        LedgerRow.from_journal(stranger)
+    rows = [LedgerRow.from_journal(line) for line in decoded[:3]]
     same, old, shuffled = rows
     assert same == built and same.__dict__ is not built.__dict__
     assert shuffled == built

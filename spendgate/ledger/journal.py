@@ -106,8 +106,11 @@ class Journal:
                 self.segments.remove(segment)
 
 
-def recover_journals(directory: Path, land: Callable[[Sequence[LedgerRow]], Landed]) -> tuple[int, Landed]:
-    """Replay segments left by dead processes; returns (rows read, what landed).
+def recover_journals(
+    directory: Path, land: Callable[[Sequence[dict[str, Any]], str], Landed]
+) -> tuple[int, Landed]:
+    """Replay segments left by dead processes; returns (lines read, what landed). `land(lines,
+    segment name)` lands decoded lines (`quarantine.land_lines`, as the ingest process does).
 
     Never stops start-up: a row the database refuses for good is quarantined by `land`, and a
     segment that cannot be replayed now (the database went away) is kept for the next start.
@@ -125,10 +128,10 @@ def recover_journals(directory: Path, land: Callable[[Sequence[LedgerRow]], Land
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # a live process owns it
-            rows = _read_rows(path)
-            for start in range(0, len(rows), 1000):
-                landed += land(rows[start : start + 1000])
-            read += len(rows)
+            lines = decode_lines(path.read_bytes().splitlines(), path.name)
+            for start in range(0, len(lines), 1000):
+                landed += land(lines[start : start + 1000], path.name)
+            read += len(lines)
             path.unlink(missing_ok=True)
         except Exception:
             log.exception("could not replay %s now; it is kept for the next start", path.name)
@@ -142,21 +145,6 @@ def recover_journals(directory: Path, land: Callable[[Sequence[LedgerRow]], Land
             landed.quarantined,
         )
     return read, landed
-
-
-def _read_rows(path: Path) -> list[LedgerRow]:
-    return parse_lines(path.read_bytes().splitlines(), path.name)
-
-
-def parse_lines(lines: Sequence[bytes], name: str) -> list[LedgerRow]:
-    """Journal lines -> rows; a torn line (a process killed mid-write) is skipped."""
-    rows = []
-    for line in decode_lines(lines, name):
-        try:
-            rows.append(LedgerRow.from_journal(line))
-        except TypeError:  # not an object of the row's fields
-            log.warning("skipping a torn line in %s", name)
-    return rows
 
 
 def decode_lines(lines: Sequence[bytes], name: str) -> list[dict[str, Any]]:
