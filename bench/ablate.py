@@ -27,9 +27,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from harness import cpu_seconds, descendants
+from gap import cell, line
 from targets import BENCH, Target, start_bare, start_fake, start_spendgate
-from wrkload import Load, run_wrk
 
 # What each variant's sitecustomize.py replaces (run before spendgate's own modules are used).
 VARIANTS: dict[str, str] = {
@@ -104,21 +103,11 @@ def main() -> None:
             for mode in args.modes:
                 bare_rps = 0.0
                 for name, target in targets.items():
-                    assert target.proc is not None
-                    pid, children = target.proc.pid, descendants(target.proc.pid)
-                    run_wrk(Load(target.url, target.key, mode, args.concurrency, 1, f"{name}-warm"))
-                    loop0, kids0 = cpu_seconds(pid, thread=pid), sum(map(cpu_seconds, children))
-                    result = run_wrk(Load(target.url, target.key, mode, args.concurrency, args.seconds, name))
-                    loop1, kids1 = cpu_seconds(pid, thread=pid), sum(map(cpu_seconds, children))
-                    calls = result.get("completed") or 0
+                    result = cell(target, mode, args, f"ablate-{name}-{mode}-{number}", pause=False)
                     rps = float(result.get("rps") or 0.0)
                     bare_rps = bare_rps or rps
                     share = 100 * rps / bare_rps if bare_rps else 0.0
-                    loop_us = 1e6 * (loop1 - loop0) / calls if calls else 0.0
-                    kids_us = 1e6 * (kids1 - kids0) / calls if calls else 0.0
-                    print(f"  r{number} {mode:6} {name:17} {rps:8.0f} req/s {share:6.1f}% of bare  "
-                          f"loop {loop_us:6.1f} us a call  children {kids_us:5.1f} us a call  "
-                          f"errors {result.get('errors')}", flush=True)
+                    print(f"  r{number} {mode:6} {name:17} {line(result, share)}", flush=True)
     finally:
         for target in targets.values():
             target.stop()

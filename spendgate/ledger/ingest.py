@@ -116,7 +116,7 @@ class Ingester:
             if end == 0:
                 if len(data) < _READ_BYTES and not tail.final:
                     return landed  # a line still being written
-                end = len(data)  # a torn last line of a complete segment: parse_lines skips it
+                end = len(data)  # a torn last line of a complete segment: decode_lines skips it
             lines = decode_lines(data[:end].splitlines(), path.name)
             for start in range(0, len(lines), self.batch_size):
                 self._land(lines[start : start + self.batch_size], path.name)
