@@ -1,6 +1,6 @@
 """What one part of Spendgate's work costs in the server: Spendgate with that part made a no-op.
 
-    python bench/ablate.py [--variants no-settle,no-write,no-after,child-no-db,child-reads-only]
+    python bench/ablate.py [--variants no-settle,no-write,no-after,child-no-db,child-reads-only,child-apart]
                            [--rounds 2] [--modes json,stream] [--concurrency 50] [--seconds 5]
 
 Beside the bare proxy, `shell` (bench/shell_proxy.py) and Spendgate as it is, each variant is
@@ -13,8 +13,11 @@ replaces one function:
 - no-after: `Settlement.after` does nothing (the budget settle, the rate-limit slot, the metrics);
 - child-no-db: the ingest child decodes every journal line but writes nothing to the database;
 - child-reads-only: the ingest child reads the journal's bytes and decodes nothing.
+- child-apart: nothing made a no-op; the ingest child is pinned to the machine's last CPU and the
+  serving process to the others (`sched_setaffinity`), so landing rows cannot take the event
+  loop's CPU: what the loop's own work a call allows (wrk and the fake upstream stay unpinned).
 
-These are measurements, not builds: a variant's ledger is incomplete by design, so there is no
+These are measurements, not builds: most variants leave their ledger incomplete by design, so there is no
 ledger check. Per cell: req/s, share of bare in the same round, CPU a call of the serving
 process's event-loop thread and of its children. Everything talks to 127.0.0.1 only, and every
 load run is bounded in time.
@@ -59,6 +62,18 @@ import spendgate.ledger.journal as J
 import spendgate.ledger.quarantine as Q
 Q.land_lines = lambda store, lines, name: Q.Landed(inserted=len(lines))
 J.decode_lines = lambda lines, name: [{}] * len(lines)
+""",
+    "child-apart": """
+import os
+import spendgate.ledger.ingest as I
+_start = I.IngestProcess.start
+def start(self):
+    _start(self)
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) > 1:
+        os.sched_setaffinity(self._process.pid, {cpus[-1]})
+        os.sched_setaffinity(0, set(cpus[:-1]))
+I.IngestProcess.start = start
 """,
 }
 
