@@ -192,9 +192,11 @@ def paired_shares(samples: list[Cell], target: str = "spendgate") -> dict[str, l
     return shares
 
 
-def paired_lines(shares: dict[str, list[float]]) -> list[str]:
+def paired_lines(shares: dict[str, list[float]], target: str = "spendgate") -> list[str]:
+    """`paired_shares(samples, target)` as lines of text, naming the target."""
+    name = "Spendgate" if target == "spendgate" else target
     return [
-        f"Spendgate's share of bare round by round, {label}: {', '.join(f'{v:g}%' for v in values)} "
+        f"{name}'s share of bare round by round, {label}: {', '.join(f'{v:g}%' for v in values)} "
         f"(median {statistics.median(values):g}%)"
         for label, values in shares.items()
     ]

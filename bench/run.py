@@ -321,6 +321,11 @@ def main() -> None:
     paired = paired_shares(samples)
     for line in paired_lines(paired):
         console.print(line, highlight=False)
+    # Other Spendgates of the run (`sg-base`, `sg-wN`), paired the same way, for a before/after.
+    others = sorted({s["target"] for s in samples} - {"direct", "bare", "spendgate", "litellm"})
+    for other in others:
+        for line in paired_lines(paired_shares(samples, other), other):
+            console.print(line, highlight=False)
     for line in warnings(cells):
         console.print(f"[yellow]{line}[/yellow]", highlight=False)
     args.output.parent.mkdir(parents=True, exist_ok=True)
